@@ -1,0 +1,119 @@
+// Shared vocabulary of the controller. Pure data only: no I/O, no classes.
+
+/** The part of a pod the controller needs; the informer keeps only these, not whole objects. */
+export interface SlimPod {
+  readonly uid: string;
+  readonly namespace: string;
+  readonly name: string;
+  /** metadata.resourceVersion, for logs only. */
+  readonly resourceVersion: string;
+  readonly creationTimestamp: string;
+  readonly annotations: Readonly<Record<string, string>>;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly nodeName: string;
+  readonly hostIP: string;
+  /** status.podIPs in order (the first is status.podIP). */
+  readonly podIPs: readonly string[];
+  readonly hostIPs: readonly string[];
+  /** status.phase: Pending, Running, Succeeded, Failed, Unknown. */
+  readonly phase: string;
+  /** The Ready condition is True. */
+  readonly ready: boolean;
+  /** metadata.deletionTimestamp is set: termination has started. */
+  readonly terminating: boolean;
+  /** Named container ports: name -> containerPort (first container wins on a clash). */
+  readonly namedPorts: Readonly<Record<string, number>>;
+}
+
+/** One key the controller wants to exist in etcd, derived from one pod. */
+export interface Registration {
+  readonly key: string;
+  readonly value: string;
+  readonly service: string;
+  readonly environment: string;
+  readonly ip: string;
+  readonly port: number;
+}
+
+export type IpFamily = 'ipv4' | 'ipv6';
+
+/** Result of mapping one pod. A pod that has not opted in yields `ignored`. */
+export type PodMapping =
+  | { readonly kind: 'ignored' }
+  | {
+      readonly kind: 'valid';
+      /** The keys this pod would own when serving; present even while not Ready, so that a
+       * pod turning un-Ready is known to affect them. */
+      readonly registrations: readonly Registration[];
+      /** Ready, has an IP, not terminating, not finished: the registrations should exist. */
+      readonly serving: boolean;
+    }
+  | { readonly kind: 'invalid'; readonly problems: readonly string[] };
+
+/** What should be in etcd under one key, and which pod wants it. */
+export interface DesiredEntry {
+  readonly key: string;
+  readonly value: string;
+  readonly podKey: string; // "namespace/name"
+  readonly podUid: string;
+}
+
+/** What is in etcd under one key. `lease` is etcd's decimal lease id, '0' for none. */
+export interface CurrentEntry {
+  readonly key: string;
+  readonly value: string;
+  readonly lease: string;
+  readonly modRevision: string;
+}
+
+export type Policy = 'sync' | 'upsert-only';
+
+export type ChangeAction = 'register' | 'repair' | 'deregister' | 'orphan-delete';
+
+/**
+ * One write the plan asks for.
+ * - register: the key is absent; create it on our lease.
+ * - repair: the key is ours but its value or lease is stale; overwrite it.
+ * - deregister: the key is ours and its pod is known but no longer serving.
+ * - orphan-delete: the key is ours and no pod in the cache wants it.
+ */
+export interface Change {
+  readonly action: ChangeAction;
+  readonly key: string;
+  /** New value for register/repair; the old value for deletes. */
+  readonly value: string;
+  /** Lease the key had when planned ('0' when absent): the write is fenced on it. */
+  readonly expectedLease: string;
+  /** Absent for orphan deletes. */
+  readonly pod?: { readonly key: string; readonly uid: string } | undefined;
+  readonly reason: string;
+}
+
+/** Keys the plan left alone on purpose, e.g. owned by someone else. */
+export interface Skip {
+  readonly key: string;
+  readonly reason: string;
+  readonly pod?: { readonly key: string; readonly uid: string } | undefined;
+}
+
+export interface Plan {
+  readonly changes: readonly Change[];
+  readonly skips: readonly Skip[];
+}
+
+export type AuditAction = ChangeAction | 'skip';
+export type AuditOutcome = 'ok' | 'error' | 'dry-run';
+
+/** DESIGN.md §3 audit schema: one JSON line per change. */
+export interface AuditRecord {
+  readonly audit: true;
+  readonly action: AuditAction;
+  readonly key: string | null;
+  readonly value: string | null;
+  readonly pod: string | null;
+  readonly podUid: string | null;
+  readonly reason: string;
+  readonly owner: string;
+  readonly leaseId: string | null;
+  readonly outcome: AuditOutcome;
+}

@@ -1,0 +1,185 @@
+// A disposable etcd member on loopback ports, for tests and the local cluster.
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  freePort,
+  isAddressInUse,
+  ownDir,
+  releaseDir,
+  spawnManaged,
+  waitFor,
+  type ManagedProcess,
+} from './process.ts';
+import { toolPath } from './tools.ts';
+
+export interface EtcdOptions {
+  /** Home of this member (data dir and log go inside); a fresh temp dir by default. */
+  dir?: string;
+  name?: string;
+  clientPort?: number;
+  peerPort?: number;
+  /**
+   * Full member list `name=peerURL,...` for a multi-member cluster; defaults to this
+   * member alone. With several members, each must be started before any is healthy,
+   * so pass `waitReady: false` and wait on all of them afterwards.
+   */
+  initialCluster?: string;
+  waitReady?: boolean;
+  extraArgs?: string[];
+  /** Keep running after this Node process exits (used by the cluster CLI). */
+  detached?: boolean;
+  startTimeoutMs?: number;
+}
+
+export interface EtcdServer {
+  readonly name: string;
+  /** Client URLs, e.g. ['http://127.0.0.1:23790']. */
+  readonly endpoints: string[];
+  readonly peerUrl: string;
+  readonly dir: string;
+  readonly dataDir: string;
+  readonly logPath: string;
+  /** Pid of the current etcd process (changes on restart). */
+  readonly pid: number;
+  isRunning(): boolean;
+  /** Resolves once /health reports true. */
+  waitHealthy(timeoutMs?: number): Promise<void>;
+  /** SIGTERM and wait for exit. */
+  stop(): Promise<void>;
+  /** Sends a signal (default SIGKILL); for SIGKILL/SIGTERM/SIGINT waits for exit. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts again on the same ports and data dir and waits until healthy. */
+  start(): Promise<void>;
+  /** Stops and removes the directory. */
+  destroy(): Promise<void>;
+}
+
+const TERMINATING: ReadonlySet<NodeJS.Signals> = new Set(['SIGKILL', 'SIGTERM', 'SIGINT']);
+// Only for the window while the cached binary is still being built for the first time.
+const TRANSITIONAL_ETCD = '/tmp/etcdbuild/server';
+
+export function etcdBinary(): string {
+  const cached = toolPath('etcd');
+  if (!existsSync(cached) && existsSync(TRANSITIONAL_ETCD)) return TRANSITIONAL_ETCD;
+  return cached;
+}
+
+export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
+  const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'etcd-')));
+  await mkdir(dir, { recursive: true });
+  if (opts.detached !== true) ownDir(dir);
+  const portsFixed = opts.clientPort !== undefined || opts.peerPort !== undefined;
+  for (let attempt = 1; ; attempt++) {
+    const clientPort = opts.clientPort ?? (await freePort());
+    const peerPort = opts.peerPort ?? (await freePort());
+    const server = new EtcdMember(dir, opts, clientPort, peerPort);
+    try {
+      await server.start(opts.waitReady ?? true);
+      return server;
+    } catch (err) {
+      await server.kill('SIGKILL');
+      // Another process may have grabbed a port between the probe and etcd's bind.
+      if (portsFixed || attempt >= 3 || !isAddressInUse(server.logPath)) {
+        if (opts.dir === undefined) await rm(dir, { recursive: true, force: true });
+        releaseDir(dir);
+        throw err;
+      }
+    }
+  }
+}
+
+class EtcdMember implements EtcdServer {
+  readonly name: string;
+  readonly endpoints: string[];
+  readonly peerUrl: string;
+  readonly dataDir: string;
+  readonly logPath: string;
+  readonly dir: string;
+  readonly #args: string[];
+  readonly #opts: EtcdOptions;
+  #proc: ManagedProcess | undefined;
+
+  constructor(dir: string, opts: EtcdOptions, clientPort: number, peerPort: number) {
+    this.dir = dir;
+    this.#opts = opts;
+    this.name = opts.name ?? 'etcd';
+    const clientUrl = `http://127.0.0.1:${clientPort}`;
+    this.endpoints = [clientUrl];
+    this.peerUrl = `http://127.0.0.1:${peerPort}`;
+    this.dataDir = join(dir, 'data');
+    this.logPath = join(dir, 'etcd.log');
+    this.#args = [
+      `--name=${this.name}`,
+      `--data-dir=${this.dataDir}`,
+      `--listen-client-urls=${clientUrl}`,
+      `--advertise-client-urls=${clientUrl}`,
+      `--listen-peer-urls=${this.peerUrl}`,
+      `--initial-advertise-peer-urls=${this.peerUrl}`,
+      `--initial-cluster=${opts.initialCluster ?? `${this.name}=${this.peerUrl}`}`,
+      '--initial-cluster-state=new',
+      // Disposable test data: durability is not worth the fsync latency.
+      '--unsafe-no-fsync',
+      '--log-level=warn',
+      ...(opts.extraArgs ?? []),
+    ];
+  }
+
+  get pid(): number {
+    return this.#proc?.pid ?? -1;
+  }
+
+  isRunning(): boolean {
+    return this.#proc?.isRunning() ?? false;
+  }
+
+  async start(waitReady = true): Promise<void> {
+    if (this.isRunning()) return;
+    const binary = etcdBinary();
+    if (!existsSync(binary)) {
+      throw new Error(`etcd binary not found at ${binary}: run \`npm run tools\` first`);
+    }
+    this.#proc = spawnManaged({
+      name: `etcd ${this.name}`,
+      command: binary,
+      args: this.#args,
+      logPath: this.logPath,
+      detached: this.#opts.detached ?? false,
+    });
+    if (waitReady) await this.waitHealthy(this.#opts.startTimeoutMs);
+  }
+
+  async waitHealthy(timeoutMs = 20_000): Promise<void> {
+    const url = `${this.endpoints[0]}/health`;
+    const proc = this.#proc;
+    if (proc === undefined) throw new Error(`etcd ${this.name} is not started`);
+    await waitFor(
+      `${url} to report healthy`,
+      async () => {
+        const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+        const body = (await res.json()) as { health?: unknown };
+        return res.ok && body.health === 'true';
+      },
+      { timeoutMs, intervalMs: 50, process: proc },
+    );
+  }
+
+  async stop(): Promise<void> {
+    await this.#proc?.stop();
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const proc = this.#proc;
+    if (proc === undefined) return;
+    proc.signal(signal);
+    if (TERMINATING.has(signal)) await proc.exited;
+  }
+
+  async destroy(): Promise<void> {
+    await this.stop();
+    await rm(this.dir, { recursive: true, force: true });
+    releaseDir(this.dir);
+  }
+}
+

@@ -1,0 +1,217 @@
+// Child-process plumbing shared by the etcd and cluster harnesses: logs to files,
+// readiness polling, free loopback ports, and cleanup when the test process ends.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export interface ExitStatus {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface ManagedProcess {
+  readonly name: string;
+  readonly pid: number;
+  readonly logPath: string;
+  /** Resolves when the process has exited (never rejects). */
+  readonly exited: Promise<ExitStatus>;
+  isRunning(): boolean;
+  signal(signal: NodeJS.Signals): void;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+export interface SpawnOptions {
+  name: string;
+  command: string;
+  args: readonly string[];
+  logPath: string;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Survives this Node process (own process group, not killed by the exit handlers). */
+  detached?: boolean;
+}
+
+const live = new Set<ManagedProcess>();
+const ownedDirs = new Set<string>();
+let handlersInstalled = false;
+
+export function spawnManaged(opts: SpawnOptions): ManagedProcess {
+  const log = openSync(opts.logPath, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(opts.command, [...opts.args], {
+      stdio: ['ignore', log, log],
+      env: opts.env ?? process.env,
+      cwd: opts.cwd,
+      detached: opts.detached ?? false,
+    });
+  } finally {
+    closeSync(log);
+  }
+  if (child.pid === undefined) {
+    throw new Error(`${opts.name}: could not spawn ${opts.command}`);
+  }
+  let status: ExitStatus | undefined;
+  const exited = new Promise<ExitStatus>((resolve) => {
+    const done = (s: ExitStatus): void => {
+      status ??= s;
+      resolve(status);
+    };
+    child.once('exit', (code, signal) => done({ code, signal }));
+    child.once('error', () => done({ code: -1, signal: null }));
+  });
+  const pid = child.pid;
+  const proc: ManagedProcess = {
+    name: opts.name,
+    pid,
+    logPath: opts.logPath,
+    exited,
+    isRunning: () => status === undefined,
+    signal: (sig) => {
+      if (status === undefined) child.kill(sig);
+    },
+    stop: async (graceMs = 10_000) => {
+      if (status === undefined) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+        await exited;
+        clearTimeout(timer);
+      }
+      live.delete(proc);
+    },
+  };
+  if (opts.detached === true) {
+    child.unref();
+  } else {
+    installExitHandlers();
+    live.add(proc);
+    void exited.then(() => live.delete(proc));
+  }
+  return proc;
+}
+
+/** Directories removed when this Node process exits, unless released first. */
+export function ownDir(dir: string): void {
+  installExitHandlers();
+  ownedDirs.add(dir);
+}
+
+export function releaseDir(dir: string): void {
+  ownedDirs.delete(dir);
+}
+
+function cleanupNow(): void {
+  for (const proc of live) proc.signal('SIGKILL');
+  live.clear();
+  for (const dir of ownedDirs) rmSync(dir, { recursive: true, force: true });
+  ownedDirs.clear();
+}
+
+function installExitHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  process.once('exit', cleanupNow);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      cleanupNow();
+      // Re-raise so the exit status still says "killed by signal".
+      process.kill(process.pid, sig);
+    });
+  }
+}
+
+export function tailFile(path: string, lines = 20): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return '(no log)';
+  }
+  return text.trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+export class StartError extends Error {
+  override name = 'StartError';
+}
+
+/** Error describing why `proc` did not become ready, with the end of its log. */
+export function startFailure(proc: ManagedProcess, reason: string, lines = 20): StartError {
+  return new StartError(
+    `${proc.name} ${reason} (log ${proc.logPath}); last lines:\n${tailFile(proc.logPath, lines)}`,
+  );
+}
+
+export interface WaitOptions {
+  timeoutMs: number;
+  intervalMs?: number;
+  /** Fail as soon as this process exits instead of waiting out the timeout. */
+  process?: ManagedProcess;
+}
+
+/**
+ * Polls `check` until it returns a value other than undefined/false.
+ * Throws with `what` on timeout, or a StartError if the watched process exits.
+ */
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined | false>,
+  opts: WaitOptions,
+): Promise<T> {
+  const deadline = Date.now() + opts.timeoutMs;
+  const interval = opts.intervalMs ?? 100;
+  let lastError: unknown;
+  for (;;) {
+    if (opts.process !== undefined && !opts.process.isRunning()) {
+      const s = await opts.process.exited;
+      throw startFailure(opts.process, `exited (code ${s.code}, signal ${s.signal}) while waiting for ${what}`);
+    }
+    try {
+      const result = await check();
+      if (result !== undefined && result !== false) return result;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) {
+      const detail = lastError instanceof Error ? `: ${lastError.message}` : '';
+      if (opts.process !== undefined) {
+        throw startFailure(opts.process, `not ready after ${opts.timeoutMs} ms waiting for ${what}${detail}`);
+      }
+      throw new Error(`timed out after ${opts.timeoutMs} ms waiting for ${what}${detail}`);
+    }
+    await sleep(interval);
+  }
+}
+
+const handedOut = new Set<number>();
+
+/**
+ * A free loopback port below the kernel's ephemeral range (32768+), so it cannot be
+ * taken in the meantime by an outgoing connection of a process we start.
+ */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (handedOut.has(port)) continue;
+    if (await canListen(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error('no free loopback port found in 20000-31999');
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen({ port, host: '127.0.0.1', exclusive: true }, () => {
+      server.close(() => resolve(true));
+    });
+  });
+}
+
+export function isAddressInUse(logPath: string): boolean {
+  return /address already in use/i.test(tailFile(logPath, 40));
+}

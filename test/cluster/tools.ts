@@ -1,0 +1,55 @@
+// Versions and cached locations of the binaries the harness runs. They are built by
+// `npm run tools` (build-tools.ts) into a per-user cache, never into the repository.
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+export const KUBERNETES_VERSION = 'v1.35.4';
+export const ETCD_VERSION = 'v3.6.16';
+export const KWOK_VERSION = 'v0.8.0';
+export const HELM_VERSION = 'v4.3.1';
+
+export const TOOL_VERSIONS = {
+  'kube-apiserver': KUBERNETES_VERSION,
+  'kube-controller-manager': KUBERNETES_VERSION,
+  'kube-scheduler': KUBERNETES_VERSION,
+  kubectl: KUBERNETES_VERSION,
+  etcd: ETCD_VERSION,
+  etcdctl: ETCD_VERSION,
+  kwok: KWOK_VERSION,
+  helm: HELM_VERSION,
+} as const;
+
+export type ToolName = keyof typeof TOOL_VERSIONS;
+
+export const TOOL_NAMES = Object.keys(TOOL_VERSIONS) as ToolName[];
+
+/** Cache root: $ETCD_REGISTRAR_CACHE or ~/.cache/etcd-registrar. */
+export function cacheRoot(): string {
+  const override = process.env['ETCD_REGISTRAR_CACHE'];
+  return override !== undefined && override !== '' ? override : join(homedir(), '.cache', 'etcd-registrar');
+}
+
+export function binDir(): string {
+  return join(cacheRoot(), 'bin');
+}
+
+/** Where the binary for `name` lives (whether or not it has been built yet). */
+export function toolPath(name: ToolName): string {
+  return join(binDir(), `${name}-${TOOL_VERSIONS[name]}`);
+}
+
+export function missingTools(names: readonly ToolName[] = TOOL_NAMES): ToolName[] {
+  return names.filter((name) => !existsSync(toolPath(name)));
+}
+
+/** Builds whatever is missing (a no-op with a warm cache) and returns the paths. */
+export async function ensureTools(
+  names: readonly ToolName[] = TOOL_NAMES,
+): Promise<Record<ToolName, string>> {
+  if (missingTools(names).length > 0) {
+    const { buildTools } = await import('./build-tools.ts');
+    await buildTools(names);
+  }
+  return Object.fromEntries(TOOL_NAMES.map((n) => [n, toolPath(n)])) as Record<ToolName, string>;
+}

@@ -1,0 +1,82 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { ConfigError, envName, helpText, parseConfig, parseDurationMs, parseListenAddress, type Config } from './config.ts';
+
+function configOf(argv: string[], env: Record<string, string> = {}): Config {
+  const result = parseConfig(argv, env);
+  assert.equal(result.kind, 'config');
+  return result.config;
+}
+
+describe('parseConfig', () => {
+  it('applies the documented defaults', () => {
+    const config = configOf(['run']);
+    assert.equal(config.command, 'run');
+    assert.deepEqual(config.etcdEndpoints, ['http://127.0.0.1:2379']);
+    assert.equal(config.keyTemplate, '/{service}_{environment}/{ip}-{port}');
+    assert.equal(config.valueTemplate, '{ip}:{port}');
+    assert.equal(config.leaseTtlSeconds, 30);
+    assert.equal(config.reconcileIntervalMs, 60_000);
+    assert.equal(config.policy, 'sync');
+    assert.equal(config.annotationPrefix, 'etcd-registrar.io/');
+    assert.deepEqual(config.namespaces, []);
+    assert.equal(config.dryRun, false);
+  });
+
+  it('reads every flag from its environment variable, and flags win', () => {
+    const env = { ETCD_REGISTRAR_ENVIRONMENT: 'PRE', ETCD_REGISTRAR_LEASE_TTL: '10s', ETCD_REGISTRAR_NAMESPACES: 'a, b', ETCD_REGISTRAR_DRY_RUN: 'true' };
+    const config = configOf(['run', '--environment', 'PROD'], env);
+    assert.equal(config.environment, 'PROD');
+    assert.equal(config.leaseTtlSeconds, 10);
+    assert.deepEqual(config.namespaces, ['a', 'b']);
+    assert.equal(config.dryRun, true);
+    assert.equal(envName('etcd-endpoints'), 'ETCD_REGISTRAR_ETCD_ENDPOINTS');
+  });
+
+  it('returns help for no command and --help', () => {
+    assert.equal(parseConfig([], {}).kind, 'help');
+    assert.equal(parseConfig(['run', '--help'], {}).kind, 'help');
+    assert.match(helpText(), /--etcd-endpoints value/);
+  });
+
+  const bad: Array<[string, string[], Record<string, string>, RegExp]> = [
+    ['unknown command', ['serve'], {}, /unknown command "serve"/],
+    ['unknown flag', ['run', '--nope'], {}, /Unknown option '--nope'/],
+    ['bad duration', ['run', '--lease-ttl', '10 minutes'], {}, /--lease-ttl: "10 minutes" is not a duration/],
+    ['sub-second ttl', ['run', '--lease-ttl', '1500ms'], {}, /whole seconds/],
+    ['bad policy', ['run', '--policy', 'delete-all'], {}, /--policy: "delete-all" is not one of sync, upsert-only/],
+    ['bad endpoint', ['run', '--etcd-endpoints', 'etcd:2379'], {}, /must use http:\/\/ or https:\/\//],
+    ['bad share', ['run', '--max-delete-share', '2'], {}, /from 0 to 1/],
+    ['cert without key', ['run', '--etcd-cert-file', '/c.pem'], {}, /must be given together/],
+    ['bad owner', ['run', '--owner-id', '../x'], {}, /--owner-id/],
+    ['bad env boolean', ['run'], { ETCD_REGISTRAR_DRY_RUN: 'maybe' }, /ETCD_REGISTRAR_DRY_RUN: "maybe" is not a boolean/],
+    ['reconcile without once', ['reconcile'], {}, /reconcile needs --once/],
+    ['flag of another command', ['list', '--once'], {}, /--once does not apply to the list command/],
+    ['bad metrics address', ['run', '--metrics-address', 'localhost'], {}, /must be host:port/],
+    ['bad batch', ['run', '--max-batch-keys', '0'], {}, /from 1 to 100000/],
+  ];
+  for (const [name, argv, env, message] of bad) {
+    it(`rejects ${name} with one clear line`, () => {
+      assert.throws(() => parseConfig(argv, env), (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(error.message, message);
+        assert.ok(!error.message.includes('\n'), 'one line');
+        return true;
+      });
+    });
+  }
+});
+
+describe('parseDurationMs', () => {
+  for (const [text, ms] of [['500ms', 500], ['30s', 30_000], ['1.5m', 90_000], ['2h', 7_200_000], ['45', 45_000]] as const) {
+    it(`${text} = ${ms} ms`, () => assert.equal(parseDurationMs('x', text), ms));
+  }
+});
+
+describe('parseListenAddress', () => {
+  it('parses host:port, :port and [v6]:port', () => {
+    assert.deepEqual(parseListenAddress('127.0.0.1:9090'), { host: '127.0.0.1', port: 9090 });
+    assert.deepEqual(parseListenAddress(':8080'), { host: '0.0.0.0', port: 8080 });
+    assert.deepEqual(parseListenAddress('[::1]:0'), { host: '::1', port: 0 });
+  });
+});

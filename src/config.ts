@@ -1,0 +1,307 @@
+// Command line and environment parsing. Pure: takes argv and env, returns a Config or a
+// ConfigError whose message is the one line the CLI prints before exiting with code 2.
+import { parseArgs } from 'node:util';
+import type { Policy } from './types.ts';
+
+export type Command = 'run' | 'reconcile' | 'list';
+export type ValueFormat = 'template' | 'json';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+
+export interface Config {
+  readonly command: Command;
+  readonly kubeconfig: string | undefined;
+  readonly etcdEndpoints: readonly string[];
+  readonly etcdCaFile: string | undefined;
+  readonly etcdCertFile: string | undefined;
+  readonly etcdKeyFile: string | undefined;
+  readonly etcdServerName: string | undefined;
+  readonly etcdUsername: string | undefined;
+  readonly etcdPasswordFile: string | undefined;
+  readonly etcdCallTimeoutMs: number;
+  readonly environment: string;
+  readonly ownerId: string;
+  readonly ownerRecordPrefix: string;
+  readonly leaseTtlSeconds: number;
+  readonly reconcileIntervalMs: number;
+  readonly namespaces: readonly string[];
+  readonly labelSelector: string | undefined;
+  readonly annotationPrefix: string;
+  readonly keyRoot: string;
+  readonly keyTemplate: string;
+  readonly valueTemplate: string;
+  readonly valueFormat: ValueFormat;
+  readonly policy: Policy;
+  readonly dryRun: boolean;
+  readonly once: boolean;
+  readonly maxDeleteShare: number;
+  readonly forceDeletes: boolean;
+  readonly maxBatchKeys: number;
+  readonly maxInflightBatches: number;
+  readonly metricsAddress: string;
+  readonly logLevel: LogLevel;
+  readonly output: 'table' | 'json';
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+type Kind = 'string' | 'boolean';
+
+interface FlagSpec {
+  readonly name: string;
+  readonly kind: Kind;
+  readonly description: string;
+  /** Default shown in --help; undefined means unset. */
+  readonly default?: string;
+  /** Commands the flag applies to; absent = all. */
+  readonly commands?: readonly Command[];
+}
+
+/** Every flag, in --help order. Each is also read from ETCD_REGISTRAR_<FLAG_IN_UPPER_SNAKE>. */
+export const flagSpecs: readonly FlagSpec[] = [
+  { name: 'kubeconfig', kind: 'string', description: 'kubeconfig file; default: in-cluster config, then $KUBECONFIG, then ~/.kube/config' },
+  { name: 'etcd-endpoints', kind: 'string', default: 'http://127.0.0.1:2379', description: 'comma-separated etcd client URLs of the registry etcd' },
+  { name: 'etcd-ca-file', kind: 'string', description: 'CA bundle that verifies the etcd server certificate' },
+  { name: 'etcd-cert-file', kind: 'string', description: 'client certificate for etcd mTLS' },
+  { name: 'etcd-key-file', kind: 'string', description: 'client private key for etcd mTLS' },
+  { name: 'etcd-server-name', kind: 'string', description: 'server name to verify in the etcd certificate (default: the endpoint host)' },
+  { name: 'etcd-username', kind: 'string', description: 'etcd user (etcd authentication)' },
+  { name: 'etcd-password-file', kind: 'string', description: 'file holding the etcd password' },
+  { name: 'etcd-call-timeout', kind: 'string', default: '5s', description: 'deadline of every etcd call' },
+  { name: 'environment', kind: 'string', default: '', description: 'environment name used in keys (e.g. PRE, PROD); pods may override it by annotation' },
+  { name: 'owner-id', kind: 'string', default: 'etcd-registrar', description: 'identity of this installation; keys on its data lease are the only ones it changes' },
+  { name: 'owner-record-prefix', kind: 'string', default: '/etcd-registrar/owners/', description: 'etcd prefix of the owner records that hold each owner\'s data lease id' },
+  { name: 'lease-ttl', kind: 'string', default: '30s', description: 'TTL of the data lease: how long keys outlive every replica being gone' },
+  { name: 'reconcile-interval', kind: 'string', default: '60s', description: 'period of the full reconcile of etcd against the pods' },
+  { name: 'namespaces', kind: 'string', default: '', description: 'comma-separated namespaces to watch; empty = all namespaces' },
+  { name: 'label-selector', kind: 'string', description: 'only watch pods matching this label selector' },
+  { name: 'annotation-prefix', kind: 'string', default: 'etcd-registrar.io/', description: 'prefix of the pod annotations' },
+  { name: 'key-root', kind: 'string', default: '/', description: 'every key written lives under this prefix; nothing outside it is ever read, written or deleted' },
+  { name: 'key-template', kind: 'string', default: '/{service}_{environment}/{ip}-{port}', description: 'key template; placeholders {service} {environment} {ip} {port} {namespace} {pod} {node}' },
+  { name: 'value-template', kind: 'string', default: '{ip}:{port}', description: 'value template (same placeholders; IPv6 {ip} is bracketed)' },
+  { name: 'value-format', kind: 'string', default: 'template', description: 'template (use --value-template) or json (host, port, service, environment, pod, namespace, node)' },
+  { name: 'policy', kind: 'string', default: 'sync', description: 'sync (create, update, delete) or upsert-only (never delete)' },
+  { name: 'max-delete-share', kind: 'string', default: '0.5', description: 'a reconcile that would delete more than this share of the owned keys is refused' },
+  { name: 'force-deletes', kind: 'boolean', default: 'false', description: 'apply a reconcile even when it exceeds --max-delete-share' },
+  { name: 'max-batch-keys', kind: 'string', default: '1000', description: 'most keys one worker batch plans and writes together' },
+  { name: 'max-inflight-batches', kind: 'string', default: '4', description: 'most batches written to etcd at once' },
+  { name: 'dry-run', kind: 'boolean', default: 'false', description: 'plan and log changes without writing to etcd' },
+  { name: 'once', kind: 'boolean', default: 'false', description: 'run one reconcile pass and exit', commands: ['reconcile'] },
+  { name: 'metrics-address', kind: 'string', default: '0.0.0.0:8080', description: 'listen address of /healthz, /readyz and /metrics; empty disables', commands: ['run'] },
+  { name: 'log-level', kind: 'string', default: 'info', description: 'fatal, error, warn, info, debug or trace (audit records are always written)' },
+  { name: 'output', kind: 'string', default: 'table', description: 'table or json', commands: ['list', 'reconcile'] },
+];
+
+export function envName(flag: string): string {
+  return `ETCD_REGISTRAR_${flag.toUpperCase().replaceAll('-', '_')}`;
+}
+
+export function helpText(): string {
+  const lines = [
+    'Usage: etcd-registrar <command> [flags]',
+    '',
+    'Commands:',
+    '  run                          run the controller',
+    '  reconcile --once [--dry-run] one reconcile pass: print the plan, apply it unless --dry-run, exit',
+    '  list                         list the registrations this owner holds, with their pods and state',
+    '',
+    'Flags (each also settable as ETCD_REGISTRAR_<FLAG_IN_UPPER_SNAKE>):',
+  ];
+  for (const spec of flagSpecs) {
+    const arg = spec.kind === 'string' ? ' value' : '';
+    const def = spec.default !== undefined && spec.default !== '' ? ` (default ${JSON.stringify(spec.default)})` : '';
+    lines.push(`  --${spec.name}${arg}`.padEnd(32) + ` ${spec.description}${def}`);
+  }
+  return lines.join('\n');
+}
+
+const durationPattern = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/;
+const durationUnitMs: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** Parses "500ms", "30s", "1.5m", "2h" or bare seconds ("30"). */
+export function parseDurationMs(flag: string, text: string): number {
+  const match = durationPattern.exec(text.trim());
+  if (match === null) {
+    throw new ConfigError(`--${flag}: ${JSON.stringify(text)} is not a duration (examples: 500ms, 30s, 5m)`);
+  }
+  const [, amount = '', unit = 's'] = match;
+  return Number(amount) * (durationUnitMs[unit] ?? 1000);
+}
+
+function parseInteger(flag: string, text: string, min: number, max: number): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ConfigError(`--${flag}: ${JSON.stringify(text)} must be a whole number from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function parseShare(flag: string, text: string): number {
+  const value = Number(text);
+  if (text.trim() === '' || !Number.isFinite(value) || value < 0 || value > 1) {
+    throw new ConfigError(`--${flag}: ${JSON.stringify(text)} must be a number from 0 to 1`);
+  }
+  return value;
+}
+
+function parseChoice<T extends string>(flag: string, text: string, choices: readonly T[]): T {
+  const choice = choices.find((candidate) => candidate === text);
+  if (choice === undefined) {
+    throw new ConfigError(`--${flag}: ${JSON.stringify(text)} is not one of ${choices.join(', ')}`);
+  }
+  return choice;
+}
+
+function parseBoolean(flag: string, text: string): boolean {
+  const normalized = text.trim().toLowerCase();
+  if (['true', '1', 'yes'].includes(normalized)) return true;
+  if (['false', '0', 'no', ''].includes(normalized)) return false;
+  throw new ConfigError(`${envName(flag)}: ${JSON.stringify(text)} is not a boolean (true or false)`);
+}
+
+function splitList(text: string): string[] {
+  return text.split(',').map((part) => part.trim()).filter((part) => part !== '');
+}
+
+function parseEndpoints(text: string): string[] {
+  const endpoints = splitList(text);
+  if (endpoints.length === 0) throw new ConfigError('--etcd-endpoints: at least one endpoint is required');
+  for (const endpoint of endpoints) {
+    let url: URL;
+    try {
+      url = new URL(endpoint);
+    } catch {
+      throw new ConfigError(`--etcd-endpoints: ${JSON.stringify(endpoint)} is not a URL (example: https://etcd-0.etcd:2379)`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw new ConfigError(`--etcd-endpoints: ${JSON.stringify(endpoint)} must use http:// or https://`);
+    }
+  }
+  return endpoints;
+}
+
+const commands: readonly Command[] = ['run', 'reconcile', 'list'];
+
+export type ParseResult = { readonly kind: 'config'; readonly config: Config } | { readonly kind: 'help'; readonly text: string };
+
+/** Parses the command line; flags win over environment variables, which win over defaults. */
+export function parseConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): ParseResult {
+  const [commandArg, ...rest] = argv;
+  if (commandArg === undefined || commandArg === '--help' || commandArg === '-h' || commandArg === 'help') {
+    return { kind: 'help', text: helpText() };
+  }
+  const command = commands.find((candidate) => candidate === commandArg);
+  if (command === undefined) {
+    throw new ConfigError(`unknown command ${JSON.stringify(commandArg)}: expected one of ${commands.join(', ')} (see --help)`);
+  }
+  const options: Record<string, { type: Kind }> = { help: { type: 'boolean' } };
+  for (const spec of flagSpecs) options[spec.name] = { type: spec.kind };
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: [...rest], options, strict: true, allowPositionals: false }));
+  } catch (error) {
+    throw new ConfigError(error instanceof Error ? error.message.split('\n')[0] ?? String(error) : String(error));
+  }
+  if (values['help'] === true) return { kind: 'help', text: helpText() };
+
+  const raw = (name: string): string | undefined => {
+    const fromFlag = values[name];
+    if (fromFlag !== undefined) {
+      const spec = flagSpecs.find((candidate) => candidate.name === name);
+      if (spec?.commands !== undefined && !spec.commands.includes(command)) {
+        throw new ConfigError(`--${name} does not apply to the ${command} command`);
+      }
+      return typeof fromFlag === 'boolean' ? String(fromFlag) : fromFlag;
+    }
+    return env[envName(name)] ?? flagSpecs.find((spec) => spec.name === name)?.default;
+  };
+  const text = (name: string): string => raw(name) ?? '';
+  const optional = (name: string): string | undefined => {
+    const value = raw(name);
+    return value === undefined || value.trim() === '' ? undefined : value.trim();
+  };
+
+  const leaseTtlMs = parseDurationMs('lease-ttl', text('lease-ttl'));
+  if (leaseTtlMs < 2000 || leaseTtlMs % 1000 !== 0) {
+    throw new ConfigError(`--lease-ttl: ${text('lease-ttl')} must be whole seconds, at least 2s (etcd leases count in seconds)`);
+  }
+  const reconcileIntervalMs = parseDurationMs('reconcile-interval', text('reconcile-interval'));
+  if (reconcileIntervalMs < 1000) throw new ConfigError('--reconcile-interval: must be at least 1s');
+  const etcdCallTimeoutMs = parseDurationMs('etcd-call-timeout', text('etcd-call-timeout'));
+  if (etcdCallTimeoutMs < 100) throw new ConfigError('--etcd-call-timeout: must be at least 100ms');
+
+  const ownerId = text('owner-id').trim();
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(ownerId)) {
+    throw new ConfigError(`--owner-id: ${JSON.stringify(ownerId)} must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit`);
+  }
+  const ownerRecordPrefix = text('owner-record-prefix');
+  if (!ownerRecordPrefix.startsWith('/') || !ownerRecordPrefix.endsWith('/')) {
+    throw new ConfigError('--owner-record-prefix: must start and end with "/"');
+  }
+  const certFile = optional('etcd-cert-file');
+  const keyFile = optional('etcd-key-file');
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new ConfigError('--etcd-cert-file and --etcd-key-file must be given together');
+  }
+  const username = optional('etcd-username');
+  const passwordFile = optional('etcd-password-file');
+  if ((username === undefined) !== (passwordFile === undefined)) {
+    throw new ConfigError('--etcd-username and --etcd-password-file must be given together');
+  }
+  const once = parseBoolean('once', text('once'));
+  if (command === 'reconcile' && !once) {
+    throw new ConfigError('reconcile needs --once (the continuous reconcile is the run command)');
+  }
+
+  const config: Config = {
+    command,
+    kubeconfig: optional('kubeconfig'),
+    etcdEndpoints: parseEndpoints(text('etcd-endpoints')),
+    etcdCaFile: optional('etcd-ca-file'),
+    etcdCertFile: certFile,
+    etcdKeyFile: keyFile,
+    etcdServerName: optional('etcd-server-name'),
+    etcdUsername: username,
+    etcdPasswordFile: passwordFile,
+    etcdCallTimeoutMs,
+    environment: text('environment').trim(),
+    ownerId,
+    ownerRecordPrefix,
+    leaseTtlSeconds: leaseTtlMs / 1000,
+    reconcileIntervalMs,
+    namespaces: splitList(text('namespaces')),
+    labelSelector: optional('label-selector'),
+    annotationPrefix: text('annotation-prefix').trim(),
+    keyRoot: text('key-root'),
+    keyTemplate: text('key-template'),
+    valueTemplate: text('value-template'),
+    valueFormat: parseChoice('value-format', text('value-format'), ['template', 'json'] as const),
+    policy: parseChoice('policy', text('policy'), ['sync', 'upsert-only'] as const),
+    dryRun: parseBoolean('dry-run', text('dry-run')),
+    once,
+    maxDeleteShare: parseShare('max-delete-share', text('max-delete-share')),
+    forceDeletes: parseBoolean('force-deletes', text('force-deletes')),
+    maxBatchKeys: parseInteger('max-batch-keys', text('max-batch-keys'), 1, 100_000),
+    maxInflightBatches: parseInteger('max-inflight-batches', text('max-inflight-batches'), 1, 64),
+    metricsAddress: text('metrics-address').trim(),
+    logLevel: parseChoice('log-level', text('log-level'), ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const),
+    output: parseChoice('output', text('output'), ['table', 'json'] as const),
+  };
+  if (config.annotationPrefix === '' || /\s/.test(config.annotationPrefix)) {
+    throw new ConfigError('--annotation-prefix: must be non-empty and contain no spaces (example: etcd-registrar.io/)');
+  }
+  if (config.metricsAddress !== '') parseListenAddress(config.metricsAddress);
+  return { kind: 'config', config };
+}
+
+/** "host:port", ":port" or "[::1]:port". */
+export function parseListenAddress(address: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(address);
+  const port = Number(match?.[3]);
+  if (match === null || port > 65535) {
+    throw new ConfigError(`--metrics-address: ${JSON.stringify(address)} must be host:port (example: 0.0.0.0:8080)`);
+  }
+  const host = match[1] ?? match[2] ?? '';
+  return { host: host === '' ? '0.0.0.0' : host, port };
+}

@@ -62,8 +62,10 @@ describe('KeyedWorkQueue', () => {
     assert.deepEqual(queue.take(1), ['a']);
     queue.done(['a']);
     assert.equal(queue.addRateLimited('a'), 20);
-    assert.equal(queue.addRateLimited('a'), 20, 'the earlier pending delay wins');
+    assert.equal(queue.addRateLimited('a'), 40);
     assert.equal(queue.addRateLimited('a'), 50, 'capped');
+    clock.advance(20);
+    assert.deepEqual(queue.take(1), ['a'], 'the earliest pending delay wins');
     queue.forget('a');
     assert.equal(queue.failures('a'), 0);
     assert.equal(queue.addRateLimited('b'), 10, 'per key');

@@ -98,7 +98,7 @@ test('toSlimPod: IP fallbacks to status.podIP / status.hostIP', () => {
   p.status = { podIPs: [], hostIPs: [{ ip: '10.3.3.3' }] };
   assert.deepEqual(toSlimPod(p)?.podIPs, []);
   assert.equal(toSlimPod(p)?.hostIP, '10.3.3.3');
-  p.status = undefined;
+  delete p.status;
   assert.deepEqual(toSlimPod(p)?.podIPs, []);
   assert.equal(toSlimPod(p)?.hostIP, '');
   assert.equal(toSlimPod(p)?.phase, '');

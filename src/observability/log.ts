@@ -1,0 +1,80 @@
+// Logging: JSON lines on stdout, written synchronously so that nothing is lost on exit or
+// crash (pino transports run in worker threads and can drop the last lines).
+import { pino, type DestinationStream, type Logger } from 'pino';
+import type { AuditAction, AuditOutcome, AuditRecord } from '../types.ts';
+import type { LogLevel } from '../config.ts';
+
+/** Field names that may carry secrets anywhere in a log object. */
+export const redactedPaths = [
+  'password', '*.password', 'passwordFile', 'token', '*.token', 'authorization', '*.authorization',
+  'headers.authorization', 'privateKey', '*.privateKey', 'credentials', '*.credentials',
+  'auth', '*.auth', 'clientKey', '*.clientKey', 'certChain', '*.certChain',
+];
+
+export function stdoutDestination(): DestinationStream {
+  return pino.destination({ fd: 1, sync: true });
+}
+
+export function createLogger(level: LogLevel, destination: DestinationStream = stdoutDestination()): Logger {
+  return pino(
+    {
+      level,
+      base: { component: 'etcd-registrar' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      redact: { paths: redactedPaths, censor: '[redacted]' },
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    destination,
+  );
+}
+
+export interface AuditEntry {
+  readonly action: AuditAction;
+  readonly key: string | null;
+  readonly value: string | null;
+  readonly pod: string | null;
+  readonly podUid: string | null;
+  readonly reason: string;
+  readonly leaseId: string | null;
+  readonly outcome: AuditOutcome;
+}
+
+export type AuditSink = (record: AuditRecord) => void;
+
+/**
+ * The audit trail: one JSON line per change with the DESIGN.md §3 schema. It has its own
+ * logger fixed at info so that --log-level never silences it, on the same stdout stream.
+ */
+export class AuditLog {
+  readonly #logger: Logger;
+  readonly #owner: string;
+  readonly #sinks: AuditSink[] = [];
+
+  constructor(owner: string, destination: DestinationStream = stdoutDestination()) {
+    this.#owner = owner;
+    this.#logger = createLogger('info', destination);
+  }
+
+  /** Also hands every record to `sink` (metrics, tests, the reconcile --once report). */
+  subscribe(sink: AuditSink): void {
+    this.#sinks.push(sink);
+  }
+
+  write(entry: AuditEntry): AuditRecord {
+    const record: AuditRecord = {
+      audit: true,
+      action: entry.action,
+      key: entry.key,
+      value: entry.value,
+      pod: entry.pod,
+      podUid: entry.podUid,
+      reason: entry.reason,
+      owner: this.#owner,
+      leaseId: entry.leaseId,
+      outcome: entry.outcome,
+    };
+    this.#logger.info(record, 'audit');
+    for (const sink of this.#sinks) sink(record);
+    return record;
+  }
+}

@@ -1,0 +1,106 @@
+// Prometheus metrics. One Registry per controller instance, so tests can run several.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface MetricsSources {
+  readonly queueDepth: () => number;
+  readonly lastKeepaliveAt: () => number | undefined;
+  readonly ownedKeys: () => number;
+  readonly watchedPods: () => number;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly changes = new Counter({
+    name: 'etcd_registrar_changes_total',
+    help: 'Changes to etcd by action (register, repair, deregister, orphan-delete) and outcome (ok, error, conflict, dry-run)',
+    labelNames: ['action', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly skips = new Counter({
+    name: 'etcd_registrar_skips_total',
+    help: 'Registrations not written, by reason (invalid, foreign-key, refused-delete)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly invalidPods = new Gauge({
+    name: 'etcd_registrar_invalid_pods',
+    help: 'Opted-in pods whose annotations are invalid',
+    registers: [this.registry],
+  });
+  readonly orphansRemoved = new Counter({
+    name: 'etcd_registrar_orphans_removed_total',
+    help: 'Owned keys deleted because no pod wants them',
+    registers: [this.registry],
+  });
+  readonly reconcileDuration = new Histogram({
+    name: 'etcd_registrar_reconcile_duration_seconds',
+    help: 'Duration of full reconciles',
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly reconciles = new Counter({
+    name: 'etcd_registrar_reconciles_total',
+    help: 'Full reconciles by outcome (ok, error, skipped, refused)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly deletesRefused = new Counter({
+    name: 'etcd_registrar_deletes_refused_total',
+    help: 'Deletes held back by the --max-delete-share safety valve',
+    registers: [this.registry],
+  });
+  readonly etcdErrors = new Counter({
+    name: 'etcd_registrar_etcd_errors_total',
+    help: 'Failed etcd operations by operation',
+    labelNames: ['op'] as const,
+    registers: [this.registry],
+  });
+  readonly leaseChanges = new Counter({
+    name: 'etcd_registrar_lease_changes_total',
+    help: 'Times the data lease was lost and replaced by a new one',
+    registers: [this.registry],
+  });
+  readonly events = new Counter({
+    name: 'etcd_registrar_events_total',
+    help: 'Kubernetes Events by outcome (sent, deduplicated, dropped, failed)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(sources: MetricsSources) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'etcd_registrar_' });
+    new Gauge({
+      name: 'etcd_registrar_registrations',
+      help: 'Keys on this owner\'s data lease, as last read or written',
+      registers: [this.registry],
+      collect() {
+        this.set(sources.ownedKeys());
+      },
+    });
+    new Gauge({
+      name: 'etcd_registrar_queue_depth',
+      help: 'Keys waiting in the work queue',
+      registers: [this.registry],
+      collect() {
+        this.set(sources.queueDepth());
+      },
+    });
+    new Gauge({
+      name: 'etcd_registrar_watched_pods',
+      help: 'Pods in the informer cache',
+      registers: [this.registry],
+      collect() {
+        this.set(sources.watchedPods());
+      },
+    });
+    new Gauge({
+      name: 'etcd_registrar_lease_keepalive_age_seconds',
+      help: 'Seconds since the data lease was last renewed (-1 before the first renewal)',
+      registers: [this.registry],
+      collect() {
+        const at = sources.lastKeepaliveAt();
+        this.set(at === undefined ? -1 : (Date.now() - at) / 1000);
+      },
+    });
+  }
+}

@@ -1,0 +1,405 @@
+// The reconciler. Level-triggered: pod events only update the desired-state index and
+// enqueue the etcd keys they touch; workers take batches of keys and make etcd match the
+// whole pod cache for those keys. The periodic full reconcile re-reads etcd and enqueues
+// every key whose state differs. Every write goes through the queue, so one key is never
+// written by two workers at once.
+import PQueue from 'p-queue';
+import type { Logger } from 'pino';
+import type { AuditLog } from '../observability/log.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import type { Change, CurrentEntry, DesiredEntry, Plan, Policy, SlimPod } from '../types.ts';
+import { KeyedWorkQueue, type BackoffOptions } from './workqueue.ts';
+import type { DesiredIndex, EventSink, PodEvent, PodSourcePort, RegistryPort, PodRef } from './ports.ts';
+
+export interface ControllerOptions {
+  readonly policy: Policy;
+  readonly dryRun: boolean;
+  readonly reconcileIntervalMs: number;
+  readonly maxDeleteShare: number;
+  readonly forceDeletes: boolean;
+  readonly maxBatchKeys: number;
+  readonly maxInflightBatches: number;
+  readonly backoff?: BackoffOptions;
+}
+
+export interface ControllerDeps {
+  readonly source: PodSourcePort;
+  readonly registry: RegistryPort;
+  readonly desired: DesiredIndex;
+  readonly events: EventSink;
+  readonly audit: AuditLog;
+  readonly metrics: Metrics | undefined;
+  readonly logger: Logger;
+  readonly planner: (input: PlanRequest) => Plan;
+  readonly limitDeletes: (plan: Plan, ownedKeys: number, maxShare: number, force: boolean) => { plan: Plan; refused: readonly Change[] };
+}
+
+export interface PlanRequest {
+  readonly desired: ReadonlyMap<string, DesiredEntry>;
+  readonly current: ReadonlyMap<string, CurrentEntry>;
+  readonly claimed: (key: string) => PodRef | undefined;
+  readonly leaseId: string;
+  readonly adoptableLeases: ReadonlySet<string>;
+  readonly policy: Policy;
+  readonly scope?: ReadonlySet<string>;
+}
+
+export interface ReconcileReport {
+  readonly outcome: 'ok' | 'error' | 'skipped' | 'refused';
+  readonly plan: Plan;
+  readonly refused: readonly Change[];
+  readonly durationMs: number;
+}
+
+const podName = (pod: { namespace: string; name: string }): string => `${pod.namespace}/${pod.name}`;
+
+export class Controller {
+  readonly #deps: ControllerDeps;
+  readonly #options: ControllerOptions;
+  readonly #queue: KeyedWorkQueue;
+  readonly #writers: PQueue;
+  /** etcd state of the keys under the root, as last read or written by us. */
+  readonly #mirror = new Map<string, CurrentEntry>();
+  /** Keys written since the last full read started: the read must not overwrite them. */
+  #writtenDuringRead: Set<string> | undefined;
+  /** Pods deleted from the cache, remembered so their deregistration names them. */
+  readonly #departed = new Map<string, PodRef>();
+  /** Last skip reason per key or pod, so repeated passes do not repeat audit records. */
+  readonly #skipsLogged = new Map<string, string>();
+  readonly #invalidPods = new Map<string, string>();
+  #workersDone: Promise<void> | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #reconciling: Promise<ReconcileReport> | undefined;
+  #reconcileRequested = false;
+  #started = false;
+  #stopping = false;
+
+  constructor(deps: ControllerDeps, options: ControllerOptions) {
+    this.#deps = deps;
+    this.#options = options;
+    this.#queue = new KeyedWorkQueue(options.backoff === undefined ? {} : { backoff: options.backoff });
+    this.#writers = new PQueue({ concurrency: options.maxInflightBatches });
+    deps.source.onChange((event) => this.#onPodEvent(event));
+    deps.registry.on('leaseChanged', ({ previous, current }) => {
+      deps.logger.warn({ previous, current }, 'data lease replaced: re-putting every registration');
+      deps.metrics?.leaseChanges.inc();
+      this.requestReconcile('lease replaced');
+    });
+  }
+
+  /** Waits for the pod cache, reads etcd, starts the workers and runs the first full reconcile. */
+  async start(): Promise<ReconcileReport> {
+    await this.#deps.source.start();
+    this.#workersDone = this.#runWorkers();
+    this.#started = true;
+    const report = await this.reconcileNow('startup');
+    this.#scheduleNext();
+    return report;
+  }
+
+  /** Ready once the cache synced and the first full reconcile finished. */
+  notReadyReason(): string | undefined {
+    if (!this.#started) return 'starting';
+    if (!this.#deps.source.synced()) return 'pod cache not synced';
+    if (!this.#deps.registry.healthy()) return 'etcd data lease not healthy';
+    return undefined;
+  }
+
+  get queueDepth(): number {
+    return this.#queue.readyCount + this.#queue.delayedCount;
+  }
+
+  ownedKeyCount(): number {
+    const lease = this.#deps.registry.leaseId();
+    let count = 0;
+    for (const entry of this.#mirror.values()) if (entry.lease === lease) count++;
+    return count;
+  }
+
+  /** Resolves when no key is queued or being written (delayed retries aside). */
+  whenIdle(): Promise<void> {
+    return this.#queue.whenIdle();
+  }
+
+  /** Runs a full reconcile soon (coalesces with one already running). */
+  requestReconcile(reason: string): void {
+    if (this.#stopping || !this.#started) return;
+    this.#deps.logger.debug({ reason }, 'reconcile requested');
+    if (this.#reconciling !== undefined) {
+      this.#reconcileRequested = true;
+      return;
+    }
+    void this.reconcileNow(reason);
+  }
+
+  /**
+   * One full pass: read every key under the root, plan against the whole pod cache, hold
+   * back mass deletes, enqueue the keys to change and wait until the workers wrote them.
+   */
+  async reconcileNow(reason: string): Promise<ReconcileReport> {
+    if (this.#reconciling !== undefined) return this.#reconciling;
+    this.#reconciling = this.#reconcile(reason).finally(() => {
+      this.#reconciling = undefined;
+      if (this.#reconcileRequested && !this.#stopping) {
+        this.#reconcileRequested = false;
+        void this.reconcileNow('requested during the previous reconcile');
+      }
+    });
+    return this.#reconciling;
+  }
+
+  async #reconcile(reason: string): Promise<ReconcileReport> {
+    const started = performance.now();
+    const { logger, metrics, source } = this.#deps;
+    const empty: Plan = { changes: [], skips: [] };
+    const finish = (outcome: ReconcileReport['outcome'], plan: Plan, refused: readonly Change[]): ReconcileReport => {
+      const durationMs = performance.now() - started;
+      metrics?.reconciles.inc({ outcome });
+      if (outcome === 'ok' || outcome === 'refused') metrics?.reconcileDuration.observe(durationMs / 1000);
+      return { outcome, plan, refused, durationMs };
+    };
+    // Never delete on a partial view: a cache between a watch error and its relist may lack pods.
+    if (!source.synced()) {
+      logger.warn({ reason }, 'reconcile skipped: pod cache not synced');
+      return finish('skipped', empty, []);
+    }
+    try {
+      await this.#refreshMirror();
+    } catch (error) {
+      metrics?.etcdErrors.inc({ op: 'read' });
+      logger.error({ err: error, reason }, 'reconcile failed: etcd read');
+      return finish('error', empty, []);
+    }
+    const desired = this.#deps.desired.desiredAll();
+    const fullPlan = this.#plan(desired, this.#mirror, undefined);
+    const { plan, refused } = this.#deps.limitDeletes(fullPlan, this.ownedKeyCount(), this.#options.maxDeleteShare, this.#options.forceDeletes);
+    if (refused.length > 0) {
+      metrics?.deletesRefused.inc(refused.length);
+      logger.warn(
+        { refused: refused.length, owned: this.ownedKeyCount(), maxDeleteShare: this.#options.maxDeleteShare },
+        'reconcile would delete more than --max-delete-share of the owned keys: deletes refused (use --force-deletes if intended)',
+      );
+    }
+    this.#logSkips(plan);
+    const keys = plan.changes.map((change) => change.key);
+    logger.info({ reason, desired: desired.size, current: this.#mirror.size, changes: keys.length, refused: refused.length }, 'reconcile planned');
+    if (this.#options.dryRun) {
+      for (const change of plan.changes) this.#auditChange(change, 'dry-run');
+    } else {
+      this.#queue.addAll(keys);
+      await this.#queue.whenIdle();
+    }
+    return finish(refused.length > 0 ? 'refused' : 'ok', plan, refused);
+  }
+
+  /** Replaces the mirror with a fresh read, keeping keys written while the read ran. */
+  async #refreshMirror(): Promise<void> {
+    const written = new Set<string>();
+    this.#writtenDuringRead = written;
+    try {
+      const current = await this.#deps.registry.readAll();
+      for (const key of this.#mirror.keys()) {
+        if (!current.has(key) && !written.has(key)) this.#mirror.delete(key);
+      }
+      for (const [key, entry] of current) {
+        if (!written.has(key)) this.#mirror.set(key, entry);
+      }
+    } finally {
+      this.#writtenDuringRead = undefined;
+    }
+  }
+
+  #plan(desired: ReadonlyMap<string, DesiredEntry>, current: ReadonlyMap<string, CurrentEntry>, scope: ReadonlySet<string> | undefined): Plan {
+    const { registry } = this.#deps;
+    return this.#deps.planner({
+      desired,
+      current,
+      claimed: (key) => this.#deps.desired.claimant(key) ?? this.#departed.get(key),
+      leaseId: registry.leaseId(),
+      adoptableLeases: registry.adoptableLeases(),
+      policy: this.#options.policy,
+      ...(scope === undefined ? {} : { scope }),
+    });
+  }
+
+  #onPodEvent(event: PodEvent): void {
+    try {
+      const { desired } = this.#deps;
+      if (event.type === 'delete') {
+        const keys = desired.removePod(event.pod.uid);
+        for (const key of keys) this.#departed.set(key, { key: podName(event.pod), uid: event.pod.uid });
+        this.#clearInvalid(event.pod.uid);
+        this.#queue.addAll(keys);
+        return;
+      }
+      const { mapping, affectedKeys } = desired.upsertPod(event.pod);
+      if (mapping.kind === 'invalid') this.#reportInvalid(event.pod, mapping.problems);
+      else this.#clearInvalid(event.pod.uid);
+      this.#queue.addAll(affectedKeys);
+    } catch (error) {
+      // A handler that throws would crash the process: log and rely on the next reconcile.
+      this.#deps.logger.error({ err: error, pod: podName(event.pod) }, 'pod event handling failed');
+    }
+  }
+
+  #reportInvalid(pod: SlimPod, problems: readonly string[]): void {
+    const summary = problems.join('; ');
+    if (this.#invalidPods.get(pod.uid) === summary) return;
+    this.#invalidPods.set(pod.uid, summary);
+    this.#deps.metrics?.skips.inc({ reason: 'invalid' });
+    this.#deps.metrics?.invalidPods.set(this.#invalidPods.size);
+    this.#deps.audit.write({ action: 'skip', key: null, value: null, pod: podName(pod), podUid: pod.uid, reason: `invalid registration: ${summary}`, leaseId: null, outcome: 'ok' });
+    this.#deps.events.record(pod, 'Warning', 'InvalidRegistration', `not registered in etcd: ${summary}`);
+  }
+
+  #clearInvalid(uid: string): void {
+    if (this.#invalidPods.delete(uid)) this.#deps.metrics?.invalidPods.set(this.#invalidPods.size);
+  }
+
+  async #runWorkers(): Promise<void> {
+    const queue = this.#queue;
+    while (!queue.isShutDown) {
+      await queue.waitForWork();
+      if (queue.isShutDown) break;
+      // Take keys only when a writer slot is free, so that a burst piles up into large batches.
+      if (this.#writers.pending >= this.#options.maxInflightBatches) {
+        await new Promise<void>((resolve) => this.#writers.addEventListener('next', () => resolve(), { once: true }));
+        continue;
+      }
+      const keys = queue.take(this.#options.maxBatchKeys);
+      if (keys.length === 0) continue;
+      void this.#writers.add(async () => {
+        try {
+          await this.#processKeys(keys);
+        } catch (error) {
+          this.#deps.logger.error({ err: error, keys: keys.length }, 'batch failed; retrying with backoff');
+          for (const key of keys) queue.addRateLimited(key);
+        } finally {
+          queue.done(keys);
+        }
+      });
+    }
+    await this.#writers.onIdle();
+  }
+
+  /** Makes etcd match the pod cache for these keys. */
+  async #processKeys(keys: readonly string[]): Promise<void> {
+    const { desired, registry, audit, metrics } = this.#deps;
+    const scope = new Set(keys);
+    const desiredSubset = new Map<string, DesiredEntry>();
+    const currentSubset = new Map<string, CurrentEntry>();
+    for (const key of keys) {
+      const wanted = desired.desiredFor(key);
+      if (wanted !== undefined) desiredSubset.set(key, wanted);
+      const current = this.#mirror.get(key);
+      if (current !== undefined) currentSubset.set(key, current);
+    }
+    const plan = this.#plan(desiredSubset, currentSubset, scope);
+    this.#logSkips(plan);
+    for (const key of keys) if (!this.#mirror.has(key) || desired.desiredFor(key) === undefined) this.#forgetDeparted(key, plan);
+    if (plan.changes.length === 0) {
+      for (const key of keys) this.#queue.forget(key);
+      return;
+    }
+    if (this.#options.dryRun) {
+      for (const change of plan.changes) this.#auditChange(change, 'dry-run');
+      return;
+    }
+    const results = await registry.apply(plan.changes);
+    const leaseId = registry.leaseId();
+    const registeredByPod = new Map<string, { pod: PodRef; keys: string[] }>();
+    const deregisteredByPod = new Map<string, { pod: PodRef; keys: string[] }>();
+    for (const result of results) {
+      const { change } = result;
+      this.#writtenDuringRead?.add(change.key);
+      if (result.outcome === 'ok') {
+        if (change.action === 'register' || change.action === 'repair') {
+          this.#mirror.set(change.key, { key: change.key, value: change.value, lease: leaseId, modRevision: result.revision ?? '0' });
+          if (change.pod !== undefined) group(registeredByPod, change.pod, `${change.key}=${change.value}`);
+        } else {
+          this.#mirror.delete(change.key);
+          this.#departed.delete(change.key);
+          if (change.action === 'orphan-delete') metrics?.orphansRemoved.inc();
+          if (change.pod !== undefined) group(deregisteredByPod, change.pod, change.key);
+        }
+        this.#queue.forget(change.key);
+        this.#auditChange(change, 'ok', leaseId);
+        continue;
+      }
+      if (result.current === undefined) {
+        if (result.outcome === 'conflict') this.#mirror.delete(change.key);
+      } else {
+        this.#mirror.set(change.key, result.current);
+      }
+      if (result.outcome === 'error') metrics?.etcdErrors.inc({ op: 'txn' });
+      metrics?.changes.inc({ action: change.action, outcome: result.outcome });
+      audit.write({
+        action: change.action, key: change.key, value: change.value, pod: change.pod?.key ?? null, podUid: change.pod?.uid ?? null,
+        reason: `${change.reason}; ${result.outcome === 'conflict' ? 'key changed in etcd meanwhile' : `etcd error: ${result.error ?? 'unknown'}`}`,
+        leaseId, outcome: 'error',
+      });
+      // A conflict re-plans at once against the key's real state; errors back off.
+      if (result.outcome === 'conflict') this.#queue.addAfter(change.key, 0);
+      else this.#queue.addRateLimited(change.key);
+    }
+    for (const { pod, keys: registered } of registeredByPod.values()) {
+      this.#deps.events.record(podRefToObject(pod), 'Normal', 'Registered', `registered in etcd: ${registered.join(', ')}`);
+    }
+    for (const { pod, keys: removed } of deregisteredByPod.values()) {
+      this.#deps.events.record(podRefToObject(pod), 'Normal', 'Deregistered', `deregistered from etcd: ${removed.join(', ')}`);
+    }
+  }
+
+  /** A departed pod's key that is gone from etcd (or never written) needs no memory. */
+  #forgetDeparted(key: string, plan: Plan): void {
+    if (!plan.changes.some((change) => change.key === key)) this.#departed.delete(key);
+  }
+
+  #auditChange(change: Change, outcome: 'ok' | 'dry-run', leaseId: string = this.#deps.registry.leaseId()): void {
+    this.#deps.metrics?.changes.inc({ action: change.action, outcome });
+    this.#deps.audit.write({
+      action: change.action, key: change.key, value: change.value, pod: change.pod?.key ?? null, podUid: change.pod?.uid ?? null,
+      reason: change.reason, leaseId, outcome,
+    });
+  }
+
+  #logSkips(plan: Plan): void {
+    for (const skip of plan.skips) {
+      if (this.#skipsLogged.get(skip.key) === skip.reason) continue;
+      this.#skipsLogged.set(skip.key, skip.reason);
+      this.#deps.metrics?.skips.inc({ reason: 'foreign-key' });
+      this.#deps.audit.write({
+        action: 'skip', key: skip.key, value: null, pod: skip.pod?.key ?? null, podUid: skip.pod?.uid ?? null,
+        reason: skip.reason, leaseId: null, outcome: 'ok',
+      });
+    }
+  }
+
+  #scheduleNext(): void {
+    if (this.#stopping) return;
+    this.#timer = setTimeout(() => {
+      void this.reconcileNow('periodic').finally(() => this.#scheduleNext());
+    }, this.#options.reconcileIntervalMs);
+  }
+
+  /** Stops taking work and lets in-flight writes finish. Never touches the lease or keys. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    await this.#deps.source.stop();
+    this.#queue.shutDown();
+    await this.#workersDone;
+    await this.#reconciling?.catch(() => undefined);
+  }
+}
+
+function group(groups: Map<string, { pod: PodRef; keys: string[] }>, pod: PodRef, item: string): void {
+  const existing = groups.get(pod.uid);
+  if (existing === undefined) groups.set(pod.uid, { pod, keys: [item] });
+  else existing.keys.push(item);
+}
+
+function podRefToObject(pod: PodRef): { namespace: string; name: string; uid: string } {
+  const slash = pod.key.indexOf('/');
+  return { namespace: pod.key.slice(0, slash), name: pod.key.slice(slash + 1), uid: pod.uid };
+}

@@ -1,0 +1,54 @@
+// The small interfaces the controller needs from its collaborators, so that it can be
+// wired to the real pod source, registry and event recorder, or to fakes in unit tests.
+import type { Change, CurrentEntry, DesiredEntry, PodMapping, SlimPod } from '../types.ts';
+
+export type PodEvent = { readonly type: 'upsert'; readonly pod: SlimPod } | { readonly type: 'delete'; readonly pod: SlimPod };
+
+export interface PodSourcePort {
+  onChange(listener: (event: PodEvent) => void): void;
+  /** Resolves once the first full list of every watched namespace succeeded. */
+  start(): Promise<void>;
+  /** False between a watch failure and the relist that follows it. */
+  synced(): boolean;
+  stop(): Promise<void> | void;
+}
+
+export interface PodRef {
+  /** "namespace/name" */
+  readonly key: string;
+  readonly uid: string;
+}
+
+export interface DesiredIndex {
+  upsertPod(pod: SlimPod): { mapping: PodMapping; affectedKeys: readonly string[] };
+  removePod(uid: string): readonly string[];
+  desiredFor(key: string): DesiredEntry | undefined;
+  /** A known pod (serving or not) that maps to the key. */
+  claimant(key: string): PodRef | undefined;
+  desiredAll(): ReadonlyMap<string, DesiredEntry>;
+}
+
+export interface ApplyResult {
+  readonly change: Change;
+  readonly outcome: 'ok' | 'conflict' | 'error';
+  readonly error?: string | undefined;
+  /** The key's state in etcd after a conflict (undefined = absent). */
+  readonly current?: CurrentEntry | undefined;
+  /** etcd revision of the write, when it succeeded. */
+  readonly revision?: string | undefined;
+}
+
+export interface RegistryPort {
+  leaseId(): string;
+  adoptableLeases(): ReadonlySet<string>;
+  healthy(): boolean;
+  readAll(): Promise<Map<string, CurrentEntry>>;
+  apply(changes: readonly Change[]): Promise<readonly ApplyResult[]>;
+  on(event: 'leaseChanged', listener: (event: { previous: string; current: string }) => void): unknown;
+}
+
+export type EventType = 'Normal' | 'Warning';
+
+export interface EventSink {
+  record(pod: { readonly namespace: string; readonly name: string; readonly uid: string }, type: EventType, reason: string, note: string): void;
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env node
+// Entry point of the `etcd-registrar` command. Checks the Node version first, because
+// @kubernetes/client-node 2.x fails in obscure ways below Node 22.19.
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 22 || (major === 22 && minor < 19)) {
+  process.stderr.write(`etcd-registrar: Node.js >= 24 is required, this is ${process.version} (run it through npm, npx or the container image)\n`);
+  process.exit(2);
+}
+const { main } = await import('../dist/cli.js');
+process.exitCode = await main(process.argv.slice(2), process.env);

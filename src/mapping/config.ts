@@ -1,0 +1,240 @@
+// Mapping configuration: defaults, normalization, startup validation, and the prepared
+// (precompiled, cached) form used on the hot path by mapPod.
+
+import { compileTemplate, renderTemplate } from './template.ts';
+import type { CompiledTemplate, Placeholder, TemplateValues } from './template.ts';
+import { hasControlChars, nameProblem, quote } from './text.ts';
+
+export interface MappingConfig {
+  /** Annotation prefix, with its trailing '/': 'etcd-registrar.io/'. */
+  readonly annotationPrefix: string;
+  /** Controller default environment; '' means every pod must set the annotation. */
+  readonly environment: string;
+  /** Every key lives under this root; normalized to start and end with '/'. */
+  readonly keyRoot: string;
+  /** Absolute key template; must start with the key root and use {ip} and {port}. */
+  readonly keyTemplate: string;
+  /** Value template, used when valueFormat is 'template'. */
+  readonly valueTemplate: string;
+  readonly valueFormat: 'template' | 'json';
+}
+
+export const defaultMappingConfig: MappingConfig = Object.freeze({
+  annotationPrefix: 'etcd-registrar.io/',
+  environment: '',
+  keyRoot: '/',
+  keyTemplate: '/{service}_{environment}/{ip}-{port}',
+  valueTemplate: '{ip}:{port}',
+  valueFormat: 'template',
+});
+
+/** Longest service / environment name (a DNS label). */
+export const MAX_SHORT_NAME = 63;
+/** Longest namespace / pod / node name used in a template (a DNS subdomain). */
+export const MAX_LONG_NAME = 253;
+/** Most ports one pod may list in its port annotation. */
+export const MAX_PORTS = 64;
+
+/** '' -> '/', 'registry' -> '/registry/', '/a/b' -> '/a/b/'. No other rewriting. */
+export function normalizeKeyRoot(root: string): string {
+  let r = root;
+  if (!r.startsWith('/')) r = '/' + r;
+  if (!r.endsWith('/')) r += '/';
+  return r;
+}
+
+/**
+ * Why a rendered key is unsafe, or undefined when it is safe: it must start with the
+ * (normalized) root and contain no control characters, no empty segment ('//' or a
+ * trailing '/'), and no '.' or '..' segment.
+ */
+export function keyProblem(key: string, root: string): string | undefined {
+  if (!key.startsWith(root)) return `is not under the key root ${quote(root)}`;
+  if (hasControlChars(key)) return 'contains control characters';
+  if (key.length <= 1) return 'is empty';
+  let start = 1;
+  while (start <= key.length) {
+    let end = key.indexOf('/', start);
+    if (end === -1) end = key.length;
+    const len = end - start;
+    if (len === 0) return 'has an empty segment';
+    if (len <= 2 && key.charCodeAt(start) === 0x2e && (len === 1 || key.charCodeAt(start + 1) === 0x2e)) {
+      return `has a '${key.slice(start, end)}' segment`;
+    }
+    start = end + 1;
+  }
+  return undefined;
+}
+
+export interface AnnotationNames {
+  readonly register: string;
+  readonly service: string;
+  readonly port: string;
+  readonly environment: string;
+  readonly address: string;
+  readonly ipFamilies: string;
+}
+
+/** A config checked and compiled once (cached per config object). */
+export interface PreparedConfig {
+  readonly problems: readonly string[];
+  readonly root: string;
+  readonly key: CompiledTemplate;
+  readonly value: CompiledTemplate;
+  readonly json: boolean;
+  readonly annotations: AnnotationNames;
+  /** Placeholders used by the key template or (template format) the value template. */
+  readonly uses: ReadonlySet<Placeholder>;
+  /**
+   * The literal joining {service} and {environment} in the key template (default '_'):
+   * an environment containing it is refused, or 'a_b'+'c' and 'a'+'b_c' would collide.
+   */
+  readonly environmentSeparator: string;
+  readonly environment: string;
+}
+
+const prepared = new WeakMap<MappingConfig, PreparedConfig>();
+
+export function prepareConfig(cfg: MappingConfig): PreparedConfig {
+  const hit = prepared.get(cfg);
+  if (hit !== undefined) return hit;
+  const p = prepare(cfg);
+  prepared.set(cfg, p);
+  return p;
+}
+
+/** Problems of a config, for startup errors; [] when the config is usable. */
+export function validateMappingConfig(cfg: MappingConfig): string[] {
+  return [...prepareConfig(cfg).problems];
+}
+
+const SAMPLE: TemplateValues = {
+  service: 'svc',
+  environment: 'env',
+  ip: '10.0.0.1',
+  port: '80',
+  namespace: 'ns',
+  pod: 'pod',
+  node: 'node',
+};
+
+function isPrefixChar(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x7a) || c === 0x2d || c === 0x2e;
+}
+
+function prepare(cfg: MappingConfig): PreparedConfig {
+  const problems: string[] = [];
+  const str = (v: unknown): string => (typeof v === 'string' ? v : '');
+
+  // Annotation prefix: a DNS subdomain followed by '/', as Kubernetes requires.
+  const prefix = str(cfg.annotationPrefix);
+  const domain = prefix.endsWith('/') ? prefix.slice(0, -1) : '';
+  let prefixOk = domain.length > 0 && domain.length <= 253;
+  for (let i = 0; prefixOk && i < domain.length; i++) prefixOk = isPrefixChar(domain.charCodeAt(i));
+  if (!prefixOk) {
+    problems.push(
+      `annotation prefix ${quote(prefix)} must be a lower-case DNS subdomain followed by '/', e.g. "etcd-registrar.io/"`,
+    );
+  }
+
+  // Environment default.
+  const environment = str(cfg.environment);
+  if (environment !== '') {
+    const why = nameProblem(environment, MAX_SHORT_NAME);
+    if (why !== undefined) problems.push(`environment ${quote(environment)} ${why}`);
+  }
+
+  // Key root.
+  const rawRoot = str(cfg.keyRoot);
+  const root = normalizeKeyRoot(rawRoot);
+  if (root !== '/') {
+    const why = keyProblem(root.slice(0, -1), '/');
+    if (why !== undefined) problems.push(`key root ${quote(rawRoot)} ${why}`);
+  }
+
+  // Key template.
+  const keySource = str(cfg.keyTemplate);
+  const key = compileTemplate(keySource);
+  for (const p of key.problems) problems.push(`key template ${quote(keySource)}: ${p}`);
+  if (!key.uses.has('ip') || !key.uses.has('port')) {
+    problems.push(
+      `key template ${quote(keySource)} must contain {ip} and {port}, or the keys of different pods or ports would collide`,
+    );
+  }
+  if (!(key.literals[0] ?? '').startsWith(root)) {
+    problems.push(
+      `key template ${quote(keySource)} must start with the key root ${quote(root)} as literal text, so that every key lies under it`,
+    );
+  }
+  for (let i = 1; i < key.placeholders.length; i++) {
+    if ((key.literals[i] ?? '') === '') {
+      problems.push(
+        `key template ${quote(keySource)}: {${key.placeholders[i - 1] ?? ''}}{${key.placeholders[i] ?? ''}} need a separator between them, or keys could collide`,
+      );
+    }
+  }
+  {
+    const sample = renderTemplate(key, SAMPLE);
+    const why = keyProblem(sample, root);
+    if (why !== undefined && sample.startsWith(root)) {
+      problems.push(`key template ${quote(keySource)} gives keys like ${quote(sample)}, which ${why}`);
+    }
+  }
+  if (hasControlChars(keySource)) problems.push(`key template ${quote(keySource)} contains control characters`);
+
+  // Value.
+  const format = cfg.valueFormat;
+  const json = format === 'json';
+  if (format !== 'template' && format !== 'json') {
+    problems.push(`value format ${quote(str(format))} must be "template" or "json"`);
+  }
+  const valueSource = str(cfg.valueTemplate);
+  const value = compileTemplate(valueSource);
+  if (!json) {
+    for (const p of value.problems) problems.push(`value template ${quote(valueSource)}: ${p}`);
+    if (valueSource === '') problems.push('value template is empty');
+    if (hasControlChars(valueSource)) {
+      problems.push(`value template ${quote(valueSource)} contains control characters`);
+    }
+  }
+
+  const uses = new Set<Placeholder>(key.uses);
+  if (json) {
+    for (const p of ['service', 'environment', 'ip', 'port'] as const) uses.add(p);
+  } else {
+    for (const p of value.uses) uses.add(p);
+  }
+
+  let environmentSeparator = '';
+  for (let i = 1; i < key.placeholders.length; i++) {
+    const a = key.placeholders[i - 1];
+    const b = key.placeholders[i];
+    const sep = key.literals[i] ?? '';
+    if (
+      ((a === 'service' && b === 'environment') || (a === 'environment' && b === 'service')) &&
+      sep !== '' &&
+      !sep.includes('/')
+    ) {
+      environmentSeparator = sep;
+    }
+  }
+
+  return {
+    problems,
+    root,
+    key,
+    value,
+    json,
+    annotations: {
+      register: prefix + 'register',
+      service: prefix + 'service',
+      port: prefix + 'port',
+      environment: prefix + 'environment',
+      address: prefix + 'address',
+      ipFamilies: prefix + 'ip-families',
+    },
+    uses,
+    environmentSeparator,
+    environment,
+  };
+}

@@ -1,0 +1,15 @@
+// Public surface of the pod -> registration mapping.
+export {
+  defaultMappingConfig,
+  keyProblem,
+  normalizeKeyRoot,
+  validateMappingConfig,
+  MAX_LONG_NAME,
+  MAX_PORTS,
+  MAX_SHORT_NAME,
+} from './config.ts';
+export type { MappingConfig } from './config.ts';
+export { isOptIn, mapPod, SERVICE_LABELS } from './map-pod.ts';
+export { PLACEHOLDERS } from './template.ts';
+export type { Placeholder } from './template.ts';
+export { quote } from './text.ts';

@@ -57,14 +57,6 @@ export interface EtcdServer {
 }
 
 const TERMINATING: ReadonlySet<NodeJS.Signals> = new Set(['SIGKILL', 'SIGTERM', 'SIGINT']);
-// Only for the window while the cached binary is still being built for the first time.
-const TRANSITIONAL_ETCD = '/tmp/etcdbuild/server';
-
-export function etcdBinary(): string {
-  const cached = toolPath('etcd');
-  if (!existsSync(cached) && existsSync(TRANSITIONAL_ETCD)) return TRANSITIONAL_ETCD;
-  return cached;
-}
 
 export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'etcd-')));
@@ -136,7 +128,7 @@ class EtcdMember implements EtcdServer {
 
   async start(waitReady = true): Promise<void> {
     if (this.isRunning()) return;
-    const binary = etcdBinary();
+    const binary = toolPath('etcd');
     if (!existsSync(binary)) {
       throw new Error(`etcd binary not found at ${binary}: run \`npm run tools\` first`);
     }

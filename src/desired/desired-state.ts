@@ -1,0 +1,181 @@
+// Desired state per etcd key, computed from every known pod. Pure in-memory index: no I/O.
+//
+// Several pods may map to one key (pod IP reuse: a terminating or finished pod and a new
+// Ready one with the same IP; out-of-order events). The key's desired entry always comes
+// from a SERVING pod, chosen deterministically (newest creationTimestamp, then smallest
+// uid), so an old pod going away or going un-Ready never removes a live pod's key.
+
+import { mapPod } from '../mapping/map-pod.ts';
+import type { MappingConfig } from '../mapping/config.ts';
+import type { DesiredEntry, PodMapping, SlimPod } from '../types.ts';
+
+/** A pod, as named in changes and audit records. */
+export interface PodRef {
+  /** "namespace/name" */
+  readonly key: string;
+  readonly uid: string;
+}
+
+interface PodRecord {
+  readonly ref: PodRef;
+  /** creationTimestamp in ms; -Infinity when unparsable (treated as oldest). */
+  readonly created: number;
+  readonly serving: boolean;
+  /** key -> value, in mapping order. */
+  readonly values: ReadonlyMap<string, string>;
+}
+
+/** True when a should win over b as the source of a key. */
+function better(a: PodRecord, b: PodRecord): boolean {
+  if (a.created !== b.created) return a.created > b.created;
+  return a.ref.uid < b.ref.uid;
+}
+
+function parseTime(ts: string): number {
+  const t = Date.parse(ts);
+  return Number.isNaN(t) ? Number.NEGATIVE_INFINITY : t;
+}
+
+export class DesiredState {
+  readonly #cfg: MappingConfig;
+  /** Pods that map to at least one key, by uid. */
+  readonly #pods = new Map<string, PodRecord>();
+  /** key -> uids of every known pod mapping to it (serving or not). */
+  readonly #claims = new Map<string, Set<string>>();
+  /** key -> entry from the best serving claimant. */
+  readonly #desired = new Map<string, DesiredEntry>();
+
+  constructor(cfg: MappingConfig) {
+    this.#cfg = cfg;
+  }
+
+  /**
+   * Add or update a pod. affectedKeys = keys it maps to now ∪ keys it mapped to before
+   * (new keys first, in mapping order, then released ones): each may need a write.
+   * An ignored or invalid pod maps to nothing, so its earlier keys are released.
+   */
+  upsertPod(pod: SlimPod): { mapping: PodMapping; affectedKeys: string[] } {
+    const mapping = mapPod(pod, this.#cfg);
+    const old = this.#pods.get(pod.uid);
+    const values = new Map<string, string>();
+    if (mapping.kind === 'valid') {
+      for (const r of mapping.registrations) if (!values.has(r.key)) values.set(r.key, r.value);
+    }
+    if (values.size === 0) {
+      this.#pods.delete(pod.uid);
+    } else {
+      this.#pods.set(pod.uid, {
+        ref: { key: `${pod.namespace}/${pod.name}`, uid: pod.uid },
+        created: parseTime(pod.creationTimestamp),
+        serving: mapping.kind === 'valid' && mapping.serving,
+        values,
+      });
+    }
+    const affected: string[] = [];
+    for (const key of values.keys()) {
+      affected.push(key);
+      this.#claim(key, pod.uid);
+    }
+    if (old !== undefined) {
+      for (const key of old.values.keys()) {
+        if (values.has(key)) continue;
+        affected.push(key);
+        this.#unclaim(key, pod.uid);
+      }
+    }
+    for (const key of affected) this.#recompute(key);
+    return { mapping, affectedKeys: affected };
+  }
+
+  /** Forget a deleted pod; returns the keys it mapped to (each may need a delete). */
+  removePod(uid: string): string[] {
+    const old = this.#pods.get(uid);
+    if (old === undefined) return [];
+    this.#pods.delete(uid);
+    const affected = [...old.values.keys()];
+    for (const key of affected) {
+      this.#unclaim(key, uid);
+      this.#recompute(key);
+    }
+    return affected;
+  }
+
+  /** What should be in etcd under the key, if some known pod serves it. */
+  desiredFor(key: string): DesiredEntry | undefined {
+    return this.#desired.get(key);
+  }
+
+  /** Some known pod maps to the key, serving or not. */
+  claimed(key: string): boolean {
+    return this.#claims.has(key);
+  }
+
+  /**
+   * The pod responsible for the key: the serving one chosen for desiredFor, else the best
+   * (newest) non-serving one — whose key a delete then 'deregister's.
+   */
+  claimant(key: string): PodRef | undefined {
+    const uids = this.#claims.get(key);
+    if (uids === undefined) return undefined;
+    let best: PodRecord | undefined;
+    for (const uid of uids) {
+      const rec = this.#pods.get(uid);
+      if (rec === undefined) continue;
+      if (best === undefined || (rec.serving && !best.serving) || (rec.serving === best.serving && better(rec, best))) {
+        best = rec;
+      }
+    }
+    return best?.ref;
+  }
+
+  /** A snapshot of every desired entry (a copy: later updates do not change it). */
+  desiredAll(): Map<string, DesiredEntry> {
+    return new Map(this.#desired);
+  }
+
+  /** Number of keys with a desired entry. */
+  get size(): number {
+    return this.#desired.size;
+  }
+
+  /** Number of known pods that map to at least one key (serving or not). */
+  get podCount(): number {
+    return this.#pods.size;
+  }
+
+  #claim(key: string, uid: string): void {
+    let set = this.#claims.get(key);
+    if (set === undefined) {
+      set = new Set();
+      this.#claims.set(key, set);
+    }
+    set.add(uid);
+  }
+
+  #unclaim(key: string, uid: string): void {
+    const set = this.#claims.get(key);
+    if (set === undefined) return;
+    set.delete(uid);
+    if (set.size === 0) this.#claims.delete(key);
+  }
+
+  #recompute(key: string): void {
+    const uids = this.#claims.get(key);
+    let best: PodRecord | undefined;
+    if (uids !== undefined) {
+      for (const uid of uids) {
+        const rec = this.#pods.get(uid);
+        if (rec === undefined || !rec.serving) continue;
+        if (best === undefined || better(rec, best)) best = rec;
+      }
+    }
+    const value = best?.values.get(key);
+    if (best === undefined || value === undefined) {
+      this.#desired.delete(key);
+      return;
+    }
+    const prev = this.#desired.get(key);
+    if (prev !== undefined && prev.value === value && prev.podUid === best.ref.uid && prev.podKey === best.ref.key) return;
+    this.#desired.set(key, { key, value, podKey: best.ref.key, podUid: best.ref.uid });
+  }
+}

@@ -1,0 +1,178 @@
+// The pure plan: desired state (per key, from the pod cache) against current state (etcd
+// keys with their lease ids) gives the writes to make. No I/O; deterministic order.
+//
+// Ownership (ExternalDNS-style, DESIGN.md §4): a key is ours only when it is attached to our
+// data lease, or to an earlier lease of the same owner (adoptable). Keys without a lease or
+// on another lease are never changed or deleted.
+
+import type { Change, CurrentEntry, DesiredEntry, Plan, Policy, Skip } from '../types.ts';
+
+/** A pod, as named in changes: "namespace/name" and uid. */
+export interface PodRef {
+  readonly key: string;
+  readonly uid: string;
+}
+
+export interface PlanInput {
+  readonly desired: ReadonlyMap<string, DesiredEntry>;
+  readonly current: ReadonlyMap<string, CurrentEntry>;
+  /**
+   * A known pod (not serving, since the key is not desired) that maps to the key: our
+   * delete of it is a 'deregister' naming that pod; otherwise an 'orphan-delete'.
+   */
+  readonly claimed?: ((key: string) => PodRef | undefined) | undefined;
+  /** Our data lease (decimal). */
+  readonly leaseId: string;
+  /** Earlier leases of this owner: keys on them are ours and get moved to leaseId. */
+  readonly adoptableLeases: ReadonlySet<string>;
+  readonly policy: Policy;
+  /** Only these keys (fast path); absent = full reconcile over desired ∪ current. */
+  readonly scope?: ReadonlySet<string> | undefined;
+}
+
+/** etcd's "no lease". A key on it is never ours, whatever leaseId says. */
+export const NO_LEASE = '0';
+
+export function isDelete(change: Change): boolean {
+  return change.action === 'deregister' || change.action === 'orphan-delete';
+}
+
+function compareKeys(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+export function plan(input: PlanInput): Plan {
+  const { desired, current, leaseId, adoptableLeases, policy } = input;
+  const ours = (lease: string): boolean =>
+    lease !== NO_LEASE && lease !== '' && (lease === leaseId || adoptableLeases.has(lease));
+
+  let keys: string[];
+  if (input.scope !== undefined) {
+    keys = [...input.scope];
+  } else {
+    keys = [...desired.keys()];
+    for (const key of current.keys()) if (!desired.has(key)) keys.push(key);
+  }
+  keys.sort(compareKeys);
+
+  const writes: Change[] = [];
+  const deletes: Change[] = [];
+  const skips: Skip[] = [];
+
+  for (const key of keys) {
+    const want = desired.get(key);
+    const have = current.get(key);
+    if (want !== undefined) {
+      const pod = { key: want.podKey, uid: want.podUid };
+      if (have === undefined) {
+        writes.push({
+          action: 'register',
+          key,
+          value: want.value,
+          expectedLease: NO_LEASE,
+          pod,
+          reason: `pod ${want.podKey} is serving and the key is absent`,
+        });
+      } else if (ours(have.lease)) {
+        const adopt = have.lease !== leaseId;
+        if (adopt || have.value !== want.value) {
+          writes.push({
+            action: 'repair',
+            key,
+            value: want.value,
+            expectedLease: have.lease,
+            pod,
+            reason: adopt
+              ? `adopting the key from our earlier lease ${have.lease}` +
+                (have.value !== want.value ? ' and restoring its value' : '')
+              : `value differs from what pod ${want.podKey} needs`,
+          });
+        }
+      } else {
+        skips.push({
+          key,
+          pod,
+          reason:
+            have.lease === NO_LEASE
+              ? 'not leased: written by another tool; left untouched'
+              : `owned by someone else (lease ${have.lease}); left untouched`,
+        });
+      }
+      continue;
+    }
+    // Not desired: delete it if it is ours.
+    if (have === undefined || !ours(have.lease)) continue;
+    const claimant = input.claimed?.(key);
+    if (policy === 'upsert-only') {
+      skips.push({
+        key,
+        pod: claimant,
+        reason: claimant === undefined
+          ? 'policy upsert-only: orphaned key not deleted'
+          : `policy upsert-only: key of pod ${claimant.key}, which is not serving, not deleted`,
+      });
+      continue;
+    }
+    if (claimant !== undefined) {
+      deletes.push({
+        action: 'deregister',
+        key,
+        value: have.value,
+        expectedLease: have.lease,
+        pod: { key: claimant.key, uid: claimant.uid },
+        reason: `pod ${claimant.key} is not serving (not Ready, terminating or finished)`,
+      });
+    } else {
+      deletes.push({
+        action: 'orphan-delete',
+        key,
+        value: have.value,
+        expectedLease: have.lease,
+        reason: 'no known pod maps to this key',
+      });
+    }
+  }
+  return { changes: [...writes, ...deletes], skips };
+}
+
+export interface LimitResult {
+  readonly plan: Plan;
+  /** Deletes held back by the safety valve (empty when nothing was refused). */
+  readonly refused: Change[];
+  /** Why deletes were refused; undefined when nothing was refused. */
+  readonly reason?: string | undefined;
+}
+
+/**
+ * The safety valve (DESIGN.md §4). Counts the plan's orphan-deletes (deletes backed by no
+ * pod: what an empty or partial pod cache produces) against `maxDeleteShare` of the keys
+ * we own. Over the limit, every orphan-delete is refused and the rest of the plan kept.
+ * - a single orphan-delete is always allowed (a one-pod service must be able to go away);
+ * - deregisters are never refused: each is backed by a pod seen not serving;
+ * - force disables the valve; a share ≥ 1 never refuses; NaN or negative counts as 0.
+ */
+export function limitDeletes(
+  input: Plan,
+  ownedKeyCount: number,
+  maxDeleteShare: number,
+  force: boolean,
+): LimitResult {
+  if (force) return { plan: input, refused: [] };
+  let orphans = 0;
+  for (const c of input.changes) if (c.action === 'orphan-delete') orphans++;
+  if (orphans <= 1) return { plan: input, refused: [] };
+  const share = Number.isFinite(maxDeleteShare) && maxDeleteShare > 0 ? maxDeleteShare : 0;
+  const owned = Number.isFinite(ownedKeyCount) && ownedKeyCount > 0 ? Math.floor(ownedKeyCount) : 0;
+  const allowed = share >= 1 ? Number.POSITIVE_INFINITY : Math.floor(share * owned);
+  if (orphans <= allowed) return { plan: input, refused: [] };
+  const kept: Change[] = [];
+  const refused: Change[] = [];
+  for (const c of input.changes) (c.action === 'orphan-delete' ? refused : kept).push(c);
+  return {
+    plan: { changes: kept, skips: input.skips },
+    refused,
+    reason:
+      `refusing ${String(orphans)} orphan deletes: more than ${String(Math.round(share * 1000) / 10)}% ` +
+      `of the ${String(owned)} keys we own (at most ${String(allowed)} allowed); rerun with force to delete them`,
+  };
+}

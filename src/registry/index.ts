@@ -1,0 +1,15 @@
+// Public surface of the registry: the only module that talks to etcd.
+export {
+  DEFAULT_OWNER_RECORD_PREFIX,
+  EtcdRegistry,
+  type ApplyResult,
+  type Fence,
+  type LeaseChangedEvent,
+  type LeaseLostEvent,
+  type RegistryEvents,
+  type RegistryOptions,
+} from './registry.ts';
+export type { AuthOptions, TlsOptions } from './client.ts';
+export { RegistryProgrammingError } from './keys.ts';
+export type { OwnerRecord } from './lease.ts';
+export type { RetryPolicy } from './retry.ts';

@@ -1,0 +1,431 @@
+// The owner's data lease: adopt it from the owner record or grant a new one, keep it alive
+// over etcd's raw LeaseKeepAlive stream, and replace it when etcd says it is gone.
+//
+// etcd3's Lease class always grants a fresh lease and cannot adopt an existing id, so this
+// talks to the lease RPCs directly. One stream, one write per TTL/3 whatever the key count.
+import type { Etcd3, ILeaseKeepAliveResponse, IRequestStream, IResponseStream } from 'etcd3';
+import type { Logger } from 'pino';
+import { backoffDelay, errorMessage, isTransient, withRetry, type RetryPolicy } from './retry.ts';
+
+/** JSON stored (without a lease) at `${ownerRecordPrefix}${ownerId}`. */
+export interface OwnerRecord {
+  readonly ownerId: string;
+  /** Current data lease, decimal string. */
+  readonly leaseId: string;
+  readonly ttl: number;
+  readonly updatedAt: string;
+  /** Earlier leases of this owner, newest first (bounded); keys on them are still ours. */
+  readonly previousLeaseIds?: readonly string[];
+}
+
+export interface LeaseChangedEvent {
+  readonly previous: string;
+  readonly current: string;
+  /** 'expired' (etcd reported it gone), 'replaced-by-peer', 'ttl-changed'. */
+  readonly reason: string;
+}
+
+export interface LeaseLostEvent {
+  readonly lease: string;
+  readonly reason: string;
+}
+
+export interface LeaseKeeperHooks {
+  keepalive(at: number): void;
+  leaseChanged(ev: LeaseChangedEvent): void;
+  leaseLost(ev: LeaseLostEvent): void;
+  etcdError(op: string, error: unknown): void;
+}
+
+export interface LeaseKeeperOptions {
+  readonly client: Etcd3;
+  readonly ownerId: string;
+  readonly recordKey: string;
+  readonly ttlSeconds: number;
+  readonly retry: RetryPolicy;
+  readonly logger: Logger;
+  readonly hooks: LeaseKeeperHooks;
+}
+
+type KeepAliveStream = IRequestStream<{ ID: string }> & IResponseStream<ILeaseKeepAliveResponse>;
+type StreamEnd = 'lost' | 'broken' | 'closed';
+
+const MAX_PREVIOUS = 8;
+
+export class LeaseKeeper {
+  readonly #o: LeaseKeeperOptions;
+  readonly #log: Logger;
+  #current: string | undefined;
+  #adoptable = new Set<string>();
+  /** Old leases kept alive for a while after a TTL change, until keys moved off them. */
+  readonly #grace = new Map<string, number>();
+  #lastAck: number | undefined;
+  #alive = false;
+  #closed = false;
+  #stop = new AbortController();
+  #loopDone: Promise<void> | undefined;
+  #kickStream: (() => void) | undefined;
+  #lostReason: string | undefined;
+  #waiters = new Set<() => void>();
+
+  constructor(o: LeaseKeeperOptions) {
+    this.#o = o;
+    this.#log = o.logger;
+  }
+
+  get current(): string | undefined {
+    return this.#current;
+  }
+
+  get lastAck(): number | undefined {
+    return this.#lastAck;
+  }
+
+  adoptable(): ReadonlySet<string> {
+    return this.#adoptable;
+  }
+
+  /** Leases whose keys are ours: the current one, adoptable ones, ones in grace. */
+  owned(lease: string): boolean {
+    return lease === this.#current || this.#adoptable.has(lease) || this.#grace.has(lease);
+  }
+
+  healthy(now = Date.now()): boolean {
+    return (
+      !this.#closed &&
+      this.#alive &&
+      this.#lastAck !== undefined &&
+      now - this.#lastAck <= this.#o.ttlSeconds * 1000
+    );
+  }
+
+  /** Adopts or grants the lease (bounded retries), then keeps it alive in the background. */
+  async start(): Promise<void> {
+    await this.#acquire({ initial: true });
+    // The grant/adoption itself proves the lease alive right now.
+    this.#lastAck = Date.now();
+    this.#alive = true;
+    this.#loopDone = this.#loop().catch((err: unknown) => {
+      this.#log.error({ err: errorMessage(err) }, 'lease keeper stopped unexpectedly');
+    });
+  }
+
+  /** Sends a keepalive now (e.g. after a write failed with "lease not found"). */
+  kick(): void {
+    this.#kickStream?.();
+  }
+
+  /** Resolves with the current lease once it differs from `lease`, or undefined on timeout. */
+  async waitForLeaseOtherThan(lease: string, timeoutMs: number): Promise<string | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.#closed && this.#current === lease && Date.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, Math.max(1, deadline - Date.now()));
+        function done(): void {
+          clearTimeout(t);
+          resolve();
+        }
+        this.#waiters.add(done);
+      });
+    }
+    return this.#current !== lease ? this.#current : undefined;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#stop.abort();
+    this.#wakeWaiters();
+    await this.#loopDone;
+  }
+
+  /** Revokes the current lease (its keys go at once) and those in grace. For tests/uninstall. */
+  async revokeAll(): Promise<void> {
+    const ids = [this.#current, ...this.#grace.keys()].filter((x): x is string => x !== undefined);
+    await this.close();
+    for (const ID of ids) {
+      try {
+        await this.#o.client.leaseClient.leaseRevoke({ ID });
+      } catch (err) {
+        if (!/lease not found|expired or revoked/.test(errorMessage(err))) throw err;
+      }
+    }
+  }
+
+  #wakeWaiters(): void {
+    for (const w of [...this.#waiters]) w();
+    this.#waiters.clear();
+  }
+
+  #emit<K extends keyof LeaseKeeperHooks>(name: K, ...args: Parameters<LeaseKeeperHooks[K]>): void {
+    try {
+      (this.#o.hooks[name] as (...a: unknown[]) => void)(...args);
+    } catch (err) {
+      this.#log.error({ err: errorMessage(err), event: name }, 'registry event listener threw');
+    }
+  }
+
+  async #sleep(ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(done, ms);
+      const signal = this.#stop.signal;
+      function done(): void {
+        clearTimeout(t);
+        signal.removeEventListener('abort', done);
+        resolve();
+      }
+      signal.addEventListener('abort', done);
+    });
+  }
+
+  async #readRecord(): Promise<{ record: OwnerRecord | undefined; modRevision: string }> {
+    const res = await this.#o.client.kv.range({ key: Buffer.from(this.#o.recordKey) });
+    const kv = res.kvs[0];
+    if (kv === undefined) return { record: undefined, modRevision: '0' };
+    let record: OwnerRecord | undefined;
+    try {
+      const parsed = JSON.parse(kv.value.toString('utf8')) as Partial<OwnerRecord>;
+      if (typeof parsed.leaseId === 'string' && /^[1-9][0-9]*$/.test(parsed.leaseId)) {
+        record = {
+          ownerId: String(parsed.ownerId ?? this.#o.ownerId),
+          leaseId: parsed.leaseId,
+          ttl: Number(parsed.ttl ?? 0),
+          updatedAt: String(parsed.updatedAt ?? ''),
+          previousLeaseIds: Array.isArray(parsed.previousLeaseIds)
+            ? parsed.previousLeaseIds.filter((x): x is string => typeof x === 'string' && /^[1-9][0-9]*$/.test(x))
+            : [],
+        };
+      }
+    } catch {
+      this.#log.warn({ key: this.#o.recordKey }, 'owner record is not valid JSON; replacing it');
+    }
+    return { record, modRevision: kv.mod_revision };
+  }
+
+  /** Remaining TTL in seconds (<= 0: gone) and the TTL it was granted with. */
+  async #timeToLive(id: string): Promise<{ ttl: number; granted: number }> {
+    const res = await this.#o.client.leaseClient.leaseTimeToLive({ ID: id });
+    return { ttl: Number(res.TTL), granted: Number(res.grantedTTL) };
+  }
+
+  /**
+   * Adopt the recorded lease when it is alive, else grant one and record it with a
+   * compare-and-swap on the owner record (a peer replica may be doing the same: the loser
+   * revokes its fresh, key-less lease and adopts the winner's).
+   */
+  async #acquire(opts: { initial: boolean; lost?: string }): Promise<{ reason: string } | undefined> {
+    const { ttlSeconds } = this.#o;
+    for (let attempt = 1; ; attempt++) {
+      if (this.#closed) return undefined;
+      try {
+        const { record, modRevision } = await this.#readRecord();
+        const previous = record !== undefined ? [record.leaseId, ...(record.previousLeaseIds ?? [])] : [];
+        let graceLease: string | undefined;
+        if (record !== undefined && record.leaseId !== opts.lost) {
+          const t = await this.#timeToLive(record.leaseId);
+          if (t.ttl > 0) {
+            if (!opts.initial || t.granted === ttlSeconds) {
+              this.#current = record.leaseId;
+              await this.#setAdoptable(record.previousLeaseIds ?? [], opts.initial);
+              this.#log.info(
+                { lease: record.leaseId, remainingTtl: t.ttl, ownerId: this.#o.ownerId },
+                opts.initial ? 'adopted the data lease from the owner record' : 'adopted the lease a peer recorded',
+              );
+              return { reason: opts.initial ? 'adopted' : 'replaced-by-peer' };
+            }
+            // Configured TTL changed: new lease, old one kept alive until keys moved.
+            graceLease = record.leaseId;
+          }
+        }
+        const granted = await this.#o.client.leaseClient.leaseGrant({ TTL: ttlSeconds });
+        const id = String(granted.ID);
+        const next: OwnerRecord = {
+          ownerId: this.#o.ownerId,
+          leaseId: id,
+          ttl: ttlSeconds,
+          updatedAt: new Date().toISOString(),
+          previousLeaseIds: [...new Set(previous)].slice(0, MAX_PREVIOUS),
+        };
+        const key = Buffer.from(this.#o.recordKey);
+        const txn = await this.#o.client.kv.txn({
+          compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: modRevision }],
+          success: [{ request_put: { key, value: Buffer.from(JSON.stringify(next)) } }],
+          failure: [],
+        });
+        if (!txn.succeeded) {
+          this.#log.info({ lease: id }, 'owner record changed concurrently; revoking the fresh lease and re-reading');
+          await this.#o.client.leaseClient.leaseRevoke({ ID: id }).catch(() => undefined);
+          continue;
+        }
+        this.#current = id;
+        await this.#setAdoptable(previous, opts.initial);
+        if (graceLease !== undefined) {
+          // Keep the old lease alive long enough for the controller to move every key.
+          this.#grace.set(graceLease, Date.now() + Math.max(60_000, 3 * ttlSeconds * 1000));
+        }
+        this.#log.info(
+          { lease: id, ttl: ttlSeconds, previous: record?.leaseId, ownerId: this.#o.ownerId },
+          'granted a new data lease and recorded it',
+        );
+        return { reason: graceLease !== undefined ? 'ttl-changed' : opts.lost !== undefined ? 'expired' : 'granted' };
+      } catch (err) {
+        const retry = isTransient(err) && (!opts.initial || attempt < this.#o.retry.attempts);
+        this.#emit('etcdError', opts.initial ? 'lease-acquire' : 'lease-reacquire', err);
+        if (!retry) throw err;
+        await this.#sleep(backoffDelay(attempt, this.#o.retry.baseDelayMs, Math.min(this.#o.retry.maxDelayMs, 2_000)));
+      }
+    }
+  }
+
+  async #setAdoptable(ids: readonly string[], initial: boolean): Promise<void> {
+    const candidates = ids.filter((id) => id !== this.#current);
+    if (!initial) {
+      for (const id of candidates) this.#adoptable.add(id);
+      return;
+    }
+    // At start-up only leases that still exist can still hold keys.
+    const alive = await Promise.all(
+      candidates.map(async (id) => {
+        try {
+          return (await withRetry(this.#o.retry, () => this.#timeToLive(id))).value.ttl > 0;
+        } catch {
+          return true; // unknown: keep, it is harmless
+        }
+      }),
+    );
+    this.#adoptable = new Set(candidates.filter((_, i) => alive[i] === true));
+  }
+
+  async #loop(): Promise<void> {
+    let failures = 0;
+    let warnedAtRisk = false;
+    while (!this.#closed) {
+      if (this.#lostReason !== undefined) {
+        const previous = this.#current ?? '';
+        const reason = this.#lostReason;
+        this.#alive = false;
+        this.#emit('leaseLost', { lease: previous, reason });
+        this.#log.warn({ lease: previous, reason }, 'data lease lost; acquiring a new one');
+        let acquired: { reason: string } | undefined;
+        try {
+          acquired = await this.#acquire({ initial: false, lost: previous });
+        } catch (err) {
+          // Non-transient failure (e.g. permission denied): retry slowly, never give up.
+          this.#log.error({ err: errorMessage(err) }, 'could not acquire a new data lease');
+          await this.#sleep(backoffDelay(++failures, 500, 5_000));
+          continue;
+        }
+        if (acquired === undefined) break; // closed
+        this.#lostReason = undefined;
+        this.#lastAck = Date.now();
+        this.#alive = true;
+        failures = 0;
+        this.#adoptable.add(previous);
+        const current = this.#current ?? '';
+        this.#emit('leaseChanged', { previous, current, reason: acquired.reason });
+        this.#wakeWaiters();
+      }
+      const end = await this.#runStream(() => {
+        failures = 0;
+        warnedAtRisk = false;
+      });
+      if (end === 'closed' || this.#closed) break;
+      if (end === 'lost') continue;
+      failures++;
+      const sinceAck = this.#lastAck === undefined ? Infinity : Date.now() - this.#lastAck;
+      if (sinceAck > this.#o.ttlSeconds * 1000 && !warnedAtRisk) {
+        warnedAtRisk = true;
+        this.#log.warn(
+          { lease: this.#current, sinceAckMs: sinceAck },
+          'no keepalive ack for longer than the TTL: the lease may have expired; etcd will tell on reconnect',
+        );
+      }
+      const cap = Math.min(2_000, Math.max(200, (this.#o.ttlSeconds * 1000) / 4));
+      await this.#sleep(backoffDelay(failures, 100, cap));
+    }
+    this.#alive = false;
+  }
+
+  /** One keepalive stream until it breaks, etcd reports the lease gone, or close(). */
+  async #runStream(onAck: () => void): Promise<StreamEnd> {
+    let stream: KeepAliveStream;
+    try {
+      stream = (await this.#o.client.leaseClient.leaseKeepAlive()) as unknown as KeepAliveStream;
+    } catch (err) {
+      this.#emit('etcdError', 'keepalive', err);
+      return 'broken';
+    }
+    const intervalMs = Math.max(100, Math.floor((this.#o.ttlSeconds * 1000) / 3));
+    return await new Promise<StreamEnd>((resolve) => {
+      let finished = false;
+      let pendingSince: number | undefined;
+      let timer: NodeJS.Timeout | undefined;
+      const finish = (end: StreamEnd): void => {
+        if (finished) return;
+        finished = true;
+        clearInterval(timer);
+        this.#stop.signal.removeEventListener('abort', onAbort);
+        this.#kickStream = undefined;
+        try {
+          stream.cancel();
+        } catch {
+          /* already gone */
+        }
+        resolve(end);
+      };
+      const onAbort = (): void => finish('closed');
+      const send = (): void => {
+        if (finished) return;
+        const now = Date.now();
+        if (pendingSince !== undefined && now - pendingSince >= intervalMs) {
+          // The previous keepalive was never answered: the stream is stale.
+          this.#emit('etcdError', 'keepalive', new Error(`no keepalive ack within ${now - pendingSince} ms`));
+          finish('broken');
+          return;
+        }
+        for (const [id, until] of this.#grace) if (until < now) this.#grace.delete(id);
+        try {
+          const current = this.#current;
+          if (current !== undefined) stream.write({ ID: current });
+          for (const id of this.#grace.keys()) stream.write({ ID: id });
+          pendingSince ??= now;
+        } catch (err) {
+          this.#emit('etcdError', 'keepalive', err);
+          finish('broken');
+        }
+      };
+      stream.on('data', (res: ILeaseKeepAliveResponse) => {
+        const id = String(res.ID);
+        const ttl = Number(res.TTL);
+        if (id === this.#current) {
+          if (!(ttl > 0)) {
+            this.#lostReason = 'expired';
+            finish('lost');
+            return;
+          }
+          const now = Date.now();
+          pendingSince = undefined;
+          this.#lastAck = now;
+          this.#alive = true;
+          onAck();
+          this.#emit('keepalive', now);
+        } else if (this.#grace.has(id) && !(ttl > 0)) {
+          this.#grace.delete(id);
+        }
+      });
+      stream.on('error', (err: unknown) => {
+        if (!finished) this.#emit('etcdError', 'keepalive', err);
+        finish('broken');
+      });
+      stream.on('end', () => finish('broken'));
+      this.#stop.signal.addEventListener('abort', onAbort);
+      if (this.#stop.signal.aborted) {
+        finish('closed');
+        return;
+      }
+      this.#kickStream = send;
+      timer = setInterval(send, intervalMs);
+      send();
+    });
+  }
+}

@@ -1,0 +1,509 @@
+// The only code in etcd-registrar that talks to etcd: reads the key space with lease ids,
+// applies Changes in fenced, batched transactions, and keeps the owner's data lease.
+import { EventEmitter } from 'node:events';
+import type { Etcd3, ICompare, IKeyValue, IRequestOp, ITxnResponse } from 'etcd3';
+import type { Logger } from 'pino';
+import type { Change, CurrentEntry } from '../types.ts';
+import { createClient, type AuthOptions, type TlsOptions } from './client.ts';
+import {
+  assertWritable,
+  hasControl,
+  isReserved,
+  keySuccessor,
+  normaliseRoot,
+  prefixEnd,
+  RegistryProgrammingError,
+  type KeySpace,
+} from './keys.ts';
+import { LeaseKeeper, type LeaseChangedEvent, type LeaseLostEvent } from './lease.ts';
+import {
+  DEFAULT_RETRY,
+  errorMessage,
+  isCompacted,
+  isLeaseNotFound,
+  withRetry,
+  type RetryPolicy,
+} from './retry.ts';
+
+export interface RegistryOptions {
+  readonly endpoints: readonly string[];
+  /** Identity of this installation; one data lease per owner id. */
+  readonly ownerId: string;
+  /** Every key written or deleted lives under this prefix (normalised to end with '/'). */
+  readonly keyRoot: string;
+  /** Default '/etcd-registrar/owners/'. Never returned by readAll, never written by apply. */
+  readonly ownerRecordPrefix?: string | undefined;
+  readonly leaseTtlSeconds: number;
+  /** Deadline of every unary etcd call. */
+  readonly callTimeoutMs: number;
+  /** Changes per transaction; default 100, at most 128 (etcd's --max-txn-ops default). */
+  readonly maxOpsPerTxn?: number | undefined;
+  /** Transactions in flight at once in one apply(); default 4. */
+  readonly maxInflightTxns?: number | undefined;
+  /** Keys per page in readAll; default 5000. */
+  readonly pageSize?: number | undefined;
+  /** More prefixes that readAll hides and apply refuses (e.g. a leader-election prefix). */
+  readonly reservedPrefixes?: readonly string[] | undefined;
+  readonly retry?: Partial<RetryPolicy> | undefined;
+  readonly tls?: TlsOptions | undefined;
+  readonly auth?: AuthOptions | undefined;
+  readonly logger: Logger;
+}
+
+export interface ApplyResult {
+  readonly change: Change;
+  /** ok: written; conflict: the key was not in the state the change expected; error: not written (or unknown). */
+  readonly outcome: 'ok' | 'conflict' | 'error';
+  readonly error?: string;
+  /** State of the key after the call as far as known: the written entry on ok, what was found on conflict. */
+  readonly current?: CurrentEntry | undefined;
+}
+
+/** Leadership fence: every transaction also requires this key's create revision. */
+export interface Fence {
+  readonly key: string;
+  readonly createRevision: string;
+}
+
+export interface RegistryEvents {
+  keepalive: [at: number];
+  leaseChanged: [event: LeaseChangedEvent];
+  leaseLost: [event: LeaseLostEvent];
+  etcdError: [event: { op: string; error: string }];
+}
+
+export type { LeaseChangedEvent, LeaseLostEvent } from './lease.ts';
+
+export const DEFAULT_OWNER_RECORD_PREFIX = '/etcd-registrar/owners/';
+const ETCD_MAX_TXN_OPS = 128;
+/** Keep each txn well under etcd's 1.5 MiB request limit. */
+const MAX_TXN_BYTES = 1024 * 1024;
+
+interface Item {
+  readonly index: number;
+  readonly change: Change;
+}
+
+export class EtcdRegistry extends EventEmitter<RegistryEvents> {
+  readonly #opts: RegistryOptions;
+  readonly #log: Logger;
+  readonly #space: KeySpace;
+  readonly #recordKey: string;
+  readonly #retry: RetryPolicy;
+  readonly #maxOps: number;
+  readonly #inflight: number;
+  readonly #pageSize: number;
+  #client: Etcd3 | undefined;
+  #keeper: LeaseKeeper | undefined;
+  #state: 'new' | 'starting' | 'started' | 'closed' = 'new';
+
+  constructor(opts: RegistryOptions) {
+    super();
+    this.#opts = opts;
+    this.#log = opts.logger.child({ component: 'registry' });
+    const ownerId = opts.ownerId;
+    if (ownerId === '' || ownerId.includes('/') || hasControl(ownerId)) {
+      throw new RegistryProgrammingError(`registry: owner id ${JSON.stringify(ownerId)} must be non-empty, without '/' or control characters`);
+    }
+    const recordPrefix = normaliseRoot(opts.ownerRecordPrefix ?? DEFAULT_OWNER_RECORD_PREFIX, 'owner record prefix');
+    this.#recordKey = `${recordPrefix}${ownerId}`;
+    this.#space = {
+      root: normaliseRoot(opts.keyRoot, 'key root'),
+      reserved: [recordPrefix, ...(opts.reservedPrefixes ?? [])],
+    };
+    this.#maxOps = opts.maxOpsPerTxn ?? 100;
+    if (!Number.isInteger(this.#maxOps) || this.#maxOps < 2 || this.#maxOps > ETCD_MAX_TXN_OPS) {
+      throw new RegistryProgrammingError(`registry: maxOpsPerTxn must be an integer in 2..${ETCD_MAX_TXN_OPS}`);
+    }
+    this.#inflight = Math.max(1, Math.floor(opts.maxInflightTxns ?? 4));
+    this.#pageSize = Math.max(1, Math.floor(opts.pageSize ?? 5_000));
+    if (!Number.isInteger(opts.leaseTtlSeconds) || opts.leaseTtlSeconds < 2) {
+      throw new RegistryProgrammingError('registry: leaseTtlSeconds must be an integer >= 2');
+    }
+    if (!(opts.callTimeoutMs > 0)) throw new RegistryProgrammingError('registry: callTimeoutMs must be > 0');
+    this.#retry = { ...DEFAULT_RETRY, ...opts.retry };
+  }
+
+  /** Connects, adopts the owner's lease if still alive (else grants one), starts keepalives. */
+  async start(): Promise<void> {
+    if (this.#state !== 'new') throw new RegistryProgrammingError('registry: start() called twice');
+    this.#state = 'starting';
+    const client = await createClient({
+      endpoints: this.#opts.endpoints,
+      callTimeoutMs: this.#opts.callTimeoutMs,
+      tls: this.#opts.tls,
+      auth: this.#opts.auth,
+    });
+    this.#client = client;
+    const keeper = new LeaseKeeper({
+      client,
+      ownerId: this.#opts.ownerId,
+      recordKey: this.#recordKey,
+      ttlSeconds: this.#opts.leaseTtlSeconds,
+      retry: this.#retry,
+      logger: this.#log,
+      hooks: {
+        keepalive: (at) => this.emit('keepalive', at),
+        leaseChanged: (ev) => this.emit('leaseChanged', ev),
+        leaseLost: (ev) => this.emit('leaseLost', ev),
+        etcdError: (op, error) => this.#reportError(op, error),
+      },
+    });
+    this.#keeper = keeper;
+    try {
+      await keeper.start();
+    } catch (err) {
+      this.#state = 'closed';
+      await keeper.close();
+      client.close();
+      throw err;
+    }
+    if (this.#state !== 'starting') {
+      // close() raced with start().
+      await keeper.close();
+      client.close();
+      throw new Error('registry: closed while starting');
+    }
+    this.#state = 'started';
+  }
+
+  /** The data lease every put attaches, as etcd's decimal id. */
+  leaseId(): string {
+    const id = this.#keeper?.current;
+    if (id === undefined) throw new RegistryProgrammingError('registry: not started');
+    return id;
+  }
+
+  /** Earlier leases of this owner whose keys are still ours (repair them onto leaseId()). */
+  adoptableLeases(): ReadonlySet<string> {
+    return this.#keeper?.adoptable() ?? new Set();
+  }
+
+  /** True for the current lease and for adoptable ones. */
+  ownsLease(lease: string): boolean {
+    return this.#keeper?.owned(lease) ?? false;
+  }
+
+  lastKeepaliveAt(): number | undefined {
+    return this.#keeper?.lastAck;
+  }
+
+  /** Started, and the lease was confirmed alive by etcd within the last TTL. */
+  healthy(): boolean {
+    return this.#state === 'started' && (this.#keeper?.healthy() ?? false);
+  }
+
+  /** The normalised key root (ends with '/'). */
+  keyRoot(): string {
+    return this.#space.root;
+  }
+
+  /**
+   * Every key under the key root (owner records and reserved prefixes excluded), read in
+   * pages pinned to the revision of the first page, so the result is one consistent view.
+   */
+  async readAll(): Promise<Map<string, CurrentEntry>> {
+    const client = this.#need();
+    const root = Buffer.from(this.#space.root);
+    const end = prefixEnd(root);
+    for (let restart = 0; ; restart++) {
+      const out = new Map<string, CurrentEntry>();
+      let revision = '0';
+      let start: Buffer = root;
+      try {
+        for (;;) {
+          const req = { key: start, range_end: end, limit: this.#pageSize, revision };
+          const { value: res } = await withRetry(this.#retry, () => client.kv.range(req), this.#hooks('readAll'));
+          if (revision === '0') revision = res.header.revision;
+          for (const kv of res.kvs) {
+            const entry = toEntry(kv);
+            if (!isReserved(this.#space, entry.key)) out.set(entry.key, entry);
+          }
+          const last = res.kvs[res.kvs.length - 1];
+          if (!res.more || last === undefined) return out;
+          start = keySuccessor(last.key);
+        }
+      } catch (err) {
+        // Compaction overtook the pinned revision: read again from the current one.
+        if (isCompacted(err) && restart < 3) continue;
+        throw err;
+      }
+    }
+  }
+
+  /** A few keys, read consistently (one transaction per maxOpsPerTxn keys). */
+  async read(keys: readonly string[]): Promise<Map<string, CurrentEntry>> {
+    const client = this.#need();
+    for (const k of keys) this.#assertReadable(k);
+    const unique = [...new Set(keys)];
+    const out = new Map<string, CurrentEntry>();
+    for (let i = 0; i < unique.length; i += this.#maxOps) {
+      const chunk = unique.slice(i, i + this.#maxOps);
+      const req = { compare: [], success: chunk.map((k) => rangeOp(k)), failure: [] };
+      const { value: res } = await withRetry(this.#retry, () => client.kv.txn(req), this.#hooks('read'));
+      for (const r of res.responses) {
+        const kv = r.response_range.kvs[0];
+        if (kv !== undefined) out.set(kv.key.toString('utf8'), toEntry(kv));
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Applies changes in transactions of at most maxOpsPerTxn changes. Each change is guarded
+   * in its own transaction: register requires the key absent; repair and deletes require it
+   * on `expectedLease`, which must be a lease of this owner. Puts attach the current lease.
+   * When a transaction's guards fail, its failure branch reads the keys atomically, the
+   * conflicting changes are reported, and the rest is re-submitted. Never throws for etcd
+   * failures (those become 'error' results); throws RegistryProgrammingError for a key
+   * outside the key root.
+   */
+  async apply(changes: readonly Change[], fence?: Fence): Promise<ApplyResult[]> {
+    const client = this.#need();
+    for (const c of changes) assertWritable(this.#space, c.key);
+    if (fence !== undefined && (fence.key === '' || !/^[0-9]+$/.test(fence.createRevision))) {
+      throw new RegistryProgrammingError('registry: fence needs a key and a decimal create revision');
+    }
+    const results: (ApplyResult | undefined)[] = new Array<ApplyResult | undefined>(changes.length);
+    const items: Item[] = [];
+    changes.forEach((change, index) => {
+      if (change.action !== 'register' && !this.ownsLease(change.expectedLease)) {
+        results[index] = {
+          change,
+          outcome: 'error',
+          error: `refused: expected lease ${change.expectedLease} is not a lease of owner ${this.#opts.ownerId}`,
+        };
+      } else {
+        items.push({ index, change });
+      }
+    });
+    const batches = this.#batches(items, fence !== undefined ? 1 : 0);
+    const sequential = new Set(items.map((i) => i.change.key)).size !== items.length;
+    const ctx = { fenceLost: undefined as string | undefined };
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < batches.length) {
+        const batch = batches[next++]!;
+        if (ctx.fenceLost !== undefined) {
+          for (const it of batch) results[it.index] = { change: it.change, outcome: 'error', error: ctx.fenceLost };
+          continue;
+        }
+        await this.#applyBatch(client, batch, fence, results, ctx);
+      }
+    };
+    const workers = sequential ? 1 : Math.min(this.#inflight, batches.length);
+    await Promise.all(Array.from({ length: workers }, worker));
+    return results.map(
+      (r, i) => r ?? { change: changes[i]!, outcome: 'error', error: 'internal: no result recorded' },
+    );
+  }
+
+  /** Stops keepalives and closes the client WITHOUT revoking: keys outlive us by the TTL. */
+  async close(): Promise<void> {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    await this.#keeper?.close();
+    this.#client?.close();
+  }
+
+  /** Revokes the data lease (its keys are deleted at once) and closes. Tests/uninstall only. */
+  async revoke(): Promise<void> {
+    const keeper = this.#keeper;
+    this.#state = 'closed';
+    try {
+      await keeper?.revokeAll();
+    } finally {
+      this.#client?.close();
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------
+
+  #need(): Etcd3 {
+    if (this.#state !== 'started' || this.#client === undefined) {
+      throw new RegistryProgrammingError(`registry: not started (state ${this.#state})`);
+    }
+    return this.#client;
+  }
+
+  #assertReadable(key: string): void {
+    if (!key.startsWith(this.#space.root)) {
+      throw new RegistryProgrammingError(`registry: refusing to read ${JSON.stringify(key)} outside the key root`);
+    }
+  }
+
+  #reportError(op: string, error: unknown): void {
+    const message = errorMessage(error);
+    this.#log.debug({ op, err: message }, 'etcd call failed');
+    try {
+      this.emit('etcdError', { op, error: message });
+    } catch (err) {
+      this.#log.error({ err: errorMessage(err) }, 'etcdError listener threw');
+    }
+  }
+
+  #hooks(op: string): { onError: (err: unknown) => void } {
+    return { onError: (err) => this.#reportError(op, err) };
+  }
+
+  /** Splits into transactions: ≤ maxOps compares (fence included), no key twice, bounded bytes. */
+  #batches(items: readonly Item[], reservedOps: number): Item[][] {
+    const limit = this.#maxOps - reservedOps;
+    const out: Item[][] = [];
+    let cur: Item[] = [];
+    let keys = new Set<string>();
+    let bytes = 0;
+    for (const it of items) {
+      const size = Buffer.byteLength(it.change.key) * 3 + Buffer.byteLength(it.change.value) + 64;
+      if (cur.length > 0 && (cur.length >= limit || keys.has(it.change.key) || bytes + size > MAX_TXN_BYTES)) {
+        out.push(cur);
+        cur = [];
+        keys = new Set();
+        bytes = 0;
+      }
+      cur.push(it);
+      keys.add(it.change.key);
+      bytes += size;
+    }
+    if (cur.length > 0) out.push(cur);
+    return out;
+  }
+
+  async #applyBatch(
+    client: Etcd3,
+    batch: readonly Item[],
+    fence: Fence | undefined,
+    results: (ApplyResult | undefined)[],
+    ctx: { fenceLost: string | undefined },
+  ): Promise<void> {
+    const keeper = this.#keeper!;
+    let pending = batch;
+    let ambiguous = false;
+    let leaseWaits = 0;
+    const fail = (items: readonly Item[], error: string): void => {
+      for (const it of items) results[it.index] = { change: it.change, outcome: 'error', error };
+    };
+    for (let round = 0; pending.length > 0; round++) {
+      const lease = keeper.current;
+      if (lease === undefined || round > batch.length + 2) {
+        fail(pending, lease === undefined ? 'no data lease' : 'internal: conflict resolution did not converge');
+        return;
+      }
+      const req = buildTxn(pending, lease, fence);
+      let res: ITxnResponse;
+      try {
+        const out = await withRetry(this.#retry, () => client.kv.txn(req), this.#hooks('apply'));
+        res = out.value;
+        ambiguous ||= out.ambiguous;
+      } catch (err) {
+        if (isLeaseNotFound(err) && leaseWaits < 2 && pending.some((it) => isPut(it.change))) {
+          // Our lease is gone; the keeper will replace it. Wait for that, then retry.
+          leaseWaits++;
+          keeper.kick();
+          await keeper.waitForLeaseOtherThan(lease, Math.max(this.#opts.callTimeoutMs, 1000));
+          continue;
+        }
+        fail(pending, errorMessage(err));
+        return;
+      }
+      const revision = res.header.revision;
+      if (res.succeeded) {
+        for (const it of pending) {
+          results[it.index] = {
+            change: it.change,
+            outcome: 'ok',
+            current: isPut(it.change)
+              ? { key: it.change.key, value: it.change.value, lease, modRevision: revision }
+              : undefined,
+          };
+        }
+        return;
+      }
+      // The failure branch read every key (and the fence) atomically with the compares.
+      let offset = 0;
+      if (fence !== undefined) {
+        offset = 1;
+        const fkv = res.responses[0]?.response_range.kvs[0];
+        if (fkv === undefined || fkv.create_revision !== fence.createRevision) {
+          const msg = `fence lost: ${fence.key} create revision is ${fkv?.create_revision ?? 'absent'}, expected ${fence.createRevision}`;
+          ctx.fenceLost = msg;
+          fail(pending, msg);
+          return;
+        }
+      }
+      const still: Item[] = [];
+      pending.forEach((it, j) => {
+        const kv = res.responses[offset + j]?.response_range.kvs[0];
+        const current = kv !== undefined ? toEntry(kv) : undefined;
+        if (guardHolds(it.change, current)) {
+          still.push(it);
+        } else if (ambiguous && satisfied(it.change, current, lease)) {
+          // An earlier attempt timed out but had in fact been applied.
+          results[it.index] = { change: it.change, outcome: 'ok', current };
+        } else {
+          results[it.index] = { change: it.change, outcome: 'conflict', current };
+        }
+      });
+      if (still.length === pending.length) {
+        fail(pending, 'internal: transaction failed but every guard holds');
+        return;
+      }
+      pending = still;
+    }
+  }
+}
+
+function isPut(c: Change): boolean {
+  return c.action === 'register' || c.action === 'repair';
+}
+
+function rangeOp(key: string): IRequestOp {
+  return { request_range: { key: Buffer.from(key) } };
+}
+
+function guardOf(c: Change): ICompare {
+  const key = Buffer.from(c.key);
+  if (c.action === 'register') return { key, target: 'Create', result: 'Equal', create_revision: 0 };
+  return { key, target: 'Lease', result: 'Equal', lease: c.expectedLease };
+}
+
+function opOf(c: Change, lease: string): IRequestOp {
+  const key = Buffer.from(c.key);
+  if (isPut(c)) return { request_put: { key, value: Buffer.from(c.value), lease } };
+  return { request_delete_range: { key } };
+}
+
+function buildTxn(items: readonly Item[], lease: string, fence: Fence | undefined) {
+  const compare: ICompare[] = [];
+  const failure: IRequestOp[] = [];
+  if (fence !== undefined) {
+    compare.push({ key: Buffer.from(fence.key), target: 'Create', result: 'Equal', create_revision: fence.createRevision });
+    failure.push(rangeOp(fence.key));
+  }
+  for (const it of items) {
+    compare.push(guardOf(it.change));
+    failure.push(rangeOp(it.change.key));
+  }
+  return { compare, success: items.map((it) => opOf(it.change, lease)), failure };
+}
+
+/** Local evaluation of the guard against the state the failure branch read. */
+function guardHolds(c: Change, current: CurrentEntry | undefined): boolean {
+  if (c.action === 'register') return current === undefined;
+  return (current?.lease ?? '0') === c.expectedLease;
+}
+
+/** The key already is what the change wanted (used only after an ambiguous attempt). */
+function satisfied(c: Change, current: CurrentEntry | undefined, lease: string): boolean {
+  if (isPut(c)) return current !== undefined && current.value === c.value && current.lease === lease;
+  return current === undefined;
+}
+
+function toEntry(kv: IKeyValue): CurrentEntry {
+  return {
+    key: kv.key.toString('utf8'),
+    value: kv.value.toString('utf8'),
+    lease: String(kv.lease ?? '0'),
+    modRevision: String(kv.mod_revision),
+  };
+}

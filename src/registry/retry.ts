@@ -1,0 +1,78 @@
+// Exponential backoff with jitter and the classification of etcd errors.
+import { setTimeout as delay } from 'node:timers/promises';
+import { EtcdLeaseInvalidError, isRecoverableError } from 'etcd3';
+
+export interface RetryPolicy {
+  /** Attempts in total, including the first. */
+  readonly attempts: number;
+  readonly baseDelayMs: number;
+  readonly maxDelayMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { attempts: 5, baseDelayMs: 100, maxDelayMs: 3_000 };
+
+/**
+ * Delay before retry number `retry` (1-based): "equal jitter" — half fixed, half random —
+ * of min(max, base * 2^(retry-1)), so retries never bunch up at zero.
+ */
+export function backoffDelay(retry: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
+  const exp = Math.min(maxMs, baseMs * 2 ** Math.max(0, retry - 1));
+  return Math.round(exp / 2 + random() * (exp / 2));
+}
+
+/** Errors worth another attempt: unavailable, deadline exceeded, leader changed, ... */
+export function isTransient(err: unknown): boolean {
+  return err instanceof Error && isRecoverableError(err);
+}
+
+export function isLeaseNotFound(err: unknown): boolean {
+  return err instanceof EtcdLeaseInvalidError;
+}
+
+/** etcd compacted the revision a paginated read was pinned to. */
+export function isCompacted(err: unknown): boolean {
+  return err instanceof Error && /required revision has been compacted/.test(err.message);
+}
+
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return `${err.name}: ${err.message}`;
+  return String(err);
+}
+
+export interface RetryHooks {
+  /** Called for every failed attempt (before deciding to retry). */
+  onError?: (err: unknown, attempt: number, willRetry: boolean) => void;
+  signal?: AbortSignal | undefined;
+}
+
+export interface RetryOutcome<T> {
+  readonly value: T;
+  /** Some earlier attempt failed in a way that may have applied the request anyway. */
+  readonly ambiguous: boolean;
+}
+
+/**
+ * Runs `fn` until it succeeds, fails with a non-transient error, or the attempts run out.
+ * A deadline or an unavailable error after the request was sent is ambiguous: the write may
+ * have been applied; callers of non-idempotent operations look at `ambiguous`.
+ */
+export async function withRetry<T>(
+  policy: RetryPolicy,
+  fn: (attempt: number) => Promise<T>,
+  hooks: RetryHooks = {},
+): Promise<RetryOutcome<T>> {
+  let ambiguous = false;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return { value: await fn(attempt), ambiguous };
+    } catch (err) {
+      const willRetry = isTransient(err) && attempt < policy.attempts && hooks.signal?.aborted !== true;
+      hooks.onError?.(err, attempt, willRetry);
+      if (!willRetry) throw err;
+      ambiguous = true;
+      await delay(backoffDelay(attempt, policy.baseDelayMs, policy.maxDelayMs), undefined, {
+        ...(hooks.signal !== undefined ? { signal: hooks.signal } : {}),
+      }).catch(() => undefined);
+    }
+  }
+}

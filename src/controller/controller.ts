@@ -73,6 +73,7 @@ export class Controller {
   #reconcileRequested = false;
   #started = false;
   #stopping = false;
+  #failedWrites = 0;
 
   constructor(deps: ControllerDeps, options: ControllerOptions) {
     this.#deps = deps;
@@ -89,12 +90,33 @@ export class Controller {
 
   /** Waits for the pod cache, reads etcd, starts the workers and runs the first full reconcile. */
   async start(): Promise<ReconcileReport> {
-    await this.#deps.source.start();
-    this.#workersDone = this.#runWorkers();
-    this.#started = true;
-    const report = await this.reconcileNow('startup');
+    const report = await this.#startWorkersAndReconcile('startup');
     this.#scheduleNext();
     return report;
+  }
+
+  /** One full reconcile, then stop: `reconcile --once`. */
+  async runOnce(): Promise<ReconcileReport> {
+    try {
+      return await this.#startWorkersAndReconcile('once');
+    } finally {
+      await this.stop();
+    }
+  }
+
+  async #startWorkersAndReconcile(reason: string): Promise<ReconcileReport> {
+    await this.#deps.source.start();
+    // Workers must see etcd's real state, or keys queued by the initial list would be
+    // planned against an empty mirror.
+    await retry(() => this.#refreshMirror(), this.#deps.logger, 'initial etcd read');
+    this.#workersDone = this.#runWorkers();
+    this.#started = true;
+    return this.reconcileNow(reason, { mirrorFresh: true });
+  }
+
+  /** Writes that failed (etcd error or conflict) since start. */
+  get failedWrites(): number {
+    return this.#failedWrites;
   }
 
   /** Ready once the cache synced and the first full reconcile finished. */
@@ -136,9 +158,9 @@ export class Controller {
    * One full pass: read every key under the root, plan against the whole pod cache, hold
    * back mass deletes, enqueue the keys to change and wait until the workers wrote them.
    */
-  async reconcileNow(reason: string): Promise<ReconcileReport> {
+  async reconcileNow(reason: string, options: { mirrorFresh?: boolean } = {}): Promise<ReconcileReport> {
     if (this.#reconciling !== undefined) return this.#reconciling;
-    this.#reconciling = this.#reconcile(reason).finally(() => {
+    this.#reconciling = this.#reconcile(reason, options.mirrorFresh === true).finally(() => {
       this.#reconciling = undefined;
       if (this.#reconcileRequested && !this.#stopping) {
         this.#reconcileRequested = false;
@@ -148,7 +170,7 @@ export class Controller {
     return this.#reconciling;
   }
 
-  async #reconcile(reason: string): Promise<ReconcileReport> {
+  async #reconcile(reason: string, mirrorFresh: boolean): Promise<ReconcileReport> {
     const started = performance.now();
     const { logger, metrics, source } = this.#deps;
     const empty: Plan = { changes: [], skips: [] };
@@ -164,7 +186,7 @@ export class Controller {
       return finish('skipped', empty, []);
     }
     try {
-      await this.#refreshMirror();
+      if (!mirrorFresh) await this.#refreshMirror();
     } catch (error) {
       metrics?.etcdErrors.inc({ op: 'read' });
       logger.error({ err: error, reason }, 'reconcile failed: etcd read');
@@ -183,12 +205,9 @@ export class Controller {
     this.#logSkips(plan);
     const keys = plan.changes.map((change) => change.key);
     logger.info({ reason, desired: desired.size, current: this.#mirror.size, changes: keys.length, refused: refused.length }, 'reconcile planned');
-    if (this.#options.dryRun) {
-      for (const change of plan.changes) this.#auditChange(change, 'dry-run');
-    } else {
-      this.#queue.addAll(keys);
-      await this.#queue.whenIdle();
-    }
+    // The workers write (or, dry-run, audit) the changes, so a key is never handled twice at once.
+    this.#queue.addAll(keys);
+    await this.#queue.whenIdle();
     return finish(refused.length > 0 ? 'refused' : 'ok', plan, refused);
   }
 
@@ -331,6 +350,7 @@ export class Controller {
       } else {
         this.#mirror.set(change.key, result.current);
       }
+      this.#failedWrites++;
       if (result.outcome === 'error') metrics?.etcdErrors.inc({ op: 'txn' });
       metrics?.changes.inc({ action: change.action, outcome: result.outcome });
       audit.write({
@@ -390,6 +410,19 @@ export class Controller {
     this.#queue.shutDown();
     await this.#workersDone;
     await this.#reconciling?.catch(() => undefined);
+  }
+}
+
+async function retry(operation: () => Promise<void>, logger: Logger, what: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await operation();
+      return;
+    } catch (error) {
+      const delay = Math.min(30_000, 200 * 2 ** attempt) * (0.5 + Math.random() / 2);
+      logger.error({ err: error, retryInMs: Math.round(delay) }, `${what} failed; retrying`);
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
   }
 }
 

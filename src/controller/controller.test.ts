@@ -1,0 +1,251 @@
+// Controller logic against small in-memory fakes of its ports. The real etcd and API server
+// are exercised by test/e2e; these cases pin down the queue/plan/mirror interplay.
+import { describe, it, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { EventEmitter } from 'node:events';
+import { pino } from 'pino';
+import { DesiredState } from '../desired/index.ts';
+import { makePod, testConfig } from '../mapping/testing.ts';
+import { AuditLog } from '../observability/log.ts';
+import { limitDeletes, plan } from '../plan/index.ts';
+import type { AuditRecord, Change, CurrentEntry, SlimPod } from '../types.ts';
+import { Controller, type ControllerOptions } from './controller.ts';
+import type { ApplyResult, PodEvent, PodSourcePort, RegistryPort } from './ports.ts';
+
+class FakeSource implements PodSourcePort {
+  #listener: ((event: PodEvent) => void) | undefined;
+  isSynced = true;
+  readonly initial: SlimPod[] = [];
+  onChange(listener: (event: PodEvent) => void): void {
+    this.#listener = listener;
+  }
+  async start(): Promise<void> {
+    for (const pod of this.initial) this.emit({ type: 'upsert', pod });
+  }
+  synced(): boolean {
+    return this.isSynced;
+  }
+  stop(): void {}
+  emit(event: PodEvent): void {
+    this.#listener?.(event);
+  }
+}
+
+/** etcd as a map; compares like the real registry's transactions. */
+class FakeRegistry extends EventEmitter implements RegistryPort {
+  readonly kv = new Map<string, CurrentEntry>();
+  lease = '100';
+  readonly adoptable = new Set<string>();
+  applied: Change[][] = [];
+  revision = 1;
+  leaseId(): string {
+    return this.lease;
+  }
+  adoptableLeases(): ReadonlySet<string> {
+    return this.adoptable;
+  }
+  healthy(): boolean {
+    return true;
+  }
+  async readAll(): Promise<Map<string, CurrentEntry>> {
+    return new Map(this.kv);
+  }
+  async apply(changes: readonly Change[]): Promise<ApplyResult[]> {
+    this.applied.push([...changes]);
+    return changes.map((change) => {
+      const have = this.kv.get(change.key);
+      const matches = change.action === 'register' ? have === undefined : have?.lease === change.expectedLease;
+      if (!matches) return { change, outcome: 'conflict', current: have };
+      const revision = String(++this.revision);
+      if (change.action === 'register' || change.action === 'repair') {
+        this.kv.set(change.key, { key: change.key, value: change.value, lease: this.lease, modRevision: revision });
+      } else {
+        this.kv.delete(change.key);
+      }
+      return { change, outcome: 'ok', revision };
+    });
+  }
+  put(key: string, value: string, lease: string): void {
+    this.kv.set(key, { key, value, lease, modRevision: String(++this.revision) });
+  }
+}
+
+const options: ControllerOptions = {
+  policy: 'sync',
+  dryRun: false,
+  reconcileIntervalMs: 3_600_000,
+  maxDeleteShare: 0.5,
+  forceDeletes: false,
+  maxBatchKeys: 100,
+  maxInflightBatches: 2,
+};
+
+function setup(t: TestContext, overrides: Partial<ControllerOptions> = {}) {
+  const source = new FakeSource();
+  const registry = new FakeRegistry();
+  const records: AuditRecord[] = [];
+  const events: string[] = [];
+  const sink = new Writable({ write: (_chunk, _encoding, callback) => callback() });
+  const audit = new AuditLog('test-owner', sink);
+  audit.subscribe((record) => records.push(record));
+  const controller = new Controller(
+    {
+      source,
+      registry,
+      desired: new DesiredState(testConfig),
+      events: { record: (pod, type, reason) => events.push(`${type} ${reason} ${pod.namespace}/${pod.name}`) },
+      audit,
+      metrics: undefined,
+      logger: pino({ level: 'silent' }),
+      planner: plan,
+      limitDeletes,
+    },
+    { ...options, ...overrides },
+  );
+  t.after(() => controller.stop());
+  return { source, registry, records, events, controller };
+}
+
+const key = (ip: string, port = 86): string => `/search_PRE/${ip}-${port}`;
+
+describe('Controller', () => {
+  it('registers Ready pods at startup and a second round makes no changes', async (t) => {
+    const { source, registry, controller, records } = setup(t);
+    source.initial.push(makePod({ uid: 'a', name: 'a', podIPs: ['10.1.0.1'] }), makePod({ uid: 'b', name: 'b', podIPs: ['10.1.0.2'] }));
+    await controller.start();
+    await controller.whenIdle();
+    assert.deepEqual([...registry.kv.keys()].sort(), [key('10.1.0.1'), key('10.1.0.2')]);
+    assert.equal(registry.kv.get(key('10.1.0.1'))?.value, '10.1.0.1:86');
+    assert.equal(registry.kv.get(key('10.1.0.1'))?.lease, '100');
+    assert.equal(records.filter((r) => r.action === 'register' && r.outcome === 'ok').length, 2);
+    const writes = registry.applied.length;
+    const second = await controller.reconcileNow('test');
+    assert.equal(second.plan.changes.length, 0);
+    assert.equal(registry.applied.length, writes);
+    await controller.stop();
+  });
+
+  it('deregisters on un-Ready and termination at once, and registers again when Ready', async (t) => {
+    const { source, registry, controller, events } = setup(t);
+    await controller.start();
+    const pod = makePod({ uid: 'a', name: 'a', podIPs: ['10.1.0.1'] });
+    source.emit({ type: 'upsert', pod });
+    await controller.whenIdle();
+    assert.ok(registry.kv.has(key('10.1.0.1')));
+    source.emit({ type: 'upsert', pod: { ...pod, ready: false } });
+    await controller.whenIdle();
+    assert.ok(!registry.kv.has(key('10.1.0.1')));
+    source.emit({ type: 'upsert', pod });
+    await controller.whenIdle();
+    assert.ok(registry.kv.has(key('10.1.0.1')));
+    source.emit({ type: 'upsert', pod: { ...pod, terminating: true } });
+    await controller.whenIdle();
+    assert.ok(!registry.kv.has(key('10.1.0.1')));
+    assert.deepEqual(events, ['Normal Registered default/a', 'Normal Deregistered default/a', 'Normal Registered default/a', 'Normal Deregistered default/a']);
+    await controller.stop();
+  });
+
+  it('never deletes a live pod\'s key when an old pod with the same IP goes away', async (t) => {
+    const { source, registry, controller } = setup(t);
+    await controller.start();
+    const old = makePod({ uid: 'old', name: 'old', podIPs: ['10.1.0.9'], creationTimestamp: '2024-01-01T00:00:00Z' });
+    const fresh = makePod({ uid: 'new', name: 'new', podIPs: ['10.1.0.9'], creationTimestamp: '2024-01-02T00:00:00Z' });
+    source.emit({ type: 'upsert', pod: fresh });
+    // Out of order: the old pod's terminating update and delete arrive after the new pod.
+    source.emit({ type: 'upsert', pod: { ...old, terminating: true, ready: false } });
+    source.emit({ type: 'delete', pod: old });
+    await controller.whenIdle();
+    assert.equal(registry.kv.get(key('10.1.0.9'))?.value, '10.1.0.9:86');
+    await controller.stop();
+  });
+
+  it('removes orphans on our lease, leaves foreign keys alone and audits each once', async (t) => {
+    const { source, registry, controller, records } = setup(t);
+    // A pod wants the key that another tool wrote without a lease: skipped, never overwritten.
+    source.initial.push(makePod({ uid: 'b', name: 'b', podIPs: ['10.9.0.2'] }));
+    registry.put(key('10.9.0.1'), '10.9.0.1:86', '100');
+    registry.put(key('10.9.0.2'), '10.9.0.2:86', '0');
+    registry.put(key('10.9.0.3'), '10.9.0.3:86', '555');
+    const report = await controller.start();
+    assert.deepEqual(report.plan.changes.map((c) => [c.action, c.key]), [['orphan-delete', key('10.9.0.1')]]);
+    assert.deepEqual([...registry.kv.keys()].sort(), [key('10.9.0.2'), key('10.9.0.3')]);
+    await controller.reconcileNow('again');
+    assert.equal(records.filter((r) => r.action === 'orphan-delete').length, 1);
+    assert.equal(registry.kv.get(key('10.9.0.2'))?.value, '10.9.0.2:86');
+    assert.equal(registry.kv.get(key('10.9.0.2'))?.lease, '0');
+    assert.deepEqual(records.filter((r) => r.action === 'skip').map((r) => r.key), [key('10.9.0.2')], 'one skip record per claimed foreign key, not per pass');
+    await controller.stop();
+  });
+
+  it('refuses a reconcile that would delete more than the allowed share', async (t) => {
+    const { registry, controller } = setup(t, { maxDeleteShare: 0.5 });
+    for (let i = 1; i <= 4; i++) registry.put(key(`10.9.0.${i}`), `10.9.0.${i}:86`, '100');
+    const report = await controller.start();
+    assert.equal(report.outcome, 'refused');
+    assert.equal(report.refused.length, 4);
+    assert.equal(registry.kv.size, 4, 'nothing deleted');
+    await controller.stop();
+  });
+
+  it('dry-run plans and audits but writes nothing', async (t) => {
+    const { source, registry, controller, records } = setup(t, { dryRun: true });
+    registry.put(key('10.9.0.1'), '10.9.0.1:86', '100');
+    source.initial.push(makePod({ uid: 'a', name: 'a', podIPs: ['10.1.0.1'] }));
+    const report = await controller.runOnce();
+    assert.deepEqual(report.plan.changes.map((c) => c.action).sort(), ['orphan-delete', 'register']);
+    assert.equal(registry.applied.length, 0);
+    assert.ok(records.some((r) => r.action === 'register' && r.outcome === 'dry-run'));
+    assert.ok(records.some((r) => r.action === 'orphan-delete' && r.outcome === 'dry-run'));
+  });
+
+  it('re-plans a conflicting write against the real state and then leaves the key alone', async (t) => {
+    const { source, registry, controller, records } = setup(t);
+    await controller.start();
+    // Another tool writes the key after our last read: our register conflicts.
+    registry.put(key('10.1.0.1'), 'sidecar', '0');
+    source.emit({ type: 'upsert', pod: makePod({ uid: 'a', name: 'a', podIPs: ['10.1.0.1'] }) });
+    await controller.whenIdle();
+    assert.equal(registry.kv.get(key('10.1.0.1'))?.value, 'sidecar');
+    assert.ok(records.some((r) => r.action === 'register' && r.outcome === 'error'));
+    assert.ok(records.some((r) => r.action === 'skip' && r.key === key('10.1.0.1')));
+    await controller.stop();
+  });
+
+  it('skips a full reconcile while the pod cache is not synced', async (t) => {
+    const { source, registry, controller } = setup(t);
+    await controller.start();
+    registry.put(key('10.9.0.1'), '10.9.0.1:86', '100');
+    source.isSynced = false;
+    const report = await controller.reconcileNow('test');
+    assert.equal(report.outcome, 'skipped');
+    assert.ok(registry.kv.has(key('10.9.0.1')));
+    await controller.stop();
+  });
+
+  it('moves keys to a new lease after the lease was replaced', async (t) => {
+    const { source, registry, controller } = setup(t);
+    source.initial.push(makePod({ uid: 'a', name: 'a', podIPs: ['10.1.0.1'] }));
+    await controller.start();
+    registry.adoptable.add('100');
+    registry.lease = '200';
+    registry.emit('leaseChanged', { previous: '100', current: '200' });
+    await controller.reconcileNow('wait for the requested one');
+    await controller.reconcileNow('and settle');
+    assert.equal(registry.kv.get(key('10.1.0.1'))?.lease, '200');
+    await controller.stop();
+  });
+
+  it('reports an invalid pod once with a Warning event and an audit skip', async (t) => {
+    const { source, registry, controller, records, events } = setup(t);
+    await controller.start();
+    const bad = makePod({ uid: 'x', name: 'x', ann: { port: 'http-nope' } });
+    source.emit({ type: 'upsert', pod: bad });
+    source.emit({ type: 'upsert', pod: { ...bad, resourceVersion: '2' } });
+    await controller.whenIdle();
+    assert.equal(registry.kv.size, 0);
+    assert.equal(records.filter((r) => r.action === 'skip' && r.podUid === 'x').length, 1);
+    assert.deepEqual(events, ['Warning InvalidRegistration default/x']);
+    await controller.stop();
+  });
+});

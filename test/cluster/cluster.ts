@@ -1,0 +1,448 @@
+// A real local Kubernetes control plane for tests and the sandbox: etcd, kube-apiserver,
+// kube-controller-manager, kube-scheduler and KWOK (kubelet for fake nodes), plus a
+// separate etcd acting as the service registry. Everything runs on free loopback ports
+// inside one directory that stop() removes.
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startEtcd, type EtcdServer } from './etcd.ts';
+import { makeClusterPki, writeKubeconfig, type ClusterPki, type KeyPair } from './pki.ts';
+import {
+  freePort,
+  ownDir,
+  releaseDir,
+  spawnManaged,
+  waitFor,
+  type ManagedProcess,
+} from './process.ts';
+import { ensureTools, toolPath, type ToolName } from './tools.ts';
+
+export const SERVICE_CIDR = '10.0.0.0/24';
+export const POD_CIDR = '10.244.0.0/16';
+const KWOK_STAGES = join(dirname(fileURLToPath(import.meta.url)), 'kwok-stages.yaml');
+
+export interface ClusterOptions {
+  /** Directory for all state (created if missing, removed by stop); a temp dir by default. */
+  dir?: string;
+  /** Number of fake KWOK nodes, spread over zones zone-a, zone-b, zone-c. Default 3. */
+  nodes?: number;
+  /** Progress lines (e.g. console.error); silent by default. */
+  log?: (line: string) => void;
+  /** Per-component readiness timeout. */
+  startTimeoutMs?: number;
+}
+
+export interface KubectlResult {
+  stdout: string;
+  stderr: string;
+}
+
+export interface KubectlOptions {
+  /** Written to kubectl's stdin (for `apply -f -`). */
+  input?: string;
+  /** Run as someone else than admin. */
+  kubeconfig?: string;
+}
+
+export interface ServiceAccountKubeconfigOptions {
+  /** Token lifetime; default 24 h. */
+  durationSeconds?: number;
+  /** Where to write it; default DIR/sa-NAMESPACE-NAME.kubeconfig. */
+  path?: string;
+}
+
+export interface Cluster {
+  readonly dir: string;
+  /** Admin kubeconfig (client certificate in system:masters). */
+  readonly kubeconfigPath: string;
+  /** https://127.0.0.1:PORT */
+  readonly apiServerUrl: string;
+  /** CA that signed the API server's serving certificate. */
+  readonly caPath: string;
+  /** The registry etcd (separate from the API server's storage). */
+  readonly registry: EtcdServer;
+  /** The API server's own etcd. */
+  readonly apiEtcd: EtcdServer;
+  readonly nodeNames: readonly string[];
+  /** Names and pids of the running processes (etcds included). */
+  processes(): { name: string; pid: number }[];
+  /** Runs kubectl as admin (or with opts.kubeconfig); rejects with stderr on failure. */
+  kubectl(args: readonly string[], opts?: KubectlOptions): Promise<KubectlResult>;
+  /** A kubeconfig authenticating as the ServiceAccount via a TokenRequest token. */
+  serviceAccountKubeconfig(
+    namespace: string,
+    serviceAccount: string,
+    opts?: ServiceAccountKubeconfigOptions,
+  ): Promise<string>;
+  /** Creates a namespace and waits until its default ServiceAccount exists (pods need it). */
+  createNamespace(name: string): Promise<void>;
+  /** Stops kube-apiserver and starts it again on the same port; resolves when ready. */
+  restartApiServer(): Promise<void>;
+  /** Kills every process started and removes the directory. Idempotent. */
+  stop(): Promise<void>;
+}
+
+const CONTROL_PLANE_TOOLS: ToolName[] = [
+  'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl', 'etcd', 'kwok',
+];
+
+export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
+  await ensureTools(CONTROL_PLANE_TOOLS);
+  const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'etcd-registrar-cluster-')));
+  await mkdir(dir, { recursive: true });
+  ownDir(dir);
+  const cluster = new LocalCluster(dir, opts);
+  try {
+    await cluster.start();
+    return cluster;
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
+}
+
+class LocalCluster implements Cluster {
+  readonly dir: string;
+  readonly kubeconfigPath: string;
+  readonly nodeNames: string[];
+  #apiServerUrl = '';
+  #apiPort = 0;
+  #pki: ClusterPki | undefined;
+  #registry: EtcdServer | undefined;
+  #apiEtcd: EtcdServer | undefined;
+  #apiServer: ManagedProcess | undefined;
+  #others: ManagedProcess[] = [];
+  #stopped = false;
+  readonly #opts: ClusterOptions;
+  readonly #timeoutMs: number;
+
+  constructor(dir: string, opts: ClusterOptions) {
+    this.dir = dir;
+    this.#opts = opts;
+    this.#timeoutMs = opts.startTimeoutMs ?? 30_000;
+    this.kubeconfigPath = join(dir, 'admin.kubeconfig');
+    this.nodeNames = Array.from({ length: opts.nodes ?? 3 }, (_, i) => `kwok-node-${i}`);
+  }
+
+  get apiServerUrl(): string {
+    return this.#apiServerUrl;
+  }
+
+  get caPath(): string {
+    return this.#requirePki().ca.cert;
+  }
+
+  get registry(): EtcdServer {
+    if (this.#registry === undefined) throw new Error('cluster not started');
+    return this.#registry;
+  }
+
+  get apiEtcd(): EtcdServer {
+    if (this.#apiEtcd === undefined) throw new Error('cluster not started');
+    return this.#apiEtcd;
+  }
+
+  #requirePki(): ClusterPki {
+    if (this.#pki === undefined) throw new Error('cluster not started');
+    return this.#pki;
+  }
+
+  #log(line: string): void {
+    this.#opts.log?.(line);
+  }
+
+  async start(): Promise<void> {
+    const started = Date.now();
+    const pkiDir = join(this.dir, 'pki');
+    await mkdir(pkiDir, { recursive: true });
+    const [pki, apiEtcd, registry, apiPort] = await Promise.all([
+      makeClusterPki(pkiDir),
+      startEtcd({ dir: join(this.dir, 'etcd-api'), name: 'api' }),
+      startEtcd({ dir: join(this.dir, 'etcd-registry'), name: 'registry' }),
+      freePort(),
+    ]);
+    this.#pki = pki;
+    this.#apiEtcd = apiEtcd;
+    this.#registry = registry;
+    this.#apiPort = apiPort;
+    this.#apiServerUrl = `https://127.0.0.1:${apiPort}`;
+    this.#log(`etcds healthy (${apiEtcd.endpoints[0]}, registry ${registry.endpoints[0]})`);
+
+    await this.#writeKubeconfigs(pki);
+    await this.#startApiServer();
+    this.#log(`kube-apiserver ready at ${this.#apiServerUrl} (${Date.now() - started} ms)`);
+
+    const kwok = this.#startKwok();
+    await Promise.all([this.#startControllerManager(pki), this.#startScheduler(), this.#createNodes()]);
+    await this.#waitSettled(kwok);
+    this.#log(`cluster ready in ${Date.now() - started} ms (${this.dir})`);
+  }
+
+  async #writeKubeconfigs(pki: ClusterPki): Promise<void> {
+    const kc = (file: string, user: string, clientCert: KeyPair): Promise<string> =>
+      writeKubeconfig(join(this.dir, file), this.#apiServerUrl, pki.ca.cert, user, { clientCert });
+    await Promise.all([
+      kc('admin.kubeconfig', 'admin', pki.admin),
+      kc('controller-manager.kubeconfig', 'system:kube-controller-manager', pki.controllerManager),
+      kc('scheduler.kubeconfig', 'system:kube-scheduler', pki.scheduler),
+    ]);
+  }
+
+  #spawn(name: string, tool: ToolName, args: string[]): ManagedProcess {
+    return spawnManaged({ name, command: toolPath(tool), args, logPath: join(this.dir, `${name}.log`) });
+  }
+
+  async #startApiServer(): Promise<void> {
+    const pki = this.#requirePki();
+    const apiServer = this.#spawn('kube-apiserver', 'kube-apiserver', [
+      `--etcd-servers=${this.apiEtcd.endpoints.join(',')}`,
+      '--bind-address=127.0.0.1',
+      `--secure-port=${this.#apiPort}`,
+      '--advertise-address=127.0.0.1',
+      // Loopback addresses are not valid endpoints, so the `kubernetes` Service gets none.
+      '--endpoint-reconciler-type=none',
+      `--cert-dir=${join(this.dir, 'pki')}`,
+      `--tls-cert-file=${pki.apiServer.cert}`,
+      `--tls-private-key-file=${pki.apiServer.key}`,
+      `--client-ca-file=${pki.ca.cert}`,
+      `--service-cluster-ip-range=${SERVICE_CIDR}`,
+      '--allow-privileged=true',
+      '--authorization-mode=Node,RBAC',
+      `--service-account-issuer=${this.#apiServerUrl}`,
+      `--service-account-key-file=${pki.serviceAccountPub}`,
+      `--service-account-signing-key-file=${pki.serviceAccountKey}`,
+      '--profiling=false',
+    ]);
+    this.#apiServer = apiServer;
+    await waitFor('/readyz', async () => (await this.#apiGet('/readyz')).status === 200, {
+      timeoutMs: this.#timeoutMs,
+      intervalMs: 200,
+      process: apiServer,
+    });
+  }
+
+  async #startControllerManager(pki: ClusterPki): Promise<void> {
+    const kubeconfig = join(this.dir, 'controller-manager.kubeconfig');
+    const port = await freePort();
+    const proc = this.#spawn('kube-controller-manager', 'kube-controller-manager', [
+      `--kubeconfig=${kubeconfig}`,
+      // No delegated authn/authz kubeconfigs: only the always-allowed health paths are used.
+      '--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics',
+      '--bind-address=127.0.0.1',
+      `--secure-port=${port}`,
+      `--cert-dir=${join(this.dir, 'kcm-certs')}`,
+      '--leader-elect=false',
+      '--use-service-account-credentials=true',
+      `--root-ca-file=${pki.ca.cert}`,
+      `--service-account-private-key-file=${pki.serviceAccountKey}`,
+      `--cluster-cidr=${POD_CIDR}`,
+      `--service-cluster-ip-range=${SERVICE_CIDR}`,
+      // KWOK hands out pod IPs itself; node IPAM is not needed.
+      '--allocate-node-cidrs=false',
+      '--profiling=false',
+    ]);
+    this.#others.push(proc);
+    await waitHealthz(proc, port, this.#timeoutMs);
+  }
+
+  async #startScheduler(): Promise<void> {
+    const kubeconfig = join(this.dir, 'scheduler.kubeconfig');
+    const port = await freePort();
+    const proc = this.#spawn('kube-scheduler', 'kube-scheduler', [
+      `--kubeconfig=${kubeconfig}`,
+      '--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics',
+      '--bind-address=127.0.0.1',
+      `--secure-port=${port}`,
+      `--cert-dir=${join(this.dir, 'scheduler-certs')}`,
+      '--leader-elect=false',
+      '--profiling=false',
+    ]);
+    this.#others.push(proc);
+    await waitHealthz(proc, port, this.#timeoutMs);
+  }
+
+  #startKwok(): ManagedProcess {
+    const proc = this.#spawn('kwok', 'kwok', [
+      `--kubeconfig=${this.kubeconfigPath}`,
+      `--config=${KWOK_STAGES}`,
+      '--manage-all-nodes=true',
+      `--cidr=${POD_CIDR}`,
+      '--node-ip=10.243.0.1',
+    ]);
+    this.#others.push(proc);
+    return proc;
+  }
+
+  async #createNodes(): Promise<void> {
+    const zones = ['zone-a', 'zone-b', 'zone-c'];
+    const nodes = this.nodeNames.map((name, i) => ({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: {
+        name,
+        annotations: { 'kwok.x-k8s.io/node': 'fake', 'node.alpha.kubernetes.io/ttl': '0' },
+        labels: {
+          'kubernetes.io/hostname': name,
+          'kubernetes.io/os': 'linux',
+          'kubernetes.io/arch': 'amd64',
+          'node-role.kubernetes.io/worker': '',
+          'topology.kubernetes.io/region': 'local',
+          'topology.kubernetes.io/zone': zones[i % zones.length] ?? 'zone-a',
+          type: 'kwok',
+        },
+      },
+      spec: {},
+      status: {
+        addresses: [
+          { type: 'InternalIP', address: `10.243.0.${i + 10}` },
+          { type: 'Hostname', address: name },
+        ],
+      },
+    }));
+    await this.kubectl(['apply', '-f', '-'], {
+      input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: nodes }),
+    });
+  }
+
+  /** Nodes Ready (KWOK works) and the default ServiceAccount exists (controllers work). */
+  async #waitSettled(kwok: ManagedProcess): Promise<void> {
+    await waitFor(
+      'fake nodes to become Ready',
+      async () => {
+        const { stdout } = await this.kubectl([
+          'get', 'nodes', '-o',
+          'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}',
+        ]);
+        const statuses = stdout.split('\n').filter((s) => s !== '');
+        return statuses.length === this.nodeNames.length && statuses.every((s) => s === 'True');
+      },
+      { timeoutMs: this.#timeoutMs, intervalMs: 200, process: kwok },
+    );
+    await this.#waitDefaultServiceAccount('default');
+  }
+
+  async #waitDefaultServiceAccount(namespace: string): Promise<void> {
+    await waitFor(
+      `ServiceAccount ${namespace}/default`,
+      async () => {
+        await this.kubectl(['get', 'serviceaccount', 'default', '-n', namespace, '-o', 'name']);
+        return true;
+      },
+      { timeoutMs: this.#timeoutMs, intervalMs: 100 },
+    );
+  }
+
+  processes(): { name: string; pid: number }[] {
+    const procs: { name: string; pid: number }[] = [];
+    for (const etcd of [this.#apiEtcd, this.#registry]) {
+      if (etcd?.isRunning() === true) procs.push({ name: `etcd-${etcd.name}`, pid: etcd.pid });
+    }
+    for (const p of [this.#apiServer, ...this.#others]) {
+      if (p?.isRunning() === true) procs.push({ name: p.name, pid: p.pid });
+    }
+    return procs;
+  }
+
+  kubectl(args: readonly string[], opts: KubectlOptions = {}): Promise<KubectlResult> {
+    const fullArgs = [
+      `--kubeconfig=${opts.kubeconfig ?? this.kubeconfigPath}`,
+      `--cache-dir=${join(this.dir, 'kube-cache')}`,
+      ...args,
+    ];
+    return new Promise((resolve, reject) => {
+      const child = execFile(
+        toolPath('kubectl'),
+        fullArgs,
+        { maxBuffer: 64 * 1024 * 1024 },
+        (err, stdout, stderr) => {
+          if (err !== null) {
+            reject(new Error(`kubectl ${args.join(' ')} failed: ${stderr.trim() || err.message}`));
+          } else {
+            resolve({ stdout, stderr });
+          }
+        },
+      );
+      child.stdin?.end(opts.input ?? '');
+    });
+  }
+
+  async serviceAccountKubeconfig(
+    namespace: string,
+    serviceAccount: string,
+    opts: ServiceAccountKubeconfigOptions = {},
+  ): Promise<string> {
+    const duration = opts.durationSeconds ?? 24 * 3600;
+    const { stdout } = await this.kubectl([
+      'create', 'token', serviceAccount, '-n', namespace, `--duration=${duration}s`,
+    ]);
+    const path = opts.path ?? join(this.dir, `sa-${namespace}-${serviceAccount}.kubeconfig`);
+    const user = `system:serviceaccount:${namespace}:${serviceAccount}`;
+    return writeKubeconfig(path, this.#apiServerUrl, this.caPath, user, { token: stdout.trim() });
+  }
+
+  async createNamespace(name: string): Promise<void> {
+    await this.kubectl(['create', 'namespace', name]);
+    await this.#waitDefaultServiceAccount(name);
+  }
+
+  async restartApiServer(): Promise<void> {
+    await this.#apiServer?.stop();
+    await this.#startApiServer();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    // Clients first, so nothing logs storms of connection errors while the rest stops.
+    await Promise.all(this.#others.map((p) => p.stop(3000)));
+    await this.#apiServer?.stop(5000);
+    await Promise.all([this.#apiEtcd?.stop(), this.#registry?.stop()]);
+    await rm(this.dir, { recursive: true, force: true, maxRetries: 3 });
+    releaseDir(this.dir);
+  }
+
+  #apiGet(path: string): Promise<{ status: number; body: string }> {
+    const pki = this.#requirePki();
+    return httpsGet(`${this.#apiServerUrl}${path}`, {
+      ca: readFileSync(pki.ca.cert),
+      cert: readFileSync(pki.admin.cert),
+      key: readFileSync(pki.admin.key),
+    });
+  }
+}
+
+async function waitHealthz(proc: ManagedProcess, port: number, timeoutMs: number): Promise<void> {
+  const url = `https://127.0.0.1:${port}/healthz`;
+  // Self-signed serving certificate generated by the component itself.
+  await waitFor(`${url} to be ok`, async () => (await httpsGet(url, { rejectUnauthorized: false })).status === 200, {
+    timeoutMs,
+    intervalMs: 200,
+    process: proc,
+  });
+}
+
+interface TlsOptions {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+  rejectUnauthorized?: boolean;
+}
+
+export function httpsGet(url: string, tls: TlsOptions): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { ...tls, method: 'GET', timeout: 3000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${url} timed out`)));
+    req.on('error', reject);
+    req.end();
+  });
+}

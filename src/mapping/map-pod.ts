@@ -50,34 +50,32 @@ function parsePorts(
       problems.push(`annotation ${annotation}: ${quote(raw)} has an empty port entry`);
       continue;
     }
-    let port: number | undefined;
-    const c0 = item.charCodeAt(0);
-    if (c0 >= 0x30 && c0 <= 0x39) {
-      let n = 0;
-      let digits = true;
-      for (let i = 0; i < item.length; i++) {
-        const c = item.charCodeAt(i);
-        if (c < 0x30 || c > 0x39) {
-          digits = false;
-          break;
-        }
-        if (n <= 65535) n = n * 10 + (c - 0x30);
+    let digits = true;
+    let n = 0;
+    for (let i = 0; i < item.length; i++) {
+      const c = item.charCodeAt(i);
+      if (c < 0x30 || c > 0x39) {
+        digits = false;
+        break;
       }
-      if (!digits) {
-        problems.push(`annotation ${annotation}: port ${quote(item)} is not a number or a named container port`);
-        continue;
-      }
+      if (n <= 65535) n = n * 10 + (c - 0x30);
+    }
+    let port: number;
+    if (digits) {
       if (n < 1 || n > 65535) {
         problems.push(`annotation ${annotation}: port ${quote(item)} is out of range (1-65535)`);
         continue;
       }
       port = n;
     } else {
+      // Not a number: a named container port (own properties only: no '__proto__').
       const named = Object.hasOwn(namedPorts, item) ? namedPorts[item] : undefined;
       if (typeof named !== 'number' || !Number.isInteger(named) || named < 1 || named > 65535) {
         const known = Object.keys(namedPorts).sort();
         const list = known.length === 0 ? 'the pod has no named ports' : `known: ${quote(known.join(', '))}`;
-        problems.push(`annotation ${annotation}: unknown named port ${quote(item)} (${list})`);
+        problems.push(
+          `annotation ${annotation}: ${quote(item)} is neither a port number nor a named container port (${list})`,
+        );
         continue;
       }
       port = named;

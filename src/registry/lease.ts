@@ -5,7 +5,7 @@
 // talks to the lease RPCs directly. One stream, one write per TTL/3 whatever the key count.
 import type { Etcd3, ILeaseKeepAliveResponse, IRequestStream, IResponseStream } from 'etcd3';
 import type { Logger } from 'pino';
-import { backoffDelay, errorMessage, isTransient, withRetry, type RetryPolicy } from './retry.ts';
+import { backoffDelay, errorMessage, isLeaseNotFound, isTransient, withRetry, type RetryPolicy } from './retry.ts';
 
 /** JSON stored (without a lease) at `${ownerRecordPrefix}${ownerId}`. */
 export interface OwnerRecord {
@@ -51,6 +51,7 @@ type KeepAliveStream = IRequestStream<{ ID: string }> & IResponseStream<ILeaseKe
 type StreamEnd = 'lost' | 'broken' | 'closed';
 
 const MAX_PREVIOUS = 8;
+const MAX_ADOPTABLE = 16;
 
 export class LeaseKeeper {
   readonly #o: LeaseKeeperOptions;
@@ -82,7 +83,7 @@ export class LeaseKeeper {
   }
 
   adoptable(): ReadonlySet<string> {
-    return this.#adoptable;
+    return new Set(this.#adoptable);
   }
 
   /** Leases whose keys are ours: the current one, adoptable ones, ones in grace. */
@@ -226,6 +227,7 @@ export class LeaseKeeper {
           if (t.ttl > 0) {
             if (!opts.initial || t.granted === ttlSeconds) {
               this.#current = record.leaseId;
+              this.#adoptable.delete(record.leaseId);
               await this.#setAdoptable(record.previousLeaseIds ?? [], opts.initial);
               this.#log.info(
                 { lease: record.leaseId, remainingTtl: t.ttl, ownerId: this.#o.ownerId },
@@ -280,7 +282,7 @@ export class LeaseKeeper {
   async #setAdoptable(ids: readonly string[], initial: boolean): Promise<void> {
     const candidates = ids.filter((id) => id !== this.#current);
     if (!initial) {
-      for (const id of candidates) this.#adoptable.add(id);
+      this.#addAdoptable([...candidates].reverse());
       return;
     }
     // At start-up only leases that still exist can still hold keys.
@@ -293,7 +295,8 @@ export class LeaseKeeper {
         }
       }),
     );
-    this.#adoptable = new Set(candidates.filter((_, i) => alive[i] === true));
+    this.#adoptable = new Set();
+    this.#addAdoptable(candidates.filter((_, i) => alive[i] === true).reverse());
   }
 
   async #loop(): Promise<void> {
@@ -320,10 +323,31 @@ export class LeaseKeeper {
         this.#lastAck = Date.now();
         this.#alive = true;
         failures = 0;
-        this.#adoptable.add(previous);
+        this.#addAdoptable([previous]);
         const current = this.#current ?? '';
         this.#emit('leaseChanged', { previous, current, reason: acquired.reason });
         this.#wakeWaiters();
+      }
+      if (failures > 0) {
+        // Reconnecting: ask with a unary call first. It is a cheap liveness check that
+        // tells "lease gone" at once, and unary calls refresh an expired auth token,
+        // which a stream never does (etcd3 only renews tokens on unary calls).
+        const current = this.#current ?? '';
+        try {
+          if ((await this.#timeToLive(current)).ttl <= 0) {
+            this.#lostReason = 'expired';
+            continue;
+          }
+        } catch (err) {
+          if (isLeaseNotFound(err)) {
+            this.#lostReason = 'expired';
+            continue;
+          }
+          this.#emit('etcdError', 'lease-ttl', err);
+          failures++;
+          await this.#sleep(backoffDelay(failures, 100, this.#reconnectCapMs()));
+          continue;
+        }
       }
       const end = await this.#runStream(() => {
         failures = 0;
@@ -340,10 +364,27 @@ export class LeaseKeeper {
           'no keepalive ack for longer than the TTL: the lease may have expired; etcd will tell on reconnect',
         );
       }
-      const cap = Math.min(2_000, Math.max(200, (this.#o.ttlSeconds * 1000) / 4));
-      await this.#sleep(backoffDelay(failures, 100, cap));
+      await this.#sleep(backoffDelay(failures, 100, this.#reconnectCapMs()));
     }
     this.#alive = false;
+  }
+
+  /** Reconnect often enough to renew the lease well within its TTL once etcd is back. */
+  #reconnectCapMs(): number {
+    return Math.min(2_000, Math.max(200, (this.#o.ttlSeconds * 1000) / 4));
+  }
+
+  #addAdoptable(ids: Iterable<string>): void {
+    for (const id of ids) {
+      if (id === this.#current) continue;
+      this.#adoptable.delete(id);
+      this.#adoptable.add(id); // most recent last
+    }
+    while (this.#adoptable.size > MAX_ADOPTABLE) {
+      const oldest = this.#adoptable.values().next().value;
+      if (oldest === undefined) break;
+      this.#adoptable.delete(oldest);
+    }
   }
 
   /** One keepalive stream until it breaks, etcd reports the lease gone, or close(). */

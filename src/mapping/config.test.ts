@@ -33,6 +33,8 @@ describe('validateMappingConfig', () => {
     ['root with ..', { keyRoot: '/a/../b/', keyTemplate: '/a/../b/{ip}-{port}' }, /key root "\/a\/\.\.\/b\/" has a '\.\.' segment/],
     ['root with //', { keyRoot: '/a//b', keyTemplate: '/a//b/{ip}-{port}' }, /key root .* has an empty segment/],
     ['root with control char', { keyRoot: '/a\u0000/', keyTemplate: '/a\u0000/{ip}-{port}' }, /key root .* contains control characters/],
+    ['root inside a reserved prefix', { keyRoot: '/etcd-registrar/owners/x', keyTemplate: '/etcd-registrar/owners/x/{ip}-{port}', reservedPrefixes: ['/etcd-registrar/owners/'] }, /lies inside the reserved prefix/],
+    ['reserved prefix /', { reservedPrefixes: ['/'] }, /lies inside the reserved prefix "\/"/],
     ['bad environment default', { environment: 'P/RE' }, /environment "P\/RE" may contain only/],
     ['bad prefix', { annotationPrefix: 'Etcd Registrar' }, /annotation prefix "Etcd Registrar" must be/],
     ['prefix without slash', { annotationPrefix: 'etcd-registrar.io' }, /annotation prefix/],

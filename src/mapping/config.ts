@@ -17,6 +17,11 @@ export interface MappingConfig {
   /** Value template, used when valueFormat is 'template'. */
   readonly valueTemplate: string;
   readonly valueFormat: 'template' | 'json';
+  /**
+   * Key prefixes the controller keeps for itself (owner records, leader election): a pod
+   * whose key would fall under one is invalid. Optional; each normalized like the root.
+   */
+  readonly reservedPrefixes?: readonly string[] | undefined;
 }
 
 export const defaultMappingConfig: MappingConfig = Object.freeze({
@@ -91,6 +96,7 @@ export interface PreparedConfig {
    */
   readonly environmentSeparator: string;
   readonly environment: string;
+  readonly reserved: readonly string[];
 }
 
 const prepared = new WeakMap<MappingConfig, PreparedConfig>();
@@ -205,6 +211,14 @@ function prepare(cfg: MappingConfig): PreparedConfig {
     for (const p of value.uses) uses.add(p);
   }
 
+  const reserved: string[] = [];
+  for (const raw of Array.isArray(cfg.reservedPrefixes) ? cfg.reservedPrefixes : []) {
+    const r = normalizeKeyRoot(str(raw));
+    if (r === '/' || root.startsWith(r)) {
+      problems.push(`key root ${quote(root)} lies inside the reserved prefix ${quote(r)}`);
+    } else reserved.push(r);
+  }
+
   let environmentSeparator = '';
   for (let i = 1; i < key.placeholders.length; i++) {
     const a = key.placeholders[i - 1];
@@ -236,5 +250,6 @@ function prepare(cfg: MappingConfig): PreparedConfig {
     uses,
     environmentSeparator,
     environment,
+    reserved,
   };
 }

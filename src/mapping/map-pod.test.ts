@@ -274,6 +274,18 @@ const cases: Case[] = [
     want: { invalid: [/contains control characters/] },
   },
   {
+    name: 'a key under a reserved prefix (owner records) is refused',
+    cfg: { keyTemplate: '/{service}/{environment}/{ip}-{port}', reservedPrefixes: ['/etcd-registrar/owners'] },
+    pod: { ann: { service: 'etcd-registrar', environment: 'owners' } },
+    want: { invalid: [/key "\/etcd-registrar\/owners\/172\.18\.100\.31-86" falls under the controller's reserved prefix "\/etcd-registrar\/owners\/"/] },
+  },
+  {
+    name: 'reserved prefixes do not affect other keys',
+    cfg: { keyTemplate: '/{service}/{environment}/{ip}-{port}', reservedPrefixes: ['/etcd-registrar/owners/'] },
+    pod: { ann: { service: 'etcd-registrar', environment: 'owners2' } },
+    want: [['/etcd-registrar/owners2/172.18.100.31-86', '172.18.100.31:86']],
+  },
+  {
     name: 'all problems reported at once',
     pod: { ann: { service: '..', environment: 'a/b', port: '0', address: 'x' } },
     want: { invalid: [/service name/, /environment "a\/b"/, /port "0"/, /address: "x"/] },

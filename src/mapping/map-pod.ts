@@ -274,6 +274,11 @@ function mapPodUnsafe(pod: SlimPod, cfg: MappingConfig): PodMapping {
         problems.push(`key ${quote(key)} ${keyWhy}; nothing registered`);
         continue;
       }
+      const reserved = p.reserved.find((r) => key.startsWith(r));
+      if (reserved !== undefined) {
+        problems.push(`key ${quote(key)} falls under the controller's reserved prefix ${quote(reserved)}; nothing registered`);
+        continue;
+      }
       const value = p.json
         ? JSON.stringify({
             host: ip,

@@ -1,0 +1,204 @@
+// `npm run cluster -- up|down|status --dir DIR`: a local cluster for people and scripts.
+// `up` starts a detached supervisor process that owns the cluster (the same harness the
+// tests use) and writes DIR/env once it is ready; `down` stops it and removes DIR.
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { POD_CIDR, SERVICE_CIDR, startCluster, type Cluster } from './cluster.ts';
+import { ensureTools, toolPath } from './tools.ts';
+
+const USAGE = `usage: npm run cluster -- <up|down|status> --dir DIR [--nodes N]
+  up      start a cluster in the background; writes DIR/env (source it)
+  down    stop every process of the cluster in DIR and remove DIR
+  status  show whether the processes of the cluster in DIR are running`;
+
+const UP_TIMEOUT_MS = 120_000;
+
+interface PidEntry {
+  name: string;
+  pid: number;
+}
+
+const files = (dir: string) => ({
+  env: resolve(dir, 'env'),
+  pids: resolve(dir, 'pids'),
+  supervisorLog: resolve(dir, 'supervisor.log'),
+});
+
+function shellQuote(value: string): string {
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}
+
+function envFileText(cluster: Cluster): string {
+  const vars: Record<string, string> = {
+    CLUSTER_DIR: cluster.dir,
+    KUBECONFIG: cluster.kubeconfigPath,
+    KUBE_APISERVER_URL: cluster.apiServerUrl,
+    KUBE_CA_FILE: cluster.caPath,
+    ETCD_ENDPOINTS: cluster.registry.endpoints.join(','),
+    // etcdctl reads its flags from ETCDCTL_* variables: point it at the registry etcd.
+    ETCDCTL_ENDPOINTS: cluster.registry.endpoints.join(','),
+    API_ETCD_ENDPOINTS: cluster.apiEtcd.endpoints.join(','),
+    KUBECTL: toolPath('kubectl'),
+    ETCDCTL: toolPath('etcdctl'),
+    HELM: toolPath('helm'),
+    KWOK: toolPath('kwok'),
+    POD_CIDR,
+    SERVICE_CIDR,
+  };
+  const lines = Object.entries(vars).map(([k, v]) => `export ${k}=${shellQuote(v)}`);
+  return `# etcd-registrar local cluster; source this file\n${lines.join('\n')}\n`;
+}
+
+function readPids(dir: string): PidEntry[] {
+  const path = files(dir).pids;
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((line) => {
+      const [name = '?', pid = '0'] = line.trim().split(/\s+/);
+      return { name, pid: Number(pid) };
+    });
+}
+
+/** True if `pid` is a live process started for `dir` (guards against pid reuse and zombies). */
+function belongsToCluster(pid: number, dir: string): boolean {
+  try {
+    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return args.some((arg) => arg === dir || arg.includes(`${dir}/`));
+  } catch {
+    return false;
+  }
+}
+
+async function serve(dir: string, nodes: number): Promise<void> {
+  const cluster = await startCluster({ dir, nodes, log: (line) => console.log(line) });
+  const pids = [{ name: 'supervisor', pid: process.pid }, ...cluster.processes()];
+  await writeFile(files(dir).pids, pids.map((p) => `${p.name} ${p.pid}`).join('\n') + '\n');
+  // Written last: its presence tells `up` that the cluster is ready.
+  await writeFile(files(dir).env, envFileText(cluster));
+  console.log('cluster ready; stop it with SIGTERM (npm run cluster -- down)');
+  // The harness's signal handlers kill the processes and remove DIR on SIGTERM.
+  setInterval(() => undefined, 1 << 30);
+}
+
+async function up(dir: string, nodes: number): Promise<number> {
+  if (readPids(dir).some((p) => belongsToCluster(p.pid, dir))) {
+    console.error(`a cluster is already running in ${dir} (npm run cluster -- down --dir ${dir})`);
+    return 1;
+  }
+  await ensureTools();
+  await mkdir(dir, { recursive: true });
+  const { env, supervisorLog } = files(dir);
+  await rm(env, { force: true });
+  // Kept open: if the supervisor fails it removes DIR, but the log stays readable here.
+  const log = openSync(supervisorLog, 'a+');
+  const child = spawn(process.execPath, [import.meta.filename, 'serve', '--dir', dir, '--nodes', String(nodes)], {
+    detached: true,
+    stdio: ['ignore', log, log],
+  });
+  child.unref();
+  const deadline = Date.now() + UP_TIMEOUT_MS;
+  while (!existsSync(env)) {
+    if (child.exitCode !== null || child.signalCode !== null || Date.now() > deadline) {
+      console.error(`cluster failed to start in ${dir}; last lines of its log:\n${tailFd(log, 30)}`);
+      if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, 'SIGTERM');
+      return 1;
+    }
+    await sleep(200);
+  }
+  closeSync(log);
+  console.log(`cluster up in ${dir}
+  source ${env}
+  "$KUBECTL" get nodes           # admin kubeconfig via $KUBECONFIG
+  "$ETCDCTL" endpoint health     # registry etcd via $ETCDCTL_ENDPOINTS
+  npm run cluster -- down --dir ${dir}`);
+  return 0;
+}
+
+function tailFd(fd: number, lines: number): string {
+  const buf = Buffer.alloc(fstatSync(fd).size);
+  readSync(fd, buf, 0, buf.length, 0);
+  return buf.toString('utf8').trimEnd().split('\n').slice(-lines).join('\n');
+}
+
+async function down(dir: string): Promise<number> {
+  const entries = readPids(dir);
+  const supervisor = entries.find((e) => e.name === 'supervisor');
+  if (supervisor !== undefined && belongsToCluster(supervisor.pid, dir)) {
+    process.kill(supervisor.pid, 'SIGTERM');
+  }
+  const deadline = Date.now() + 15_000;
+  let alive = entries.filter((e) => belongsToCluster(e.pid, dir));
+  while (alive.length > 0 && Date.now() < deadline) {
+    await sleep(100);
+    alive = alive.filter((e) => belongsToCluster(e.pid, dir));
+  }
+  // The supervisor may have been killed hard; do not leave its children behind.
+  for (const e of alive) {
+    console.error(`killing leftover ${e.name} (pid ${e.pid})`);
+    process.kill(e.pid, 'SIGKILL');
+  }
+  await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+  console.log(entries.length > 0 ? `cluster in ${dir} stopped` : `no cluster in ${dir}; removed it`);
+  return 0;
+}
+
+function status(dir: string): number {
+  const entries = readPids(dir);
+  if (entries.length === 0) {
+    console.log(`no cluster in ${dir}`);
+    return 1;
+  }
+  let allUp = true;
+  for (const e of entries) {
+    const running = belongsToCluster(e.pid, dir);
+    allUp &&= running;
+    console.log(`${e.name.padEnd(24)} pid ${String(e.pid).padEnd(8)} ${running ? 'running' : 'NOT RUNNING'}`);
+  }
+  if (existsSync(files(dir).env)) console.log(`\n${readFileSync(files(dir).env, 'utf8')}`);
+  return allUp ? 0 : 1;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { dir: { type: 'string' }, nodes: { type: 'string', default: '3' }, help: { type: 'boolean' } },
+  });
+  const [command] = positionals;
+  if (values.help === true || command === undefined || values.dir === undefined) {
+    console.error(USAGE);
+    return values.help === true ? 0 : 2;
+  }
+  const dir = resolve(values.dir);
+  const nodes = Number(values.nodes);
+  switch (command) {
+    case 'up':
+      return up(dir, nodes);
+    case 'down':
+      return down(dir);
+    case 'status':
+      return status(dir);
+    case 'serve':
+      await serve(dir, nodes);
+      return -1;
+    default:
+      console.error(USAGE);
+      return 2;
+  }
+}
+
+if (import.meta.main) {
+  try {
+    const code = await main(process.argv.slice(2));
+    if (code >= 0) process.exit(code);
+  } catch (err) {
+    console.error(err instanceof Error ? err.message : String(err));
+    process.exit(1);
+  }
+}

@@ -10,7 +10,8 @@ import type { Change } from '../types.ts';
 export { startEtcd, type EtcdServer };
 
 export function testLogger(): Logger {
-  return pino({ level: process.env['REGISTRY_TEST_LOG'] ?? 'silent' });
+  const level = process.env['REGISTRY_TEST_LOG'];
+  return pino({ level: level !== undefined && level !== '' ? level : 'silent' });
 }
 
 export function observer(endpoints: readonly string[]): Etcd3 {

@@ -425,16 +425,18 @@ async function waitHealthz(proc: ManagedProcess, port: number, timeoutMs: number
   });
 }
 
-interface TlsOptions {
+export interface HttpsGetOptions {
   ca?: Buffer;
   cert?: Buffer;
   key?: Buffer;
   rejectUnauthorized?: boolean;
+  headers?: Record<string, string>;
 }
 
-export function httpsGet(url: string, tls: TlsOptions): Promise<{ status: number; body: string }> {
+/** A GET over TLS with explicit trust and credentials (fetch cannot take a private CA). */
+export function httpsGet(url: string, opts: HttpsGetOptions): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { ...tls, method: 'GET', timeout: 3000 }, (res) => {
+    const req = request(url, { ...opts, method: 'GET', timeout: 3000 }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));

@@ -299,6 +299,36 @@ describe('data lease', () => {
     }
   });
 
+  test('keepalives keep flowing under a sustained batched write load', async (t) => {
+    const a = makeRegistry(etcd.endpoints, { leaseTtlSeconds: TTL, maxInflightTxns: 8 });
+    await a.start();
+    try {
+      const acks: number[] = [];
+      let lost = 0;
+      a.on('keepalive', (at) => acks.push(at));
+      a.on('leaseLost', () => lost++);
+      const t0 = Date.now();
+      let written = 0;
+      for (let round = 0; Date.now() - t0 < 3 * TTL * 1000; round++) {
+        const batch = Array.from({ length: 5_000 }, (_, i) => register(`/load_PRE/r${round}/10.4.${i >> 8}.${i & 255}-80`, 'v'));
+        const res = await a.apply(batch);
+        assert.ok(res.every((r) => r.outcome === 'ok'));
+        written += batch.length;
+        const del = await a.apply(batch.map((c) => ({ ...c, action: 'deregister' as const, expectedLease: a.leaseId() })));
+        assert.ok(del.every((r) => r.outcome === 'ok'));
+      }
+      const elapsed = Date.now() - t0;
+      const gaps = acks.slice(1).map((x, i) => x - acks[i]!);
+      const maxGap = Math.max(...gaps);
+      t.diagnostic(`${written} registers + deletes in ${elapsed} ms (${Math.round((2 * written) / (elapsed / 1000))} ops/s); ${acks.length} acks, max gap ${maxGap} ms`);
+      assert.equal(lost, 0);
+      assert.ok(maxGap < TTL * 1000 * 0.75, `keepalive gap ${maxGap} ms`);
+      assert.ok(a.healthy());
+    } finally {
+      await a.close();
+    }
+  });
+
   test('start() fails in bounded time when etcd is unreachable', async () => {
     const proxy = await startProxy(etcd.endpoints[0]!);
     proxy.pause();

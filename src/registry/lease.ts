@@ -408,7 +408,10 @@ export class LeaseKeeper {
         this.#stop.signal.removeEventListener('abort', onAbort);
         this.#kickStream = undefined;
         try {
-          stream.cancel();
+          // A clean half-close where the stream is healthy; cancel a broken or stale one
+          // (etcd3 then also resets the host's channels, which is what a stale one needs).
+          if (end === 'broken') stream.cancel();
+          else stream.end();
         } catch {
           /* already gone */
         }

@@ -3,7 +3,7 @@
 // retries with exponential jittered backoff itself; etcd3 retries 3 times without any
 // delay, and its per-host breaker would hold calls back for 5 s after etcd returns).
 import { readFile } from 'node:fs/promises';
-import { Etcd3 } from 'etcd3';
+import { Etcd3, GRPCUnavailableError, isRecoverableError } from 'etcd3';
 import type { IOptions } from 'etcd3';
 
 export interface TlsOptions {
@@ -47,6 +47,36 @@ function noopPolicy(): PolicyLike {
   return policy as unknown as PolicyLike;
 }
 
+/**
+ * With several endpoints: after 2 consecutive transient failures a host is skipped for 1 s
+ * (etcd3 then tries the next host within the same call). etcd3's default breaker waits 5 s
+ * and also applies to a lone endpoint, which would only delay recovery when etcd returns.
+ */
+function hostBreaker(host: string): PolicyLike {
+  let failures = 0;
+  let openUntil = 0;
+  const never = { dispose() {} };
+  const policy = {
+    onSuccess: () => never,
+    onFailure: () => never,
+    execute: async <T>(fn: (ctx: { signal: AbortSignal }) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> => {
+      if (Date.now() < openUntil) throw new GRPCUnavailableError(`etcd endpoint ${host} skipped after repeated failures`);
+      try {
+        const out = await fn({ signal: signal ?? new AbortController().signal });
+        failures = 0;
+        return out;
+      } catch (err) {
+        if (err instanceof Error && isRecoverableError(err) && ++failures >= 2) {
+          failures = 0;
+          openUntil = Date.now() + 1_000;
+        }
+        throw err;
+      }
+    },
+  };
+  return policy as unknown as PolicyLike;
+}
+
 /** Endpoint URLs as etcd3 wants them; all https or all http (etcd3 rejects a mix). */
 export function normaliseEndpoints(endpoints: readonly string[], tls: boolean): string[] {
   if (endpoints.length === 0) throw new Error('registry: at least one etcd endpoint is required');
@@ -78,7 +108,10 @@ export async function createClient(settings: ClientSettings): Promise<Etcd3> {
     grpcOptions,
     defaultCallOptions: (ctx) =>
       ctx.isStream ? {} : { deadline: Date.now() + settings.callTimeoutMs },
-    faultHandling: { host: () => noopPolicy(), global: noopPolicy() },
+    faultHandling: {
+      host: (h) => (hosts.length > 1 ? hostBreaker(h) : noopPolicy()),
+      global: noopPolicy(),
+    },
   };
   if (tls !== undefined) {
     if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {

@@ -215,6 +215,8 @@ class LocalCluster implements Cluster {
       `--service-account-issuer=${this.#apiServerUrl}`,
       `--service-account-key-file=${pki.serviceAccountPub}`,
       `--service-account-signing-key-file=${pki.serviceAccountKey}`,
+      // Without it a SIGTERM waits ~10 s for the watches of kcm/scheduler/kwok to end.
+      '--shutdown-watch-termination-grace-period=1s',
       '--profiling=false',
     ]);
     this.#apiServer = apiServer;

@@ -64,13 +64,29 @@ describe('DesiredState', () => {
     assert.equal(s.desiredFor(KEY2)?.podUid, 'a');
   });
 
-  it('a pod becoming invalid or opting out releases its keys', () => {
+  it('a live pod whose annotations turn invalid keeps its last valid keys, following its readiness', () => {
     const s = new DesiredState(testConfig);
     s.upsertPod(pod('a'));
     const bad = s.upsertPod(pod('a', { ann: { port: 'nope' } }));
     assert.equal(bad.mapping.kind, 'invalid');
     assert.deepEqual(bad.affectedKeys, [KEY]);
+    assert.equal(s.desiredFor(KEY)?.value, '172.18.100.31:86', 'still registered');
+    const unready = s.upsertPod(pod('a', { ann: { port: 'nope' }, ready: false }));
+    assert.deepEqual(unready.affectedKeys, [KEY]);
+    assert.equal(s.desiredFor(KEY), undefined, 'deregistered when it stops being Ready');
+    assert.equal(s.claimed(KEY), true);
+  });
+
+  it('a pod that is invalid from the start claims nothing', () => {
+    const s = new DesiredState(testConfig);
+    const bad = s.upsertPod(pod('a', { ann: { port: 'nope' } }));
+    assert.deepEqual(bad.affectedKeys, []);
     assert.equal(s.claimed(KEY), false);
+    assert.equal(s.podCount, 0);
+  });
+
+  it('a pod opting out releases its keys', () => {
+    const s = new DesiredState(testConfig);
     s.upsertPod(pod('a'));
     const out = s.upsertPod(pod('a', { ann: { register: 'false' } }));
     assert.equal(out.mapping.kind, 'ignored');

@@ -52,14 +52,21 @@ export class DesiredState {
   /**
    * Add or update a pod. affectedKeys = keys it maps to now ∪ keys it mapped to before
    * (new keys first, in mapping order, then released ones): each may need a write.
-   * An ignored or invalid pod maps to nothing, so its earlier keys are released.
+   * An ignored pod (opted out) maps to nothing, so its earlier keys are released. A pod
+   * whose annotations turn invalid keeps its last valid keys, which follow its readiness:
+   * a typo in a live pod's annotation must not take it out of service.
    */
   upsertPod(pod: SlimPod): { mapping: PodMapping; affectedKeys: string[] } {
     const mapping = mapPod(pod, this.#cfg);
     const old = this.#pods.get(pod.uid);
-    const values = new Map<string, string>();
+    let values = new Map<string, string>();
+    let serving = false;
     if (mapping.kind === 'valid') {
       for (const r of mapping.registrations) if (!values.has(r.key)) values.set(r.key, r.value);
+      serving = mapping.serving;
+    } else if (mapping.kind === 'invalid' && old !== undefined) {
+      values = new Map(old.values);
+      serving = pod.ready && !pod.terminating && pod.phase !== 'Succeeded' && pod.phase !== 'Failed';
     }
     if (values.size === 0) {
       this.#pods.delete(pod.uid);
@@ -67,7 +74,7 @@ export class DesiredState {
       this.#pods.set(pod.uid, {
         ref: { key: `${pod.namespace}/${pod.name}`, uid: pod.uid },
         created: parseTime(pod.creationTimestamp),
-        serving: mapping.kind === 'valid' && mapping.serving,
+        serving,
         values,
       });
     }

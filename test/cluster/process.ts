@@ -29,8 +29,6 @@ export interface SpawnOptions {
   logPath: string;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
-  /** Survives this Node process (own process group, not killed by the exit handlers). */
-  detached?: boolean;
 }
 
 const live = new Set<ManagedProcess>();
@@ -45,7 +43,6 @@ export function spawnManaged(opts: SpawnOptions): ManagedProcess {
       stdio: ['ignore', log, log],
       env: opts.env ?? process.env,
       cwd: opts.cwd,
-      detached: opts.detached ?? false,
     });
   } finally {
     closeSync(log);
@@ -82,13 +79,9 @@ export function spawnManaged(opts: SpawnOptions): ManagedProcess {
       live.delete(proc);
     },
   };
-  if (opts.detached === true) {
-    child.unref();
-  } else {
-    installExitHandlers();
-    live.add(proc);
-    void exited.then(() => live.delete(proc));
-  }
+  installExitHandlers();
+  live.add(proc);
+  void exited.then(() => live.delete(proc));
   return proc;
 }
 

@@ -1,0 +1,291 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { pino } from 'pino';
+import { V1MicroTime } from '@kubernetes/client-node';
+import {
+  EventRecorder,
+  REPORTING_CONTROLLER,
+  toEventBody,
+  truncateUtf8,
+  type EventRecorderOptions,
+  type RecordedEvent,
+  type RecorderTimers,
+} from './recorder.ts';
+
+const silent = pino({ level: 'silent' });
+
+/** A manual clock: timers run only when advance() passes their due time. */
+class FakeTimers implements RecorderTimers {
+  t = 1_000_000;
+  timers: { due: number; fn: () => void; id: number }[] = [];
+  nextId = 0;
+  now(): number {
+    return this.t;
+  }
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = ++this.nextId;
+    this.timers.push({ due: this.t + ms, fn, id });
+    return id;
+  }
+  clearTimeout(handle: unknown): void {
+    this.timers = this.timers.filter((x) => x.id !== handle);
+  }
+  async advance(ms: number): Promise<void> {
+    const end = this.t + ms;
+    for (;;) {
+      await settle();
+      this.timers.sort((a, b) => a.due - b.due);
+      const next = this.timers[0];
+      if (next === undefined || next.due > end) break;
+      this.timers.shift();
+      this.t = next.due;
+      next.fn();
+    }
+    this.t = end;
+    await settle();
+  }
+}
+
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise<void>((r) => setImmediate(r));
+}
+
+function setup(opts: Partial<EventRecorderOptions> = {}, sendImpl?: (e: RecordedEvent) => Promise<void>) {
+  const timers = new FakeTimers();
+  const sent: RecordedEvent[] = [];
+  const recorder = new EventRecorder({
+    logger: silent,
+    timers,
+    send:
+      sendImpl ??
+      (async (e) => {
+        sent.push(e);
+      }),
+    ...opts,
+  });
+  return { timers, sent, recorder };
+}
+
+const pod = (i: number) => ({ namespace: 'shop', name: `web-${i}`, uid: `uid-${i}` });
+
+test('dedupe: same pod + reason + note within the window is dropped; later it is sent again', async () => {
+  const { timers, sent, recorder } = setup({ dedupeWindowMs: 10_000 });
+  recorder.record(pod(1), 'Warning', 'InvalidRegistration', 'port "x" is not a number');
+  recorder.record(pod(1), 'Warning', 'InvalidRegistration', 'port "x" is not a number');
+  recorder.record(pod(1), 'Warning', 'InvalidRegistration', 'service "" is empty');
+  recorder.record(pod(2), 'Warning', 'InvalidRegistration', 'port "x" is not a number');
+  recorder.record(pod(1), 'Normal', 'Registered', 'port "x" is not a number');
+  await timers.advance(0);
+  assert.equal(sent.length, 4);
+  assert.equal(recorder.stats().deduped, 1);
+  await timers.advance(9_999);
+  recorder.record(pod(1), 'Warning', 'InvalidRegistration', 'port "x" is not a number');
+  assert.equal(recorder.stats().deduped, 2);
+  await timers.advance(1);
+  recorder.record(pod(1), 'Warning', 'InvalidRegistration', 'port "x" is not a number');
+  await timers.advance(0);
+  assert.equal(sent.length, 5);
+});
+
+test('dedupe map is a bounded LRU', async () => {
+  const { timers, sent, recorder } = setup({ dedupeMaxEntries: 3 });
+  for (let i = 0; i < 4; i++) recorder.record(pod(i), 'Normal', 'Registered', 'n');
+  await timers.advance(0);
+  assert.equal(sent.length, 4);
+  recorder.record(pod(0), 'Normal', 'Registered', 'n'); // evicted: sent again
+  recorder.record(pod(3), 'Normal', 'Registered', 'n'); // still remembered
+  await timers.advance(0);
+  assert.equal(sent.length, 5);
+  assert.equal(recorder.stats().deduped, 1);
+});
+
+test('global token bucket: burst at once, then the rate; the queue is bounded', async () => {
+  const { timers, sent, recorder } = setup({ ratePerSec: 2, burst: 5, queueSize: 10 });
+  for (let i = 0; i < 30; i++) recorder.record(pod(i), 'Warning', 'InvalidRegistration', 'bad');
+  // The first 4 (concurrency) went straight to sending, 10 more were queued, 16 dropped.
+  let s = recorder.stats();
+  assert.equal(s.droppedQueueFull, 16);
+  assert.equal(s.dropped, 16);
+  await timers.advance(0);
+  // 5 sent from the burst at once.
+  assert.equal(sent.length, 5);
+  assert.equal(recorder.stats().queued, 9);
+  await timers.advance(1000);
+  assert.equal(sent.length, 7);
+  await timers.advance(3500);
+  assert.equal(sent.length, 14);
+  s = recorder.stats();
+  assert.equal(s.queued, 0);
+  assert.equal(s.sent, 14);
+  // Dropped events were not remembered: recording them again works once there is room.
+  recorder.record(pod(29), 'Warning', 'InvalidRegistration', 'bad');
+  await timers.advance(1000);
+  assert.equal(sent.at(-1)?.pod.uid, 'uid-29');
+});
+
+test('per-pod limit: a flapping pod gets perPodBurst events, then one per interval', async () => {
+  const { timers, sent, recorder } = setup({ perPodBurst: 3, perPodIntervalMs: 30_000 });
+  for (let i = 0; i < 10; i++) recorder.record(pod(1), 'Normal', i % 2 ? 'Registered' : 'Deregistered', `flap ${i}`);
+  recorder.record(pod(2), 'Normal', 'Registered', 'other pod unaffected');
+  await timers.advance(0);
+  assert.equal(sent.filter((e) => e.pod.uid === 'uid-1').length, 3);
+  assert.equal(sent.filter((e) => e.pod.uid === 'uid-2').length, 1);
+  assert.equal(recorder.stats().droppedRateLimited, 7);
+  await timers.advance(29_000);
+  recorder.record(pod(1), 'Normal', 'Registered', 'flap 11');
+  assert.equal(recorder.stats().droppedRateLimited, 8);
+  await timers.advance(1_000);
+  recorder.record(pod(1), 'Normal', 'Registered', 'flap 12');
+  await timers.advance(0);
+  assert.equal(sent.filter((e) => e.pod.uid === 'uid-1').length, 4);
+});
+
+test('10,000 invalid pods cannot flood the API server', async () => {
+  const { timers, sent, recorder } = setup(); // defaults: 20/s burst 100, queue 1000
+  for (let i = 0; i < 10_000; i++) recorder.record(pod(i), 'Warning', 'InvalidRegistration', 'bad port');
+  await timers.advance(0);
+  assert.equal(sent.length, 100);
+  await timers.advance(10_000);
+  assert.equal(sent.length, 300);
+  const s = recorder.stats();
+  assert.equal(s.queued, 704); // 4 went straight to sending, 1000 queued
+  assert.equal(s.droppedQueueFull, 8996);
+  assert.equal(s.sent + s.queued + s.dropped + s.inFlight, 10_000);
+});
+
+test('concurrency: at most N requests in flight', async () => {
+  const { timers, recorder } = setup({ concurrency: 2 }, () => new Promise<void>(() => {}));
+  for (let i = 0; i < 10; i++) recorder.record(pod(i), 'Normal', 'Registered', 'n');
+  await timers.advance(0);
+  assert.equal(recorder.stats().inFlight, 2);
+  assert.equal(recorder.stats().queued, 8);
+});
+
+test('a failed send is counted, never thrown, and may be retried by a later record()', async () => {
+  let fail = true;
+  const sent: RecordedEvent[] = [];
+  const { timers, recorder } = setup({}, async (e) => {
+    if (fail) throw Object.assign(new Error('forbidden'), { code: 403 });
+    sent.push(e);
+  });
+  recorder.record(pod(1), 'Normal', 'Registered', 'n');
+  await timers.advance(0);
+  assert.equal(recorder.stats().failed, 1);
+  fail = false;
+  recorder.record(pod(1), 'Normal', 'Registered', 'n');
+  await timers.advance(0);
+  assert.equal(sent.length, 1);
+  assert.equal(recorder.stats().deduped, 0);
+});
+
+test('a send function that throws synchronously is contained', async () => {
+  const { timers, recorder } = setup({}, () => {
+    throw new Error('sync');
+  });
+  assert.doesNotThrow(() => recorder.record(pod(1), 'Normal', 'Registered', 'n'));
+  await timers.advance(0);
+  assert.equal(recorder.stats().failed, 1);
+  assert.equal(recorder.stats().inFlight, 0);
+});
+
+test('record() never throws on bad input and never returns a promise', () => {
+  const { recorder } = setup();
+  const bad = [
+    [{ namespace: '', name: 'x', uid: 'u' }, 'Normal', 'Registered'],
+    [{ namespace: 'n', name: 'x', uid: '' }, 'Normal', 'Registered'],
+    [null, 'Normal', 'Registered'],
+    [pod(1), 'Bogus', 'Registered'],
+    [pod(1), 'Normal', ''],
+  ] as const;
+  for (const [p, type, reason] of bad) {
+    // @ts-expect-error deliberately wrong input
+    assert.equal(recorder.record(p, type, reason, 'n'), undefined);
+  }
+  assert.equal(recorder.stats().droppedInvalid, 5);
+});
+
+test('stop() drops the queue and later records; flush() waits for in-flight sends', async () => {
+  const { timers, sent, recorder } = setup({ burst: 1, ratePerSec: 1 });
+  recorder.record(pod(1), 'Normal', 'Registered', 'n');
+  recorder.record(pod(2), 'Normal', 'Registered', 'n');
+  await recorder.flush(100); // the second waits for a token the fake clock never gives: times out
+  assert.equal(sent.length, 1);
+  recorder.stop();
+  recorder.record(pod(3), 'Normal', 'Registered', 'n');
+  await timers.advance(5000);
+  assert.equal(sent.length, 1);
+  assert.equal(recorder.stats().droppedStopped, 2);
+  await recorder.flush(100);
+});
+
+test('toEventBody: an events.k8s.io/v1 Event regarding the pod', () => {
+  const time = Date.UTC(2026, 0, 2, 3, 4, 5, 678);
+  const body = toEventBody(
+    { pod: pod(1), type: 'Warning', reason: 'InvalidRegistration', action: 'Validate', note: 'bad', time },
+    REPORTING_CONTROLLER,
+    'etcd-registrar-7d9f-abcde',
+  );
+  assert.equal(body.apiVersion, 'events.k8s.io/v1');
+  assert.equal(body.kind, 'Event');
+  assert.equal(body.metadata?.namespace, 'shop');
+  assert.match(body.metadata?.name ?? '', /^web-1\.[0-9a-f]+$/);
+  assert.ok(body.eventTime instanceof V1MicroTime);
+  assert.equal(JSON.stringify({ t: body.eventTime }), '{"t":"2026-01-02T03:04:05.678000Z"}');
+  assert.equal(body.reportingController, 'etcd-registrar.io/controller');
+  assert.equal(body.reportingInstance, 'etcd-registrar-7d9f-abcde');
+  assert.equal(body.action, 'Validate');
+  assert.equal(body.reason, 'InvalidRegistration');
+  assert.equal(body.type, 'Warning');
+  assert.equal(body.note, 'bad');
+  assert.deepEqual(body.regarding, { apiVersion: 'v1', kind: 'Pod', namespace: 'shop', name: 'web-1', uid: 'uid-1' });
+  const again = toEventBody(
+    { pod: pod(1), type: 'Warning', reason: 'InvalidRegistration', action: 'Validate', note: 'bad', time },
+    REPORTING_CONTROLLER,
+    'x',
+  );
+  assert.notEqual(again.metadata?.name, body.metadata?.name, 'unique names within one ms');
+});
+
+test('toEventBody: long names and notes are cut to the API limits', () => {
+  const long = { namespace: 'ns', name: 'p'.repeat(253), uid: 'u' };
+  const body = toEventBody(
+    { pod: long, type: 'Normal', reason: 'R'.repeat(200), action: 'A'.repeat(200), note: 'é'.repeat(2000), time: 1 },
+    'c'.repeat(200),
+    'i'.repeat(200),
+  );
+  assert.ok((body.metadata?.name ?? '').length <= 253);
+  assert.ok(Buffer.byteLength(body.note ?? '', 'utf8') <= 1024);
+  assert.ok(body.note?.endsWith('…'));
+  assert.equal(body.reason?.length, 128);
+  assert.equal(body.action?.length, 128);
+  assert.equal(body.reportingController?.length, 128);
+  assert.equal(body.reportingInstance?.length, 128);
+  assert.equal(body.regarding?.name, long.name, 'the reference keeps the full name');
+});
+
+test('default actions per reason', async () => {
+  const { timers, sent, recorder } = setup();
+  recorder.record(pod(1), 'Normal', 'Registered', 'a');
+  recorder.record(pod(1), 'Normal', 'Deregistered', 'a');
+  recorder.record(pod(1), 'Warning', 'InvalidRegistration', 'a');
+  recorder.record(pod(1), 'Warning', 'RegistrationRefused', 'a');
+  recorder.record(pod(1), 'Warning', 'SomethingElse', 'a');
+  recorder.record(pod(1), 'Warning', 'SomethingElse', 'b', 'Custom');
+  await timers.advance(0);
+  assert.deepEqual(
+    sent.map((e) => e.action),
+    ['Register', 'Deregister', 'Validate', 'Register', 'SomethingElse', 'Custom'],
+  );
+});
+
+test('truncateUtf8', () => {
+  assert.equal(truncateUtf8('abc', 3), 'abc');
+  assert.equal(truncateUtf8('abcd', 3).length <= 3, true);
+  const t = truncateUtf8('😀'.repeat(10), 10);
+  assert.ok(Buffer.byteLength(t) <= 10);
+  assert.ok(!t.includes('\uFFFD'));
+});
+
+test('constructor requires a kubeConfig or a send function', () => {
+  assert.throws(() => new EventRecorder({ logger: silent }), /kubeConfig/);
+});

@@ -1,8 +1,10 @@
 // Child-process plumbing shared by the etcd and cluster harnesses: logs to files,
 // readiness polling, free loopback ports, and cleanup when the test process ends.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface ExitStatus {
@@ -76,35 +78,65 @@ export function spawnManaged(opts: SpawnOptions): ManagedProcess {
         await exited;
         clearTimeout(timer);
       }
-      live.delete(proc);
+      track(() => live.delete(proc));
     },
   };
-  installExitHandlers();
-  live.add(proc);
-  void exited.then(() => live.delete(proc));
+  track(() => live.add(proc));
+  void exited.then(() => track(() => live.delete(proc)));
   return proc;
 }
 
 /** Directories removed when this Node process exits, unless released first. */
 export function ownDir(dir: string): void {
-  installExitHandlers();
-  ownedDirs.add(dir);
+  track(() => ownedDirs.add(dir));
 }
 
 export function releaseDir(dir: string): void {
-  ownedDirs.delete(dir);
+  track(() => ownedDirs.delete(dir));
+}
+
+function track(change: () => void): void {
+  installExitHandlers();
+  change();
+  writeWatchdogState();
 }
 
 function cleanupNow(): void {
   for (const proc of live) proc.signal('SIGKILL');
   live.clear();
-  for (const dir of ownedDirs) rmSync(dir, { recursive: true, force: true });
+  for (const dir of ownedDirs) rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
   ownedDirs.clear();
+  rmSync(watchdogState, { force: true });
+}
+
+// Exit and signal handlers cannot run when this process is SIGKILLed (an outer timeout,
+// the OOM killer). A detached shell polls for that and then kills what is listed in the
+// state file, so no apiserver or etcd outlives the test run.
+const watchdogState = join(tmpdir(), `etcd-registrar-watchdog-${process.pid}`);
+const WATCHDOG_SCRIPT = `
+while kill -0 "$1" 2>/dev/null; do sleep 2; done
+[ -f "$2" ] || exit 0
+while read -r kind value; do
+  case "$kind" in pid) kill -9 "$value" 2>/dev/null ;; dir) rm -rf "$value" ;; esac
+done < "$2"
+rm -f "$2"`;
+
+function writeWatchdogState(): void {
+  const lines = [...[...live].map((p) => `pid ${p.pid}`), ...[...ownedDirs].map((d) => `dir ${d}`)];
+  writeFileSync(watchdogState, lines.join('\n') + '\n');
+}
+
+function startWatchdog(): void {
+  spawn('/bin/sh', ['-c', WATCHDOG_SCRIPT, 'etcd-registrar-watchdog', String(process.pid), watchdogState], {
+    detached: true,
+    stdio: 'ignore',
+  }).unref();
 }
 
 function installExitHandlers(): void {
   if (handlersInstalled) return;
   handlersInstalled = true;
+  startWatchdog();
   process.once('exit', cleanupNow);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.once(sig, () => {

@@ -122,7 +122,8 @@ function formatDuration(ms: number): string {
 }
 
 /** Lines of `go` output that mean a module could not be fetched. */
-const DOWNLOAD_FAILURE = /(dial tcp|no such host|proxy\.golang\.org|reading https?:|verifying .*: |missing go\.sum entry|unrecognized import path|410 Gone|404 Not Found|i\/o timeout|TLS handshake)/;
+const DOWNLOAD_FAILURE =
+  /(dial tcp|no such host|proxy\.golang\.org|reading https?:|verifying .*: |missing go\.sum entry|unrecognized import path|module lookup disabled|410 Gone|404 Not Found|i\/o timeout|TLS handshake|connection refused)/;
 
 async function runGroup(group: BuildGroup, log: (line: string) => void): Promise<void> {
   const logsDir = join(cacheRoot(), 'logs');

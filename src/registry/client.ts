@@ -3,7 +3,7 @@
 // retries with exponential jittered backoff itself; etcd3 retries 3 times without any
 // delay, and its per-host breaker would hold calls back for 5 s after etcd returns).
 import { readFile } from 'node:fs/promises';
-import { Etcd3, GRPCUnavailableError, isRecoverableError } from 'etcd3';
+import { Etcd3, GRPCUnavailableError } from 'etcd3';
 import type { IOptions } from 'etcd3';
 
 export interface TlsOptions {
@@ -48,7 +48,7 @@ function noopPolicy(): PolicyLike {
 }
 
 /**
- * With several endpoints: after 2 consecutive transient failures a host is skipped for 1 s
+ * With several endpoints: after 2 consecutive connection failures a host is skipped for 1 s
  * (etcd3 then tries the next host within the same call). etcd3's default breaker waits 5 s
  * and also applies to a lone endpoint, which would only delay recovery when etcd returns.
  */
@@ -66,7 +66,9 @@ function hostBreaker(host: string): PolicyLike {
         failures = 0;
         return out;
       } catch (err) {
-        if (err instanceof Error && isRecoverableError(err) && ++failures >= 2) {
+        // Only transport failures (refused, dropped) say the host is bad; a deadline or an
+        // etcdserver error also happens on healthy members during a leader election.
+        if (err instanceof GRPCUnavailableError && !err.message.includes('etcdserver:') && ++failures >= 2) {
           failures = 0;
           openUntil = Date.now() + 1_000;
         }

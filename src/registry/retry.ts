@@ -9,7 +9,8 @@ export interface RetryPolicy {
   readonly maxDelayMs: number;
 }
 
-export const DEFAULT_RETRY: RetryPolicy = { attempts: 5, baseDelayMs: 100, maxDelayMs: 3_000 };
+/** About 5 s of backoff in total: enough to ride out an etcd leader election. */
+export const DEFAULT_RETRY: RetryPolicy = { attempts: 8, baseDelayMs: 100, maxDelayMs: 2_000 };
 
 /**
  * Delay before retry number `retry` (1-based): "equal jitter" — half fixed, half random —

@@ -51,7 +51,7 @@ test('transient errors are retried with backoff, others are not', async () => {
   assert.ok(isCompacted(new Error('etcdserver: mvcc: required revision has been compacted')));
 
   let calls = 0;
-  const out = await withRetry({ attempts: 4, baseDelayMs: 1, maxDelayMs: 2 }, async () => {
+  const out = await withRetry({ attempts: 4, baseDelayMs: 1, maxDelayMs: 2, budgetMs: 10_000 }, async () => {
     if (++calls < 3) throw new GRPCUnavailableError('down');
     return 'done';
   });
@@ -60,7 +60,7 @@ test('transient errors are retried with backoff, others are not', async () => {
 
   calls = 0;
   await assert.rejects(
-    withRetry({ attempts: 4, baseDelayMs: 1, maxDelayMs: 2 }, async () => {
+    withRetry({ attempts: 4, baseDelayMs: 1, maxDelayMs: 2, budgetMs: 10_000 }, async () => {
       calls++;
       throw new EtcdPermissionDeniedError('no');
     }),
@@ -70,13 +70,27 @@ test('transient errors are retried with backoff, others are not', async () => {
 
   calls = 0;
   await assert.rejects(
-    withRetry({ attempts: 3, baseDelayMs: 1, maxDelayMs: 2 }, async () => {
+    withRetry({ attempts: 3, baseDelayMs: 1, maxDelayMs: 2, budgetMs: 10_000 }, async () => {
       calls++;
       throw new GRPCDeadlineExceededError('slow');
     }),
     GRPCDeadlineExceededError,
   );
   assert.equal(calls, 3);
+});
+
+test('no retry starts after the time budget', async () => {
+  let calls = 0;
+  const t0 = Date.now();
+  await assert.rejects(
+    withRetry({ attempts: 100, baseDelayMs: 40, maxDelayMs: 40, budgetMs: 150 }, async () => {
+      calls++;
+      throw new GRPCUnavailableError('down');
+    }),
+    GRPCUnavailableError,
+  );
+  assert.ok(calls >= 2 && calls <= 8, `calls ${calls}`);
+  assert.ok(Date.now() - t0 < 1_000);
 });
 
 test('endpoints get a scheme matching TLS', () => {

@@ -181,20 +181,21 @@ describe('data lease', () => {
   test('a changed TTL gets a new lease; the old one stays alive while keys move', async () => {
     const ownerId = uniqueOwner('ttl');
     const p = '/ttl_PRE/';
-    const a = makeRegistry(etcd.endpoints, { ownerId, leaseTtlSeconds: TTL });
+    // TTL 3 so that the old lease surely outlives the hand-over even on a loaded machine.
+    const a = makeRegistry(etcd.endpoints, { ownerId, leaseTtlSeconds: 3 });
     await a.start();
     const old = a.leaseId();
     await a.apply(keys(p, 2));
     await a.close();
-    const b = makeRegistry(etcd.endpoints, { ownerId, leaseTtlSeconds: TTL + 2 });
+    const b = makeRegistry(etcd.endpoints, { ownerId, leaseTtlSeconds: 5 });
     await b.start();
     try {
       assert.notEqual(b.leaseId(), old);
       assert.ok(b.adoptableLeases().has(old));
-      assert.equal(Number((await obs.leaseClient.leaseTimeToLive({ ID: b.leaseId() })).grantedTTL), TTL + 2);
-      // Two old TTLs later the old lease (and its keys) are still there.
+      assert.equal(Number((await obs.leaseClient.leaseTimeToLive({ ID: b.leaseId() })).grantedTTL), 5);
+      // Longer than the old TTL later the old lease (and its keys) are still there.
       const t0 = Date.now();
-      await waitUntil('two old TTLs', () => Date.now() - t0 > 2 * TTL * 1000, 10_000);
+      await waitUntil('the old TTL and more', () => Date.now() - t0 > 4_000, 10_000);
       assert.ok((await leaseTtl(obs, old)) > 0);
       assert.equal((await dump(obs, p)).size, 2);
       // The controller moves them with repairs fenced on the old lease.
@@ -326,6 +327,32 @@ describe('data lease', () => {
       assert.ok(a.healthy());
     } finally {
       await a.close();
+    }
+  });
+
+  test('etcd unreachable during apply: every change is an error in bounded time, then it works again', async () => {
+    const proxy = await startProxy(etcd.endpoints[0]!);
+    const a = makeRegistry([proxy.endpoint], {
+      leaseTtlSeconds: 10,
+      callTimeoutMs: 300,
+      retry: { attempts: 10, baseDelayMs: 50, maxDelayMs: 200, budgetMs: 1_000 },
+    });
+    try {
+      await a.start();
+      proxy.pause();
+      const changes = Array.from({ length: 1_000 }, (_, i) => register(`/unreach_PRE/k${i}`, 'v'));
+      const t0 = Date.now();
+      const res = await a.apply(changes);
+      const ms = Date.now() - t0;
+      assert.ok(res.every((r) => r.outcome === 'error'));
+      assert.ok(ms < 4_000, `apply took ${ms} ms with etcd unreachable`);
+      assert.equal((await dump(obs, '/unreach_PRE/')).size, 0);
+      proxy.resume();
+      const again = await a.apply(changes);
+      assert.ok(again.every((r) => r.outcome === 'ok'));
+    } finally {
+      await a.close();
+      await proxy.close();
     }
   });
 

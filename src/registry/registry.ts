@@ -21,6 +21,7 @@ import {
   errorMessage,
   isCompacted,
   isLeaseNotFound,
+  isTransient,
   withRetry,
   type RetryPolicy,
 } from './retry.ts';
@@ -78,6 +79,11 @@ export const DEFAULT_OWNER_RECORD_PREFIX = '/etcd-registrar/owners/';
 const ETCD_MAX_TXN_OPS = 128;
 /** Keep each txn well under etcd's 1.5 MiB request limit. */
 const MAX_TXN_BYTES = 1024 * 1024;
+
+interface BatchContext {
+  /** Set once the call cannot succeed (fence lost, etcd unavailable): later batches fail fast. */
+  abort: string | undefined;
+}
 
 interface Item {
   readonly index: number;
@@ -279,13 +285,13 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
     });
     const batches = this.#batches(items, fence !== undefined ? 1 : 0);
     const sequential = new Set(items.map((i) => i.change.key)).size !== items.length;
-    const ctx = { fenceLost: undefined as string | undefined };
+    const ctx: BatchContext = { abort: undefined };
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < batches.length) {
         const batch = batches[next++]!;
-        if (ctx.fenceLost !== undefined) {
-          for (const it of batch) results[it.index] = { change: it.change, outcome: 'error', error: ctx.fenceLost };
+        if (ctx.abort !== undefined) {
+          for (const it of batch) results[it.index] = { change: it.change, outcome: 'error', error: ctx.abort };
           continue;
         }
         await this.#applyBatch(client, batch, fence, results, ctx);
@@ -374,7 +380,7 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
     batch: readonly Item[],
     fence: Fence | undefined,
     results: (ApplyResult | undefined)[],
-    ctx: { fenceLost: string | undefined },
+    ctx: BatchContext,
   ): Promise<void> {
     const keeper = this.#keeper!;
     let pending = batch;
@@ -404,6 +410,9 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
           continue;
         }
         fail(pending, errorMessage(err));
+        // etcd is unreachable even after retries: fail the remaining batches at once
+        // instead of spending the retry budget again on each of them.
+        if (isTransient(err)) ctx.abort ??= `not attempted: etcd unavailable (${errorMessage(err)})`;
         return;
       }
       const revision = res.header.revision;
@@ -426,7 +435,7 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
         const fkv = res.responses[0]?.response_range.kvs[0];
         if (fkv === undefined || fkv.create_revision !== fence.createRevision) {
           const msg = `fence lost: ${fence.key} create revision is ${fkv?.create_revision ?? 'absent'}, expected ${fence.createRevision}`;
-          ctx.fenceLost = msg;
+          ctx.abort = msg;
           fail(pending, msg);
           return;
         }

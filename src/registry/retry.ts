@@ -7,10 +7,12 @@ export interface RetryPolicy {
   readonly attempts: number;
   readonly baseDelayMs: number;
   readonly maxDelayMs: number;
+  /** No retry starts later than this after the first attempt (the last one still gets its deadline). */
+  readonly budgetMs: number;
 }
 
-/** About 5 s of backoff in total: enough to ride out an etcd leader election. */
-export const DEFAULT_RETRY: RetryPolicy = { attempts: 8, baseDelayMs: 100, maxDelayMs: 2_000 };
+/** Up to ~5 s of backoff, 10 s in all: enough to ride out an etcd leader election. */
+export const DEFAULT_RETRY: RetryPolicy = { attempts: 8, baseDelayMs: 100, maxDelayMs: 2_000, budgetMs: 10_000 };
 
 /**
  * Delay before retry number `retry` (1-based): "equal jitter" — half fixed, half random —
@@ -63,15 +65,21 @@ export async function withRetry<T>(
   hooks: RetryHooks = {},
 ): Promise<RetryOutcome<T>> {
   let ambiguous = false;
+  const started = Date.now();
   for (let attempt = 1; ; attempt++) {
     try {
       return { value: await fn(attempt), ambiguous };
     } catch (err) {
-      const willRetry = isTransient(err) && attempt < policy.attempts && hooks.signal?.aborted !== true;
+      const wait = backoffDelay(attempt, policy.baseDelayMs, policy.maxDelayMs);
+      const willRetry =
+        isTransient(err) &&
+        attempt < policy.attempts &&
+        Date.now() - started + wait <= policy.budgetMs &&
+        hooks.signal?.aborted !== true;
       hooks.onError?.(err, attempt, willRetry);
       if (!willRetry) throw err;
       ambiguous = true;
-      await delay(backoffDelay(attempt, policy.baseDelayMs, policy.maxDelayMs), undefined, {
+      await delay(wait, undefined, {
         ...(hooks.signal !== undefined ? { signal: hooks.signal } : {}),
       }).catch(() => undefined);
     }

@@ -134,7 +134,10 @@ export function statusCodeOf(err: unknown): number | undefined {
 function describe(err: unknown): string {
   if (err instanceof Error) {
     const code = statusCodeOf(err);
-    return code === undefined ? `${err.name}: ${err.message}` : `HTTP ${code}: ${err.message}`;
+    const text = code === undefined ? `${err.name}: ${err.message}` : `HTTP ${code}: ${err.message}`;
+    // undici's "fetch failed" keeps the reason (ECONNREFUSED, certificate errors) in `cause`.
+    const cause = (err as { cause?: unknown }).cause;
+    return cause instanceof Error ? `${text} (${cause.message})` : text;
   }
   if (err !== null && typeof err === 'object') {
     const s = err as { code?: unknown; message?: unknown; reason?: unknown };

@@ -73,7 +73,7 @@ export function toSlimPod(pod: V1Pod): SlimPod | undefined {
     annotations: stringMap(meta.annotations),
     labels: stringMap(meta.labels),
     nodeName: pod.spec?.nodeName ?? '',
-    hostIP: status?.hostIP ?? hostIPs[0] ?? '',
+    hostIP: status?.hostIP || hostIPs[0] || '',
     podIPs,
     hostIPs,
     phase: status?.phase ?? '',

@@ -195,6 +195,7 @@ describe('PodSource against a real API server', () => {
 
     transport.cut();
     assert.equal(source.stale(), true);
+    assert.equal(source.synced(), false);
     assert.equal(lost, 1);
     await cluster.kubectl(['delete', 'pod', 'vanish', '-n', ns, '--grace-period=0', '--force']);
     await cluster.kubectl(['label', 'pod', 'change', '-n', ns, 'tier=gold']);

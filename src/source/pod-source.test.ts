@@ -297,6 +297,8 @@ test('after a watch error: stale until relist; relist deletes only vanished pods
   const err = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
   api.breakWatches(err);
   assert.equal(source.stale(), true);
+  assert.equal(source.synced(), false);
+  assert.equal(source.hasSynced(), true);
   assert.equal(lost.length, 1);
   assert.equal(source.get('u-gone')?.name, 'gone', 'nothing deleted before a fresh list confirms it');
   api.silently(() => {
@@ -306,6 +308,7 @@ test('after a watch error: stale until relist; relist deletes only vanished pods
     api.touch('u-hb');
   });
   await until(() => !source.stale());
+  assert.equal(source.synced(), true);
   assert.equal(restored, 1);
   assert.deepEqual(summary(events), ['delete a/gone', 'upsert a/change', 'upsert a/new']);
   assert.equal(source.get('u-keep')?.name, 'keep');
@@ -366,7 +369,8 @@ test('401/403 watch failures back off exponentially and do not reset on a succes
   const n = api.watchCalls.length;
   assert.ok(n >= 3 && n <= 9, `watch attempts: ${n}`);
   assert.equal(source.stale(), true);
-  assert.equal(source.synced(), true);
+  assert.equal(source.synced(), false, 'not synced while stale');
+  assert.equal(source.hasSynced(), true);
   await source.stop();
 });
 

@@ -30,6 +30,7 @@ export interface SyncLostInfo {
 export interface PodSourceStats {
   /** Pods in the slim cache. */
   readonly pods: number;
+  /** synced(): complete and not stale. */
   readonly synced: boolean;
   readonly stale: boolean;
   /** Epoch ms of the last successful (re)list of any stream; null before the first. */
@@ -308,8 +309,17 @@ export class PodSource {
     return this.#started;
   }
 
-  /** Every stream's initial list has succeeded. Stays true after later errors (see stale()). */
+  /**
+   * The cache is complete and confirmed: every stream's initial list succeeded and no stream
+   * is between a watch/list error and its next successful relist. Goes false during a gap
+   * (onSyncLost) and true again after the relist (onSyncRestored). Gate deletes on this.
+   */
   synced(): boolean {
+    return this.hasSynced() && !this.stale();
+  }
+
+  /** Every stream's initial list has succeeded at least once (what start() waits for). */
+  hasSynced(): boolean {
     return this.#streams.every((s) => s.listed);
   }
 
@@ -348,7 +358,7 @@ export class PodSource {
     }
     this.#stopped = true;
     for (const s of this.#streams) s.interrupt?.();
-    if (!this.synced()) this.#rejectSynced?.(new PodSourceStoppedError());
+    if (!this.hasSynced()) this.#rejectSynced?.(new PodSourceStoppedError());
     await Promise.all(this.#loops);
   }
 
@@ -466,7 +476,7 @@ export class PodSource {
     s.resourceVersion = resourceVersion;
     const wasStale = this.stale();
     s.stale = false;
-    const firstSync = !this.synced();
+    const firstSync = !this.hasSynced();
     s.listed = true;
     this.#lastSyncAt = Date.now();
     this.#counters.relists++;
@@ -482,7 +492,7 @@ export class PodSource {
     );
     for (const pod of deleted) this.#emit({ type: 'delete', pod });
     for (const pod of upserted) this.#emit({ type: 'upsert', pod });
-    if (firstSync && this.synced()) this.#resolveSynced?.();
+    if (firstSync && this.hasSynced()) this.#resolveSynced?.();
     if (wasStale && !this.stale()) {
       this.#log.info('pod cache fresh again');
       for (const l of this.#syncRestored) this.#safeCall(() => l(), 'sync-restored listener');

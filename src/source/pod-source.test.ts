@@ -541,3 +541,23 @@ test('pods without uid/name/namespace are ignored', async () => {
 test('constructor requires a kubeConfig or a transport', () => {
   assert.throws(() => new PodSource({ namespaces: [], logger: silent }), /kubeConfig/);
 });
+
+test('10,000 pods: paged relist is quick; an unchanged relist emits nothing', async () => {
+  const api = new FakeApi();
+  for (let i = 0; i < 10_000; i++) api.put(mkPod(`ns${i % 20}`, `p${i}`, `u${i}`, { ip: `10.${i >> 8}.${i & 255}.1` }));
+  const source = new PodSource({ namespaces: [], logger: silent, transport: api, backoff: fast });
+  const events = collect(source);
+  const t0 = performance.now();
+  await source.start();
+  const ms = performance.now() - t0;
+  assert.equal(source.size, 10_000);
+  assert.equal(events.length, 10_000);
+  assert.ok(ms < 3000, `initial sync took ${ms} ms`);
+  await until(() => api.live().length === 1);
+  events.length = 0;
+  api.breakWatches(new Error('reset'));
+  await until(() => source.synced() && api.live().length === 1);
+  assert.equal(events.length, 0);
+  assert.equal(source.stats().relists, 2);
+  await source.stop();
+});

@@ -6,8 +6,10 @@ export {
   type Fence,
   type LeaseChangedEvent,
   type LeaseLostEvent,
+  type LeaseMode,
   type RegistryEvents,
   type RegistryOptions,
+  type StartOptions,
 } from './registry.ts';
 export type { AuthOptions, TlsOptions } from './client.ts';
 export { RegistryProgrammingError } from './keys.ts';

@@ -356,6 +356,48 @@ describe('data lease', () => {
     }
   });
 
+  test("read-only and adopt-only modes never grant a lease; read-only never writes", async () => {
+    const ownerId = uniqueOwner('modes');
+    const p = '/modes_PRE/';
+    // Nobody has ever run for this owner.
+    const ro0 = makeRegistry(etcd.endpoints, { ownerId });
+    await ro0.start({ mode: 'read-only' });
+    assert.equal(ro0.leaseId(), '0');
+    await assert.rejects(ro0.apply([register(`${p}x`, 'v')]), /read-only/);
+    await ro0.close();
+    const ao0 = makeRegistry(etcd.endpoints, { ownerId });
+    await ao0.start({ mode: 'adopt-only' });
+    assert.equal(ao0.leaseId(), '0');
+    const refused = await ao0.apply([register(`${p}x`, 'v')]);
+    assert.equal(refused[0]!.outcome, 'error');
+    assert.match(refused[0]!.error ?? '', /no live data lease/);
+    await ao0.close();
+    assert.equal(await ownerRecord(obs, ownerId), undefined);
+    assert.equal((await dump(obs, p)).size, 0);
+
+    // With the controller running, both see its lease; adopt-only writes on it.
+    const owner = makeRegistry(etcd.endpoints, { ownerId, leaseTtlSeconds: TTL });
+    await owner.start();
+    try {
+      const ro = makeRegistry(etcd.endpoints, { ownerId, leaseTtlSeconds: TTL });
+      await ro.start({ mode: 'read-only' });
+      assert.equal(ro.leaseId(), owner.leaseId());
+      assert.equal(ro.lastKeepaliveAt(), undefined);
+      await ro.close();
+      const ao = makeRegistry(etcd.endpoints, { ownerId, leaseTtlSeconds: TTL });
+      await ao.start({ mode: 'adopt-only' });
+      assert.equal(ao.leaseId(), owner.leaseId());
+      const res = await ao.apply([register(`${p}a`, 'A')]);
+      assert.equal(res[0]!.outcome, 'ok');
+      assert.match(res[0]!.revision ?? '', /^[1-9][0-9]*$/);
+      await ao.close();
+      assert.equal((await dump(obs, p)).get(`${p}a`)?.lease, owner.leaseId());
+      assert.equal((await ownerRecord(obs, ownerId))?.leaseId, owner.leaseId());
+    } finally {
+      await owner.close();
+    }
+  });
+
   test('start() fails in bounded time when etcd is unreachable', async () => {
     const proxy = await startProxy(etcd.endpoints[0]!);
     proxy.pause();

@@ -37,7 +37,16 @@ export interface LeaseKeeperHooks {
   etcdError(op: string, error: unknown): void;
 }
 
+/**
+ * owner: adopt or grant, keep alive, replace when lost (the controller).
+ * adopt-only: adopt the recorded lease if it is alive and keep it alive, never grant one
+ *   (a one-off `reconcile --once` must not leave a lease behind that nobody keeps alive).
+ * read-only: learn the recorded lease id, no keepalive, no writes (list, dry runs).
+ */
+export type LeaseMode = 'owner' | 'adopt-only' | 'read-only';
+
 export interface LeaseKeeperOptions {
+  readonly mode: LeaseMode;
   readonly client: Etcd3;
   readonly ownerId: string;
   readonly recordKey: string;
@@ -103,6 +112,10 @@ export class LeaseKeeper {
   /** Adopts or grants the lease (bounded retries), then keeps it alive in the background. */
   async start(): Promise<void> {
     await this.#acquire({ initial: true });
+    if (this.#current === undefined || this.#o.mode === 'read-only') {
+      this.#log.info({ mode: this.#o.mode, lease: this.#current ?? 'none' }, 'data lease known; not keeping it alive');
+      return;
+    }
     // The grant/adoption itself proves the lease alive right now.
     this.#lastAck = Date.now();
     this.#alive = true;
@@ -221,11 +234,12 @@ export class LeaseKeeper {
       try {
         const { record, modRevision } = await this.#readRecord();
         const previous = record !== undefined ? [record.leaseId, ...(record.previousLeaseIds ?? [])] : [];
+        const mayGrant = this.#o.mode === 'owner';
         let graceLease: string | undefined;
         if (record !== undefined && record.leaseId !== opts.lost) {
           const t = await this.#timeToLive(record.leaseId);
           if (t.ttl > 0) {
-            if (!opts.initial || t.granted === ttlSeconds) {
+            if (!opts.initial || !mayGrant || t.granted === ttlSeconds) {
               this.#current = record.leaseId;
               this.#adoptable.delete(record.leaseId);
               await this.#setAdoptable(record.previousLeaseIds ?? [], opts.initial);
@@ -238,6 +252,18 @@ export class LeaseKeeper {
             // Configured TTL changed: new lease, old one kept alive until keys moved.
             graceLease = record.leaseId;
           }
+        }
+        if (!mayGrant) {
+          if (opts.initial) {
+            // No live lease to adopt: run without one (puts are refused, deletes of keys on
+            // recorded earlier leases still work).
+            await this.#setAdoptable(previous, true);
+            this.#log.info({ mode: this.#o.mode, ownerId: this.#o.ownerId }, 'no live data lease recorded for this owner');
+            return { reason: 'none' };
+          }
+          // adopt-only after a loss: wait for the owner (the running controller) to record a new one.
+          await this.#sleep(Math.max(250, (ttlSeconds * 1000) / 3));
+          continue;
         }
         const granted = await this.#o.client.leaseClient.leaseGrant({ TTL: ttlSeconds });
         const id = String(granted.ID);

@@ -15,7 +15,7 @@ import {
   RegistryProgrammingError,
   type KeySpace,
 } from './keys.ts';
-import { LeaseKeeper, type LeaseChangedEvent, type LeaseLostEvent } from './lease.ts';
+import { LeaseKeeper, type LeaseChangedEvent, type LeaseLostEvent, type LeaseMode } from './lease.ts';
 import {
   DEFAULT_RETRY,
   errorMessage,
@@ -58,7 +58,16 @@ export interface ApplyResult {
   readonly error?: string;
   /** State of the key after the call as far as known: the written entry on ok, what was found on conflict. */
   readonly current?: CurrentEntry | undefined;
+  /** etcd revision of the transaction that applied the change (ok only). */
+  readonly revision?: string;
 }
+
+export interface StartOptions {
+  /** Default 'owner'. See LeaseMode: 'adopt-only' never grants, 'read-only' never writes. */
+  readonly mode?: LeaseMode | undefined;
+}
+
+export type { LeaseMode } from './lease.ts';
 
 /** Leadership fence: every transaction also requires this key's create revision. */
 export interface Fence {
@@ -102,6 +111,7 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
   #client: Etcd3 | undefined;
   #keeper: LeaseKeeper | undefined;
   #state: 'new' | 'starting' | 'started' | 'closed' = 'new';
+  #mode: LeaseMode = 'owner';
 
   constructor(opts: RegistryOptions) {
     super();
@@ -131,9 +141,10 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
   }
 
   /** Connects, adopts the owner's lease if still alive (else grants one), starts keepalives. */
-  async start(): Promise<void> {
-    if (this.#state !== 'new') throw new RegistryProgrammingError('registry: start() called twice');
+  async start(options: StartOptions = {}): Promise<void> {
+    if (this.#state !== 'new') throw new RegistryProgrammingError(`registry: start() in state ${this.#state}`);
     this.#state = 'starting';
+    this.#mode = options.mode ?? 'owner';
     const client = await createClient({
       endpoints: this.#opts.endpoints,
       callTimeoutMs: this.#opts.callTimeoutMs,
@@ -142,6 +153,7 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
     });
     this.#client = client;
     const keeper = new LeaseKeeper({
+      mode: this.#mode,
       client,
       ownerId: this.#opts.ownerId,
       recordKey: this.#recordKey,
@@ -173,11 +185,16 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
     this.#state = 'started';
   }
 
-  /** The data lease every put attaches, as etcd's decimal id. */
+  /**
+   * The data lease every put attaches, as etcd's decimal id; '0' (etcd's "no lease", which
+   * owns nothing) before start() or when adopt-only/read-only found no live lease.
+   */
   leaseId(): string {
-    const id = this.#keeper?.current;
-    if (id === undefined) throw new RegistryProgrammingError('registry: not started');
-    return id;
+    return this.#keeper?.current ?? '0';
+  }
+
+  mode(): LeaseMode {
+    return this.#mode;
   }
 
   /** Earlier leases of this owner whose keys are still ours (repair them onto leaseId()). */
@@ -266,14 +283,18 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
    */
   async apply(changes: readonly Change[], fence?: Fence): Promise<ApplyResult[]> {
     const client = this.#need();
+    if (this.#mode === 'read-only') throw new RegistryProgrammingError('registry: apply() on a read-only registry');
     for (const c of changes) assertWritable(this.#space, c.key);
+    const hasLease = this.#keeper?.current !== undefined;
     if (fence !== undefined && (fence.key === '' || !/^[0-9]+$/.test(fence.createRevision))) {
       throw new RegistryProgrammingError('registry: fence needs a key and a decimal create revision');
     }
     const results: (ApplyResult | undefined)[] = new Array<ApplyResult | undefined>(changes.length);
     const items: Item[] = [];
     changes.forEach((change, index) => {
-      if (change.action !== 'register' && !this.ownsLease(change.expectedLease)) {
+      if (!hasLease && isPut(change)) {
+        results[index] = { change, outcome: 'error', error: `refused: no live data lease for owner ${this.#opts.ownerId} (mode ${this.#mode})` };
+      } else if (change.action !== 'register' && !this.ownsLease(change.expectedLease)) {
         results[index] = {
           change,
           outcome: 'error',
@@ -390,9 +411,10 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
       for (const it of items) results[it.index] = { change: it.change, outcome: 'error', error };
     };
     for (let round = 0; pending.length > 0; round++) {
-      const lease = keeper.current;
-      if (lease === undefined || round > batch.length + 2) {
-        fail(pending, lease === undefined ? 'no data lease' : 'internal: conflict resolution did not converge');
+      // Without a lease only deletes got this far; '0' is never attached to anything.
+      const lease = keeper.current ?? '0';
+      if (round > batch.length + 2) {
+        fail(pending, 'internal: conflict resolution did not converge');
         return;
       }
       const req = buildTxn(pending, lease, fence);
@@ -421,6 +443,7 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
           results[it.index] = {
             change: it.change,
             outcome: 'ok',
+            revision,
             current: isPut(it.change)
               ? { key: it.change.key, value: it.change.value, lease, modRevision: revision }
               : undefined,
@@ -448,7 +471,12 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
           still.push(it);
         } else if (ambiguous && satisfied(it.change, current, lease)) {
           // An earlier attempt timed out but had in fact been applied.
-          results[it.index] = { change: it.change, outcome: 'ok', current };
+          results[it.index] = {
+            change: it.change,
+            outcome: 'ok',
+            current,
+            ...(current !== undefined ? { revision: current.modRevision } : {}),
+          };
         } else {
           results[it.index] = { change: it.change, outcome: 'conflict', current };
         }

@@ -1,6 +1,7 @@
 // Integration tests of the data lease: adoption across restarts, loss and recovery, etcd
 // restarts and outages, network partitions. Real etcd on 127.0.0.1, short TTLs.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import type { Etcd3 } from 'etcd3';
 import {
@@ -82,6 +83,45 @@ describe('data lease', () => {
         await b.close();
       }
     } finally {
+      await watch.stop();
+    }
+  });
+
+  test('a controller process SIGKILLed and restarted within the TTL keeps every key', async () => {
+    const ownerId = uniqueOwner('sigkill');
+    const p = '/sigkill_PRE/';
+    const watch = await watchDeletes(obs, p);
+    const script = `
+      import { EtcdRegistry } from ${JSON.stringify(new URL('./index.ts', import.meta.url).href)};
+      import { pino } from 'pino';
+      const reg = new EtcdRegistry({ endpoints: ${JSON.stringify(etcd.endpoints)}, ownerId: ${JSON.stringify(ownerId)},
+        keyRoot: '/', leaseTtlSeconds: 3, callTimeoutMs: 2000, logger: pino({ level: 'silent' }) });
+      await reg.start();
+      const res = await reg.apply(Array.from({ length: 50 }, (_, i) => ({ action: 'register', key: '${p}k' + i, value: 'v' + i, expectedLease: '0', reason: 'test' })));
+      process.stdout.write(JSON.stringify({ lease: reg.leaseId(), ok: res.filter((r) => r.outcome === 'ok').length }) + '\\n');
+      setInterval(() => {}, 1000);
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      const first = await waitUntil('the child to register', () => (out.includes('\n') ? (JSON.parse(out) as { lease: string; ok: number }) : undefined), 15_000);
+      assert.equal(first.ok, 50);
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('exit', r));
+      const b = makeRegistry(etcd.endpoints, { ownerId, leaseTtlSeconds: 3 });
+      await b.start();
+      try {
+        assert.equal(b.leaseId(), first.lease);
+        const t0 = Date.now();
+        await waitUntil('two TTLs after the kill', () => Date.now() - t0 > 6_000, 10_000);
+        assert.equal((await dump(obs, p)).size, 50);
+        assert.deepEqual(watch.deletes, []);
+      } finally {
+        await b.close();
+      }
+    } finally {
+      child.kill('SIGKILL');
       await watch.stop();
     }
   });

@@ -159,15 +159,13 @@ class LocalCluster implements Cluster {
     const started = Date.now();
     const pkiDir = join(this.dir, 'pki');
     await mkdir(pkiDir, { recursive: true });
-    const [pki, apiEtcd, registry, apiPort] = await Promise.all([
+    const [pki, apiEtcd, registry, apiPort] = await settleAll([
       makeClusterPki(pkiDir),
-      startEtcd({ dir: join(this.dir, 'etcd-api'), name: 'api' }),
-      startEtcd({ dir: join(this.dir, 'etcd-registry'), name: 'registry' }),
+      startEtcd({ dir: join(this.dir, 'etcd-api'), name: 'api' }).then((e) => (this.#apiEtcd = e)),
+      startEtcd({ dir: join(this.dir, 'etcd-registry'), name: 'registry' }).then((e) => (this.#registry = e)),
       freePort(),
-    ]);
+    ] as const);
     this.#pki = pki;
-    this.#apiEtcd = apiEtcd;
-    this.#registry = registry;
     this.#apiPort = apiPort;
     this.#apiServerUrl = `https://127.0.0.1:${apiPort}`;
     this.#log(`etcds healthy (${apiEtcd.endpoints[0]}, registry ${registry.endpoints[0]})`);
@@ -177,7 +175,7 @@ class LocalCluster implements Cluster {
     this.#log(`kube-apiserver ready at ${this.#apiServerUrl} (${Date.now() - started} ms)`);
 
     const kwok = this.#startKwok();
-    await Promise.all([this.#startControllerManager(pki), this.#startScheduler(), this.#createNodes()]);
+    await settleAll([this.#startControllerManager(pki), this.#startScheduler(), this.#createNodes()]);
     await this.#waitSettled(kwok);
     this.#log(`cluster ready in ${Date.now() - started} ms (${this.dir})`);
   }
@@ -425,6 +423,19 @@ async function waitHealthz(proc: ManagedProcess, port: number, timeoutMs: number
     intervalMs: 200,
     process: proc,
   });
+}
+
+/**
+ * Promise.all that waits for every promise before rejecting, so stop() after a failed
+ * start also sees the processes whose start was still in flight.
+ */
+async function settleAll<T extends readonly unknown[]>(
+  promises: { [K in keyof T]: Promise<T[K]> },
+): Promise<T> {
+  const results = await Promise.allSettled(promises);
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 export interface HttpsGetOptions {

@@ -218,6 +218,34 @@ describe('data lease', () => {
     }
   });
 
+  test('the owner record is the source of truth: rewritten when deleted, followed when a peer replaced the lease', async () => {
+    const ownerId = uniqueOwner('record');
+    const recordKey = `/etcd-registrar/owners/${ownerId}`;
+    const a = makeRegistry(etcd.endpoints, { ownerId, leaseTtlSeconds: TTL, ownerRecordCheckMs: 200 });
+    await a.start();
+    try {
+      const first = a.leaseId();
+      await obs.delete().key(recordKey);
+      await waitUntil('the record to be rewritten', async () => (await ownerRecord(obs, ownerId))?.leaseId === first, 5_000);
+
+      // A peer (e.g. a new replica with another TTL) granted and recorded a new lease.
+      const peer = String((await obs.leaseClient.leaseGrant({ TTL: 30 })).ID);
+      const changed = nextEvent<LeaseChangedEvent>(a, 'leaseChanged', 5_000);
+      await obs.put(recordKey).value(JSON.stringify({ ownerId, leaseId: peer, ttl: 30, updatedAt: new Date().toISOString(), previousLeaseIds: [first] }));
+      const ev = await changed;
+      assert.deepEqual(ev, { previous: first, current: peer, reason: 'replaced-by-peer' });
+      assert.equal(a.leaseId(), peer);
+      assert.ok(a.adoptableLeases().has(first));
+      // Our old lease is kept alive for the hand-over.
+      const t0 = Date.now();
+      await waitUntil('two TTLs', () => Date.now() - t0 > 2 * TTL * 1000, 10_000);
+      assert.ok((await leaseTtl(obs, first)) > 0);
+      assert.equal((await a.apply([register('/record_PRE/k', 'v')]))[0]!.current?.lease, peer);
+    } finally {
+      await a.close();
+    }
+  });
+
   test('a changed TTL gets a new lease; the old one stays alive while keys move', async () => {
     const ownerId = uniqueOwner('ttl');
     const p = '/ttl_PRE/';

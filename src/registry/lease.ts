@@ -54,6 +54,8 @@ export interface LeaseKeeperOptions {
   readonly retry: RetryPolicy;
   readonly logger: Logger;
   readonly hooks: LeaseKeeperHooks;
+  /** How often the owner record is re-read while running; default max(10 s, 2×TTL). */
+  readonly recordCheckMs?: number | undefined;
 }
 
 type KeepAliveStream = IRequestStream<{ ID: string }> & IResponseStream<ILeaseKeepAliveResponse>;
@@ -77,6 +79,8 @@ export class LeaseKeeper {
   #kickStream: (() => void) | undefined;
   #lostReason: string | undefined;
   #waiters = new Set<() => void>();
+  #recordTimer: NodeJS.Timeout | undefined;
+  #checking: Promise<unknown> | undefined;
 
   constructor(o: LeaseKeeperOptions) {
     this.#o = o;
@@ -122,6 +126,14 @@ export class LeaseKeeper {
     this.#loopDone = this.#loop().catch((err: unknown) => {
       this.#log.error({ err: errorMessage(err) }, 'lease keeper stopped unexpectedly');
     });
+    const every = this.#o.recordCheckMs ?? Math.max(10_000, 2 * this.#o.ttlSeconds * 1000);
+    this.#recordTimer = setInterval(() => {
+      if (this.#checking) return;
+      this.#checking = this.#checkRecord()
+        .catch((err: unknown) => this.#emit('etcdError', 'owner-record', err))
+        .finally(() => (this.#checking = undefined));
+    }, every);
+    this.#recordTimer.unref();
   }
 
   /** Sends a keepalive now (e.g. after a write failed with "lease not found"). */
@@ -148,7 +160,9 @@ export class LeaseKeeper {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#recordTimer);
     this.#stop.abort();
+    await this.#checking;
     this.#wakeWaiters();
     await this.#loopDone;
   }
@@ -302,6 +316,49 @@ export class LeaseKeeper {
         if (!retry) throw err;
         await this.#sleep(backoffDelay(attempt, this.#o.retry.baseDelayMs, Math.min(this.#o.retry.maxDelayMs, 2_000)));
       }
+    }
+  }
+
+  /**
+   * The owner record is the source of truth for which lease the owner uses. Re-read it now
+   * and then: rewrite it if it vanished (or names a dead lease); if it names another live
+   * lease (a peer replaced ours, e.g. a replica with a new TTL during a rolling upgrade),
+   * switch to that one, keeping ours alive for a grace period so keys can move.
+   */
+  async #checkRecord(): Promise<void> {
+    const current = this.#current;
+    if (this.#closed || current === undefined || this.#lostReason !== undefined) return;
+    const { record, modRevision } = await this.#readRecord();
+    if (this.#closed || this.#current !== current || this.#lostReason !== undefined) return;
+    if (record?.leaseId === current) return;
+    if (record !== undefined && (await this.#timeToLive(record.leaseId)).ttl > 0) {
+      if (this.#closed || this.#current !== current) return;
+      this.#current = record.leaseId;
+      this.#adoptable.delete(record.leaseId);
+      this.#addAdoptable([current]);
+      this.#grace.set(current, Date.now() + Math.max(60_000, 3 * this.#o.ttlSeconds * 1000));
+      this.#log.warn({ previous: current, current: record.leaseId }, 'the owner record names another live lease; switching to it');
+      this.#kickStream?.();
+      this.#emit('leaseChanged', { previous: current, current: record.leaseId, reason: 'replaced-by-peer' });
+      this.#wakeWaiters();
+      return;
+    }
+    if (this.#o.mode !== 'owner') return;
+    const next: OwnerRecord = {
+      ownerId: this.#o.ownerId,
+      leaseId: current,
+      ttl: this.#o.ttlSeconds,
+      updatedAt: new Date().toISOString(),
+      previousLeaseIds: [...this.#adoptable].reverse().slice(0, MAX_PREVIOUS),
+    };
+    const key = Buffer.from(this.#o.recordKey);
+    const txn = await this.#o.client.kv.txn({
+      compare: [{ key, target: 'Mod', result: 'Equal', mod_revision: modRevision }],
+      success: [{ request_put: { key, value: Buffer.from(JSON.stringify(next)) } }],
+      failure: [],
+    });
+    if (txn.succeeded) {
+      this.#log.warn({ lease: current, found: record?.leaseId ?? 'nothing' }, 'owner record was missing or stale; rewrote it');
     }
   }
 

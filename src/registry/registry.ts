@@ -46,6 +46,8 @@ export interface RegistryOptions {
   /** More prefixes that readAll hides and apply refuses (e.g. a leader-election prefix). */
   readonly reservedPrefixes?: readonly string[] | undefined;
   readonly retry?: Partial<RetryPolicy> | undefined;
+  /** How often the owner record is re-checked while running; default max(10 s, 2×TTL). */
+  readonly ownerRecordCheckMs?: number | undefined;
   readonly tls?: TlsOptions | undefined;
   readonly auth?: AuthOptions | undefined;
   readonly logger: Logger;
@@ -159,6 +161,7 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
       recordKey: this.#recordKey,
       ttlSeconds: this.#opts.leaseTtlSeconds,
       retry: this.#retry,
+      recordCheckMs: this.#opts.ownerRecordCheckMs,
       logger: this.#log,
       hooks: {
         keepalive: (at) => this.emit('keepalive', at),

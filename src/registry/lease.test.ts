@@ -218,6 +218,25 @@ describe('data lease', () => {
     }
   });
 
+  test('an adopted lease with a shorter granted TTL than configured is still kept alive', async () => {
+    const ownerId = uniqueOwner('shortttl');
+    const a = makeRegistry(etcd.endpoints, { ownerId, leaseTtlSeconds: TTL });
+    await a.start();
+    const lease = a.leaseId();
+    const b = makeRegistry(etcd.endpoints, { ownerId, leaseTtlSeconds: 30 });
+    await b.start({ mode: 'adopt-only' });
+    try {
+      assert.equal(b.leaseId(), lease);
+      await a.close();
+      const t0 = Date.now();
+      await waitUntil('three short TTLs', () => Date.now() - t0 > 3 * TTL * 1000, 10_000);
+      assert.ok((await leaseTtl(obs, lease)) > 0);
+      assert.ok(b.healthy());
+    } finally {
+      await b.close();
+    }
+  });
+
   test('the owner record is the source of truth: rewritten when deleted, followed when a peer replaced the lease', async () => {
     const ownerId = uniqueOwner('record');
     const recordKey = `/etcd-registrar/owners/${ownerId}`;

@@ -80,6 +80,8 @@ export class LeaseKeeper {
   #lostReason: string | undefined;
   #waiters = new Set<() => void>();
   #recordTimer: NodeJS.Timeout | undefined;
+  /** Granted TTL (s) of leases adopted from elsewhere, when shorter than ours. */
+  readonly #grantedTtl = new Map<string, number>();
   #checking: Promise<unknown> | undefined;
 
   constructor(o: LeaseKeeperOptions) {
@@ -109,7 +111,7 @@ export class LeaseKeeper {
       !this.#closed &&
       this.#alive &&
       this.#lastAck !== undefined &&
-      now - this.#lastAck <= this.#o.ttlSeconds * 1000
+      now - this.#lastAck <= this.#effectiveTtlMs()
     );
   }
 
@@ -255,6 +257,7 @@ export class LeaseKeeper {
           if (t.ttl > 0) {
             if (!opts.initial || !mayGrant || t.granted === ttlSeconds) {
               this.#current = record.leaseId;
+              this.#noteGranted(record.leaseId, t.granted);
               this.#adoptable.delete(record.leaseId);
               await this.#setAdoptable(record.previousLeaseIds ?? [], opts.initial);
               this.#log.info(
@@ -331,9 +334,11 @@ export class LeaseKeeper {
     const { record, modRevision } = await this.#readRecord();
     if (this.#closed || this.#current !== current || this.#lostReason !== undefined) return;
     if (record?.leaseId === current) return;
-    if (record !== undefined && (await this.#timeToLive(record.leaseId)).ttl > 0) {
+    const peer = record !== undefined ? await this.#timeToLive(record.leaseId) : undefined;
+    if (record !== undefined && peer !== undefined && peer.ttl > 0) {
       if (this.#closed || this.#current !== current) return;
       this.#current = record.leaseId;
+      this.#noteGranted(record.leaseId, peer.granted);
       this.#adoptable.delete(record.leaseId);
       this.#addAdoptable([current]);
       this.#grace.set(current, Date.now() + Math.max(60_000, 3 * this.#o.ttlSeconds * 1000));
@@ -440,7 +445,7 @@ export class LeaseKeeper {
       if (end === 'lost') continue;
       failures++;
       const sinceAck = this.#lastAck === undefined ? Infinity : Date.now() - this.#lastAck;
-      if (sinceAck > this.#o.ttlSeconds * 1000 && !warnedAtRisk) {
+      if (sinceAck > this.#effectiveTtlMs() && !warnedAtRisk) {
         warnedAtRisk = true;
         this.#log.warn(
           { lease: this.#current, sinceAckMs: sinceAck },
@@ -452,9 +457,23 @@ export class LeaseKeeper {
     this.#alive = false;
   }
 
+  #noteGranted(id: string, grantedSeconds: number): void {
+    if (grantedSeconds > 0 && grantedSeconds < this.#o.ttlSeconds) this.#grantedTtl.set(id, grantedSeconds);
+  }
+
+  /** The shortest TTL among the leases kept alive: keepalive timing must suit it. */
+  #effectiveTtlMs(): number {
+    let ttl = this.#o.ttlSeconds;
+    for (const id of [this.#current, ...this.#grace.keys()]) {
+      const g = id !== undefined ? this.#grantedTtl.get(id) : undefined;
+      if (g !== undefined && g < ttl) ttl = g;
+    }
+    return ttl * 1000;
+  }
+
   /** Reconnect often enough to renew the lease well within its TTL once etcd is back. */
   #reconnectCapMs(): number {
-    return Math.min(2_000, Math.max(200, (this.#o.ttlSeconds * 1000) / 4));
+    return Math.min(2_000, Math.max(200, this.#effectiveTtlMs() / 4));
   }
 
   #addAdoptable(ids: Iterable<string>): void {
@@ -479,7 +498,7 @@ export class LeaseKeeper {
       this.#emit('etcdError', 'keepalive', err);
       return 'broken';
     }
-    const intervalMs = Math.max(100, Math.floor((this.#o.ttlSeconds * 1000) / 3));
+    const intervalMs = (): number => Math.max(100, Math.floor(this.#effectiveTtlMs() / 3));
     return await new Promise<StreamEnd>((resolve) => {
       let finished = false;
       let pendingSince: number | undefined;
@@ -487,7 +506,7 @@ export class LeaseKeeper {
       const finish = (end: StreamEnd): void => {
         if (finished) return;
         finished = true;
-        clearInterval(timer);
+        clearTimeout(timer);
         this.#stop.signal.removeEventListener('abort', onAbort);
         this.#kickStream = undefined;
         try {
@@ -504,13 +523,14 @@ export class LeaseKeeper {
       const send = (): void => {
         if (finished) return;
         const now = Date.now();
-        if (pendingSince !== undefined && now - pendingSince >= intervalMs) {
+        if (pendingSince !== undefined && now - pendingSince >= intervalMs()) {
           // The previous keepalive was never answered: the stream is stale.
           this.#emit('etcdError', 'keepalive', new Error(`no keepalive ack within ${now - pendingSince} ms`));
           finish('broken');
           return;
         }
         for (const [id, until] of this.#grace) if (until < now) this.#grace.delete(id);
+        for (const id of this.#grantedTtl.keys()) if (id !== this.#current && !this.#grace.has(id)) this.#grantedTtl.delete(id);
         try {
           const current = this.#current;
           if (current !== undefined) stream.write({ ID: current });
@@ -551,8 +571,11 @@ export class LeaseKeeper {
         return;
       }
       this.#kickStream = send;
-      timer = setInterval(send, intervalMs);
-      send();
+      const tick = (): void => {
+        send();
+        if (!finished) timer = setTimeout(tick, intervalMs());
+      };
+      tick();
     });
   }
 }

@@ -237,6 +237,9 @@ class LocalCluster implements Cluster {
       `--cert-dir=${join(this.dir, 'kcm-certs')}`,
       '--leader-elect=false',
       '--use-service-account-credentials=true',
+      // The default client rate limit (20 qps) throttles its startup by seconds.
+      '--kube-api-qps=500',
+      '--kube-api-burst=1000',
       `--root-ca-file=${pki.ca.cert}`,
       `--service-account-private-key-file=${pki.serviceAccountKey}`,
       `--cluster-cidr=${POD_CIDR}`,

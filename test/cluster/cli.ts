@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { POD_CIDR, SERVICE_CIDR, startCluster, type Cluster } from './cluster.ts';
@@ -36,6 +36,8 @@ function envFileText(cluster: Cluster): string {
   const vars: Record<string, string> = {
     CLUSTER_DIR: cluster.dir,
     KUBECONFIG: cluster.kubeconfigPath,
+    // kubectl's discovery cache, per cluster rather than shared in ~/.kube/cache.
+    KUBECACHEDIR: join(cluster.dir, 'kube-cache'),
     KUBE_APISERVER_URL: cluster.apiServerUrl,
     KUBE_CA_FILE: cluster.caPath,
     ETCD_ENDPOINTS: cluster.registry.endpoints.join(','),

@@ -60,6 +60,7 @@ export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'etcd-')));
   await mkdir(dir, { recursive: true });
   ownDir(dir);
+  const freshData = !existsSync(join(dir, 'data'));
   const portsFixed = opts.clientPort !== undefined || opts.peerPort !== undefined;
   for (let attempt = 1; ; attempt++) {
     const clientPort = opts.clientPort ?? (await freePort());
@@ -76,6 +77,8 @@ export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
         releaseDir(dir);
         throw err;
       }
+      // The failed attempt may have recorded its (other) peer URL in a new data dir.
+      if (freshData) await rm(server.dataDir, { recursive: true, force: true });
     }
   }
 }

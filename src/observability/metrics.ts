@@ -6,6 +6,10 @@ export interface MetricsSources {
   readonly lastKeepaliveAt: () => number | undefined;
   readonly ownedKeys: () => number;
   readonly watchedPods: () => number;
+  /** Cumulative counts of the event recorder. */
+  readonly events?: () => { readonly sent: number; readonly deduped: number; readonly dropped: number; readonly failed: number };
+  /** Cumulative restarts of the pod watch. */
+  readonly sourceRestarts?: () => number;
 }
 
 export class Metrics {
@@ -60,15 +64,35 @@ export class Metrics {
     help: 'Times the data lease was lost and replaced by a new one',
     registers: [this.registry],
   });
-  readonly events = new Counter({
-    name: 'etcd_registrar_events_total',
-    help: 'Kubernetes Events by outcome (sent, deduplicated, dropped, failed)',
-    labelNames: ['outcome'] as const,
-    registers: [this.registry],
-  });
 
   constructor(sources: MetricsSources) {
     collectDefaultMetrics({ register: this.registry, prefix: 'etcd_registrar_' });
+    const { events, sourceRestarts } = sources;
+    new Counter({
+      name: 'etcd_registrar_events_total',
+      help: 'Kubernetes Events on pods by outcome (sent, deduplicated, dropped by rate limits, failed)',
+      labelNames: ['outcome'] as const,
+      registers: [this.registry],
+      collect() {
+        if (events === undefined) return;
+        const stats = events();
+        this.reset();
+        this.inc({ outcome: 'sent' }, stats.sent);
+        this.inc({ outcome: 'deduplicated' }, stats.deduped);
+        this.inc({ outcome: 'dropped' }, stats.dropped);
+        this.inc({ outcome: 'failed' }, stats.failed);
+      },
+    });
+    new Counter({
+      name: 'etcd_registrar_watch_restarts_total',
+      help: 'Restarts of the pod list/watch after errors or silence',
+      registers: [this.registry],
+      collect() {
+        if (sourceRestarts === undefined) return;
+        this.reset();
+        this.inc(sourceRestarts());
+      },
+    });
     new Gauge({
       name: 'etcd_registrar_registrations',
       help: 'Keys on this owner\'s data lease, as last read or written',

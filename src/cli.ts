@@ -1,0 +1,299 @@
+// The one place where the pieces are wired together: flags -> config -> Kubernetes client,
+// registry, pod source, desired state, controller, health server, signals.
+import { hostname } from 'node:os';
+import { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { ConfigError, parseConfig, parseListenAddress, type Config } from './config.ts';
+import { Controller, type ReconcileReport } from './controller/controller.ts';
+import type { EventSink } from './controller/ports.ts';
+import { DesiredState } from './desired/index.ts';
+import { EventRecorder } from './events/recorder.ts';
+import { validateMappingConfig, type MappingConfig } from './mapping/index.ts';
+import { AuditLog, createLogger } from './observability/log.ts';
+import { HealthServer } from './observability/http.ts';
+import { Metrics } from './observability/metrics.ts';
+import { limitDeletes, plan } from './plan/index.ts';
+import { EtcdRegistry, type RegistryOptions } from './registry/index.ts';
+import { PodSource } from './source/pod-source.ts';
+import type { Change } from './types.ts';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+export interface Io {
+  readonly stdout: (text: string) => void;
+  readonly stderr: (text: string) => void;
+}
+
+const processIo: Io = {
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+};
+
+/** Runs one command; resolves to the process exit code. */
+export async function main(argv: readonly string[], env: Readonly<Record<string, string | undefined>>, io: Io = processIo): Promise<number> {
+  let config: Config;
+  let kubeConfig: KubeConfig;
+  let mapping: MappingConfig;
+  try {
+    const parsed = parseConfig(argv, env);
+    if (parsed.kind === 'help') {
+      io.stdout(`${parsed.text}\n`);
+      return EXIT_OK;
+    }
+    config = parsed.config;
+    mapping = mappingConfigOf(config);
+    const problems = validateMappingConfig(mapping);
+    if (problems.length > 0) throw new ConfigError(problems.join('; '));
+    kubeConfig = loadKubeConfig(config.kubeconfig);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      io.stderr(`etcd-registrar: ${error.message}\n`);
+      return EXIT_USAGE;
+    }
+    throw error;
+  }
+  const logger = createLogger(config.logLevel);
+  try {
+    switch (config.command) {
+      case 'run':
+        return await run(config, kubeConfig, mapping, logger);
+      case 'reconcile':
+        return await reconcileOnce(config, kubeConfig, mapping, logger, io);
+      case 'list':
+        return await list(config, kubeConfig, mapping, logger, io);
+    }
+  } catch (error) {
+    logger.fatal({ err: error }, 'etcd-registrar failed');
+    return EXIT_FAILURE;
+  }
+}
+
+export function mappingConfigOf(config: Config): MappingConfig {
+  return {
+    annotationPrefix: config.annotationPrefix,
+    environment: config.environment,
+    keyRoot: config.keyRoot,
+    keyTemplate: config.keyTemplate,
+    valueTemplate: config.valueTemplate,
+    valueFormat: config.valueFormat,
+    // Owner records (and later the election key) live in etcd beside the registrations: no
+    // annotation may produce a key there.
+    reservedPrefixes: [config.ownerRecordPrefix],
+  };
+}
+
+function loadKubeConfig(path: string | undefined): KubeConfig {
+  const kubeConfig = new KubeConfig();
+  try {
+    if (path === undefined) kubeConfig.loadFromDefault();
+    else kubeConfig.loadFromFile(path);
+  } catch (error) {
+    throw new ConfigError(`--kubeconfig: cannot load ${path ?? 'the default kubeconfig'}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  if (kubeConfig.getCurrentCluster() === null) {
+    throw new ConfigError('--kubeconfig: no cluster configured (not in a pod, no $KUBECONFIG, no ~/.kube/config)');
+  }
+  return kubeConfig;
+}
+
+function registryOptionsOf(config: Config, logger: Logger): RegistryOptions {
+  return {
+    endpoints: [...config.etcdEndpoints],
+    ownerId: config.ownerId,
+    keyRoot: config.keyRoot,
+    ownerRecordPrefix: config.ownerRecordPrefix,
+    leaseTtlSeconds: config.leaseTtlSeconds,
+    callTimeoutMs: config.etcdCallTimeoutMs,
+    maxOpsPerTxn: 100,
+    tls: config.etcdCaFile === undefined && config.etcdCertFile === undefined
+      ? undefined
+      : { caFile: config.etcdCaFile, certFile: config.etcdCertFile, keyFile: config.etcdKeyFile, serverName: config.etcdServerName },
+    auth: config.etcdUsername === undefined || config.etcdPasswordFile === undefined
+      ? undefined
+      : { username: config.etcdUsername, passwordFile: config.etcdPasswordFile },
+    logger: logger.child({ module: 'registry' }),
+  };
+}
+
+interface Assembly {
+  readonly controller: Controller;
+  readonly source: PodSource;
+  readonly metrics: Metrics;
+  readonly audit: AuditLog;
+}
+
+function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, registry: EtcdRegistry, logger: Logger, events: EventSink & Partial<Pick<EventRecorder, 'stats'>>): Assembly {
+  const source = new PodSource({
+    kubeConfig,
+    namespaces: config.namespaces,
+    ...(config.labelSelector === undefined ? {} : { labelSelector: config.labelSelector }),
+    logger: logger.child({ module: 'source' }),
+  });
+  const desired = new DesiredState(mapping);
+  const audit = new AuditLog(config.ownerId);
+  let controller: Controller | undefined;
+  const metrics = new Metrics({
+    queueDepth: () => controller?.queueDepth ?? 0,
+    lastKeepaliveAt: () => registry.lastKeepaliveAt(),
+    ownedKeys: () => controller?.ownedKeyCount() ?? 0,
+    watchedPods: () => source.size,
+    sourceRestarts: () => source.stats().restarts,
+    ...(events.stats === undefined ? {} : { events: events.stats.bind(events) }),
+  });
+  controller = new Controller(
+    { source, registry, desired, events, audit, metrics, logger: logger.child({ module: 'controller' }), planner: plan, limitDeletes },
+    {
+      policy: config.policy,
+      dryRun: config.dryRun,
+      reconcileIntervalMs: config.reconcileIntervalMs,
+      maxDeleteShare: config.maxDeleteShare,
+      forceDeletes: config.forceDeletes,
+      maxBatchKeys: config.maxBatchKeys,
+      maxInflightBatches: config.maxInflightBatches,
+    },
+  );
+  return { controller, source, metrics, audit };
+}
+
+async function run(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, logger: Logger): Promise<number> {
+  logger.info({ owner: config.ownerId, endpoints: config.etcdEndpoints, environment: config.environment, namespaces: config.namespaces, dryRun: config.dryRun }, 'starting');
+  const registry = new EtcdRegistry(registryOptionsOf(config, logger));
+  const recorder = new EventRecorder({ kubeConfig, logger: logger.child({ module: 'events' }), reportingInstance: env('POD_NAME') ?? hostname() });
+  const { controller, metrics } = assemble(config, kubeConfig, mapping, registry, logger, recorder);
+  registry.on('etcdError', ({ op }: { op: string }) => metrics.etcdErrors.inc({ op }));
+
+  let health: HealthServer | undefined;
+  if (config.metricsAddress !== '') {
+    const { host, port } = parseListenAddress(config.metricsAddress);
+    health = new HealthServer({ notReadyReason: () => controller.notReadyReason() }, metrics.registry);
+    const address = await health.listen(host, port);
+    logger.info({ address: `${address.address}:${address.port}` }, 'serving /healthz, /readyz and /metrics');
+  }
+
+  let stopping: Promise<void> | undefined;
+  const stop = (signal: string): Promise<void> => {
+    stopping ??= (async () => {
+      logger.info({ signal }, 'stopping: finishing in-flight writes; the lease and keys stay (the pods are still alive)');
+      await controller.stop();
+      await registry.close();
+      await recorder.flush(2_000);
+      recorder.stop();
+      await health?.close();
+      logger.info('stopped');
+    })();
+    return stopping;
+  };
+  const stopped = new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+
+  // etcd may be unreachable at start: keep trying (unready) rather than crash-looping.
+  await Promise.race([startRegistry(registry, logger), stopped]);
+  const starting = controller.start().then(
+    (report) => logger.info({ changes: report.plan.changes.length, durationMs: Math.round(report.durationMs) }, 'ready'),
+    (error: unknown) => logger.error({ err: error }, 'controller failed to start'),
+  );
+  const signal = await stopped;
+  await stop(signal);
+  await starting.catch(() => undefined);
+  return EXIT_OK;
+}
+
+function env(name: string): string | undefined {
+  const value = process.env[name];
+  return value === undefined || value === '' ? undefined : value;
+}
+
+async function startRegistry(registry: EtcdRegistry, logger: Logger): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await registry.start();
+      return;
+    } catch (error) {
+      const delay = Math.min(30_000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2);
+      logger.error({ err: error, retryInMs: Math.round(delay) }, 'cannot reach etcd or take the data lease; retrying');
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+}
+
+async function reconcileOnce(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, logger: Logger, io: Io): Promise<number> {
+  const registry = new EtcdRegistry(registryOptionsOf(config, logger));
+  // A one-off pass must not create a lease that nobody keeps alive: it adopts the running
+  // controller's lease, or (dry-run) plans without one.
+  await registry.start({ mode: config.dryRun ? 'read-only' : 'adopt-only' });
+  const quietEvents: EventSink = { record: () => undefined };
+  const { controller } = assemble(config, kubeConfig, mapping, registry, logger, quietEvents);
+  try {
+    const report = await controller.runOnce();
+    io.stdout(formatReport(report, config));
+    return report.outcome === 'error' || controller.failedWrites > 0 ? EXIT_FAILURE : EXIT_OK;
+  } finally {
+    await registry.close();
+  }
+}
+
+export function formatReport(report: ReconcileReport, config: Pick<Config, 'output' | 'dryRun'>): string {
+  if (config.output === 'json') {
+    return `${JSON.stringify({ outcome: report.outcome, dryRun: config.dryRun, changes: report.plan.changes, refused: report.refused, skips: report.plan.skips })}\n`;
+  }
+  const rows: string[][] = [['ACTION', 'KEY', 'VALUE', 'POD', 'REASON']];
+  const row = (action: string, change: Pick<Change, 'key' | 'value' | 'reason' | 'pod'>): string[] => [action, change.key, change.value, change.pod?.key ?? '-', change.reason];
+  for (const change of report.plan.changes) rows.push(row(change.action, change));
+  for (const change of report.refused) rows.push(row(`${change.action} (refused)`, change));
+  const lines = report.plan.changes.length + report.refused.length === 0 ? ['no changes'] : table(rows);
+  const verb = config.dryRun ? 'would apply' : 'applied';
+  lines.push(`${report.plan.changes.length} change(s) ${verb}, ${report.refused.length} refused by --max-delete-share, ${report.plan.skips.length} key(s) left alone (owned by others); outcome ${report.outcome}`);
+  return `${lines.join('\n')}\n`;
+}
+
+async function list(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, logger: Logger, io: Io): Promise<number> {
+  const registry = new EtcdRegistry(registryOptionsOf(config, logger));
+  await registry.start({ mode: 'read-only' });
+  const source = new PodSource({
+    kubeConfig,
+    namespaces: config.namespaces,
+    ...(config.labelSelector === undefined ? {} : { labelSelector: config.labelSelector }),
+    logger: logger.child({ module: 'source' }),
+  });
+  try {
+    const desired = new DesiredState(mapping);
+    source.onChange((event) => {
+      if (event.type === 'upsert') desired.upsertPod(event.pod);
+    });
+    await source.start();
+    const current = await registry.readAll();
+    const lease = registry.leaseId();
+    const adoptable = registry.adoptableLeases();
+    const registrations = [...current.values()]
+      .filter((entry) => entry.lease !== '0' && (entry.lease === lease || adoptable.has(entry.lease)))
+      .sort((a, b) => a.key.localeCompare(b.key))
+      .map((entry) => {
+        const wanted = desired.desiredFor(entry.key);
+        const claimant = desired.claimant(entry.key);
+        const state = wanted === undefined
+          ? claimant === undefined ? 'orphan (no pod)' : 'stale (pod not serving)'
+          : wanted.value === entry.value ? 'registered' : 'stale value';
+        return { key: entry.key, value: entry.value, pod: wanted?.podKey ?? claimant?.key ?? null, state, leaseId: entry.lease };
+      });
+    if (config.output === 'json') {
+      io.stdout(`${JSON.stringify({ owner: config.ownerId, leaseId: lease, registrations })}\n`);
+    } else {
+      const rows = [['KEY', 'VALUE', 'POD', 'STATE'], ...registrations.map((r) => [r.key, r.value, r.pod ?? '-', r.state])];
+      io.stdout(`${table(rows).join('\n')}\n${registrations.length} registration(s) owned by ${config.ownerId} (lease ${lease === '0' ? 'none' : lease})\n`);
+    }
+    return EXIT_OK;
+  } finally {
+    await source.stop();
+    await registry.close();
+  }
+}
+
+function table(rows: readonly string[][]): string[] {
+  const widths: number[] = [];
+  for (const row of rows) row.forEach((cell, index) => { widths[index] = Math.max(widths[index] ?? 0, cell.length); });
+  return rows.map((row) => row.map((cell, index) => (index === row.length - 1 ? cell : cell.padEnd(widths[index] ?? 0))).join('  '));
+}

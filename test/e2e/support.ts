@@ -1,0 +1,141 @@
+// End-to-end helpers: run the real `etcd-registrar` command as a child process and observe
+// the registry etcd independently of it (a separate etcd3 client and watch).
+import { readFileSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Etcd3, type IKeyValue, type Watcher } from 'etcd3';
+import { freePort, spawnManaged, waitFor, type ManagedProcess } from '../cluster/process.ts';
+import type { AuditRecord } from '../../src/types.ts';
+
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const registrarBin = join(repoRoot, 'bin', 'etcd-registrar.js');
+
+export interface ControllerProcess {
+  readonly proc: ManagedProcess;
+  readonly logPath: string;
+  readonly metricsUrl: string;
+  /** Every JSON log line written so far. */
+  lines(): Array<Record<string, unknown>>;
+  audits(): AuditRecord[];
+  waitReady(timeoutMs?: number): Promise<void>;
+  /** SIGTERM and wait; resolves to the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export interface ControllerArgs {
+  readonly kubeconfig: string;
+  readonly etcdEndpoints: readonly string[];
+  readonly extraArgs?: readonly string[];
+  readonly dir?: string;
+  readonly name?: string;
+}
+
+/** Starts `etcd-registrar run` (the built bin, as users run it) on a free metrics port. */
+export async function startController(options: ControllerArgs): Promise<ControllerProcess> {
+  const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'registrar-')));
+  const port = await freePort();
+  const logPath = join(dir, `${options.name ?? 'controller'}-${Date.now()}.log`);
+  const proc = spawnManaged({
+    name: options.name ?? 'etcd-registrar',
+    command: process.execPath,
+    args: [
+      registrarBin, 'run',
+      '--kubeconfig', options.kubeconfig,
+      '--etcd-endpoints', options.etcdEndpoints.join(','),
+      '--metrics-address', `127.0.0.1:${port}`,
+      ...(options.extraArgs ?? []),
+    ],
+    logPath,
+  });
+  const metricsUrl = `http://127.0.0.1:${port}`;
+  const lines = (): Array<Record<string, unknown>> => parseJsonLines(readFileSync(logPath, 'utf8'));
+  return {
+    proc,
+    logPath,
+    metricsUrl,
+    lines,
+    audits: () => lines().filter((line) => line['audit'] === true) as unknown as AuditRecord[],
+    waitReady: (timeoutMs = 30_000) =>
+      waitFor('controller /readyz', async () => (await fetch(`${metricsUrl}/readyz`)).ok, { timeoutMs, process: proc, intervalMs: 50 }).then(() => undefined),
+    stop: async () => {
+      proc.signal('SIGTERM');
+      return (await proc.exited).code;
+    },
+  };
+}
+
+export function parseJsonLines(text: string): Array<Record<string, unknown>> {
+  const out: Array<Record<string, unknown>> = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      out.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // a line being written right now
+    }
+  }
+  return out;
+}
+
+export interface KeyState {
+  readonly value: string;
+  readonly lease: string;
+}
+
+export interface WatchedEvent {
+  readonly type: 'put' | 'delete';
+  readonly key: string;
+  readonly value: string;
+  readonly at: number;
+}
+
+/** An independent view of the registry etcd: reads and a watch that records every change. */
+export class RegistryObserver {
+  readonly client: Etcd3;
+  readonly events: WatchedEvent[] = [];
+  #watcher: Watcher | undefined;
+
+  constructor(endpoints: readonly string[]) {
+    this.client = new Etcd3({ hosts: [...endpoints], defaultCallOptions: () => ({ deadline: Date.now() + 5000 }) });
+  }
+
+  async watch(prefix: string): Promise<void> {
+    const watcher = await this.client.watch().prefix(prefix).create();
+    const record = (type: 'put' | 'delete') => (kv: IKeyValue) =>
+      this.events.push({ type, key: kv.key.toString(), value: kv.value.toString(), at: Date.now() });
+    watcher.on('put', record('put'));
+    watcher.on('delete', record('delete'));
+    // Without a listener an 'error' would crash the test process; reconnects are automatic.
+    watcher.on('error', () => undefined);
+    this.#watcher = watcher;
+  }
+
+  async snapshot(prefix: string): Promise<Map<string, KeyState>> {
+    const response = await this.client.getAll().prefix(prefix).exec();
+    return new Map(response.kvs.map((kv) => [kv.key.toString(), { value: kv.value.toString(), lease: kv.lease }]));
+  }
+
+  /** The data lease id from the owner record of `ownerId`. */
+  async dataLease(ownerId: string, prefix = '/etcd-registrar/owners/'): Promise<string | undefined> {
+    const text = await this.client.get(`${prefix}${ownerId}`).string();
+    if (text === null) return undefined;
+    const record = JSON.parse(text) as { leaseId?: string | number };
+    return record.leaseId === undefined ? undefined : String(record.leaseId);
+  }
+
+  deletesOf(keys: ReadonlySet<string>): WatchedEvent[] {
+    return this.events.filter((event) => event.type === 'delete' && keys.has(event.key));
+  }
+
+  async close(): Promise<void> {
+    await this.#watcher?.cancel();
+    this.client.close();
+  }
+}
+
+/** Polls until `check` returns true; fails with `what` and the last observed detail. */
+export async function eventually(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
+  await waitFor(what, async () => (await check()) || undefined, { timeoutMs, intervalMs: 50 });
+}

@@ -9,7 +9,7 @@ import type { EventSink } from './controller/ports.ts';
 import { DesiredState } from './desired/index.ts';
 import { EventRecorder } from './events/recorder.ts';
 import { validateMappingConfig, type MappingConfig } from './mapping/index.ts';
-import { AuditLog, createLogger } from './observability/log.ts';
+import { AuditLog, createLogger, stderrDestination, stdoutDestination } from './observability/log.ts';
 import { HealthServer } from './observability/http.ts';
 import { Metrics } from './observability/metrics.ts';
 import { limitDeletes, plan } from './plan/index.ts';
@@ -54,7 +54,9 @@ export async function main(argv: readonly string[], env: Readonly<Record<string,
     }
     throw error;
   }
-  const logger = createLogger(config.logLevel);
+  // `run` logs to stdout; one-off commands keep stdout for their report and log to stderr.
+  const logDestination = config.command === 'run' ? stdoutDestination() : stderrDestination();
+  const logger = createLogger(config.logLevel, logDestination);
   try {
     switch (config.command) {
       case 'run':
@@ -125,6 +127,7 @@ interface Assembly {
 }
 
 function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, registry: EtcdRegistry, logger: Logger, events: EventSink & Partial<Pick<EventRecorder, 'stats'>>): Assembly {
+  const auditDestination = config.command === 'run' ? stdoutDestination() : stderrDestination();
   const source = new PodSource({
     kubeConfig,
     namespaces: config.namespaces,
@@ -132,7 +135,7 @@ function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig
     logger: logger.child({ module: 'source' }),
   });
   const desired = new DesiredState(mapping);
-  const audit = new AuditLog(config.ownerId);
+  const audit = new AuditLog(config.ownerId, auditDestination);
   let controller: Controller | undefined;
   const metrics = new Metrics({
     queueDepth: () => controller?.queueDepth ?? 0,

@@ -15,6 +15,10 @@ export function stdoutDestination(): DestinationStream {
   return pino.destination({ fd: 1, sync: true });
 }
 
+export function stderrDestination(): DestinationStream {
+  return pino.destination({ fd: 2, sync: true });
+}
+
 export function createLogger(level: LogLevel, destination: DestinationStream = stdoutDestination()): Logger {
   return pino(
     {

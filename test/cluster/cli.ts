@@ -4,11 +4,11 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { POD_CIDR, SERVICE_CIDR, startCluster, type Cluster } from './cluster.ts';
-import { ensureTools, toolPath } from './tools.ts';
+import { envFileText, startCluster } from './cluster.ts';
+import { ensureTools } from './tools.ts';
 
 const USAGE = `usage: npm run cluster -- <up|down|status> --dir DIR [--nodes N]
   up      start a cluster in the background; writes DIR/env (source it)
@@ -27,33 +27,6 @@ const files = (dir: string) => ({
   pids: resolve(dir, 'pids'),
   supervisorLog: resolve(dir, 'supervisor.log'),
 });
-
-function shellQuote(value: string): string {
-  return `'${value.replaceAll("'", `'\\''`)}'`;
-}
-
-function envFileText(cluster: Cluster): string {
-  const vars: Record<string, string> = {
-    CLUSTER_DIR: cluster.dir,
-    KUBECONFIG: cluster.kubeconfigPath,
-    // kubectl's discovery cache, per cluster rather than shared in ~/.kube/cache.
-    KUBECACHEDIR: join(cluster.dir, 'kube-cache'),
-    KUBE_APISERVER_URL: cluster.apiServerUrl,
-    KUBE_CA_FILE: cluster.caPath,
-    ETCD_ENDPOINTS: cluster.registry.endpoints.join(','),
-    // etcdctl reads its flags from ETCDCTL_* variables: point it at the registry etcd.
-    ETCDCTL_ENDPOINTS: cluster.registry.endpoints.join(','),
-    API_ETCD_ENDPOINTS: cluster.apiEtcd.endpoints.join(','),
-    KUBECTL: toolPath('kubectl'),
-    ETCDCTL: toolPath('etcdctl'),
-    HELM: toolPath('helm'),
-    KWOK: toolPath('kwok'),
-    POD_CIDR,
-    SERVICE_CIDR,
-  };
-  const lines = Object.entries(vars).map(([k, v]) => `export ${k}=${shellQuote(v)}`);
-  return `# etcd-registrar local cluster; source this file\n${lines.join('\n')}\n`;
-}
 
 function readPids(dir: string): PidEntry[] {
   const path = files(dir).pids;

@@ -464,3 +464,31 @@ export function httpsGet(url: string, opts: HttpsGetOptions): Promise<{ status: 
     req.end();
   });
 }
+
+function shellQuote(value: string): string {
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}
+
+/** DIR/env: a shell-sourceable description of a running cluster. */
+export function envFileText(cluster: Cluster): string {
+  const vars: Record<string, string> = {
+    CLUSTER_DIR: cluster.dir,
+    KUBECONFIG: cluster.kubeconfigPath,
+    // kubectl's discovery cache, per cluster rather than shared in ~/.kube/cache.
+    KUBECACHEDIR: join(cluster.dir, 'kube-cache'),
+    KUBE_APISERVER_URL: cluster.apiServerUrl,
+    KUBE_CA_FILE: cluster.caPath,
+    ETCD_ENDPOINTS: cluster.registry.endpoints.join(','),
+    // etcdctl reads its flags from ETCDCTL_* variables: point it at the registry etcd.
+    ETCDCTL_ENDPOINTS: cluster.registry.endpoints.join(','),
+    API_ETCD_ENDPOINTS: cluster.apiEtcd.endpoints.join(','),
+    KUBECTL: toolPath('kubectl'),
+    ETCDCTL: toolPath('etcdctl'),
+    HELM: toolPath('helm'),
+    KWOK: toolPath('kwok'),
+    POD_CIDR,
+    SERVICE_CIDR,
+  };
+  const lines = Object.entries(vars).map(([k, v]) => `export ${k}=${shellQuote(v)}`);
+  return `# etcd-registrar local cluster; source this file\n${lines.join('\n')}\n`;
+}

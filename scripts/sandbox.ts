@@ -1,0 +1,88 @@
+// `npm run sandbox`: a local control plane (kube-apiserver, controller-manager, scheduler,
+// KWOK nodes), a registry etcd and the controller, with an example Deployment; prints the
+// registry as it changes until Ctrl-C, then stops everything it started.
+import { existsSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { envFileText, startCluster, type Cluster } from '../test/cluster/cluster.ts';
+import { ensureTools } from '../test/cluster/tools.ts';
+import { repoRoot, RegistryObserver, startController, type ControllerProcess } from '../test/e2e/support.ts';
+
+const { values } = parseArgs({ options: { dir: { type: 'string', default: join(repoRoot, '.sandbox') }, environment: { type: 'string', default: 'PRE' } } });
+const dir = values.dir;
+const say = (line: string): void => {
+  process.stdout.write(`${line}\n`);
+};
+
+if (!existsSync(join(repoRoot, 'dist', 'cli.js'))) {
+  say('dist/ is missing: run `npm ci` (it builds) or `npm run build` first');
+  process.exit(2);
+}
+say('[sandbox] making sure the control plane binaries are built (a first build takes ~10 min on 2 cores)');
+await ensureTools();
+await rm(dir, { recursive: true, force: true });
+await mkdir(dir, { recursive: true });
+
+let cluster: Cluster | undefined;
+let controller: ControllerProcess | undefined;
+let observer: RegistryObserver | undefined;
+let stopping = false;
+async function shutdown(code: number): Promise<never> {
+  if (!stopping) {
+    stopping = true;
+    say('\n[sandbox] stopping the controller, the cluster and the registry etcd');
+    await controller?.stop().catch(() => undefined);
+    await observer?.close().catch(() => undefined);
+    await cluster?.stop().catch(() => undefined);
+  }
+  process.exit(code);
+}
+process.on('SIGINT', () => void shutdown(0));
+process.on('SIGTERM', () => void shutdown(0));
+
+try {
+  say('[sandbox] starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler and KWOK');
+  cluster = await startCluster({ dir: join(dir, 'cluster'), log: (line) => say(`[cluster] ${line}`) });
+  await writeFile(join(dir, 'env'), envFileText(cluster));
+  await cluster.createNamespace('demo');
+
+  controller = await startController({
+    kubeconfig: cluster.kubeconfigPath,
+    etcdEndpoints: cluster.registry.endpoints,
+    dir,
+    extraArgs: ['--environment', values.environment, '--owner-id', 'sandbox', '--lease-ttl', '10s', '--reconcile-interval', '30s'],
+  });
+  await controller.waitReady();
+  say(`[sandbox] controller ready: metrics ${controller.metricsUrl}/metrics, log ${controller.logPath}`);
+
+  observer = new RegistryObserver(cluster.registry.endpoints);
+  const prefix = `/search_${values.environment}/`;
+  observer.watch(prefix).catch((error: unknown) => say(`[sandbox] watch failed: ${String(error)}`));
+  let printed = 0;
+  setInterval(() => {
+    for (const event of observer?.events.slice(printed) ?? []) {
+      say(event.type === 'put' ? `[etcd] PUT    ${event.key} = ${event.value}` : `[etcd] DELETE ${event.key}`);
+    }
+    printed = observer?.events.length ?? 0;
+  }, 100).unref();
+
+  await cluster.kubectl(['apply', '-f', join(repoRoot, 'examples', 'search-deployment.yaml')]);
+  say(`[sandbox] applied examples/search-deployment.yaml (3 replicas); registrations appear below as pods turn Ready.
+
+In another terminal:
+  source ${join(dir, 'env')}
+  $KUBECTL -n demo scale deployment/search --replicas=6     # keys appear
+  $KUBECTL -n demo scale deployment/search --replicas=1     # keys disappear as pods terminate
+  $ETCDCTL get --prefix ${prefix}                         # the registry
+  node bin/etcd-registrar.js list --kubeconfig "$KUBECONFIG" --etcd-endpoints "$ETCD_ENDPOINTS" --owner-id sandbox --environment ${values.environment}
+  $KUBECTL -n demo describe pod -l app.kubernetes.io/name=search  # Registered events
+Ctrl-C stops everything.
+`);
+  await controller.proc.exited;
+  say('[sandbox] the controller exited unexpectedly; see its log');
+  await shutdown(1);
+} catch (error) {
+  say(`[sandbox] failed: ${error instanceof Error ? error.message : String(error)}`);
+  await shutdown(1);
+}

@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { ConfigError, parseConfig, parseListenAddress, type Config } from './config.ts';
+import { retryUntilDone } from './backoff.ts';
 import { Controller, type ReconcileReport } from './controller/controller.ts';
 import type { EventSink } from './controller/ports.ts';
 import { DesiredState } from './desired/index.ts';
@@ -175,52 +176,40 @@ async function run(config: Config, kubeConfig: KubeConfig, mapping: MappingConfi
     logger.info({ address: `${address.address}:${address.port}` }, 'serving /healthz, /readyz and /metrics');
   }
 
-  let stopping: Promise<void> | undefined;
-  const stop = (signal: string): Promise<void> => {
-    stopping ??= (async () => {
-      logger.info({ signal }, 'stopping: finishing in-flight writes; the lease and keys stay (the pods are still alive)');
-      await controller.stop();
-      await registry.close();
-      await recorder.flush(2_000);
-      recorder.stop();
-      await health?.close();
-      logger.info('stopped');
-    })();
-    return stopping;
-  };
+  const shutdown = new AbortController();
   const stopped = new Promise<string>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
+    const onSignal = (signal: string) => () => {
+      shutdown.abort(new Error(signal));
+      resolve(signal);
+    };
+    process.once('SIGTERM', onSignal('SIGTERM'));
+    process.once('SIGINT', onSignal('SIGINT'));
   });
 
   // etcd may be unreachable at start: keep trying (unready) rather than crash-looping.
-  await Promise.race([startRegistry(registry, logger), stopped]);
-  const starting = controller.start().then(
-    (report) => logger.info({ changes: report.plan.changes.length, durationMs: Math.round(report.durationMs) }, 'ready'),
-    (error: unknown) => logger.error({ err: error }, 'controller failed to start'),
-  );
+  const starting = retryUntilDone(() => registry.start(), { logger, what: 'connecting to etcd and taking the data lease', baseMs: 500, signal: shutdown.signal })
+    .then(() => controller.start())
+    .then(
+      (report) => logger.info({ changes: report.plan.changes.length, durationMs: Math.round(report.durationMs) }, 'ready'),
+      (error: unknown) => {
+        if (!shutdown.signal.aborted) logger.error({ err: error }, 'controller failed to start');
+      },
+    );
   const signal = await stopped;
-  await stop(signal);
-  await starting.catch(() => undefined);
+  logger.info({ signal }, 'stopping: finishing in-flight writes; the lease and keys stay (the pods are still alive)');
+  await controller.stop();
+  await starting;
+  await registry.close();
+  await recorder.flush(2_000);
+  recorder.stop();
+  await health?.close();
+  logger.info('stopped');
   return EXIT_OK;
 }
 
 function env(name: string): string | undefined {
   const value = process.env[name];
   return value === undefined || value === '' ? undefined : value;
-}
-
-async function startRegistry(registry: EtcdRegistry, logger: Logger): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await registry.start();
-      return;
-    } catch (error) {
-      const delay = Math.min(30_000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2);
-      logger.error({ err: error, retryInMs: Math.round(delay) }, 'cannot reach etcd or take the data lease; retrying');
-      await new Promise((resolve) => setTimeout(resolve, delay));
-    }
-  }
 }
 
 async function reconcileOnce(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, logger: Logger, io: Io): Promise<number> {

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { AuditLog } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { Change, CurrentEntry, DesiredEntry, Plan, Policy, SlimPod } from '../types.ts';
+import { retryUntilDone } from '../backoff.ts';
 import { KeyedWorkQueue, type BackoffOptions } from './workqueue.ts';
 import type { DesiredIndex, EventSink, PodEvent, PodSourcePort, RegistryPort, PodRef } from './ports.ts';
 
@@ -74,6 +75,7 @@ export class Controller {
   #started = false;
   #stopping = false;
   #failedWrites = 0;
+  readonly #abort = new AbortController();
 
   constructor(deps: ControllerDeps, options: ControllerOptions) {
     this.#deps = deps;
@@ -108,7 +110,7 @@ export class Controller {
     await this.#deps.source.start();
     // Workers must see etcd's real state, or keys queued by the initial list would be
     // planned against an empty mirror.
-    await retry(() => this.#refreshMirror(), this.#deps.logger, 'initial etcd read');
+    await retryUntilDone(() => this.#refreshMirror(), { logger: this.#deps.logger, what: 'initial etcd read', signal: this.#abort.signal });
     this.#workersDone = this.#runWorkers();
     this.#started = true;
     return this.reconcileNow(reason, { mirrorFresh: true });
@@ -405,24 +407,12 @@ export class Controller {
   /** Stops taking work and lets in-flight writes finish. Never touches the lease or keys. */
   async stop(): Promise<void> {
     this.#stopping = true;
+    this.#abort.abort(new Error('controller stopping'));
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     await this.#deps.source.stop();
     this.#queue.shutDown();
     await this.#workersDone;
     await this.#reconciling?.catch(() => undefined);
-  }
-}
-
-async function retry(operation: () => Promise<void>, logger: Logger, what: string): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await operation();
-      return;
-    } catch (error) {
-      const delay = Math.min(30_000, 200 * 2 ** attempt) * (0.5 + Math.random() / 2);
-      logger.error({ err: error, retryInMs: Math.round(delay) }, `${what} failed; retrying`);
-      await new Promise((resolve) => setTimeout(resolve, delay));
-    }
   }
 }
 

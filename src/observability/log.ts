@@ -1,7 +1,7 @@
 // Logging: JSON lines on stdout, written synchronously so that nothing is lost on exit or
 // crash (pino transports run in worker threads and can drop the last lines).
 import { pino, type DestinationStream, type Logger } from 'pino';
-import type { AuditAction, AuditOutcome, AuditRecord } from '../types.ts';
+import type { AuditRecord } from '../types.ts';
 import type { LogLevel } from '../config.ts';
 
 /** Field names that may carry secrets anywhere in a log object. */
@@ -32,16 +32,8 @@ export function createLogger(level: LogLevel, destination: DestinationStream = s
   );
 }
 
-export interface AuditEntry {
-  readonly action: AuditAction;
-  readonly key: string | null;
-  readonly value: string | null;
-  readonly pod: string | null;
-  readonly podUid: string | null;
-  readonly reason: string;
-  readonly leaseId: string | null;
-  readonly outcome: AuditOutcome;
-}
+/** An audit record without the fields the log fills in itself. */
+export type AuditEntry = Omit<AuditRecord, 'audit' | 'owner'>;
 
 export type AuditSink = (record: AuditRecord) => void;
 

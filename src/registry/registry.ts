@@ -174,7 +174,10 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
     try {
       await keeper.start();
     } catch (err) {
-      this.#state = 'closed';
+      // Back to 'new' so that the caller can retry start() (etcd may be down at boot).
+      this.#state = 'new';
+      this.#keeper = undefined;
+      this.#client = undefined;
       await keeper.close();
       client.close();
       throw err;

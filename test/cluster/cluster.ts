@@ -369,6 +369,8 @@ class LocalCluster implements Cluster {
           }
         },
       );
+      // kubectl may exit before reading stdin; the exit status reports that, not an EPIPE crash.
+      child.stdin?.on('error', () => undefined);
       child.stdin?.end(opts.input ?? '');
     });
   }

@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { startCluster, type Cluster } from '../cluster/cluster.ts';
+import { startEtcd } from '../cluster/etcd.ts';
+import { freePort } from '../cluster/process.ts';
 import { eventually, registrarBin, RegistryObserver, startController, type ControllerProcess } from './support.ts';
 
 const run = promisify(execFile);
@@ -17,6 +19,7 @@ let observer: RegistryObserver;
 let controller: ControllerProcess;
 
 function controllerArgs(extra: readonly string[] = []): readonly string[] {
+  // parseArgs keeps the last occurrence, so `extra` may override the owner id.
   return ['--environment', 'PRE', '--owner-id', OWNER, '--lease-ttl', `${TTL}s`, '--reconcile-interval', '2s', '--namespaces', 'e2e', ...extra];
 }
 
@@ -285,5 +288,39 @@ describe('restarts and etcd outages', () => {
     assert.ok(controller.proc.isRunning());
     process.stdout.write(`# keys restored ${seconds.toFixed(1)} s after etcd returned\n`);
     await kubectl('delete', 'deployment/survivor', '-n', 'e2e');
+  });
+});
+
+describe('etcd unreachable at start', () => {
+  it('stays alive and unready until etcd appears, then registers by itself', async () => {
+    const port = await freePort();
+    const late = await startController({
+      kubeconfig: cluster.kubeconfigPath,
+      etcdEndpoints: [`http://127.0.0.1:${port}`],
+      name: 'late',
+      extraArgs: [...controllerArgs(['--owner-id', 'late'])],
+    });
+    try {
+      await eventually('serving /healthz', async () => (await fetch(`${late.metricsUrl}/healthz`).catch(() => undefined))?.ok === true);
+      const ready = await fetch(`${late.metricsUrl}/readyz`);
+      assert.equal(ready.status, 503);
+      await apply(pod('late-app', { 'etcd-registrar.io/service': 'late', 'etcd-registrar.io/port': '86' }));
+      const etcd = await startEtcd({ clientPort: port });
+      try {
+        await late.waitReady(30_000);
+        const lateObserver = new RegistryObserver(etcd.endpoints);
+        try {
+          await eventually('late-app registered', async () => (await lateObserver.snapshot('/late_PRE/')).size === 1, 15_000);
+        } finally {
+          await lateObserver.close();
+        }
+      } finally {
+        assert.equal(await late.stop(), 0);
+        await etcd.destroy();
+      }
+    } finally {
+      if (late.proc.isRunning()) await late.stop();
+      await kubectl('delete', 'pod', 'late-app', '-n', 'e2e', '--grace-period=0', '--force');
+    }
   });
 });

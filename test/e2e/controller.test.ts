@@ -270,6 +270,17 @@ describe('restarts and etcd outages', () => {
     await eventually('4 registered after restart', () => registryMatchesReadyPods('app=survivor', 86, 4), 30_000);
     const deletes = observer.events.slice(watchFrom).filter((e) => e.type === 'delete' && live.has(e.key));
     assert.deepEqual(deletes, [], 'no DELETE of a live key across the restart');
+
+    // SIGTERM: exit 0 without revoking the lease or deleting keys (the pods are still alive).
+    const lease = await observer.dataLease(OWNER);
+    const beforeStop = await observer.snapshot(PREFIX);
+    const stopFrom = observer.events.length;
+    assert.equal(await controller.stop(), 0);
+    assert.deepEqual(await observer.snapshot(PREFIX), beforeStop);
+    controller = await startController({ kubeconfig: cluster.kubeconfigPath, etcdEndpoints: cluster.registry.endpoints, extraArgs: controllerArgs() });
+    await controller.waitReady();
+    assert.equal(await observer.dataLease(OWNER), lease, 'the restarted controller adopted the same lease');
+    assert.deepEqual(observer.events.slice(stopFrom).filter((e) => e.type === 'delete'), []);
   });
 
   it('keeps registrations through an etcd restart, and restores them after an outage longer than the TTL', async () => {

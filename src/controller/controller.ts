@@ -75,6 +75,7 @@ export class Controller {
   #started = false;
   #stopping = false;
   #failedWrites = 0;
+  #initialReconcileDone = false;
   readonly #abort = new AbortController();
 
   constructor(deps: ControllerDeps, options: ControllerOptions) {
@@ -93,6 +94,7 @@ export class Controller {
   /** Waits for the pod cache, reads etcd, starts the workers and runs the first full reconcile. */
   async start(): Promise<ReconcileReport> {
     const report = await this.#startWorkersAndReconcile('startup');
+    this.#initialReconcileDone = true;
     this.#scheduleNext();
     return report;
   }
@@ -123,7 +125,7 @@ export class Controller {
 
   /** Ready once the cache synced and the first full reconcile finished. */
   notReadyReason(): string | undefined {
-    if (!this.#started) return 'starting';
+    if (!this.#started || !this.#initialReconcileDone) return 'starting';
     if (!this.#deps.source.synced()) return 'pod cache not synced';
     if (!this.#deps.registry.healthy()) return 'etcd data lease not healthy';
     return undefined;

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { ConfigError, parseConfig, parseListenAddress, type Config } from './config.ts';
 import { retryUntilDone } from './backoff.ts';
 import { Controller, type ReconcileReport } from './controller/controller.ts';
-import type { EventSink } from './controller/ports.ts';
+import type { EventSink, LeadershipPort } from './controller/ports.ts';
 import { DesiredState } from './desired/index.ts';
 import { EventRecorder } from './events/recorder.ts';
 import { validateMappingConfig, type MappingConfig } from './mapping/index.ts';
@@ -14,7 +14,7 @@ import { AuditLog, createLogger, stderrDestination, stdoutDestination } from './
 import { HealthServer } from './observability/http.ts';
 import { Metrics } from './observability/metrics.ts';
 import { limitDeletes, plan } from './plan/index.ts';
-import { EtcdRegistry, type RegistryOptions } from './registry/index.ts';
+import { EtcdRegistry, type Leadership, type RegistryOptions } from './registry/index.ts';
 import { PodSource } from './source/pod-source.ts';
 import type { Change } from './types.ts';
 
@@ -127,7 +127,7 @@ interface Assembly {
   readonly audit: AuditLog;
 }
 
-function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, registry: EtcdRegistry, logger: Logger, events: EventSink & Partial<Pick<EventRecorder, 'stats'>>): Assembly {
+function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, registry: EtcdRegistry, logger: Logger, events: EventSink & Partial<Pick<EventRecorder, 'stats'>>, leadership?: LeadershipPort): Assembly {
   const auditDestination = config.command === 'run' ? stdoutDestination() : stderrDestination();
   const source = new PodSource({
     kubeConfig,
@@ -147,7 +147,7 @@ function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig
     ...(events.stats === undefined ? {} : { events: events.stats.bind(events) }),
   });
   controller = new Controller(
-    { source, registry, desired, events, audit, metrics, logger: logger.child({ module: 'controller' }), planner: plan, limitDeletes },
+    { source, registry, desired, events, audit, metrics, logger: logger.child({ module: 'controller' }), planner: plan, limitDeletes, leadership },
     {
       policy: config.policy,
       dryRun: config.dryRun,
@@ -164,8 +164,23 @@ function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig
 async function run(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, logger: Logger): Promise<number> {
   logger.info({ owner: config.ownerId, endpoints: config.etcdEndpoints, environment: config.environment, namespaces: config.namespaces, dryRun: config.dryRun }, 'starting');
   const registry = new EtcdRegistry(registryOptionsOf(config, logger));
-  const recorder = new EventRecorder({ kubeConfig, logger: logger.child({ module: 'events' }), reportingInstance: env('POD_NAME') ?? hostname() });
-  const { controller, metrics } = assemble(config, kubeConfig, mapping, registry, logger, recorder);
+  const shutdown = new AbortController();
+  const identity = env('POD_NAME') ?? `${hostname()}-${process.pid}`;
+  const recorder = new EventRecorder({ kubeConfig, logger: logger.child({ module: 'events' }), reportingInstance: identity });
+  // The election needs a started registry; the controller asks for it only after that.
+  let leadership: Leadership | undefined;
+  const leadershipPort: LeadershipPort | undefined = config.leaderElection
+    ? {
+        campaign: () =>
+          retryUntilDone(() => {
+            leadership = registry.leadership(identity, config.electionTtlSeconds);
+            leadership.on('lost', (reason) => loseLeadership(reason));
+            return leadership.campaign();
+          }, { logger, what: 'campaigning for leadership', baseMs: 500, signal: shutdown.signal }),
+        fence: () => leadership?.fence(),
+      }
+    : undefined;
+  const { controller, metrics } = assemble(config, kubeConfig, mapping, registry, logger, recorder, leadershipPort);
   registry.on('etcdError', ({ op }: { op: string }) => metrics.etcdErrors.inc({ op }));
 
   let health: HealthServer | undefined;
@@ -176,15 +191,22 @@ async function run(config: Config, kubeConfig: KubeConfig, mapping: MappingConfi
     logger.info({ address: `${address.address}:${address.port}` }, 'serving /healthz, /readyz and /metrics');
   }
 
-  const shutdown = new AbortController();
+  let exitCode = EXIT_OK;
+  let requestStop: (reason: string) => void = () => undefined;
   const stopped = new Promise<string>((resolve) => {
-    const onSignal = (signal: string) => () => {
-      shutdown.abort(new Error(signal));
-      resolve(signal);
+    requestStop = (reason) => {
+      shutdown.abort(new Error(reason));
+      resolve(reason);
     };
-    process.once('SIGTERM', onSignal('SIGTERM'));
-    process.once('SIGINT', onSignal('SIGINT'));
+    process.once('SIGTERM', () => requestStop('SIGTERM'));
+    process.once('SIGINT', () => requestStop('SIGINT'));
   });
+  // A deposed leader exits (its writes are already fenced off); the pod restarts as a standby.
+  const loseLeadership = (reason: string): void => {
+    logger.error({ reason }, 'leadership lost: exiting so that this replica restarts as a standby');
+    exitCode = EXIT_FAILURE;
+    requestStop('leadership lost');
+  };
 
   // etcd may be unreachable at start: keep trying (unready) rather than crash-looping.
   const starting = retryUntilDone(() => registry.start(), { logger, what: 'connecting to etcd and taking the data lease', baseMs: 500, signal: shutdown.signal })
@@ -197,14 +219,17 @@ async function run(config: Config, kubeConfig: KubeConfig, mapping: MappingConfi
     );
   const signal = await stopped;
   logger.info({ signal }, 'stopping: finishing in-flight writes; the lease and keys stay (the pods are still alive)');
+  // Resign first: a standby takes over now instead of after the election TTL.
+  await leadership?.resign();
   await controller.stop();
-  await starting;
+  // A standby still campaigning never finishes starting: do not wait for it.
+  await Promise.race([starting, new Promise((resolve) => setTimeout(resolve, 1_000).unref())]);
   await registry.close();
   await recorder.flush(2_000);
   recorder.stop();
   await health?.close();
   logger.info('stopped');
-  return EXIT_OK;
+  return exitCode;
 }
 
 function env(name: string): string | undefined {

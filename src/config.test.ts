@@ -21,6 +21,8 @@ describe('parseConfig', () => {
     assert.equal(config.annotationPrefix, 'etcd-registrar.io/');
     assert.deepEqual(config.namespaces, []);
     assert.equal(config.dryRun, false);
+    assert.equal(config.leaderElection, true);
+    assert.equal(config.electionTtlSeconds, 5);
   });
 
   it('reads every flag from its environment variable, and flags win', () => {
@@ -49,10 +51,12 @@ describe('parseConfig', () => {
     ['bad share', ['run', '--max-delete-share', '2'], {}, /from 0 to 1/],
     ['cert without key', ['run', '--etcd-cert-file', '/c.pem'], {}, /must be given together/],
     ['bad owner', ['run', '--owner-id', '../x'], {}, /--owner-id/],
-    ['bad env boolean', ['run'], { ETCD_REGISTRAR_DRY_RUN: 'maybe' }, /ETCD_REGISTRAR_DRY_RUN: "maybe" is not a boolean/],
+    ['bad env boolean', ['run'], { ETCD_REGISTRAR_DRY_RUN: 'maybe' }, /--dry-run \(ETCD_REGISTRAR_DRY_RUN\): "maybe" is not a boolean/],
     ['reconcile without once', ['reconcile'], {}, /reconcile needs --once/],
     ['flag of another command', ['list', '--once'], {}, /--once does not apply to the list command/],
     ['bad metrics address', ['run', '--metrics-address', 'localhost'], {}, /must be host:port/],
+    ['bad leader-election', ['run', '--leader-election', 'sometimes'], {}, /--leader-election \(ETCD_REGISTRAR_LEADER_ELECTION\): "sometimes" is not a boolean/],
+    ['short election ttl', ['run', '--election-ttl', '1s'], {}, /--election-ttl: 1s must be whole seconds, at least 2s/],
     ['bad batch', ['run', '--max-batch-keys', '0'], {}, /from 1 to 100000/],
   ];
   for (const [name, argv, env, message] of bad) {

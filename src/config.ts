@@ -23,6 +23,8 @@ export interface Config {
   readonly ownerRecordPrefix: string;
   readonly leaseTtlSeconds: number;
   readonly reconcileIntervalMs: number;
+  readonly leaderElection: boolean;
+  readonly electionTtlSeconds: number;
   readonly namespaces: readonly string[];
   readonly labelSelector: string | undefined;
   readonly annotationPrefix: string;
@@ -73,6 +75,8 @@ export const flagSpecs: readonly FlagSpec[] = [
   { name: 'owner-id', kind: 'string', default: 'etcd-registrar', description: 'identity of this installation; keys on its data lease are the only ones it changes' },
   { name: 'owner-record-prefix', kind: 'string', default: '/etcd-registrar/owners/', description: 'etcd prefix of the owner records that hold each owner\'s data lease id' },
   { name: 'lease-ttl', kind: 'string', default: '30s', description: 'TTL of the data lease: how long keys outlive every replica being gone' },
+  { name: 'leader-election', kind: 'string', default: 'true', description: 'elect one writer among the replicas of this owner; standbys keep the cache warm and the lease alive', commands: ['run'] },
+  { name: 'election-ttl', kind: 'string', default: '5s', description: 'TTL of each replica\'s campaign lease: how long a vanished leader blocks a standby (SIGTERM resigns at once)', commands: ['run'] },
   { name: 'reconcile-interval', kind: 'string', default: '60s', description: 'period of the full reconcile of etcd against the pods' },
   { name: 'namespaces', kind: 'string', default: '', description: 'comma-separated namespaces to watch; empty = all namespaces' },
   { name: 'label-selector', kind: 'string', description: 'only watch pods matching this label selector' },
@@ -157,7 +161,7 @@ function parseBoolean(flag: string, text: string): boolean {
   const normalized = text.trim().toLowerCase();
   if (['true', '1', 'yes'].includes(normalized)) return true;
   if (['false', '0', 'no', ''].includes(normalized)) return false;
-  throw new ConfigError(`${envName(flag)}: ${JSON.stringify(text)} is not a boolean (true or false)`);
+  throw new ConfigError(`--${flag} (${envName(flag)}): ${JSON.stringify(text)} is not a boolean (true or false)`);
 }
 
 function splitList(text: string): string[] {
@@ -226,6 +230,10 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   if (leaseTtlMs < 2000 || leaseTtlMs % 1000 !== 0) {
     throw new ConfigError(`--lease-ttl: ${text('lease-ttl')} must be whole seconds, at least 2s (etcd leases count in seconds)`);
   }
+  const electionTtlMs = parseDurationMs('election-ttl', text('election-ttl'));
+  if (electionTtlMs < 2000 || electionTtlMs % 1000 !== 0) {
+    throw new ConfigError(`--election-ttl: ${text('election-ttl')} must be whole seconds, at least 2s`);
+  }
   const reconcileIntervalMs = parseDurationMs('reconcile-interval', text('reconcile-interval'));
   if (reconcileIntervalMs < 1000) throw new ConfigError('--reconcile-interval: must be at least 1s');
   const etcdCallTimeoutMs = parseDurationMs('etcd-call-timeout', text('etcd-call-timeout'));
@@ -270,6 +278,8 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     ownerRecordPrefix,
     leaseTtlSeconds: leaseTtlMs / 1000,
     reconcileIntervalMs,
+    leaderElection: parseBoolean('leader-election', text('leader-election')),
+    electionTtlSeconds: electionTtlMs / 1000,
     namespaces: splitList(text('namespaces')),
     labelSelector: optional('label-selector'),
     annotationPrefix: text('annotation-prefix').trim(),

@@ -10,7 +10,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import type { Change, CurrentEntry, DesiredEntry, Plan, Policy, SlimPod } from '../types.ts';
 import { retryUntilDone } from '../backoff.ts';
 import { KeyedWorkQueue, type BackoffOptions } from './workqueue.ts';
-import type { DesiredIndex, EventSink, PodEvent, PodSourcePort, RegistryPort, PodRef } from './ports.ts';
+import type { DesiredIndex, EventSink, LeadershipPort, PodEvent, PodSourcePort, RegistryPort, PodRef } from './ports.ts';
 
 export interface ControllerOptions {
   readonly policy: Policy;
@@ -32,6 +32,8 @@ export interface ControllerDeps {
   readonly metrics: Metrics | undefined;
   readonly logger: Logger;
   readonly planner: (input: PlanRequest) => Plan;
+  /** Absent: this is the only writer (no election). */
+  readonly leadership?: LeadershipPort | undefined;
   readonly limitDeletes: (plan: Plan, ownedKeys: number, maxShare: number, force: boolean) => { plan: Plan; refused: readonly Change[] };
 }
 
@@ -76,6 +78,7 @@ export class Controller {
   #stopping = false;
   #failedWrites = 0;
   #initialReconcileDone = false;
+  #standby = false;
   readonly #abort = new AbortController();
 
   constructor(deps: ControllerDeps, options: ControllerOptions) {
@@ -110,6 +113,14 @@ export class Controller {
 
   async #startWorkersAndReconcile(reason: string): Promise<ReconcileReport> {
     await this.#deps.source.start();
+    const { leadership } = this.#deps;
+    if (leadership !== undefined) {
+      // A standby keeps its pod cache warm and the data lease alive, and waits here.
+      this.#standby = true;
+      this.#deps.logger.info('standby: waiting for leadership');
+      await leadership.campaign();
+      this.#standby = false;
+    }
     // Workers must see etcd's real state, or keys queued by the initial list would be
     // planned against an empty mirror.
     await retryUntilDone(() => this.#refreshMirror(), { logger: this.#deps.logger, what: 'initial etcd read', signal: this.#abort.signal });
@@ -123,12 +134,17 @@ export class Controller {
     return this.#failedWrites;
   }
 
-  /** Ready once the cache synced and the first full reconcile finished. */
+  /** Ready once the cache synced and the first full reconcile finished; a standby once synced with a healthy lease. */
   notReadyReason(): string | undefined {
+    if (this.#standby && this.#deps.source.synced() && this.#deps.registry.healthy()) return undefined;
     if (!this.#started || !this.#initialReconcileDone) return 'starting';
     if (!this.#deps.source.synced()) return 'pod cache not synced';
     if (!this.#deps.registry.healthy()) return 'etcd data lease not healthy';
     return undefined;
+  }
+
+  isStandby(): boolean {
+    return this.#standby;
   }
 
   get queueDepth(): number {
@@ -328,7 +344,13 @@ export class Controller {
       for (const change of plan.changes) this.#auditChange(change, 'dry-run');
       return;
     }
-    const results = await registry.apply(plan.changes);
+    const fence = this.#deps.leadership?.fence();
+    if (this.#deps.leadership !== undefined && fence === undefined) {
+      // Leadership is gone: write nothing (the process is on its way out).
+      for (const key of keys) this.#queue.addRateLimited(key);
+      return;
+    }
+    const results = await registry.apply(plan.changes, fence);
     const leaseId = registry.leaseId();
     const registeredByPod = new Map<string, { pod: PodRef; keys: string[] }>();
     const deregisteredByPod = new Map<string, { pod: PodRef; keys: string[] }>();

@@ -43,8 +43,21 @@ export interface RegistryPort {
   adoptableLeases(): ReadonlySet<string>;
   healthy(): boolean;
   readAll(): Promise<Map<string, CurrentEntry>>;
-  apply(changes: readonly Change[]): Promise<readonly ApplyResult[]>;
+  /** With a fence, every transaction also requires the leader's campaign key to be unchanged. */
+  apply(changes: readonly Change[], fence?: Fence): Promise<readonly ApplyResult[]>;
   on(event: 'leaseChanged', listener: (event: { previous: string; current: string }) => void): unknown;
+}
+
+export interface Fence {
+  readonly key: string;
+  readonly createRevision: string;
+}
+
+/** Leader election: only the leader starts workers; its writes carry its fence. */
+export interface LeadershipPort {
+  /** Resolves once this replica leads. */
+  campaign(): Promise<Fence>;
+  fence(): Fence | undefined;
 }
 
 export type EventType = 'Normal' | 'Warning';

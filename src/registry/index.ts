@@ -12,6 +12,7 @@ export {
   type StartOptions,
 } from './registry.ts';
 export type { AuthOptions, TlsOptions } from './client.ts';
+export { Leadership } from './election.ts';
 export { RegistryProgrammingError } from './keys.ts';
 export type { OwnerRecord } from './lease.ts';
 export type { RetryPolicy } from './retry.ts';

@@ -3,6 +3,7 @@
 import { EventEmitter } from 'node:events';
 import type { Etcd3, ICompare, IKeyValue, IRequestOp, ITxnResponse } from 'etcd3';
 import type { Logger } from 'pino';
+import { Leadership } from './election.ts';
 import type { Change, CurrentEntry } from '../types.ts';
 import { createClient, type AuthOptions, type TlsOptions } from './client.ts';
 import {
@@ -332,6 +333,16 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
   }
 
   /** Stops keepalives and closes the client WITHOUT revoking: keys outlive us by the TTL. */
+  /**
+   * A leader election among the replicas of this owner, on a campaign lease of `ttlSeconds`.
+   * Its keys live outside the key root (etcd3's `election/` namespace), never in the registry.
+   */
+  leadership(identity: string, ttlSeconds: number): Leadership {
+    const client = this.#client;
+    if (client === undefined) throw new RegistryProgrammingError('registry: not started');
+    return new Leadership(client, { name: `etcd-registrar/${this.#opts.ownerId}`, identity, ttlSeconds, logger: this.#log });
+  }
+
   async close(): Promise<void> {
     if (this.#state === 'closed') return;
     this.#state = 'closed';

@@ -66,13 +66,14 @@ describe('chart: lint and render', () => {
     }
   });
 
-  test('defaults: one replica, the expected objects, recommended labels, selectors on name+instance only', async () => {
+  test('defaults: two replicas with leader election, the expected objects, recommended labels, selectors on name+instance only', async () => {
     const objects = await template({ release: 'reg' });
     assert.deepEqual(kinds(objects), [
       'ClusterRole/reg-etcd-registrar',
       'ClusterRoleBinding/reg-etcd-registrar',
       'Deployment/reg-etcd-registrar',
       'Pod/reg-etcd-registrar-test-readyz',
+      'PodDisruptionBudget/reg-etcd-registrar',
       'Service/reg-etcd-registrar-metrics',
       'ServiceAccount/reg-etcd-registrar',
     ]);
@@ -86,7 +87,10 @@ describe('chart: lint and render', () => {
       assert.equal(labels['helm.sh/chart'], 'etcd-registrar-0.1.0');
     }
     const spec = deploymentSpec(objects);
-    assert.equal(spec.replicas, 1);
+    assert.equal(spec.replicas, 2);
+    const args = argMap(spec.template.spec.containers[0]?.args ?? []);
+    assert.equal(args.get('leader-election'), 'true');
+    assert.equal(args.get('election-ttl'), '5s');
     assert.deepEqual(spec.selector.matchLabels, selector);
     assert.deepEqual(find(objects, 'Service')['spec'] && (find(objects, 'Service')['spec'] as { selector: unknown }).selector, selector);
     // The test pod must not be selected by the metrics Service.
@@ -247,7 +251,8 @@ describe('chart: lint and render', () => {
   test('PodDisruptionBudget: auto renders it only above one replica; true/false force it', async () => {
     const has = async (set: string[]): Promise<boolean> =>
       (await template({ set })).some((o) => o.kind === 'PodDisruptionBudget');
-    assert.equal(await has([]), false);
+    assert.equal(await has([]), true, 'two replicas by default');
+    assert.equal(await has(['replicaCount=1']), false);
     assert.equal(await has(['replicaCount=2']), true);
     assert.equal(await has(['podDisruptionBudget.enabled=true']), true);
     assert.equal(await has(['replicaCount=3', 'podDisruptionBudget.enabled=false']), false);
@@ -272,7 +277,7 @@ describe('chart: lint and render', () => {
     assert.equal(flags.get('etcd-cert-file'), '/etc/etcd-registrar/etcd-tls/tls.crt');
     assert.equal(flags.get('etcd-username'), 'registrar');
     assert.equal(flags.get('etcd-password-file'), '/etc/etcd-registrar/etcd-auth/password');
-    assert.equal(container.env, undefined);
+    assert.deepEqual(container.env?.map((e: { name: string }) => e.name), ['POD_NAME'], 'the plain username is an argument, not a Secret reference');
     assert.equal(parseConfig(container.args ?? [], {}).kind, 'config');
   });
 

@@ -92,7 +92,7 @@ describe('chart in the real control plane', () => {
       '--set', 'config.environment=PRE', '--set', 'terminationGracePeriodSeconds=5', '--wait', '--timeout', '120s',
     ]);
     const { stdout: status } = await cluster.kubectl(['get', 'deployment', SA, '-n', NAMESPACE, '-o', 'jsonpath={.status.readyReplicas}']);
-    assert.equal(status, '1');
+    assert.equal(status, '2', 'both replicas (leader and standby) ready');
     const sa = await cluster.serviceAccountKubeconfig(NAMESPACE, SA);
     // Enough: watch pods everywhere, write events.
     for (const args of [

@@ -124,4 +124,16 @@ describe('two replicas', () => {
     }, 15_000);
     process.stdout.write(`# frozen leader: standby elected ${electedAfterSeconds.toFixed(1)} s after the freeze (election TTL 2 s)\n`);
   });
+
+  it('rides out a kube-apiserver restart without deregistering live pods', async () => {
+    const live = new Set([...(await observer.snapshot(PREFIX)).keys()]);
+    assert.ok(live.size > 0);
+    const from = observer.events.length;
+    await cluster.restartApiServer();
+    await createPod('p7');
+    const p7 = `${PREFIX}${await podIp('p7')}-86`;
+    await eventually('p7 registered after the restart', async () => (await observer.snapshot(PREFIX)).has(p7), 30_000);
+    const deletes = observer.events.slice(from).filter((e) => e.type === 'delete' && live.has(e.key));
+    assert.deepEqual(deletes, [], 'no DELETE of a live key across the API server restart');
+  });
 });

@@ -1,0 +1,417 @@
+// The etcd-registrar benchmarks (issue 6), against the real local control plane (kube-apiserver,
+// KWOK nodes), the real registry etcd and the real built controller process. Observers are
+// independent of the controller: a separate Kubernetes pod watch and a separate etcd watch.
+import { CoreV1Api, KubeConfig, Watch, type V1Pod } from '@kubernetes/client-node';
+import { Etcd3, type Watcher } from 'etcd3';
+import { startCluster, type Cluster } from '../test/cluster/cluster.ts';
+import { startController, type ControllerProcess } from '../test/e2e/support.ts';
+import { metricSum, summarize, type LatencySummary } from './stats.ts';
+
+export type BenchSize = 'tiny' | 'quick' | 'full';
+
+export interface BenchOptions {
+  readonly size: BenchSize;
+  readonly log?: (line: string) => void;
+}
+
+export interface Profile {
+  /** [transitions per second, pods] per registration/deregistration run. */
+  readonly latencyRuns: ReadonlyArray<readonly [rate: number, pods: number]>;
+  readonly burstPods: number;
+  readonly steadySeconds: number;
+  /** Upper bound for waiting on any one phase to settle. */
+  readonly settleMs: number;
+}
+
+export const PROFILES: Record<BenchSize, Profile> = {
+  tiny: { latencyRuns: [[10, 5]], burstPods: 20, steadySeconds: 2, settleMs: 60_000 },
+  quick: { latencyRuns: [[50, 500]], burstPods: 1000, steadySeconds: 10, settleMs: 90_000 },
+  full: { latencyRuns: [[50, 1000], [200, 2000]], burstPods: 5000, steadySeconds: 10, settleMs: 300_000 },
+};
+
+export interface LatencyRun {
+  readonly target_rate: number;
+  readonly registration: LatencySummary;
+  readonly deregistration: LatencySummary;
+  /** Raw samples (ms), for the CDF chart. */
+  readonly registrationSamples: number[];
+  readonly deregistrationSamples: number[];
+}
+
+export interface BurstResult {
+  readonly pods: number;
+  /** Last Ready (seen by the Kubernetes watch) -> last key PUT (seen by the etcd watch). */
+  readonly seconds: number;
+  /** pods / (last key PUT - first Ready): registration throughput over the burst. */
+  readonly keys_per_s: number;
+  /** Seconds from the first to the last pod turning Ready (how fast the cluster produced them). */
+  readonly ready_spread_seconds: number;
+  readonly raw_keys_per_s: number;
+  readonly ratio: number;
+  readonly missing: number;
+}
+
+export interface SteadyResult {
+  readonly registered_keys: number;
+  readonly window_seconds: number;
+  readonly etcd_requests_per_s: number;
+  readonly etcd_stream_messages_per_s: number;
+  readonly cpu_percent: number;
+  readonly rss_mb: number;
+}
+
+export interface BenchResult {
+  readonly size: BenchSize;
+  readonly machine: { readonly cpus: number; readonly node: string; readonly platform: string };
+  readonly started_at: string;
+  readonly duration_s: number;
+  readonly registration: LatencySummary;
+  readonly deregistration: LatencySummary;
+  readonly latency_runs: LatencyRun[];
+  readonly burst: BurstResult;
+  readonly steady: SteadyResult;
+  readonly notes: string[];
+}
+
+const NAMESPACE = 'bench';
+const PREFIX = '/bench_PRE/';
+const RAW_PREFIX = '/bench_raw/';
+const ANNOTATIONS = {
+  'etcd-registrar.io/register': 'true',
+  'etcd-registrar.io/service': 'bench',
+  'etcd-registrar.io/port': '86',
+};
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+
+interface PodSeen {
+  ip?: string;
+  readyAt?: number;
+  deletionAt?: number;
+}
+
+/** Independent Kubernetes observer: first time each pod is seen Ready (with an IP) and terminating. */
+class PodObserver {
+  readonly pods = new Map<string, PodSeen>();
+  #abort: AbortController | undefined;
+  #stopped = false;
+  readonly #watch: Watch;
+
+  constructor(kc: KubeConfig) {
+    this.#watch = new Watch(kc);
+  }
+
+  async start(): Promise<void> {
+    const onEvent = (_phase: string, pod: V1Pod): void => {
+      const now = Date.now();
+      const name = pod.metadata?.name;
+      if (name === undefined) return;
+      const seen = this.pods.get(name) ?? {};
+      const ip = pod.status?.podIP;
+      if (ip !== undefined && ip !== '') seen.ip = ip;
+      const ready = pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+      if (ready && seen.ip !== undefined && seen.readyAt === undefined) seen.readyAt = now;
+      if (pod.metadata?.deletionTimestamp !== undefined && seen.deletionAt === undefined) seen.deletionAt = now;
+      this.pods.set(name, seen);
+    };
+    const begin = async (): Promise<void> => {
+      this.#abort = await this.#watch.watch(`/api/v1/namespaces/${NAMESPACE}/pods`, {}, onEvent, () => {
+        // The server ends watches periodically; start again (first-seen times are kept).
+        if (!this.#stopped) void sleep(100).then(begin).catch(() => undefined);
+      });
+    };
+    await begin();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#abort?.abort();
+  }
+}
+
+interface KeyEvent {
+  readonly type: 'put' | 'delete';
+  readonly at: number;
+}
+
+/** Independent etcd observer: every PUT and DELETE under the prefix with the time it was seen. */
+class KeyObserver {
+  readonly events = new Map<string, KeyEvent[]>();
+  readonly client: Etcd3;
+  #watcher: Watcher | undefined;
+
+  constructor(endpoints: readonly string[]) {
+    this.client = new Etcd3({ hosts: [...endpoints] });
+  }
+
+  async start(prefix: string): Promise<void> {
+    const watcher = await this.client.watch().prefix(prefix).create();
+    const record = (type: 'put' | 'delete') => (kv: { key: Buffer }) => {
+      const key = kv.key.toString();
+      const list = this.events.get(key) ?? [];
+      list.push({ type, at: Date.now() });
+      this.events.set(key, list);
+    };
+    watcher.on('put', record('put'));
+    watcher.on('delete', record('delete'));
+    watcher.on('error', () => undefined);
+    this.#watcher = watcher;
+  }
+
+  async close(): Promise<void> {
+    await this.#watcher?.cancel().catch(() => undefined);
+    this.client.close();
+  }
+
+  /** First event of `type` on `key` at or after `since`. */
+  first(key: string, type: 'put' | 'delete', since: number): number | undefined {
+    return this.events.get(key)?.find((e) => e.type === type && e.at >= since)?.at;
+  }
+}
+
+function keyOf(ip: string): string {
+  return `${PREFIX}${ip}-86`;
+}
+
+async function waitUntil(check: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (check()) return true;
+    await sleep(100);
+  }
+  return check();
+}
+
+/** Runs `task(i)` for i in [0, count) at `rate` starts per second, without waiting for each. */
+async function paced(count: number, rate: number, task: (i: number) => Promise<unknown>): Promise<number> {
+  const t0 = Date.now();
+  const pending: Array<Promise<unknown>> = [];
+  let failures = 0;
+  for (let i = 0; i < count; i++) {
+    await sleep(t0 + (i * 1000) / rate - Date.now());
+    pending.push(task(i).catch(() => { failures++; }));
+  }
+  await Promise.all(pending);
+  return failures;
+}
+
+function podBody(name: string, app: string): V1Pod {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace: NAMESPACE, labels: { app }, annotations: { ...ANNOTATIONS } },
+    spec: { terminationGracePeriodSeconds: 30, containers: [{ name: 'app', image: 'bench:1', ports: [{ containerPort: 86 }] }] },
+  };
+}
+
+async function fetchText(url: string): Promise<string> {
+  const response = await fetch(url);
+  return response.text();
+}
+
+export async function runBench(options: BenchOptions): Promise<BenchResult> {
+  const log = options.log ?? (() => undefined);
+  const profile = PROFILES[options.size];
+  const startedAt = Date.now();
+  const notes: string[] = [];
+  let cluster: Cluster | undefined;
+  let controller: ControllerProcess | undefined;
+  let pods: PodObserver | undefined;
+  let keys: KeyObserver | undefined;
+  try {
+    log('starting cluster');
+    cluster = await startCluster({ nodes: 3 });
+    await cluster.createNamespace(NAMESPACE);
+    const kc = new KubeConfig();
+    kc.loadFromFile(cluster.kubeconfigPath);
+    const core = kc.makeApiClient(CoreV1Api);
+    pods = new PodObserver(kc);
+    await pods.start();
+    keys = new KeyObserver(cluster.registry.endpoints);
+    await keys.start(PREFIX);
+    log('starting controller');
+    controller = await startController({
+      kubeconfig: cluster.kubeconfigPath,
+      etcdEndpoints: cluster.registry.endpoints,
+      extraArgs: ['--environment', 'PRE', '--owner-id', 'bench', '--namespaces', NAMESPACE],
+    });
+    await controller.waitReady(60_000);
+
+    // 1 + 2: registration and deregistration latency at a paced transition rate.
+    const latencyRuns: LatencyRun[] = [];
+    for (const [index, [rate, count]] of profile.latencyRuns.entries()) {
+      const names = Array.from({ length: count }, (_, i) => `reg${index}-${i}`);
+      log(`registration: ${count} pods at ${rate}/s`);
+      const regStart = Date.now();
+      const createFailures = await paced(count, rate, (i) => core.createNamespacedPod({ namespace: NAMESPACE, body: podBody(names[i] ?? '', `reg${index}`) }));
+      if (createFailures > 0) notes.push(`registration @${rate}/s: ${createFailures} pod creations failed`);
+      const observer = pods;
+      const keyObserver = keys;
+      const registeredAt = (name: string): number | undefined => {
+        const seen = observer.pods.get(name);
+        return seen?.ip === undefined ? undefined : keyObserver.first(keyOf(seen.ip), 'put', regStart);
+      };
+      await waitUntil(() => names.every((n) => registeredAt(n) !== undefined), profile.settleMs);
+      const regLat: number[] = [];
+      const regStarts: number[] = [];
+      let regMissing = 0;
+      let negatives = 0;
+      for (const name of names) {
+        const readyAt = observer.pods.get(name)?.readyAt;
+        const putAt = registeredAt(name);
+        if (readyAt === undefined || putAt === undefined) { regMissing++; continue; }
+        if (putAt < readyAt) negatives++;
+        regLat.push(Math.max(0, putAt - readyAt));
+        regStarts.push(readyAt);
+      }
+      if (negatives > 0) notes.push(`registration @${rate}/s: ${negatives} keys were seen before the bench's own watch saw Ready (counted as 0 ms)`);
+
+      log(`deregistration: deleting ${count} pods at ${rate}/s`);
+      const delStart = Date.now();
+      const delFailures = await paced(count, rate, (i) => core.deleteNamespacedPod({ namespace: NAMESPACE, name: names[i] ?? '' }));
+      if (delFailures > 0) notes.push(`deregistration @${rate}/s: ${delFailures} pod deletions failed`);
+      const deletedAt = (name: string): number | undefined => {
+        const seen = observer.pods.get(name);
+        return seen?.ip === undefined ? undefined : keyObserver.first(keyOf(seen.ip), 'delete', delStart);
+      };
+      await waitUntil(() => names.every((n) => deletedAt(n) !== undefined), profile.settleMs);
+      const delLat: number[] = [];
+      const delStarts: number[] = [];
+      let delMissing = 0;
+      for (const name of names) {
+        const deletionAt = observer.pods.get(name)?.deletionAt;
+        const at = deletedAt(name);
+        if (deletionAt === undefined || at === undefined) { delMissing++; continue; }
+        delLat.push(Math.max(0, at - deletionAt));
+        delStarts.push(deletionAt);
+      }
+      latencyRuns.push({
+        target_rate: rate,
+        registration: summarize(regLat, regStarts, regMissing),
+        deregistration: summarize(delLat, delStarts, delMissing),
+        registrationSamples: regLat,
+        deregistrationSamples: delLat,
+      });
+    }
+
+    // 3: burst. A Deployment scaled from 0 to N; then the raw batched-txn writer for comparison.
+    const n = profile.burstPods;
+    log(`burst: deployment scaled to ${n}`);
+    const burstStart = Date.now();
+    const deployment = {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'burst', namespace: NAMESPACE },
+      spec: {
+        replicas: 0,
+        selector: { matchLabels: { app: 'burst' } },
+        template: {
+          metadata: { labels: { app: 'burst' }, annotations: { ...ANNOTATIONS } },
+          spec: { terminationGracePeriodSeconds: 30, containers: [{ name: 'app', image: 'bench:1', ports: [{ containerPort: 86 }] }] },
+        },
+      },
+    };
+    await cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(deployment) });
+    await cluster.kubectl(['scale', 'deployment/burst', '-n', NAMESPACE, `--replicas=${n}`]);
+    const observer = pods;
+    const keyObserver = keys;
+    const burstPods = (): Array<[string, PodSeen]> => [...observer.pods].filter(([name]) => name.startsWith('burst-'));
+    const burstDone = (): boolean => {
+      const list = burstPods();
+      return list.length >= n && list.every(([, s]) => s.ip !== undefined && s.readyAt !== undefined && keyObserver.first(keyOf(s.ip), 'put', burstStart) !== undefined);
+    };
+    await waitUntil(burstDone, profile.settleMs);
+    let firstReady = Infinity;
+    let lastReady = 0;
+    let lastPut = 0;
+    let burstMissing = 0;
+    for (const [, seen] of burstPods()) {
+      const put = seen.ip === undefined ? undefined : keyObserver.first(keyOf(seen.ip), 'put', burstStart);
+      if (seen.readyAt === undefined || put === undefined) { burstMissing++; continue; }
+      firstReady = Math.min(firstReady, seen.readyAt);
+      lastReady = Math.max(lastReady, seen.readyAt);
+      lastPut = Math.max(lastPut, put);
+    }
+    burstMissing += Math.max(0, n - burstPods().length);
+    const registered = n - burstMissing;
+    const burstSpan = lastPut > firstReady ? (lastPut - firstReady) / 1000 : 0;
+    const keysPerS = burstSpan > 0 ? registered / burstSpan : 0;
+    const rawKeysPerS = await rawWriter(keys.client, n);
+    const round = (x: number, d = 10): number => Math.round(x * d) / d;
+    const burst: BurstResult = {
+      pods: n,
+      seconds: round(Math.max(0, lastPut - lastReady) / 1000, 1000),
+      keys_per_s: round(keysPerS),
+      ready_spread_seconds: round(Number.isFinite(firstReady) ? (lastReady - firstReady) / 1000 : 0, 1000),
+      raw_keys_per_s: round(rawKeysPerS),
+      ratio: rawKeysPerS > 0 ? round(keysPerS / rawKeysPerS, 1000) : 0,
+      missing: burstMissing,
+    };
+    if (burstMissing > 0) notes.push(`burst: ${burstMissing} of ${n} pods not Ready and registered within ${profile.settleMs / 1000} s`);
+
+    // 4: steady state with the burst's pods registered and no churn.
+    log(`steady: ${profile.steadySeconds} s without churn`);
+    await sleep(2000);
+    const etcdMetrics = `${cluster.registry.endpoints[0] ?? ''}/metrics`;
+    const sample = async (): Promise<{ at: number; handled: number; msgs: number; cpu: number; rss: number }> => {
+      const [etcd, ctl] = await Promise.all([fetchText(etcdMetrics), fetchText(`${controller?.metricsUrl ?? ''}/metrics`)]);
+      return {
+        at: Date.now(),
+        handled: metricSum(etcd, 'grpc_server_handled_total') ?? 0,
+        msgs: metricSum(etcd, 'grpc_server_msg_received_total') ?? 0,
+        cpu: metricSum(ctl, 'etcd_registrar_process_cpu_seconds_total') ?? 0,
+        rss: metricSum(ctl, 'etcd_registrar_process_resident_memory_bytes') ?? 0,
+      };
+    };
+    const before = await sample();
+    await sleep(profile.steadySeconds * 1000);
+    const after = await sample();
+    const window = (after.at - before.at) / 1000;
+    // The two metric scrapes are HTTP, not gRPC, so they are not in these counters.
+    const steady: SteadyResult = {
+      registered_keys: (await keys.client.getAll().prefix(PREFIX).keys()).length,
+      window_seconds: round(window, 100),
+      etcd_requests_per_s: round((after.handled - before.handled) / window, 100),
+      etcd_stream_messages_per_s: round((after.msgs - before.msgs) / window, 100),
+      cpu_percent: round(((after.cpu - before.cpu) / window) * 100, 100),
+      rss_mb: round(after.rss / 1024 / 1024),
+    };
+
+    const last = latencyRuns.at(-1);
+    if (last === undefined) throw new Error('no latency run');
+    const os = await import('node:os');
+    return {
+      size: options.size,
+      machine: { cpus: os.availableParallelism(), node: process.version, platform: `${os.platform()} ${os.release()}` },
+      started_at: new Date(startedAt).toISOString(),
+      duration_s: round((Date.now() - startedAt) / 1000),
+      registration: last.registration,
+      deregistration: last.deregistration,
+      latency_runs: latencyRuns,
+      burst,
+      steady,
+      notes,
+    };
+  } finally {
+    pods?.stop();
+    await keys?.close();
+    await controller?.stop().catch(() => undefined);
+    await cluster?.stop().catch(() => undefined);
+  }
+}
+
+/** The physical limit: `count` keys written in 128-operation transactions, one after another. */
+async function rawWriter(client: Etcd3, count: number): Promise<number> {
+  const started = performance.now();
+  for (let offset = 0; offset < count; offset += 128) {
+    const ops = [];
+    for (let i = offset; i < Math.min(count, offset + 128); i++) {
+      const ip = `10.250.${Math.floor(i / 256)}.${i % 256}`;
+      ops.push(client.put(`${RAW_PREFIX}${ip}-86`).value(`${ip}:86`));
+    }
+    await client.if(`${RAW_PREFIX}${offset}`, 'Create', '==', 0).then(...ops).commit();
+  }
+  const seconds = (performance.now() - started) / 1000;
+  await client.delete().prefix(RAW_PREFIX).exec();
+  return seconds > 0 ? count / seconds : 0;
+}

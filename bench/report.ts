@@ -1,0 +1,101 @@
+// Markdown report with a hand-written SVG CDF chart of the latency distributions.
+import type { BenchResult, LatencyRun } from './bench.ts';
+
+const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e'];
+
+interface Series {
+  readonly label: string;
+  readonly samples: readonly number[];
+}
+
+function escapeXml(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/** A CDF (fraction of samples ≤ x) per series; x axis in ms on a linear scale from 0 to the largest sample. */
+export function cdfSvg(series: readonly Series[], width = 640, height = 360): string {
+  const m = { left: 56, right: 16, top: 16, bottom: 44 };
+  const w = width - m.left - m.right;
+  const h = height - m.top - m.bottom;
+  const maxX = Math.max(1, ...series.flatMap((s) => s.samples));
+  const x = (v: number): number => m.left + (v / maxX) * w;
+  const y = (f: number): number => m.top + (1 - f) * h;
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`,
+    `<rect width="${width}" height="${height}" fill="white"/>`,
+  ];
+  for (let i = 0; i <= 5; i++) {
+    const f = i / 5;
+    out.push(`<line x1="${m.left}" y1="${y(f)}" x2="${m.left + w}" y2="${y(f)}" stroke="#ddd"/>`);
+    out.push(`<text x="${m.left - 6}" y="${y(f) + 4}" text-anchor="end">${f.toFixed(1)}</text>`);
+    const v = (maxX * i) / 5;
+    out.push(`<line x1="${x(v)}" y1="${m.top}" x2="${x(v)}" y2="${m.top + h}" stroke="#eee"/>`);
+    out.push(`<text x="${x(v)}" y="${m.top + h + 16}" text-anchor="middle">${v < 10 ? v.toFixed(1) : Math.round(v)}</text>`);
+  }
+  out.push(`<rect x="${m.left}" y="${m.top}" width="${w}" height="${h}" fill="none" stroke="#333"/>`);
+  out.push(`<text x="${m.left + w / 2}" y="${height - 6}" text-anchor="middle">latency (ms)</text>`);
+  out.push(`<text x="14" y="${m.top + h / 2}" text-anchor="middle" transform="rotate(-90 14 ${m.top + h / 2})">fraction ≤ x</text>`);
+  series.forEach((s, index) => {
+    const color = COLORS[index % COLORS.length] ?? '#000';
+    const sorted = [...s.samples].sort((a, b) => a - b);
+    if (sorted.length > 0) {
+      const points: string[] = [`${x(0).toFixed(1)},${y(0).toFixed(1)}`];
+      sorted.forEach((v, i) => {
+        points.push(`${x(v).toFixed(1)},${y(i / sorted.length).toFixed(1)}`);
+        points.push(`${x(v).toFixed(1)},${y((i + 1) / sorted.length).toFixed(1)}`);
+      });
+      out.push(`<polyline fill="none" stroke="${color}" stroke-width="1.5" points="${points.join(' ')}"/>`);
+    }
+    const ly = m.top + 14 + index * 16;
+    out.push(`<line x1="${m.left + w - 200}" y1="${ly - 4}" x2="${m.left + w - 180}" y2="${ly - 4}" stroke="${color}" stroke-width="2"/>`);
+    out.push(`<text x="${m.left + w - 175}" y="${ly}">${escapeXml(`${s.label} (n=${sorted.length})`)}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n');
+}
+
+function latencyRow(name: string, rate: number, s: LatencyRun['registration']): string {
+  return `| ${name} | ${rate} | ${s.rate} | ${s.samples} | ${s.p50_ms} | ${s.p95_ms} | ${s.p99_ms} | ${s.max_ms} | ${s.missing} |`;
+}
+
+export function markdownReport(result: BenchResult): string {
+  const series: Series[] = result.latency_runs.flatMap((run) => [
+    { label: `registration @${run.target_rate}/s`, samples: run.registrationSamples },
+    { label: `deregistration @${run.target_rate}/s`, samples: run.deregistrationSamples },
+  ]);
+  const b = result.burst;
+  const s = result.steady;
+  return [
+    `# etcd-registrar benchmarks (${result.size})`,
+    '',
+    `Run ${result.started_at}, ${result.duration_s} s, on ${result.machine.cpus} CPUs, ${result.machine.platform}, Node ${result.machine.node}.`,
+    '',
+    '## Latency',
+    '',
+    'Registration: pod seen Ready by an independent Kubernetes watch → PUT seen by an independent etcd watch.',
+    'Deregistration: deletionTimestamp seen by the Kubernetes watch → DELETE seen by the etcd watch.',
+    '',
+    '| figure | target rate (/s) | achieved rate (/s) | samples | p50 ms | p95 ms | p99 ms | max ms | missing |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...result.latency_runs.flatMap((run) => [
+      latencyRow('registration', run.target_rate, run.registration),
+      latencyRow('deregistration', run.target_rate, run.deregistration),
+    ]),
+    '',
+    cdfSvg(series),
+    '',
+    '## Burst',
+    '',
+    '| pods | last Ready → last key (s) | Ready spread (s) | keys/s | raw batched-txn keys/s | ratio | missing |',
+    '|---|---|---|---|---|---|---|',
+    `| ${b.pods} | ${b.seconds} | ${b.ready_spread_seconds} | ${b.keys_per_s} | ${b.raw_keys_per_s} | ${b.ratio} | ${b.missing} |`,
+    '',
+    '## Steady state (no churn)',
+    '',
+    '| registered keys | window (s) | etcd requests/s | etcd stream messages/s | controller CPU % | controller RSS MB |',
+    '|---|---|---|---|---|---|',
+    `| ${s.registered_keys} | ${s.window_seconds} | ${s.etcd_requests_per_s} | ${s.etcd_stream_messages_per_s} | ${s.cpu_percent} | ${s.rss_mb} |`,
+    '',
+    ...(result.notes.length > 0 ? ['## Notes', '', ...result.notes.map((n) => `- ${n}`), ''] : []),
+  ].join('\n');
+}

@@ -78,7 +78,11 @@ export interface BenchResult {
 const NAMESPACE = 'bench';
 const PREFIX = '/bench_PRE/';
 const RAW_PREFIX = '/bench_raw/';
-const BURST_HOLD_MS = 20_000;
+const BURST_HOLD_MS = 25_000;
+// The burst pauses the controller (SIGSTOP) for up to BURST_HOLD_MS; with the default TTLs
+// (election 5 s, data lease 30 s) it would lose leadership and exit, so both are 60 s here.
+const STEADY_SETTLE_MS = 3000;
+const LEASE_ARGS = ['--election-ttl', '60s', '--lease-ttl', '60s'];
 const ANNOTATIONS = {
   'etcd-registrar.io/register': 'true',
   'etcd-registrar.io/service': 'bench',
@@ -237,7 +241,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     controller = await startController({
       kubeconfig: cluster.kubeconfigPath,
       etcdEndpoints: cluster.registry.endpoints,
-      extraArgs: ['--environment', 'PRE', '--owner-id', 'bench', '--namespaces', NAMESPACE],
+      extraArgs: ['--environment', 'PRE', '--owner-id', 'bench', '--namespaces', NAMESPACE, ...LEASE_ARGS],
     });
     await controller.waitReady(60_000);
 
@@ -321,7 +325,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     const burstPods = (): Array<[string, PodSeen]> => [...observer.pods].filter(([name]) => name.startsWith('burst-'));
     // This cluster turns pods Ready at the scheduler's pace (~50/s), so to make them turn Ready
     // "together" for the controller, it is paused (SIGSTOP) while they do and resumed (SIGCONT)
-    // once all are Ready, or after BURST_HOLD_MS so the data lease (30 s TTL) cannot expire.
+    // once all are Ready, or after BURST_HOLD_MS, well within the leases' TTLs (LEASE_ARGS).
     controller.proc.signal('SIGSTOP');
     paused = controller;
     await cluster.kubectl(['scale', 'deployment/burst', '-n', NAMESPACE, `--replicas=${n}`]);
@@ -368,9 +372,29 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     };
     if (burstMissing > 0) notes.push(`burst: ${burstMissing} of ${n} pods not Ready and registered within ${profile.settleMs / 1000} s`);
 
-    // 4: steady state with the burst's pods registered and no churn.
+    // 4: steady state with the burst's pods registered and no churn, measured with the default
+    // TTLs: the controller is restarted without LEASE_ARGS (SIGTERM keeps the keys; the new one adopts them).
+    log('steady: restarting the controller with the default lease and election TTLs');
+    await controller.stop();
+    controller = await startController({
+      kubeconfig: cluster.kubeconfigPath,
+      etcdEndpoints: cluster.registry.endpoints,
+      extraArgs: ['--environment', 'PRE', '--owner-id', 'bench', '--namespaces', NAMESPACE],
+      name: 'etcd-registrar-steady',
+    });
+    await controller.waitReady(60_000);
+    // It may move the keys to a lease of its own TTL: wait until every key is on one lease again.
+    const etcd = keys.client;
+    let onOneLease = false;
+    const settleDeadline = Date.now() + profile.settleMs;
+    while (!onOneLease && Date.now() < settleDeadline) {
+      await sleep(500);
+      const kvs = (await etcd.getAll().prefix(PREFIX).exec()).kvs;
+      onOneLease = kvs.length >= registered && new Set(kvs.map((kv) => kv.lease)).size === 1;
+    }
+    if (!onOneLease) notes.push('steady: the restarted controller had not settled all keys on one lease; measured anyway');
+    await sleep(STEADY_SETTLE_MS);
     log(`steady: ${profile.steadySeconds} s without churn`);
-    await sleep(2000);
     const etcdMetrics = `${cluster.registry.endpoints[0] ?? ''}/metrics`;
     const sample = async (): Promise<{ at: number; handled: number; msgs: number; cpu: number; rss: number }> => {
       const [etcd, ctl] = await Promise.all([fetchText(etcdMetrics), fetchText(`${controller?.metricsUrl ?? ''}/metrics`)]);

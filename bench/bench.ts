@@ -181,10 +181,16 @@ function keyOf(ip: string): string {
   return `${PREFIX}${ip}-86`;
 }
 
+/** The controller under test; waits fail fast if it exits (e.g. after losing leadership). */
+let underTest: ControllerProcess | undefined;
+
 async function waitUntil(check: () => boolean, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (check()) return true;
+    if (underTest !== undefined && !underTest.proc.isRunning()) {
+      throw new Error(`the controller exited during the benchmark; see ${underTest.logPath}`);
+    }
     await sleep(100);
   }
   return check();
@@ -245,6 +251,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       extraArgs: ['--environment', 'PRE', '--owner-id', 'bench', '--namespaces', NAMESPACE, ...LEASE_ARGS],
     });
     await controller.waitReady(60_000);
+    underTest = controller;
 
     // 1 + 2: registration and deregistration latency at a paced transition rate.
     const latencyRuns: LatencyRun[] = [];
@@ -380,6 +387,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     // 4: steady state with the burst's pods registered and no churn, measured with the default
     // TTLs: the controller is restarted without LEASE_ARGS (SIGTERM keeps the keys; the new one adopts them).
     log('steady: restarting the controller with the default lease and election TTLs');
+    underTest = undefined;
     await controller.stop();
     controller = await startController({
       kubeconfig: cluster.kubeconfigPath,
@@ -441,6 +449,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       notes,
     };
   } finally {
+    underTest = undefined;
     paused?.proc.signal('SIGCONT');
     pods?.stop();
     await keys?.close();

@@ -13,21 +13,25 @@ export interface RetryOptions {
   readonly signal?: AbortSignal;
 }
 
-/** Full-jitter-ish exponential delay: between half and all of base * 2^attempt, capped. */
-export function jitteredDelay(attempt: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
-  return Math.min(maxMs, baseMs * 2 ** attempt) * (0.5 + random() / 2);
+/**
+ * Exponential backoff with equal jitter, shared by every retry loop: attempt 1 waits between
+ * baseMs/2 and baseMs, each further attempt doubles that, capped at maxMs.
+ */
+export function backoffDelay(attempt: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
+  const exp = Math.min(maxMs, baseMs * 2 ** Math.max(0, Math.min(attempt - 1, 40)));
+  return Math.round(exp / 2 + (random() * exp) / 2);
 }
 
 /** Runs `operation` until it resolves; rejects only with the abort reason when `signal` fires. */
 export async function retryUntilDone<T>(operation: () => Promise<T>, options: RetryOptions): Promise<T> {
   const { logger, what, baseMs = 200, maxMs = 30_000, signal } = options;
-  for (let attempt = 0; ; attempt++) {
+  for (let attempt = 1; ; attempt++) {
     signal?.throwIfAborted();
     try {
       return await operation();
     } catch (error) {
       signal?.throwIfAborted();
-      const delay = jitteredDelay(attempt, baseMs, maxMs);
+      const delay = backoffDelay(attempt, baseMs, maxMs);
       logger.error({ err: error, retryInMs: Math.round(delay) }, `${what} failed; retrying`);
       await sleep(delay, undefined, signal === undefined ? {} : { signal });
     }

@@ -1,6 +1,10 @@
 // Exponential backoff with jitter and the classification of etcd errors.
 import { setTimeout as delay } from 'node:timers/promises';
 import { EtcdLeaseInvalidError, isRecoverableError } from 'etcd3';
+import { backoffDelay } from '../backoff.ts';
+
+// The one backoff formula of the project, re-exported for the registry's modules.
+export { backoffDelay };
 
 export interface RetryPolicy {
   /** Attempts in total, including the first. */
@@ -13,15 +17,6 @@ export interface RetryPolicy {
 
 /** Up to ~5 s of backoff, 10 s in all: enough to ride out an etcd leader election. */
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 8, baseDelayMs: 100, maxDelayMs: 2_000, budgetMs: 10_000 };
-
-/**
- * Delay before retry number `retry` (1-based): "equal jitter" — half fixed, half random —
- * of min(max, base * 2^(retry-1)), so retries never bunch up at zero.
- */
-export function backoffDelay(retry: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
-  const exp = Math.min(maxMs, baseMs * 2 ** Math.max(0, retry - 1));
-  return Math.round(exp / 2 + random() * (exp / 2));
-}
 
 /** Errors worth another attempt: unavailable, deadline exceeded, leader changed, ... */
 export function isTransient(err: unknown): boolean {

@@ -1,6 +1,7 @@
 // Unit tests of the list/watch loop against an in-memory transport (the real API server is
 // exercised in pod-source.int.test.ts).
 import { test } from 'node:test';
+import { backoffDelay } from '../backoff.ts';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
@@ -8,7 +9,6 @@ import type { V1Pod } from '@kubernetes/client-node';
 import {
   PodSource,
   PodSourceStoppedError,
-  backoffDelay,
   statusCodeOf,
   type PodEvent,
   type PodListPage,
@@ -188,12 +188,12 @@ async function until(cond: () => boolean, timeoutMs = 2000): Promise<void> {
 
 test('backoffDelay: equal jitter, doubling, capped', () => {
   const o = { initialMs: 100, maxMs: 1000 };
-  assert.equal(backoffDelay(1, o, () => 0), 50);
-  assert.equal(backoffDelay(1, o, () => 0.999999), 100);
-  assert.equal(backoffDelay(2, o, () => 0), 100);
-  assert.equal(backoffDelay(3, o, () => 0), 200);
-  assert.equal(backoffDelay(10, o, () => 0), 500);
-  assert.equal(backoffDelay(1000, o, () => 1), 1000);
+  assert.equal(backoffDelay(1, o.initialMs, o.maxMs, () => 0), 50);
+  assert.equal(backoffDelay(1, o.initialMs, o.maxMs, () => 0.999999), 100);
+  assert.equal(backoffDelay(2, o.initialMs, o.maxMs, () => 0), 100);
+  assert.equal(backoffDelay(3, o.initialMs, o.maxMs, () => 0), 200);
+  assert.equal(backoffDelay(10, o.initialMs, o.maxMs, () => 0), 500);
+  assert.equal(backoffDelay(1000, o.initialMs, o.maxMs, () => 1), 1000);
 });
 
 test('statusCodeOf reads Watch and ApiException codes', () => {

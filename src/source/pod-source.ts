@@ -10,6 +10,7 @@
 // A relist deletes only pods that the fresh list no longer contains, so a gap never deletes a
 // live pod, and deletes of pods that vanished during the gap are emitted once confirmed.
 import { CoreV1Api, Watch } from '@kubernetes/client-node';
+import { backoffDelay } from '../backoff.ts';
 import type { KubeConfig, V1Pod, V1PodList } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { SlimPod } from '../types.ts';
@@ -115,12 +116,6 @@ export class PodSourceStoppedError extends Error {
     super('pod source stopped before its cache synced');
     this.name = 'PodSourceStoppedError';
   }
-}
-
-/** "Equal jitter" exponential backoff: attempt 1 -> [initial/2, initial), doubling to maxMs. */
-export function backoffDelay(attempt: number, opts: BackoffOptions, random: () => number): number {
-  const exp = Math.min(opts.maxMs, opts.initialMs * 2 ** Math.max(0, Math.min(attempt - 1, 40)));
-  return Math.round(exp / 2 + (random() * exp) / 2);
 }
 
 /** HTTP status of an error from client-node (ApiException.code, Watch error.statusCode). */
@@ -375,7 +370,7 @@ export class PodSource {
           if (this.#stopped) break;
           this.#counters.listFailures++;
           s.failures++;
-          const delayMs = backoffDelay(s.failures, this.#backoff, this.#random);
+          const delayMs = backoffDelay(s.failures, this.#backoff.initialMs, this.#backoff.maxMs, this.#random);
           this.#log.warn(
             { namespace: s.namespace ?? '*', attempt: s.failures, delayMs, err: describe(err) },
             'pod list failed; retrying',
@@ -397,7 +392,7 @@ export class PodSource {
           // A watch that keeps ending at once is throttled like an error.
           if (lastedMs < this.#healthyAfterMs) {
             s.failures++;
-            await this.#sleep(s, backoffDelay(s.failures, this.#backoff, this.#random));
+            await this.#sleep(s, backoffDelay(s.failures, this.#backoff.initialMs, this.#backoff.maxMs, this.#random));
           }
           break;
         case 'watchdog':
@@ -418,7 +413,7 @@ export class PodSource {
           const delayMs =
             outcome.kind === 'gone' && s.failures === 1
               ? 0
-              : backoffDelay(s.failures, this.#backoff, this.#random);
+              : backoffDelay(s.failures, this.#backoff.initialMs, this.#backoff.maxMs, this.#random);
           this.#log.warn(
             { namespace: s.namespace ?? '*', attempt: s.failures, delayMs, err: describe(outcome.error) },
             outcome.kind === 'gone' ? 'pod watch expired (410); relisting' : 'pod watch failed; relisting',

@@ -89,6 +89,8 @@ export interface WatchedEvent {
   readonly key: string;
   readonly value: string;
   readonly at: number;
+  /** etcd revision of the change (for a delete: the revision that deleted the key). */
+  readonly revision: string;
 }
 
 /** An independent view of the registry etcd: reads and a watch that records every change. */
@@ -104,7 +106,7 @@ export class RegistryObserver {
   async watch(prefix: string): Promise<void> {
     const watcher = await this.client.watch().prefix(prefix).create();
     const record = (type: 'put' | 'delete') => (kv: IKeyValue) =>
-      this.events.push({ type, key: kv.key.toString(), value: kv.value.toString(), at: Date.now() });
+      this.events.push({ type, key: kv.key.toString(), value: kv.value.toString(), at: Date.now(), revision: kv.mod_revision });
     watcher.on('put', record('put'));
     watcher.on('delete', record('delete'));
     // Without a listener an 'error' would crash the test process; reconnects are automatic.

@@ -1,0 +1,58 @@
+// The live-key rule of the chaos suite's observer: what counts as deleting a live pod's key.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { PodTimeline } from './timeline.ts';
+
+const keyOf = (ip: string): string => `/svc_PRE/${ip}-86`;
+const GRACE = 1000;
+
+function timeline(...states: Array<[uid: string, at: number, ip: string, serving: boolean]>): PodTimeline {
+  const t = new PodTimeline();
+  for (const [uid, at, ip, serving] of states) t.record(uid, `pod-${uid}`, { at, ip, serving });
+  return t;
+}
+
+describe('PodTimeline.liveDeletes', () => {
+  it('flags a DELETE of a pod that is serving well before and after it', () => {
+    const t = timeline(['a', 0, '10.0.0.1', true]);
+    assert.deepEqual(t.liveDeletes([{ key: keyOf('10.0.0.1'), at: 5000 }], GRACE, keyOf), [{ key: keyOf('10.0.0.1'), at: 5000, pod: 'pod-a' }]);
+  });
+
+  it('does not flag a DELETE of another key', () => {
+    const t = timeline(['a', 0, '10.0.0.1', true]);
+    assert.deepEqual(t.liveDeletes([{ key: keyOf('10.0.0.2'), at: 5000 }], GRACE, keyOf), []);
+  });
+
+  it('does not flag a pod that stopped serving just after the DELETE (our watch saw it late)', () => {
+    const t = timeline(['a', 0, '10.0.0.1', true], ['a', 5500, '10.0.0.1', false]);
+    assert.deepEqual(t.liveDeletes([{ key: keyOf('10.0.0.1'), at: 5000 }], GRACE, keyOf), []);
+  });
+
+  it('flags a pod that stopped serving only after the grace window', () => {
+    const t = timeline(['a', 0, '10.0.0.1', true], ['a', 6500, '10.0.0.1', false]);
+    assert.equal(t.liveDeletes([{ key: keyOf('10.0.0.1'), at: 5000 }], GRACE, keyOf).length, 1);
+  });
+
+  it('does not flag a pod that turned Ready just before the DELETE (IP reused by a new pod)', () => {
+    const t = timeline(['old', 0, '10.0.0.1', true], ['old', 4800, '10.0.0.1', false], ['new', 4900, '10.0.0.1', true]);
+    assert.deepEqual(t.liveDeletes([{ key: keyOf('10.0.0.1'), at: 5000 }], GRACE, keyOf), []);
+  });
+
+  it('does not flag a pod that was not serving before, nor one that is gone', () => {
+    const t = timeline(['a', 0, '10.0.0.1', false], ['b', 0, '10.0.0.2', true]);
+    t.gone('b', 3000);
+    assert.deepEqual(t.liveDeletes([{ key: keyOf('10.0.0.1'), at: 5000 }, { key: keyOf('10.0.0.2'), at: 5000 }], GRACE, keyOf), []);
+  });
+
+  it('does not flag a pod that flapped inside the window', () => {
+    const t = timeline(['a', 0, '10.0.0.1', true], ['a', 4700, '10.0.0.1', false], ['a', 4800, '10.0.0.1', true]);
+    assert.deepEqual(t.liveDeletes([{ key: keyOf('10.0.0.1'), at: 5000 }], GRACE, keyOf), []);
+  });
+
+  it('keeps only changes and reports the latest state and the first serving time', () => {
+    const t = timeline(['a', 0, '', false], ['a', 100, '10.0.0.1', true], ['a', 200, '10.0.0.1', true]);
+    assert.deepEqual(t.current(), [{ uid: 'a', name: 'pod-a', ip: '10.0.0.1', serving: true }]);
+    assert.deepEqual(t.servingSince('pod-a', 50), { at: 100, ip: '10.0.0.1' });
+    assert.equal(t.servingSince('pod-a', 150), undefined);
+  });
+});

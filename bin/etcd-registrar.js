@@ -7,4 +7,9 @@ if (major < 22 || (major === 22 && minor < 19)) {
   process.exit(2);
 }
 const { main } = await import('../dist/cli.js');
-process.exitCode = await main(process.argv.slice(2), process.env);
+const code = await main(process.argv.slice(2), process.env);
+process.exitCode = code;
+// The shutdown is complete here, but a standby stopped while campaigning leaves an etcd3
+// watch behind that reconnects forever (Campaign.resign() does not cancel the watcher of
+// its waitForDeletes), which would keep the process alive until SIGKILL. Leave within 2 s.
+setTimeout(() => process.exit(code), 2000).unref();

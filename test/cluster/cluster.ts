@@ -9,7 +9,9 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Etcd3 } from 'etcd3';
 import { startEtcd, type EtcdServer } from './etcd.ts';
+import { etcdLeader, moveEtcdLeader, startEtcdCluster } from './etcd-cluster.ts';
 import { makeClusterPki, writeKubeconfig, type ClusterPki, type KeyPair } from './pki.ts';
 import {
   freePort,
@@ -34,6 +36,11 @@ export interface ClusterOptions {
   log?: (line: string) => void;
   /** Per-component readiness timeout. */
   startTimeoutMs?: number;
+  /**
+   * Members of the registry etcd: 1 (default) or a 3-member cluster on loopback, for
+   * chaos tests (see registryLeader, moveRegistryLeader, EtcdServer.kill/start).
+   */
+  registryMembers?: 1 | 3;
 }
 
 export interface KubectlResult {
@@ -63,8 +70,25 @@ export interface Cluster {
   readonly apiServerUrl: string;
   /** CA that signed the API server's serving certificate. */
   readonly caPath: string;
-  /** The registry etcd (separate from the API server's storage). */
+  /**
+   * The registry etcd (separate from the API server's storage); with several members,
+   * member 0. Its `endpoints` are that member's only: use `registryEndpoints` for clients.
+   */
   readonly registry: EtcdServer;
+  /** Every member of the registry etcd (one, or three with `registryMembers: 3`). */
+  readonly registryMembers: readonly EtcdServer[];
+  /** Client URLs of all registry members (what ETCD_ENDPOINTS in DIR/env lists). */
+  readonly registryEndpoints: string[];
+  /**
+   * The registry member all running members agree leads; waits up to `timeoutMs`
+   * (default 15 s) while an election is in progress.
+   */
+  registryLeader(timeoutMs?: number): Promise<EtcdServer>;
+  /**
+   * Moves registry leadership to `to` (default: another running member) via etcd's
+   * MoveLeader and resolves with the new leader once the members agree.
+   */
+  moveRegistryLeader(to?: EtcdServer): Promise<EtcdServer>;
   /** The API server's own etcd. */
   readonly apiEtcd: EtcdServer;
   readonly nodeNames: readonly string[];
@@ -112,7 +136,7 @@ class LocalCluster implements Cluster {
   #apiServerUrl = '';
   #apiPort = 0;
   #pki: ClusterPki | undefined;
-  #registry: EtcdServer | undefined;
+  #registry: EtcdServer[] = [];
   #apiEtcd: EtcdServer | undefined;
   #apiServer: ManagedProcess | undefined;
   #others: ManagedProcess[] = [];
@@ -137,8 +161,30 @@ class LocalCluster implements Cluster {
   }
 
   get registry(): EtcdServer {
-    if (this.#registry === undefined) throw new Error('cluster not started');
+    const first = this.#registry[0];
+    if (first === undefined) throw new Error('cluster not started');
+    return first;
+  }
+
+  get registryMembers(): readonly EtcdServer[] {
     return this.#registry;
+  }
+
+  get registryEndpoints(): string[] {
+    return this.#registry.flatMap((m) => m.endpoints);
+  }
+
+  registryLeader(timeoutMs?: number): Promise<EtcdServer> {
+    return etcdLeader(this.#registry, (endpoint) => this.#registryClient([endpoint]), timeoutMs);
+  }
+
+  moveRegistryLeader(to?: EtcdServer): Promise<EtcdServer> {
+    return moveEtcdLeader(this.#registry, (endpoint) => this.#registryClient([endpoint]), to);
+  }
+
+  /** A client with full rights on the registry; the caller closes it. */
+  #registryClient(hosts: string[]): Etcd3 {
+    return new Etcd3({ hosts });
   }
 
   get apiEtcd(): EtcdServer {
@@ -162,13 +208,13 @@ class LocalCluster implements Cluster {
     const [pki, apiEtcd, registry, apiPort] = await settleAll([
       makeClusterPki(pkiDir),
       startEtcd({ dir: join(this.dir, 'etcd-api'), name: 'api' }).then((e) => (this.#apiEtcd = e)),
-      startEtcd({ dir: join(this.dir, 'etcd-registry'), name: 'registry' }).then((e) => (this.#registry = e)),
+      this.#startRegistry(),
       freePort(),
     ] as const);
     this.#pki = pki;
     this.#apiPort = apiPort;
     this.#apiServerUrl = `https://127.0.0.1:${apiPort}`;
-    this.#log(`etcds healthy (${apiEtcd.endpoints[0]}, registry ${registry.endpoints[0]})`);
+    this.#log(`etcds healthy (${apiEtcd.endpoints[0]}, registry ${registry.flatMap((m) => m.endpoints).join(',')})`);
 
     await this.#writeKubeconfigs(pki);
     await this.#startApiServer();
@@ -178,6 +224,17 @@ class LocalCluster implements Cluster {
     await settleAll([this.#startControllerManager(pki), this.#startScheduler(), this.#createNodes()]);
     await this.#waitSettled(kwok);
     this.#log(`cluster ready in ${Date.now() - started} ms (${this.dir})`);
+  }
+
+  async #startRegistry(): Promise<EtcdServer[]> {
+    const members = this.#opts.registryMembers ?? 1;
+    if (members === 1) {
+      this.#registry = [await startEtcd({ dir: join(this.dir, 'etcd-registry'), name: 'registry' })];
+    } else {
+      const names = Array.from({ length: members }, (_, i) => `registry-${i}`);
+      this.#registry = await startEtcdCluster({ dir: join(this.dir, 'etcd-registry'), names });
+    }
+    return this.#registry;
   }
 
   async #writeKubeconfigs(pki: ClusterPki): Promise<void> {
@@ -341,7 +398,7 @@ class LocalCluster implements Cluster {
 
   processes(): { name: string; pid: number }[] {
     const procs: { name: string; pid: number }[] = [];
-    for (const etcd of [this.#apiEtcd, this.#registry]) {
+    for (const etcd of [this.#apiEtcd, ...this.#registry]) {
       if (etcd?.isRunning() === true) procs.push({ name: `etcd-${etcd.name}`, pid: etcd.pid });
     }
     for (const p of [this.#apiServer, ...this.#others]) {
@@ -405,7 +462,7 @@ class LocalCluster implements Cluster {
     // Clients first, so nothing logs storms of connection errors while the rest stops.
     await Promise.all(this.#others.map((p) => p.stop(3000)));
     await this.#apiServer?.stop(5000);
-    await Promise.all([this.#apiEtcd?.stop(), this.#registry?.stop()]);
+    await Promise.all([this.#apiEtcd?.stop(), ...this.#registry.map((m) => m.stop())]);
     await rm(this.dir, { recursive: true, force: true, maxRetries: 3 });
     releaseDir(this.dir);
   }
@@ -480,9 +537,11 @@ export function envFileText(cluster: Cluster): string {
     KUBECACHEDIR: join(cluster.dir, 'kube-cache'),
     KUBE_APISERVER_URL: cluster.apiServerUrl,
     KUBE_CA_FILE: cluster.caPath,
-    ETCD_ENDPOINTS: cluster.registry.endpoints.join(','),
+    ETCD_ENDPOINTS: cluster.registryEndpoints.join(','),
+    // What `etcd-registrar run` reads when this file is sourced (src/config.ts).
+    ETCD_REGISTRAR_ETCD_ENDPOINTS: cluster.registryEndpoints.join(','),
     // etcdctl reads its flags from ETCDCTL_* variables: point it at the registry etcd.
-    ETCDCTL_ENDPOINTS: cluster.registry.endpoints.join(','),
+    ETCDCTL_ENDPOINTS: cluster.registryEndpoints.join(','),
     API_ETCD_ENDPOINTS: cluster.apiEtcd.endpoints.join(','),
     KUBECTL: toolPath('kubectl'),
     ETCDCTL: toolPath('etcdctl'),

@@ -10,9 +10,16 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
-import { startEtcd, type EtcdServer } from './etcd.ts';
+import { startEtcd, type EtcdServer, type EtcdTls } from './etcd.ts';
 import { etcdLeader, moveEtcdLeader, startEtcdCluster } from './etcd-cluster.ts';
-import { makeClusterPki, writeKubeconfig, type ClusterPki, type KeyPair } from './pki.ts';
+import {
+  makeClusterPki,
+  makeRegistryPki,
+  writeKubeconfig,
+  type ClusterPki,
+  type KeyPair,
+  type RegistryPki,
+} from './pki.ts';
 import {
   freePort,
   ownDir,
@@ -41,6 +48,18 @@ export interface ClusterOptions {
    * chaos tests (see registryLeader, moveRegistryLeader, EtcdServer.kill/start).
    */
   registryMembers?: 1 | 3;
+  /**
+   * The registry etcd serves clients over TLS only and requires a client certificate
+   * from its own CA (DIR/registry/ca.crt; see Cluster.registryPki). Peers stay http.
+   */
+  registryTls?: boolean;
+}
+
+/** Files a client of a TLS registry needs (the controller's --etcd-ca/cert/key-file). */
+export interface RegistryTlsFiles {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
 }
 
 export interface KubectlResult {
@@ -89,6 +108,23 @@ export interface Cluster {
    * MoveLeader and resolves with the new leader once the members agree.
    */
   moveRegistryLeader(to?: EtcdServer): Promise<EtcdServer>;
+  /**
+   * With `registryTls`: the registry's CA (key included, to issue more certificates with
+   * pki.ts issueClientCert), serving and client certificates. Undefined otherwise.
+   */
+  readonly registryPki: RegistryPki | undefined;
+  /** With `registryTls`: CA and client certificate files for clients. */
+  readonly registryTlsFiles: RegistryTlsFiles | undefined;
+  /**
+   * A client of the registry with full rights (client certificate, root user with
+   * `registryAuth`), over all members. Shared; stop() closes it, callers must not.
+   */
+  registryAdmin(): Etcd3;
+  /**
+   * etcd-registrar flags reaching the registry as the controller would: endpoints, and
+   * the TLS files and the etcd-registrar user when those options are on.
+   */
+  registryControllerArgs(): string[];
   /** The API server's own etcd. */
   readonly apiEtcd: EtcdServer;
   readonly nodeNames: readonly string[];
@@ -137,6 +173,8 @@ class LocalCluster implements Cluster {
   #apiPort = 0;
   #pki: ClusterPki | undefined;
   #registry: EtcdServer[] = [];
+  #registryPki: RegistryPki | undefined;
+  #registryAdmin: Etcd3 | undefined;
   #apiEtcd: EtcdServer | undefined;
   #apiServer: ManagedProcess | undefined;
   #others: ManagedProcess[] = [];
@@ -182,9 +220,47 @@ class LocalCluster implements Cluster {
     return moveEtcdLeader(this.#registry, (endpoint) => this.#registryClient([endpoint]), to);
   }
 
+  get registryPki(): RegistryPki | undefined {
+    return this.#registryPki;
+  }
+
+  get registryTlsFiles(): RegistryTlsFiles | undefined {
+    const pki = this.#registryPki;
+    return pki === undefined ? undefined : { caFile: pki.ca.cert, certFile: pki.client.cert, keyFile: pki.client.key };
+  }
+
+  registryAdmin(): Etcd3 {
+    if (this.#stopped) throw new Error('cluster stopped');
+    this.#registryAdmin ??= this.#registryClient(this.registryEndpoints);
+    return this.#registryAdmin;
+  }
+
+  registryControllerArgs(): string[] {
+    const args = ['--etcd-endpoints', this.registryEndpoints.join(',')];
+    const tls = this.registryTlsFiles;
+    if (tls !== undefined) {
+      args.push('--etcd-ca-file', tls.caFile, '--etcd-cert-file', tls.certFile, '--etcd-key-file', tls.keyFile);
+    }
+    return args;
+  }
+
   /** A client with full rights on the registry; the caller closes it. */
   #registryClient(hosts: string[]): Etcd3 {
-    return new Etcd3({ hosts });
+    const pki = this.#registryPki;
+    return new Etcd3({
+      hosts,
+      ...(pki === undefined
+        ? {}
+        : {
+            credentials: {
+              rootCertificate: readFileSync(pki.ca.cert),
+              certChain: readFileSync(pki.client.cert),
+              privateKey: readFileSync(pki.client.key),
+            },
+          }),
+      // A dead member must not hang a helper; streams (watches) are the caller's.
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + 5_000 }),
+    });
   }
 
   get apiEtcd(): EtcdServer {
@@ -228,11 +304,18 @@ class LocalCluster implements Cluster {
 
   async #startRegistry(): Promise<EtcdServer[]> {
     const members = this.#opts.registryMembers ?? 1;
+    let tls: EtcdTls | undefined;
+    if (this.#opts.registryTls === true) {
+      const pki = await makeRegistryPki(join(this.dir, 'registry'));
+      this.#registryPki = pki;
+      tls = { certFile: pki.server.cert, keyFile: pki.server.key, trustedCaFile: pki.ca.cert };
+    }
+    const member = tls === undefined ? {} : { tls };
     if (members === 1) {
-      this.#registry = [await startEtcd({ dir: join(this.dir, 'etcd-registry'), name: 'registry' })];
+      this.#registry = [await startEtcd({ ...member, dir: join(this.dir, 'etcd-registry'), name: 'registry' })];
     } else {
       const names = Array.from({ length: members }, (_, i) => `registry-${i}`);
-      this.#registry = await startEtcdCluster({ dir: join(this.dir, 'etcd-registry'), names });
+      this.#registry = await startEtcdCluster({ dir: join(this.dir, 'etcd-registry'), names, member });
     }
     return this.#registry;
   }
@@ -462,6 +545,7 @@ class LocalCluster implements Cluster {
     // Clients first, so nothing logs storms of connection errors while the rest stops.
     await Promise.all(this.#others.map((p) => p.stop(3000)));
     await this.#apiServer?.stop(5000);
+    this.#registryAdmin?.close();
     await Promise.all([this.#apiEtcd?.stop(), ...this.#registry.map((m) => m.stop())]);
     await rm(this.dir, { recursive: true, force: true, maxRetries: 3 });
     releaseDir(this.dir);
@@ -528,6 +612,22 @@ function shellQuote(value: string): string {
   return `'${value.replaceAll("'", `'\\''`)}'`;
 }
 
+/** The TLS files under the names of the issue, etcd-registrar's and etcdctl's. */
+function registryTlsVars(tls: RegistryTlsFiles | undefined): Record<string, string> {
+  if (tls === undefined) return {};
+  return {
+    ETCD_CA_FILE: tls.caFile,
+    ETCD_CERT_FILE: tls.certFile,
+    ETCD_KEY_FILE: tls.keyFile,
+    ETCD_REGISTRAR_ETCD_CA_FILE: tls.caFile,
+    ETCD_REGISTRAR_ETCD_CERT_FILE: tls.certFile,
+    ETCD_REGISTRAR_ETCD_KEY_FILE: tls.keyFile,
+    ETCDCTL_CACERT: tls.caFile,
+    ETCDCTL_CERT: tls.certFile,
+    ETCDCTL_KEY: tls.keyFile,
+  };
+}
+
 /** DIR/env: a shell-sourceable description of a running cluster. */
 export function envFileText(cluster: Cluster): string {
   const vars: Record<string, string> = {
@@ -542,6 +642,7 @@ export function envFileText(cluster: Cluster): string {
     ETCD_REGISTRAR_ETCD_ENDPOINTS: cluster.registryEndpoints.join(','),
     // etcdctl reads its flags from ETCDCTL_* variables: point it at the registry etcd.
     ETCDCTL_ENDPOINTS: cluster.registryEndpoints.join(','),
+    ...registryTlsVars(cluster.registryTlsFiles),
     API_ETCD_ENDPOINTS: cluster.apiEtcd.endpoints.join(','),
     KUBECTL: toolPath('kubectl'),
     ETCDCTL: toolPath('etcdctl'),

@@ -12,7 +12,7 @@ export interface EtcdClusterOptions {
   /** Member names; their number is the cluster size. */
   names: readonly string[];
   /** Passed to every member (TLS, extra flags, timeouts). */
-  member?: Pick<EtcdOptions, 'extraArgs' | 'startTimeoutMs'>;
+  member?: Pick<EtcdOptions, 'tls' | 'extraArgs' | 'startTimeoutMs'>;
   /** Time for all members to report healthy; default 30 s. */
   timeoutMs?: number;
 }

@@ -16,26 +16,54 @@ const USAGE = `usage: npm run cluster -- <up|down|status> --dir DIR [options]
   status  show whether the processes of the cluster in DIR are running
 options of up:
   --nodes N               fake KWOK nodes (default 3)
-  --registry-members 1|3  members of the registry etcd (default 1)`;
+  --registry-members 1|3  members of the registry etcd (default 1)
+  --registry-tls          registry etcd over TLS with client certificates (DIR/registry/*.crt)
+  --registry-auth         etcd auth: root and a limited etcd-registrar user (DIR/registry/password)
+  --registry-key-root P   prefix the etcd-registrar user may write (default /)`;
 
 /** The `up` options, passed on to the supervisor as the same flags. */
 const UP_OPTIONS = {
   nodes: { type: 'string', default: '3' },
   'registry-members': { type: 'string', default: '1' },
+  'registry-tls': { type: 'boolean', default: false },
+  'registry-auth': { type: 'boolean', default: false },
+  'registry-key-root': { type: 'string', default: '/' },
 } as const;
 
-type UpOptions = Pick<ClusterOptions, 'nodes' | 'registryMembers'>;
+type UpOptions = Pick<ClusterOptions, 'nodes' | 'registryMembers' | 'registryTls' | 'registryAuth' | 'registryKeyRoot'>;
 
-function parseUpOptions(values: { nodes: string; 'registry-members': string }): UpOptions {
+interface UpValues {
+  nodes: string;
+  'registry-members': string;
+  'registry-tls': boolean;
+  'registry-auth': boolean;
+  'registry-key-root': string;
+}
+
+function parseUpOptions(values: UpValues): UpOptions {
   const nodes = Number(values.nodes);
   if (!Number.isInteger(nodes) || nodes < 1) throw new Error(`--nodes: ${values.nodes} is not a positive integer`);
   const members = values['registry-members'];
   if (members !== '1' && members !== '3') throw new Error(`--registry-members: ${members} must be 1 or 3`);
-  return { nodes, registryMembers: members === '3' ? 3 : 1 };
+  const keyRoot = values['registry-key-root'];
+  if (!keyRoot.startsWith('/')) throw new Error(`--registry-key-root: ${keyRoot} must start with /`);
+  return {
+    nodes,
+    registryMembers: members === '3' ? 3 : 1,
+    registryTls: values['registry-tls'],
+    registryAuth: values['registry-auth'],
+    registryKeyRoot: keyRoot,
+  };
 }
 
 function upArgs(opts: UpOptions): string[] {
-  return ['--nodes', String(opts.nodes ?? 3), '--registry-members', String(opts.registryMembers ?? 1)];
+  return [
+    '--nodes', String(opts.nodes ?? 3),
+    '--registry-members', String(opts.registryMembers ?? 1),
+    '--registry-key-root', opts.registryKeyRoot ?? '/',
+    ...(opts.registryTls === true ? ['--registry-tls'] : []),
+    ...(opts.registryAuth === true ? ['--registry-auth'] : []),
+  ];
 }
 
 const UP_TIMEOUT_MS = 120_000;
@@ -113,7 +141,7 @@ async function up(dir: string, opts: UpOptions): Promise<number> {
   console.log(`cluster up in ${dir}
   source ${env}
   "$KUBECTL" get nodes           # admin kubeconfig via $KUBECONFIG
-  "$ETCDCTL" endpoint health     # registry etcd via $ETCDCTL_ENDPOINTS
+  "$ETCDCTL" endpoint health     # registry etcd via $ETCDCTL_* (root with --registry-auth)
   npm run cluster -- down --dir ${dir}`);
   return 0;
 }

@@ -4,7 +4,8 @@
 // inside one directory that stop() removes.
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -53,6 +54,37 @@ export interface ClusterOptions {
    * from its own CA (DIR/registry/ca.crt; see Cluster.registryPki). Peers stay http.
    */
   registryTls?: boolean;
+  /**
+   * etcd authentication on the registry: user `root` (role root) and user `etcd-registrar`
+   * limited to what the controller needs (see registryAuth on Cluster). Passwords are
+   * random, in DIR/registry/password and DIR/registry/root-password (mode 0600).
+   */
+  registryAuth?: boolean;
+  /** Key root the etcd-registrar user may write under (the controller's --key-root); default "/". */
+  registryKeyRoot?: string;
+}
+
+/** The etcd user the controller logs in as with `registryAuth`. */
+export const REGISTRY_USER = 'etcd-registrar';
+/** The controller's default --owner-record-prefix. */
+export const REGISTRY_OWNER_PREFIX = '/etcd-registrar/owners/';
+/** etcd3's election namespace for the controller's campaigns (`election/etcd-registrar/<owner>/`). */
+export const REGISTRY_ELECTION_PREFIX = 'election/etcd-registrar/';
+
+/** Credentials of a registry with `registryAuth`. */
+export interface RegistryAuth {
+  /** REGISTRY_USER, whose role grants readwrite on `prefixes` only. */
+  username: string;
+  password: string;
+  /** DIR/registry/password: the password alone, for --etcd-password-file. */
+  passwordFile: string;
+  /** The key root, REGISTRY_OWNER_PREFIX and REGISTRY_ELECTION_PREFIX. */
+  prefixes: readonly string[];
+  /** `root`: full rights, for tests and etcdctl (ETCDCTL_USER/ETCDCTL_PASSWORD in DIR/env). */
+  rootUsername: string;
+  rootPassword: string;
+  /** DIR/registry/root-password. */
+  rootPasswordFile: string;
 }
 
 /** Files a client of a TLS registry needs (the controller's --etcd-ca/cert/key-file). */
@@ -115,6 +147,8 @@ export interface Cluster {
   readonly registryPki: RegistryPki | undefined;
   /** With `registryTls`: CA and client certificate files for clients. */
   readonly registryTlsFiles: RegistryTlsFiles | undefined;
+  /** With `registryAuth`: the users and their passwords. Undefined otherwise. */
+  readonly registryAuth: RegistryAuth | undefined;
   /**
    * A client of the registry with full rights (client certificate, root user with
    * `registryAuth`), over all members. Shared; stop() closes it, callers must not.
@@ -175,6 +209,7 @@ class LocalCluster implements Cluster {
   #registry: EtcdServer[] = [];
   #registryPki: RegistryPki | undefined;
   #registryAdmin: Etcd3 | undefined;
+  #registryAuth: RegistryAuth | undefined;
   #apiEtcd: EtcdServer | undefined;
   #apiServer: ManagedProcess | undefined;
   #others: ManagedProcess[] = [];
@@ -229,6 +264,10 @@ class LocalCluster implements Cluster {
     return pki === undefined ? undefined : { caFile: pki.ca.cert, certFile: pki.client.cert, keyFile: pki.client.key };
   }
 
+  get registryAuth(): RegistryAuth | undefined {
+    return this.#registryAuth;
+  }
+
   registryAdmin(): Etcd3 {
     if (this.#stopped) throw new Error('cluster stopped');
     this.#registryAdmin ??= this.#registryClient(this.registryEndpoints);
@@ -241,14 +280,18 @@ class LocalCluster implements Cluster {
     if (tls !== undefined) {
       args.push('--etcd-ca-file', tls.caFile, '--etcd-cert-file', tls.certFile, '--etcd-key-file', tls.keyFile);
     }
+    const auth = this.#registryAuth;
+    if (auth !== undefined) args.push('--etcd-username', auth.username, '--etcd-password-file', auth.passwordFile);
     return args;
   }
 
-  /** A client with full rights on the registry; the caller closes it. */
+  /** A client with full rights on the registry (root once auth is on); the caller closes it. */
   #registryClient(hosts: string[]): Etcd3 {
     const pki = this.#registryPki;
+    const auth = this.#registryAuth;
     return new Etcd3({
       hosts,
+      ...(auth === undefined ? {} : { auth: { username: auth.rootUsername, password: auth.rootPassword } }),
       ...(pki === undefined
         ? {}
         : {
@@ -317,7 +360,43 @@ class LocalCluster implements Cluster {
       const names = Array.from({ length: members }, (_, i) => `registry-${i}`);
       this.#registry = await startEtcdCluster({ dir: join(this.dir, 'etcd-registry'), names, member });
     }
+    if (this.#opts.registryAuth === true) await this.#enableRegistryAuth();
     return this.#registry;
+  }
+
+  /** Creates root and the etcd-registrar user with its role, then turns auth on. */
+  async #enableRegistryAuth(): Promise<void> {
+    const dir = join(this.dir, 'registry');
+    await mkdir(dir, { recursive: true });
+    const keyRoot = this.#opts.registryKeyRoot ?? '/';
+    const auth: RegistryAuth = {
+      username: REGISTRY_USER,
+      password: randomBytes(18).toString('base64url'),
+      passwordFile: join(dir, 'password'),
+      prefixes: [keyRoot, REGISTRY_OWNER_PREFIX, REGISTRY_ELECTION_PREFIX],
+      rootUsername: 'root',
+      rootPassword: randomBytes(18).toString('base64url'),
+      rootPasswordFile: join(dir, 'root-password'),
+    };
+    await writeFile(auth.passwordFile, `${auth.password}\n`, { mode: 0o600 });
+    await writeFile(auth.rootPasswordFile, `${auth.rootPassword}\n`, { mode: 0o600 });
+    const admin = this.#registryClient(this.registryEndpoints);
+    try {
+      await admin.role('root').create();
+      await admin.user(auth.rootUsername).create(auth.rootPassword);
+      await admin.user(auth.rootUsername).addRole('root');
+      const role = admin.role(REGISTRY_USER);
+      await role.create();
+      for (const prefix of new Set(auth.prefixes)) {
+        await role.grant({ permission: 'Readwrite', range: admin.range({ prefix }) });
+      }
+      await admin.user(auth.username).create(auth.password);
+      await admin.user(auth.username).addRole(REGISTRY_USER);
+      await admin.auth.authEnable();
+    } finally {
+      admin.close();
+    }
+    this.#registryAuth = auth;
   }
 
   async #writeKubeconfigs(pki: ClusterPki): Promise<void> {
@@ -628,6 +707,22 @@ function registryTlsVars(tls: RegistryTlsFiles | undefined): Record<string, stri
   };
 }
 
+/**
+ * The controller's user and password file; etcdctl gets root (the env file is for people
+ * inspecting a loopback test cluster, and etcdctl cannot read a password file).
+ */
+function registryAuthVars(auth: RegistryAuth | undefined): Record<string, string> {
+  if (auth === undefined) return {};
+  return {
+    ETCD_USERNAME: auth.username,
+    ETCD_PASSWORD_FILE: auth.passwordFile,
+    ETCD_REGISTRAR_ETCD_USERNAME: auth.username,
+    ETCD_REGISTRAR_ETCD_PASSWORD_FILE: auth.passwordFile,
+    ETCDCTL_USER: auth.rootUsername,
+    ETCDCTL_PASSWORD: auth.rootPassword,
+  };
+}
+
 /** DIR/env: a shell-sourceable description of a running cluster. */
 export function envFileText(cluster: Cluster): string {
   const vars: Record<string, string> = {
@@ -643,6 +738,7 @@ export function envFileText(cluster: Cluster): string {
     // etcdctl reads its flags from ETCDCTL_* variables: point it at the registry etcd.
     ETCDCTL_ENDPOINTS: cluster.registryEndpoints.join(','),
     ...registryTlsVars(cluster.registryTlsFiles),
+    ...registryAuthVars(cluster.registryAuth),
     API_ETCD_ENDPOINTS: cluster.apiEtcd.endpoints.join(','),
     KUBECTL: toolPath('kubectl'),
     ETCDCTL: toolPath('etcdctl'),

@@ -1,14 +1,14 @@
 // The registry etcd options of the local cluster: three members with leader helpers,
-// client TLS (certificates from pki.ts, including expired and foreign ones).
+// client TLS (certificates from pki.ts, including expired and foreign ones) and etcd auth.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
-import { envFileText, startCluster, type Cluster } from './cluster.ts';
+import { envFileText, startCluster, type Cluster, type RegistryAuth, type RegistryTlsFiles } from './cluster.ts';
 import { issueClientCert, makeCa } from './pki.ts';
 
 const run = promisify(execFile);
@@ -91,51 +91,75 @@ describe('registry etcd with three members', () => {
   });
 });
 
-describe('registry etcd with TLS (three members)', () => {
+describe('registry etcd with TLS and auth (three members)', () => {
   let cluster: Cluster;
   let certs: string;
+  let tls: RegistryTlsFiles;
+  let auth: RegistryAuth;
 
   before(async () => {
-    cluster = await startCluster({ registryMembers: 3, registryTls: true, nodes: 1 });
+    cluster = await startCluster({ registryMembers: 3, registryTls: true, registryAuth: true, registryKeyRoot: '/services/', nodes: 1 });
     certs = join(cluster.dir, 'test-certs');
     await mkdir(certs);
+    assert.ok(cluster.registryTlsFiles !== undefined && cluster.registryAuth !== undefined);
+    tls = cluster.registryTlsFiles;
+    auth = cluster.registryAuth;
   });
 
   after(async () => {
     await cluster?.stop();
   });
 
-  /** A client of all members with the given TLS material; calls fail within 3 s. */
-  function clientWith(credentials: { ca: string; cert?: string; key?: string } | undefined): Etcd3 {
+  interface ClientOptions {
+    ca?: string;
+    cert?: string;
+    key?: string;
+    user?: { username: string; password: string };
+  }
+
+  /** A client of all members; calls fail within 3 s. No `ca`: plain-text gRPC to the TLS ports. */
+  function clientWith(opts: ClientOptions): Etcd3 {
     return new Etcd3({
-      // Without credentials: plain-text gRPC to the TLS ports.
-      hosts: cluster.registryEndpoints.map((e) => (credentials === undefined ? e.replace('https:', 'http:') : e)),
-      ...(credentials === undefined
+      hosts: cluster.registryEndpoints.map((e) => (opts.ca === undefined ? e.replace('https:', 'http:') : e)),
+      ...(opts.ca === undefined
         ? {}
         : {
             credentials: {
-              rootCertificate: readFileSync(credentials.ca),
-              ...(credentials.cert === undefined ? {} : { certChain: readFileSync(credentials.cert) }),
-              ...(credentials.key === undefined ? {} : { privateKey: readFileSync(credentials.key) }),
+              rootCertificate: readFileSync(opts.ca),
+              ...(opts.cert === undefined ? {} : { certChain: readFileSync(opts.cert) }),
+              ...(opts.key === undefined ? {} : { privateKey: readFileSync(opts.key) }),
             },
           }),
+      ...(opts.user === undefined ? {} : { auth: opts.user }),
       defaultCallOptions: () => ({ deadline: Date.now() + 3_000 }),
     });
   }
 
-  async function refused(
-    credentials: { ca: string; cert?: string; key?: string } | undefined,
-    reason: RegExp,
-  ): Promise<void> {
-    const client = clientWith(credentials);
+  /** The controller's view: its client certificate and the etcd-registrar user. */
+  function registrarClient(): Etcd3 {
+    return clientWith({
+      ca: tls.caFile,
+      cert: tls.certFile,
+      key: tls.keyFile,
+      user: { username: auth.username, password: readFileSync(auth.passwordFile, 'utf8').trim() },
+    });
+  }
+
+  async function withClient<T>(client: Etcd3, use: (c: Etcd3) => Promise<T>): Promise<T> {
     try {
-      await assert.rejects(client.put('/tls/refused').value('x').exec(), (err: Error) => {
-        assert.match(err.message, reason);
-        return true;
-      });
+      return await use(client);
     } finally {
       client.close();
     }
+  }
+
+  async function refused(opts: ClientOptions, reason: RegExp): Promise<void> {
+    await withClient(clientWith(opts), (client) =>
+      assert.rejects(client.put('/services/refused').value('x').exec(), (err: Error) => {
+        assert.match(err.message, reason);
+        return true;
+      }),
+    );
   }
 
   it('serves https only, with plain-http health probes on the metrics listener', async () => {
@@ -145,74 +169,130 @@ describe('registry etcd with TLS (three members)', () => {
       assert.notEqual(new URL(member.metricsUrl).port, new URL(member.endpoints[0] ?? '').port);
       assert.deepEqual(await (await fetch(`${member.metricsUrl}/health`)).json(), { health: 'true', reason: '' });
     }
-    const files = cluster.registryTlsFiles;
-    assert.ok(files !== undefined);
-    assert.deepEqual(files, {
-      caFile: join(cluster.dir, 'registry', 'ca.crt'),
-      certFile: join(cluster.dir, 'registry', 'client.crt'),
-      keyFile: join(cluster.dir, 'registry', 'client.key'),
-    });
+    const dir = join(cluster.dir, 'registry');
+    assert.deepEqual(tls, { caFile: join(dir, 'ca.crt'), certFile: join(dir, 'client.crt'), keyFile: join(dir, 'client.key') });
   });
 
-  it('accepts a client with the CA and the client certificate', async () => {
-    const files = cluster.registryTlsFiles;
-    assert.ok(files !== undefined);
-    const client = clientWith({ ca: files.caFile, cert: files.certFile, key: files.keyFile });
-    try {
-      await client.put('/tls/ok').value('yes');
-      assert.equal(await client.get('/tls/ok').string(), 'yes');
-    } finally {
-      client.close();
-    }
-    assert.equal(await cluster.registryAdmin().get('/tls/ok').string(), 'yes');
+  it('accepts the client certificate with the password; the admin client reads it back', async () => {
+    await withClient(registrarClient(), async (client) => {
+      await client.put('/services/tls-ok').value('yes');
+      assert.equal(await client.get('/services/tls-ok').string(), 'yes');
+    });
+    assert.equal(await cluster.registryAdmin().get('/services/tls-ok').string(), 'yes');
   });
 
   it('refuses clients without a certificate, with an expired one, or one from another CA', async () => {
     const pki = cluster.registryPki;
     assert.ok(pki !== undefined);
+    const user = { username: auth.username, password: auth.password };
     const expired = await issueClientCert(certs, 'expired', pki.ca, { commonName: 'etcd-registrar', expired: true });
     const otherCa = await makeCa(certs, 'other-ca', 'not-the-registry-ca');
     const foreign = await issueClientCert(certs, 'foreign', otherCa, { commonName: 'etcd-registrar' });
     const fresh = await issueClientCert(certs, 'fresh', pki.ca, { commonName: 'etcd-registrar' });
-    // The same CA's fresh certificate works: the refusals below are about the certificate.
-    const ok = clientWith({ ca: pki.ca.cert, cert: fresh.cert, key: fresh.key });
-    try {
-      await ok.put('/tls/fresh').value('1');
-    } finally {
-      ok.close();
-    }
-    // etcd's TLS alerts, as the client's handshake reports them.
+    // A fresh certificate of the same CA works: the refusals below are about the certificate.
+    await withClient(clientWith({ ca: pki.ca.cert, cert: fresh.cert, key: fresh.key, user }), (c) =>
+      c.put('/services/fresh').value('1').exec(),
+    );
+    // etcd's TLS alerts, as the client's handshake reports them (no password given: the
+    // connection fails before any authentication, and a failed Authenticate call would
+    // hide the handshake error).
     await refused({ ca: pki.ca.cert }, /certificate required/);
     await refused({ ca: pki.ca.cert, cert: expired.cert, key: expired.key }, /certificate expired/);
     await refused({ ca: pki.ca.cert, cert: foreign.cert, key: foreign.key }, /unknown ca/);
-    await refused(undefined, /UNAVAILABLE/);
-    assert.equal(await cluster.registryAdmin().get('/tls/refused').string(), null);
+    await refused({}, /UNAVAILABLE/);
+    assert.equal(await cluster.registryAdmin().get('/services/refused').string(), null);
   });
 
-  it('finds and moves the leader over TLS', async () => {
+  it('limits etcd-registrar to the key root, the owner records and the election prefix', async () => {
+    assert.deepEqual(auth.prefixes, ['/services/', '/etcd-registrar/owners/', 'election/etcd-registrar/']);
+    await withClient(registrarClient(), async (client) => {
+      // What the controller does: keys on a lease, owner record, campaign.
+      const lease = client.lease(10, { autoKeepAlive: false });
+      await lease.put('/services/search_PRE/10.0.0.1-86').value('10.0.0.1:86');
+      await client.put('/etcd-registrar/owners/test').value(await lease.grant());
+      const campaign = client.election('etcd-registrar/test', 5).campaign('replica-1');
+      await campaign.wait();
+      assert.equal(await client.election('etcd-registrar/test').leader(), 'replica-1');
+      await campaign.resign();
+      assert.deepEqual(Object.keys(await client.getAll().prefix('/services/search_PRE/').strings()), ['/services/search_PRE/10.0.0.1-86']);
+      await lease.revoke();
+
+      const denied = /permission denied/;
+      await assert.rejects(client.put('/other/x').value('1').exec(), denied);
+      await assert.rejects(client.put('/services').value('1').exec(), denied);
+      await assert.rejects(client.put('election/other/x').value('1').exec(), denied);
+      await assert.rejects(client.put('/etcd-registrar/other').value('1').exec(), denied);
+      await assert.rejects(client.getAll().prefix('/').keys(), denied);
+      await assert.rejects(client.user('root').roles(), denied);
+      await assert.rejects(client.auth.authDisable(), denied);
+    });
+    const admin = cluster.registryAdmin();
+    assert.equal(await admin.get('/other/x').string(), null);
+    assert.equal(await admin.get('/services/search_PRE/10.0.0.1-86').string(), null, 'revoked with its lease');
+    assert.equal(await admin.get('/etcd-registrar/owners/test').string() !== null, true);
+  });
+
+  it('grants rights for the password only: the certificate alone and a wrong password are refused', async () => {
+    // The client certificate's CN is no etcd user, so without a token nothing is allowed.
+    await refused({ ca: tls.caFile, cert: tls.certFile, key: tls.keyFile }, /user name is empty|permission denied/);
+    await refused({ ca: tls.caFile, cert: tls.certFile, key: tls.keyFile, user: { username: auth.username, password: 'wrong' } }, /authentication failed/);
+    const mode = (path: string): number => statSync(path).mode & 0o777;
+    assert.equal(mode(auth.passwordFile), 0o600);
+    assert.equal(mode(auth.rootPasswordFile), 0o600);
+    assert.equal(readFileSync(auth.passwordFile, 'utf8'), `${auth.password}\n`);
+    assert.notEqual(auth.password, auth.rootPassword);
+  });
+
+  it('finds and moves the leader, and survives a killed member, over TLS with auth', async () => {
     const leader = await cluster.registryLeader();
     const moved = await cluster.moveRegistryLeader();
     assert.notEqual(moved, leader);
     assert.equal(await cluster.registryLeader(), moved);
+    await moved.kill('SIGKILL');
+    try {
+      assert.notEqual(await cluster.registryLeader(), moved);
+      await withClient(registrarClient(), (c) => c.put('/services/during-outage').value('1').exec());
+    } finally {
+      await moved.start();
+    }
   });
 
-  it('writes the TLS files to DIR/env for etcd-registrar and etcdctl', async () => {
-    const files = cluster.registryTlsFiles;
-    assert.ok(files !== undefined);
+  it('writes TLS files and credentials to DIR/env for etcd-registrar and etcdctl', async () => {
     const text = envFileText(cluster);
     const env = parseEnvText(text);
-    for (const [names, value] of [
-      [['ETCD_CA_FILE', 'ETCD_REGISTRAR_ETCD_CA_FILE', 'ETCDCTL_CACERT'], files.caFile],
-      [['ETCD_CERT_FILE', 'ETCD_REGISTRAR_ETCD_CERT_FILE', 'ETCDCTL_CERT'], files.certFile],
-      [['ETCD_KEY_FILE', 'ETCD_REGISTRAR_ETCD_KEY_FILE', 'ETCDCTL_KEY'], files.keyFile],
-    ] as const) {
-      for (const name of names) assert.equal(env[name], value, name);
-    }
-    // Sourcing the file is enough for etcdctl to reach every member.
+    const expected: Record<string, string> = {
+      ETCD_ENDPOINTS: cluster.registryEndpoints.join(','),
+      ETCD_CA_FILE: tls.caFile,
+      ETCD_CERT_FILE: tls.certFile,
+      ETCD_KEY_FILE: tls.keyFile,
+      ETCD_USERNAME: 'etcd-registrar',
+      ETCD_PASSWORD_FILE: auth.passwordFile,
+      ETCD_REGISTRAR_ETCD_ENDPOINTS: cluster.registryEndpoints.join(','),
+      ETCD_REGISTRAR_ETCD_CA_FILE: tls.caFile,
+      ETCD_REGISTRAR_ETCD_CERT_FILE: tls.certFile,
+      ETCD_REGISTRAR_ETCD_KEY_FILE: tls.keyFile,
+      ETCD_REGISTRAR_ETCD_USERNAME: 'etcd-registrar',
+      ETCD_REGISTRAR_ETCD_PASSWORD_FILE: auth.passwordFile,
+      ETCDCTL_CACERT: tls.caFile,
+      ETCDCTL_CERT: tls.certFile,
+      ETCDCTL_KEY: tls.keyFile,
+      ETCDCTL_USER: 'root',
+      ETCDCTL_PASSWORD: auth.rootPassword,
+    };
+    for (const [name, value] of Object.entries(expected)) assert.equal(env[name], value, name);
+    assert.deepEqual(cluster.registryControllerArgs(), [
+      '--etcd-endpoints', cluster.registryEndpoints.join(','),
+      '--etcd-ca-file', tls.caFile, '--etcd-cert-file', tls.certFile, '--etcd-key-file', tls.keyFile,
+      '--etcd-username', 'etcd-registrar', '--etcd-password-file', auth.passwordFile,
+    ]);
+    // Sourcing the file is enough for etcdctl (as root) to reach every member and read anything.
     const envFile = join(certs, 'env');
     await writeFile(envFile, text);
-    const { stdout } = await run('/bin/sh', ['-c', `. '${envFile}' && "$ETCDCTL" endpoint health -w json`]);
-    const health = JSON.parse(stdout) as { endpoint: string; health: boolean }[];
+    await cluster.registryAdmin().put('/outside/root-only').value('visible');
+    const sh = async (command: string): Promise<string> =>
+      (await run('/bin/sh', ['-c', `. '${envFile}' && ${command}`])).stdout;
+    const health = JSON.parse(await sh('"$ETCDCTL" endpoint health -w json')) as { endpoint: string; health: boolean }[];
     assert.deepEqual(health.map((h) => [h.endpoint, h.health]).sort(), cluster.registryEndpoints.map((e) => [e, true]).sort());
+    assert.equal(await sh('"$ETCDCTL" get /outside/root-only --print-value-only'), 'visible\n');
   });
 });

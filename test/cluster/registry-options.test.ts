@@ -6,12 +6,15 @@ import { readFileSync, statSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import { envFileText, startCluster, type Cluster, type RegistryAuth, type RegistryTlsFiles } from './cluster.ts';
 import { issueClientCert, makeCa } from './pki.ts';
 
 const run = promisify(execFile);
+// etcd-registrar as built by `npm run build` (npm test builds first).
+const REGISTRAR_BIN = fileURLToPath(new URL('../../bin/etcd-registrar.js', import.meta.url));
 
 function parseEnvText(text: string): Record<string, string> {
   const vars: Record<string, string> = {};
@@ -294,5 +297,19 @@ describe('registry etcd with TLS and auth (three members)', () => {
     const health = JSON.parse(await sh('"$ETCDCTL" endpoint health -w json')) as { endpoint: string; health: boolean }[];
     assert.deepEqual(health.map((h) => [h.endpoint, h.health]).sort(), cluster.registryEndpoints.map((e) => [e, true]).sort());
     assert.equal(await sh('"$ETCDCTL" get /outside/root-only --print-value-only'), 'visible\n');
+  });
+
+  it('is enough for etcd-registrar: reconcile --once with only DIR/env sourced reaches the registry', async () => {
+    const envFile = join(certs, 'controller.env');
+    await writeFile(envFile, envFileText(cluster));
+    const flags = `--kubeconfig "$KUBECONFIG" --owner-id envtest --environment PRE --key-root /services/ --key-template '/services/{service}_{environment}/{ip}-{port}' --output json`;
+    const reconcile = (extra = ''): Promise<{ stdout: string }> =>
+      run('/bin/sh', ['-c', `. '${envFile}' && ${extra} '${process.execPath}' '${REGISTRAR_BIN}' reconcile --once ${flags}`]);
+    const { stdout } = await reconcile();
+    assert.equal((JSON.parse(stdout) as { outcome: string }).outcome, 'ok');
+    // The password really comes from the env file: a wrong one makes the same command fail.
+    const wrong = join(certs, 'wrong-password');
+    await writeFile(wrong, 'not-the-password\n', { mode: 0o600 });
+    await assert.rejects(reconcile(`ETCD_REGISTRAR_ETCD_PASSWORD_FILE='${wrong}'`), /authentication failed/);
   });
 });

@@ -22,7 +22,7 @@ options of up:
   --registry-key-root P   prefix the etcd-registrar user may write (default /)`;
 
 /** The `up` options, passed on to the supervisor as the same flags. */
-const UP_OPTIONS = {
+export const UP_OPTIONS = {
   nodes: { type: 'string', default: '3' },
   'registry-members': { type: 'string', default: '1' },
   'registry-tls': { type: 'boolean', default: false },
@@ -30,9 +30,9 @@ const UP_OPTIONS = {
   'registry-key-root': { type: 'string', default: '/' },
 } as const;
 
-type UpOptions = Pick<ClusterOptions, 'nodes' | 'registryMembers' | 'registryTls' | 'registryAuth' | 'registryKeyRoot'>;
+export type UpOptions = Pick<ClusterOptions, 'nodes' | 'registryMembers' | 'registryTls' | 'registryAuth' | 'registryKeyRoot'>;
 
-interface UpValues {
+export interface UpValues {
   nodes: string;
   'registry-members': string;
   'registry-tls': boolean;
@@ -40,7 +40,7 @@ interface UpValues {
   'registry-key-root': string;
 }
 
-function parseUpOptions(values: UpValues): UpOptions {
+export function parseUpOptions(values: UpValues): UpOptions {
   const nodes = Number(values.nodes);
   if (!Number.isInteger(nodes) || nodes < 1) throw new Error(`--nodes: ${values.nodes} is not a positive integer`);
   const members = values['registry-members'];
@@ -56,7 +56,7 @@ function parseUpOptions(values: UpValues): UpOptions {
   };
 }
 
-function upArgs(opts: UpOptions): string[] {
+export function upArgs(opts: UpOptions): string[] {
   return [
     '--nodes', String(opts.nodes ?? 3),
     '--registry-members', String(opts.registryMembers ?? 1),

@@ -155,8 +155,9 @@ export interface Cluster {
    */
   registryAdmin(): Etcd3;
   /**
-   * etcd-registrar flags reaching the registry as the controller would: endpoints, and
-   * the TLS files and the etcd-registrar user when those options are on.
+   * etcd-registrar flags for the registry's TLS files and the etcd-registrar user, when
+   * those options are on (empty otherwise). Endpoints are not included: pass
+   * `--etcd-endpoints registryEndpoints` (test/e2e's startController does).
    */
   registryControllerArgs(): string[];
   /** The API server's own etcd. */
@@ -275,7 +276,7 @@ class LocalCluster implements Cluster {
   }
 
   registryControllerArgs(): string[] {
-    const args = ['--etcd-endpoints', this.registryEndpoints.join(',')];
+    const args: string[] = [];
     const tls = this.registryTlsFiles;
     if (tls !== undefined) {
       args.push('--etcd-ca-file', tls.caFile, '--etcd-cert-file', tls.certFile, '--etcd-key-file', tls.keyFile);

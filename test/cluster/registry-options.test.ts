@@ -54,6 +54,11 @@ describe('registry etcd with three members', () => {
     assert.equal(env['ETCD_ENDPOINTS'], cluster.registryEndpoints.join(','));
     assert.equal(env['ETCD_REGISTRAR_ETCD_ENDPOINTS'], cluster.registryEndpoints.join(','));
     assert.equal(env['ETCDCTL_ENDPOINTS'], cluster.registryEndpoints.join(','));
+    // Plain registry: no credentials anywhere.
+    assert.deepEqual(Object.keys(env).filter((k) => /FILE$|USER|PASSWORD|CACERT|CERT$|KEY$/.test(k) && k !== 'KUBE_CA_FILE'), []);
+    assert.deepEqual(cluster.registryControllerArgs(), []);
+    assert.equal(cluster.registryPki, undefined);
+    assert.equal(cluster.registryAuth, undefined);
     const names = cluster.processes().map((p) => p.name);
     assert.deepEqual(names.filter((n) => n.startsWith('etcd-registry')), ['etcd-registry-0', 'etcd-registry-1', 'etcd-registry-2']);
   });
@@ -284,7 +289,6 @@ describe('registry etcd with TLS and auth (three members)', () => {
     };
     for (const [name, value] of Object.entries(expected)) assert.equal(env[name], value, name);
     assert.deepEqual(cluster.registryControllerArgs(), [
-      '--etcd-endpoints', cluster.registryEndpoints.join(','),
       '--etcd-ca-file', tls.caFile, '--etcd-cert-file', tls.certFile, '--etcd-key-file', tls.keyFile,
       '--etcd-username', 'etcd-registrar', '--etcd-password-file', auth.passwordFile,
     ]);

@@ -106,7 +106,8 @@ async function serve(dir: string, opts: UpOptions): Promise<void> {
   const pids = [{ name: 'supervisor', pid: process.pid }, ...cluster.processes()];
   await writeFile(files(dir).pids, pids.map((p) => `${p.name} ${p.pid}`).join('\n') + '\n');
   // Written last: its presence tells `up` that the cluster is ready.
-  await writeFile(files(dir).env, envFileText(cluster));
+  // 0600: with --registry-auth it holds the registry's root password.
+  await writeFile(files(dir).env, envFileText(cluster), { mode: 0o600 });
   console.log('cluster ready; stop it with SIGTERM (npm run cluster -- down)');
   // The harness's signal handlers kill the processes and remove DIR on SIGTERM.
   setInterval(() => undefined, 1 << 30);

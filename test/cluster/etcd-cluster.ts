@@ -75,8 +75,9 @@ async function memberStatus(member: EtcdServer, connect: ConnectFn): Promise<Mem
 }
 
 /**
- * The member every running member agrees is the leader. Waits (up to `timeoutMs`) while
- * an election is in progress, e.g. right after the leader was killed.
+ * The member every responding member agrees is the leader. Waits (up to `timeoutMs`) while
+ * an election is in progress, e.g. right after the leader was killed. Members that do not
+ * answer within 2 s (stopped with SIGSTOP, say) are left out of the vote.
  */
 export async function etcdLeader(
   members: readonly EtcdServer[],
@@ -87,7 +88,8 @@ export async function etcdLeader(
     'an etcd leader all running members agree on',
     async () => {
       const running = members.filter((m) => m.isRunning());
-      const statuses = await Promise.all(running.map((m) => memberStatus(m, connect)));
+      const answers = await Promise.allSettled(running.map((m) => memberStatus(m, connect)));
+      const statuses = answers.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []));
       const leaderId = statuses[0]?.leader;
       if (leaderId === undefined || leaderId === '0') return undefined;
       if (statuses.some((s) => s.leader !== leaderId)) return undefined;

@@ -75,6 +75,18 @@ describe('registry etcd with three members', () => {
     assert.equal(await cluster.registryLeader(), next);
   });
 
+  it('finds the leader while a follower is frozen (SIGSTOP)', async () => {
+    const leader = await cluster.registryLeader();
+    const follower = cluster.registryMembers.find((m) => m !== leader);
+    assert.ok(follower !== undefined);
+    await follower.kill('SIGSTOP');
+    try {
+      assert.equal(await cluster.registryLeader(), leader);
+    } finally {
+      await follower.kill('SIGCONT');
+    }
+  });
+
   it('keeps serving with the leader killed, and takes the member back after a restart', async () => {
     await client.put('/chaos/before').value('1');
     const leader = await cluster.registryLeader();

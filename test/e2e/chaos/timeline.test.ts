@@ -55,4 +55,13 @@ describe('PodTimeline.liveDeletes', () => {
     assert.deepEqual(t.servingSince('pod-a', 50), { at: 100, ip: '10.0.0.1' });
     assert.equal(t.servingSince('pod-a', 150), undefined);
   });
+
+  it('lists when pods started serving in a window, and when that ended', () => {
+    const t = timeline(['a', 0, '10.0.0.1', true], ['a', 300, '10.0.0.1', false], ['a', 400, '10.0.0.1', true], ['b', 250, '10.0.0.2', true]);
+    assert.deepEqual(t.servingStarts(100, 500), [
+      { name: 'pod-a', ip: '10.0.0.1', at: 400, endedAt: undefined },
+      { name: 'pod-b', ip: '10.0.0.2', at: 250, endedAt: undefined },
+    ]);
+    assert.deepEqual(t.servingStarts(0, 100), [{ name: 'pod-a', ip: '10.0.0.1', at: 0, endedAt: 300 }]);
+  });
 });

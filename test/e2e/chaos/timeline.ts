@@ -78,6 +78,18 @@ export class PodTimeline {
     return undefined;
   }
 
+  /** Each time a pod started serving within [from, to], and when that ended (if it did). */
+  servingStarts(from: number, to: number): Array<{ name: string; ip: string; at: number; endedAt: number | undefined }> {
+    const out: Array<{ name: string; ip: string; at: number; endedAt: number | undefined }> = [];
+    for (const { name, history } of this.#pods.values()) {
+      history.forEach((state, i) => {
+        if (!state.serving || state.at < from || state.at > to || history[i - 1]?.serving === true) return;
+        out.push({ name, ip: state.ip, at: state.at, endedAt: history[i + 1]?.at });
+      });
+    }
+    return out;
+  }
+
   /** The pod (name) whose key `key` was live at `at` by the rule above, or undefined. */
   livePodFor(key: string, at: number, graceMs: number, keyOf: (ip: string) => string): string | undefined {
     for (const { name, history } of this.#pods.values()) {

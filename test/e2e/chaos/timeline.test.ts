@@ -15,7 +15,7 @@ function timeline(...states: Array<[uid: string, at: number, ip: string, serving
 describe('PodTimeline.liveDeletes', () => {
   it('flags a DELETE of a pod that is serving well before and after it', () => {
     const t = timeline(['a', 0, '10.0.0.1', true]);
-    assert.deepEqual(t.liveDeletes([{ key: keyOf('10.0.0.1'), at: 5000 }], GRACE, keyOf), [{ key: keyOf('10.0.0.1'), at: 5000, pod: 'pod-a' }]);
+    assert.deepEqual(t.liveDeletes([{ key: keyOf('10.0.0.1'), at: 5000 }], GRACE, keyOf), [{ key: keyOf('10.0.0.1'), at: 5000, pod: 'pod-a', late: false }]);
   });
 
   it('does not flag a DELETE of another key', () => {
@@ -63,5 +63,17 @@ describe('PodTimeline.liveDeletes', () => {
       { name: 'pod-b', ip: '10.0.0.2', at: 250, endedAt: undefined },
     ]);
     assert.deepEqual(t.servingStarts(0, 100), [{ name: 'pod-a', ip: '10.0.0.1', at: 0, endedAt: 300 }]);
+  });
+
+  it('marks late a DELETE shortly after a real un-Ready spell ended, and only then', () => {
+    const flapped = timeline(['a', 0, '', false], ['a', 100, '10.0.0.1', true], ['a', 1000, '10.0.0.1', false], ['a', 2000, '10.0.0.1', true]);
+    const key = keyOf('10.0.0.1');
+    // Back at 2000; DELETE at 4000 (window 3000..5000 all serving): late with a 5 s window.
+    assert.deepEqual(flapped.liveDeletes([{ key, at: 4000 }], GRACE, keyOf, 5000), [{ key, at: 4000, pod: 'pod-a', late: true }]);
+    // The same DELETE long after the spell: not late.
+    assert.deepEqual(flapped.liveDeletes([{ key, at: 20_000 }], GRACE, keyOf, 5000), [{ key, at: 20_000, pod: 'pod-a', late: false }]);
+    // Right after a pod's first Ready: never late.
+    const fresh = timeline(['b', 0, '', false], ['b', 2000, '10.0.0.2', true]);
+    assert.deepEqual(fresh.liveDeletes([{ key: keyOf('10.0.0.2'), at: 4000 }], GRACE, keyOf, 5000), [{ key: keyOf('10.0.0.2'), at: 4000, pod: 'pod-b', late: false }]);
   });
 });

@@ -10,6 +10,13 @@
 // a little late) is not live, nor is a pod that turned Ready just after it (e.g. a new pod
 // that got a deleted pod's IP). A real false deregistration of a pod that stays Ready is
 // caught unless the pod happens to stop serving within `grace` of it.
+//
+// A live DELETE is "late" rather than false when P had really been un-Ready shortly before
+// (it went serving -> not serving -> serving again, the last step within `lateWindow` before
+// t - grace): a deregistration decided while P was un-Ready and applied after P was Ready
+// again, because the write was held up (an etcd member died under it, say). Those are
+// counted apart; the controller puts the key back. A DELETE after a pod's first Ready is
+// never late.
 
 export interface PodState {
   /** Epoch ms at which the suite's watch saw this state. */
@@ -30,6 +37,8 @@ export interface LiveDelete {
   readonly key: string;
   readonly at: number;
   readonly pod: string;
+  /** A deregistration of a real un-Ready spell, applied after the pod was Ready again. */
+  readonly late: boolean;
 }
 
 export class PodTimeline {
@@ -90,23 +99,29 @@ export class PodTimeline {
     return out;
   }
 
-  /** The pod (name) whose key `key` was live at `at` by the rule above, or undefined. */
-  livePodFor(key: string, at: number, graceMs: number, keyOf: (ip: string) => string): string | undefined {
+  /** The pod whose key `key` was live at `at` by the rule above, or undefined. */
+  livePodFor(key: string, at: number, graceMs: number, keyOf: (ip: string) => string, lateWindowMs = 0): { pod: string; late: boolean } | undefined {
     for (const { name, history } of this.#pods.values()) {
-      const before = history.filter((s) => s.at <= at - graceMs).at(-1);
+      const index = history.findLastIndex((s) => s.at <= at - graceMs);
+      const before = history[index];
       if (before === undefined || !before.serving || keyOf(before.ip) !== key) continue;
       const during = history.filter((s) => s.at > at - graceMs && s.at <= at + graceMs);
-      if (during.every((s) => s.serving && s.ip === before.ip)) return name;
+      if (!during.every((s) => s.serving && s.ip === before.ip)) continue;
+      // `before` starts the current serving spell; was there an earlier one, recently left?
+      const spellStart = history.findLastIndex((s, i) => i <= index && s.serving && !(history[i - 1]?.serving ?? false));
+      const servedEarlier = history.slice(0, Math.max(0, spellStart - 1)).some((s) => s.serving);
+      const recentlyBack = (history[spellStart]?.at ?? Number.NEGATIVE_INFINITY) > at - graceMs - lateWindowMs;
+      return { pod: name, late: spellStart > 0 && servedEarlier && recentlyBack };
     }
     return undefined;
   }
 
-  /** The DELETEs that removed a live pod's key. */
-  liveDeletes(deletes: ReadonlyArray<{ key: string; at: number }>, graceMs: number, keyOf: (ip: string) => string): LiveDelete[] {
+  /** The DELETEs that removed a live pod's key (late ones flagged). */
+  liveDeletes(deletes: ReadonlyArray<{ key: string; at: number }>, graceMs: number, keyOf: (ip: string) => string, lateWindowMs = 0): LiveDelete[] {
     const out: LiveDelete[] = [];
     for (const event of deletes) {
-      const pod = this.livePodFor(event.key, event.at, graceMs, keyOf);
-      if (pod !== undefined) out.push({ key: event.key, at: event.at, pod });
+      const live = this.livePodFor(event.key, event.at, graceMs, keyOf, lateWindowMs);
+      if (live !== undefined) out.push({ key: event.key, at: event.at, ...live });
     }
     return out;
   }

@@ -176,6 +176,8 @@ interface FaultResult {
   readonly faultStart: number;
   readonly takeoverS?: number;
   readonly note?: string;
+  /** Set when the harness could not create the scenario's conditions (an overloaded machine). */
+  readonly inconclusive?: string;
 }
 
 interface Row {
@@ -224,7 +226,7 @@ async function scenario(t: TestContext, name: string, options: { liveDeletesAllo
     const put = puts.find((e) => e.key === keyOf(start.ip) && e.at >= start.at - GRACE_MS && e.at <= (start.endedAt ?? Infinity));
     if (put !== undefined) maxRegisterS = Math.max(maxRegisterS, (put.at - start.at) / 1000);
   }
-  const notes = [result.note ?? '', leaseAfter === leaseBefore ? '' : 'new data lease'].filter((n) => n !== '');
+  const notes = [result.note ?? '', leaseAfter === leaseBefore ? '' : 'new data lease', result.inconclusive === undefined ? '' : `INCONCLUSIVE: ${result.inconclusive}`].filter((n) => n !== '');
   const row: Row = {
     scenario: name,
     faultS: (result.faultEnd - result.faultStart) / 1000,
@@ -240,6 +242,10 @@ async function scenario(t: TestContext, name: string, options: { liveDeletesAllo
   };
   rows.push(row);
   t.diagnostic(formatRow(row));
+  if (result.inconclusive !== undefined) {
+    t.skip(`inconclusive: ${result.inconclusive}`);
+    return live;
+  }
   assert.ok(churnStats.ops >= 2, `churn kept going (${JSON.stringify(churnStats)})`);
   if (options.liveDeletesAllowed !== true) assert.deepEqual(falseDeletes, [], 'no DELETE of a live pod\'s key');
   if (options.sameLease !== false) assert.equal(leaseAfter, leaseBefore, 'the same data lease throughout');
@@ -359,7 +365,15 @@ describe('chaos', () => {
       const back = Date.now();
       const replacement = await startReplica();
       await eventually('the replacement leads', () => isLeader(replacement));
-      return { faultStart: killedAt, faultEnd: back, note: `ready ${((Date.now() - back) / 1000).toFixed(1)} s after restart` };
+      // The scenario needs the replacement running within the TTL; on a starved machine the
+      // harness itself can miss that (seen: 16 s from spawn to the first log line).
+      const firstLine = Date.parse(String(replacement.lines()[0]?.['time'] ?? ''));
+      const gapS = (firstLine - killedAt) / 1000;
+      return {
+        faultStart: killedAt, faultEnd: back,
+        note: `process up ${gapS.toFixed(1)} s after the kill, ready ${((Date.now() - back) / 1000).toFixed(1)} s after restart`,
+        ...(gapS >= LEASE_TTL_S - 1 ? { inconclusive: `the replacement process only started ${gapS.toFixed(1)} s after the kill (lease TTL ${LEASE_TTL_S} s)` } : {}),
+      };
     });
   });
 

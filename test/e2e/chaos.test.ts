@@ -330,6 +330,8 @@ describe('chaos', () => {
       await killReplica(victim);
       await createProbe('probe-kill');
       const takeoverS = await probeRegisteredAfter('probe-kill', killedAt);
+      // "Within a few seconds": the election TTL plus a generous margin for a loaded machine.
+      assert.ok(takeoverS <= ELECTION_TTL_S + 8, `new pod registered ${takeoverS} s after the leader was killed`);
       const successor = await leader();
       assert.notEqual(successor, victim);
       return { faultStart: killedAt, faultEnd: killedAt, takeoverS };

@@ -12,6 +12,7 @@ import { startCluster, type Cluster } from '../cluster/cluster.ts';
 import type { AuditRecord } from '../../src/types.ts';
 import { eventually, RegistryObserver, startController, type ControllerProcess, type WatchedEvent } from './support.ts';
 import { Churn, type ChurnStats } from './chaos/churn.ts';
+import { RevisionClock } from './chaos/clock.ts';
 import { podState, PodWatcher } from './chaos/pods.ts';
 import { PodTimeline, type LiveDelete } from './chaos/timeline.ts';
 
@@ -42,6 +43,8 @@ const ANNOTATIONS = { 'etcd-registrar.io/register': 'true', 'etcd-registrar.io/s
 const keyOf = (ip: string): string => `${PREFIX}${ip}-86`;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 const iso = (ms: number): string => new Date(ms).toISOString();
+/** A timeout for Promise.race that does not keep the test process alive. */
+const deadline = (ms: number): Promise<undefined> => new Promise((resolve) => setTimeout(() => resolve(undefined), ms).unref());
 
 let cluster: Cluster;
 let core: CoreV1Api;
@@ -49,7 +52,10 @@ let observer: RegistryObserver;
 let elections: RegistryObserver;
 let podWatcher: PodWatcher;
 let churn: Churn;
+let clock: RevisionClock;
 const timeline = new PodTimeline();
+/** When an etcd change happened (its watch event may arrive late): see chaos/clock.ts. */
+const changedAt = (event: WatchedEvent): { lo: number; hi: number } => clock.bounds(event.revision, event.at);
 
 // ---------------------------------------------------------------------------------------
 // Replicas, with a supervisor that restarts a replica that exits on its own (as the kubelet
@@ -69,7 +75,7 @@ async function spawnReplica(): Promise<ControllerProcess> {
     if (stopping || expectedExit.has(replica)) return;
     unexpectedExits.push({ name, code: status.code, at: Date.now() });
     await sleep(500);
-    if (!stopping) await spawnReplica();
+    if (!stopping) await spawnReplica().catch(() => undefined);
   });
   return replica;
 }
@@ -103,7 +109,7 @@ async function ensureReplicas(count: number): Promise<void> {
 async function stopReplica(replica: ControllerProcess, graceMs = 10_000): Promise<{ code: number | null; hung: boolean }> {
   expectedExit.add(replica);
   replica.proc.signal('SIGTERM');
-  const status = await Promise.race([replica.proc.exited, sleep(graceMs).then(() => undefined)]);
+  const status = await Promise.race([replica.proc.exited, deadline(graceMs)]);
   if (status !== undefined) return { code: status.code, hung: false };
   replica.proc.signal('SIGKILL');
   return { code: (await replica.proc.exited).code, hung: true };
@@ -164,7 +170,7 @@ async function probeRegisteredAfter(name: string, since: number, timeoutMs = 20_
     put = seen === undefined ? undefined : observer.events.find((e) => e.type === 'put' && e.key === keyOf(seen.ip) && e.at >= since);
     return put !== undefined;
   }, timeoutMs);
-  return ((put?.at ?? since) - since) / 1000;
+  return ((put === undefined ? since : changedAt(put).hi) - since) / 1000;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -207,23 +213,29 @@ async function scenario(t: TestContext, name: string, options: { liveDeletesAllo
   const exitsFrom = unexpectedExits.length;
   churn.start();
   // Some churn before the fault, so that the fault hits a controller with work in flight.
-  await eventually('churn under way', () => churn.ops >= 2, 10_000);
-  const result = await fault();
-  const churnStats = await churn.stop();
+  let result: FaultResult;
+  let churnStats: ChurnStats;
+  try {
+    await eventually('churn under way', () => churn.ops >= 2, 10_000);
+    result = await fault();
+  } finally {
+    // Also when the fault fails: the next scenario must not inherit a running churn.
+    churnStats = await churn.stop();
+  }
   await eventually(`${name}: etcd holds exactly the Ready pods' keys`, registryMatchesReadyPods, CONVERGE_TIMEOUT_MS);
   const convergedAt = Date.now();
   await observerCaughtUp();
   const deletes = observer.events.slice(from).filter((e) => e.type === 'delete' && e.key.startsWith(PREFIX) && e.key !== SENTINEL);
   // The live-key rule looks GRACE_MS past each DELETE: let that window close.
   await sleep((deletes.at(-1)?.at ?? 0) + GRACE_MS + 100 - Date.now());
-  const live = timeline.liveDeletes(deletes, GRACE_MS, keyOf, LATE_WINDOW_MS);
+  const live = timeline.liveDeletes(deletes.map((e) => ({ key: e.key, from: changedAt(e).lo, at: changedAt(e).hi })), GRACE_MS, keyOf, LATE_WINDOW_MS);
   const falseDeletes = live.filter((d) => !d.late);
   const leaseAfter = await observer.dataLease(OWNER);
   const puts = observer.events.slice(from).filter((e) => e.type === 'put');
   let maxRegisterS = 0;
   for (const start of timeline.servingStarts(startedAt, convergedAt)) {
     // Our pod watch may see Ready after the controller did: a PUT up to GRACE_MS early counts.
-    const put = puts.find((e) => e.key === keyOf(start.ip) && e.at >= start.at - GRACE_MS && e.at <= (start.endedAt ?? Infinity));
+    const put = puts.map((e) => ({ key: e.key, at: changedAt(e).hi })).find((e) => e.key === keyOf(start.ip) && e.at >= start.at - GRACE_MS && e.at <= (start.endedAt ?? Infinity));
     if (put !== undefined) maxRegisterS = Math.max(maxRegisterS, (put.at - start.at) / 1000);
   }
   const notes = [result.note ?? '', leaseAfter === leaseBefore ? '' : 'new data lease', result.inconclusive === undefined ? '' : `INCONCLUSIVE: ${result.inconclusive}`].filter((n) => n !== '');
@@ -270,6 +282,8 @@ before(async () => {
   await podWatcher.start();
   observer = new RegistryObserver(registryEndpoints());
   await observer.watch(PREFIX);
+  clock = new RevisionClock(async () => (await observer.client.get(SENTINEL).exec()).header.revision);
+  clock.start();
   elections = new RegistryObserver(registryEndpoints());
   await elections.watch(ELECTION_PREFIX);
   await cluster.kubectl(['apply', '-f', '-'], {
@@ -292,6 +306,7 @@ after(async () => {
   stopping = true;
   await churn?.stop().catch(() => undefined);
   podWatcher?.stop();
+  clock?.stop();
   for (const replica of running()) await replica.stop();
   await observer?.close();
   await elections?.close();
@@ -412,7 +427,7 @@ describe('chaos', () => {
       await sleep(frozenAt + (ELECTION_TTL_S + 3) * 1000 - Date.now());
       const resumedAt = Date.now();
       old.proc.signal('SIGCONT');
-      const status = await Promise.race([old.proc.exited, sleep(20_000).then(() => undefined)]);
+      const status = await Promise.race([old.proc.exited, deadline(20_000)]);
       assert.equal(status?.code, 1, 'the deposed leader exits to restart as a standby');
       assert.ok(old.lines().some((line) => line['msg'] === 'leadership lost: exiting so that this replica restarts as a standby'));
 

@@ -76,4 +76,13 @@ describe('PodTimeline.liveDeletes', () => {
     const fresh = timeline(['b', 0, '', false], ['b', 2000, '10.0.0.2', true]);
     assert.deepEqual(fresh.liveDeletes([{ key: keyOf('10.0.0.2'), at: 4000 }], GRACE, keyOf, 5000), [{ key: keyOf('10.0.0.2'), at: 4000, pod: 'pod-b', late: false }]);
   });
+
+  it('with a time range for the DELETE, needs the pod serving over the whole range', () => {
+    const t = timeline(['a', 0, '10.0.0.1', true], ['a', 3000, '10.0.0.1', false], ['a', 3400, '10.0.0.1', true]);
+    const key = keyOf('10.0.0.1');
+    // Known only to lie in [2500, 6000]: the un-Ready spell at 3000 is inside: not live.
+    assert.deepEqual(t.liveDeletes([{ key, from: 2500, at: 6000 }], GRACE, keyOf), []);
+    // Known to lie in [5900, 6000]: live.
+    assert.equal(t.liveDeletes([{ key, from: 5900, at: 6000 }], GRACE, keyOf).length, 1);
+  });
 });

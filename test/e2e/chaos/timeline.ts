@@ -2,9 +2,10 @@
 // (Ready, not terminating, with an IP), and whether a DELETE seen in etcd removed the key of
 // a pod that was live at that moment.
 //
-// The rule for "live": a DELETE of key K seen at time t removed a live key when some pod P
+// The rule for "live": a DELETE of key K made at time t removed a live key when some pod P
 // mapped to K (same IP) was serving at t - grace and stayed serving, with the same IP,
-// through t + grace, as the suite's own Kubernetes watch saw it. The window absorbs the skew
+// through t + grace, as the suite's own Kubernetes watch saw it. When t is only known to lie
+// in [from, at] (clock.ts), P must have been serving through [from - grace, at + grace]. The window absorbs the skew
 // between two independent watches (the controller's and ours, plus our etcd watch): a pod
 // that stopped being Ready or started terminating just before the DELETE (the watch told us
 // a little late) is not live, nor is a pod that turned Ready just after it (e.g. a new pod
@@ -100,27 +101,28 @@ export class PodTimeline {
   }
 
   /** The pod whose key `key` was live at `at` by the rule above, or undefined. */
-  livePodFor(key: string, at: number, graceMs: number, keyOf: (ip: string) => string, lateWindowMs = 0): { pod: string; late: boolean } | undefined {
+  livePodFor(key: string, at: number, graceMs: number, keyOf: (ip: string) => string, lateWindowMs = 0, from = at): { pod: string; late: boolean } | undefined {
+    // [from, at]: when the DELETE happened, as closely as known (see clock.ts).
     for (const { name, history } of this.#pods.values()) {
-      const index = history.findLastIndex((s) => s.at <= at - graceMs);
+      const index = history.findLastIndex((s) => s.at <= from - graceMs);
       const before = history[index];
       if (before === undefined || !before.serving || keyOf(before.ip) !== key) continue;
-      const during = history.filter((s) => s.at > at - graceMs && s.at <= at + graceMs);
+      const during = history.filter((s) => s.at > from - graceMs && s.at <= at + graceMs);
       if (!during.every((s) => s.serving && s.ip === before.ip)) continue;
       // `before` starts the current serving spell; was there an earlier one, recently left?
       const spellStart = history.findLastIndex((s, i) => i <= index && s.serving && !(history[i - 1]?.serving ?? false));
       const servedEarlier = history.slice(0, Math.max(0, spellStart - 1)).some((s) => s.serving);
-      const recentlyBack = (history[spellStart]?.at ?? Number.NEGATIVE_INFINITY) > at - graceMs - lateWindowMs;
+      const recentlyBack = (history[spellStart]?.at ?? Number.NEGATIVE_INFINITY) > from - graceMs - lateWindowMs;
       return { pod: name, late: spellStart > 0 && servedEarlier && recentlyBack };
     }
     return undefined;
   }
 
   /** The DELETEs that removed a live pod's key (late ones flagged). */
-  liveDeletes(deletes: ReadonlyArray<{ key: string; at: number }>, graceMs: number, keyOf: (ip: string) => string, lateWindowMs = 0): LiveDelete[] {
+  liveDeletes(deletes: ReadonlyArray<{ key: string; at: number; from?: number }>, graceMs: number, keyOf: (ip: string) => string, lateWindowMs = 0): LiveDelete[] {
     const out: LiveDelete[] = [];
     for (const event of deletes) {
-      const live = this.livePodFor(event.key, event.at, graceMs, keyOf, lateWindowMs);
+      const live = this.livePodFor(event.key, event.at, graceMs, keyOf, lateWindowMs, event.from ?? event.at);
       if (live !== undefined) out.push({ key: event.key, at: event.at, ...live });
     }
     return out;

@@ -116,6 +116,8 @@ describe('service grants', () => {
     await kubectl('annotate', 'namespace', 'team-b', `${ANNOTATION}-`);
     await eventually('rogue deregistered after the revoke', async () => (await keyState(rogueKey)) === undefined);
     console.error(`# deregistered ${String(Date.now() - started)} ms after the revoke`);
+    // etcd may show the delete before the controller has written its audit line.
+    await eventually('deregister audited', () => controller?.audits().some((r) => r.key === rogueKey && r.action === 'deregister') === true);
     const records = controller.audits().filter((r) => r.key === rogueKey);
     assert.deepEqual(records.map((r) => [r.action, r.outcome, r.pod]), [['register', 'ok', 'team-b/rogue'], ['deregister', 'ok', 'team-b/rogue']]);
     assert.match(records[1]?.reason ?? '', /not granted to namespace "team-b" \(--service-grants strict\)/);
@@ -125,6 +127,17 @@ describe('service grants', () => {
     assert.equal(controller.audits().filter((r) => r.key === teamAKey).length, 1, 'team-a: only its own register record');
   });
 
+  it('strict: a restarted controller judges no pod before the namespaces are listed (no key deleted or re-put)', async () => {
+    assert.equal(await controller?.stop(), 0);
+    controller = await startController({ kubeconfig: cluster.kubeconfigPath, etcdEndpoints: cluster.registry.endpoints, extraArgs: args('strict', 'team-a,team-b') });
+    await controller.waitReady();
+    const passes = (): number => controller?.lines().filter((line) => line['msg'] === 'reconcile planned').length ?? 0;
+    await eventually('two reconciles after the restart', () => passes() >= 2, 15_000);
+    assert.deepEqual(await keyState(teamAKey), teamAState, 'team-a key: same value, lease and modRevision');
+    assert.equal(await keyState(rogueKey), undefined);
+    assert.deepEqual(controller.audits().map((r) => [r.action, r.pod]), [['skip', 'team-b/rogue']], 'only the refusal, once');
+  });
+
   it('open: an ungranted claim is registered, with a warning in the audit record, a Warning event and the metric', async () => {
     assert.equal(await controller?.stop(), 0);
     controller = await startController({ kubeconfig: cluster.kubeconfigPath, etcdEndpoints: cluster.registry.endpoints, extraArgs: args('open', 'team-c') });
@@ -132,6 +145,7 @@ describe('service grants', () => {
     const ip = await createSearchPod('team-c', 'migrating');
     const key = `${PREFIX}${ip}-86`;
     await eventually('team-c registered', async () => (await keyState(key))?.value === `${ip}:86`);
+    await eventually('register audited', () => controller?.audits().some((r) => r.key === key && r.action === 'register') === true);
     const record = controller.audits().find((r) => r.key === key && r.action === 'register');
     assert.equal(record?.outcome, 'ok');
     assert.match(record?.reason ?? '', /warning: service "search" is not granted to namespace "team-c" \(allowed by --service-grants open/);

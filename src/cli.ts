@@ -112,6 +112,7 @@ function registryOptionsOf(config: Config, logger: Logger): RegistryOptions {
     ownerRecordPrefix: config.ownerRecordPrefix,
     leaseTtlSeconds: config.leaseTtlSeconds,
     callTimeoutMs: config.etcdCallTimeoutMs,
+    credentialRefreshMs: config.etcdCredentialRefreshMs,
     maxOpsPerTxn: 100,
     tls: config.etcdCaFile === undefined && config.etcdCertFile === undefined
       ? undefined

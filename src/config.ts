@@ -19,6 +19,7 @@ export interface Config {
   readonly etcdUsername: string | undefined;
   readonly etcdPasswordFile: string | undefined;
   readonly etcdCallTimeoutMs: number;
+  readonly etcdCredentialRefreshMs: number;
   readonly environment: string;
   readonly ownerId: string;
   readonly ownerRecordPrefix: string;
@@ -76,6 +77,7 @@ export const flagSpecs: readonly FlagSpec[] = [
   { name: 'etcd-username', kind: 'string', description: 'etcd user (etcd authentication)' },
   { name: 'etcd-password-file', kind: 'string', description: 'file holding the etcd password' },
   { name: 'etcd-call-timeout', kind: 'string', default: '5s', description: 'deadline of every etcd call' },
+  { name: 'etcd-credential-refresh-interval', kind: 'string', default: '10s', description: 'how often the etcd CA, certificate, key and password files are re-read, so rotated files apply without a restart' },
   { name: 'environment', kind: 'string', default: '', description: 'environment name used in keys (e.g. PRE, PROD); pods may override it by annotation' },
   { name: 'owner-id', kind: 'string', default: 'etcd-registrar', description: 'identity of this installation; keys on its data lease are the only ones it changes' },
   { name: 'owner-record-prefix', kind: 'string', default: '/etcd-registrar/owners/', description: 'etcd prefix of the owner records that hold each owner\'s data lease id' },
@@ -245,6 +247,8 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   if (reconcileIntervalMs < 1000) throw new ConfigError('--reconcile-interval: must be at least 1s');
   const etcdCallTimeoutMs = parseDurationMs('etcd-call-timeout', text('etcd-call-timeout'));
   if (etcdCallTimeoutMs < 100) throw new ConfigError('--etcd-call-timeout: must be at least 100ms');
+  const etcdCredentialRefreshMs = parseDurationMs('etcd-credential-refresh-interval', text('etcd-credential-refresh-interval'));
+  if (etcdCredentialRefreshMs < 100) throw new ConfigError('--etcd-credential-refresh-interval: must be at least 100ms');
 
   const ownerId = text('owner-id').trim();
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(ownerId)) {
@@ -280,6 +284,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     etcdUsername: username,
     etcdPasswordFile: passwordFile,
     etcdCallTimeoutMs,
+    etcdCredentialRefreshMs,
     environment: text('environment').trim(),
     ownerId,
     ownerRecordPrefix,

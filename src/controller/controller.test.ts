@@ -214,6 +214,23 @@ describe('Controller', () => {
     await controller.stop();
   });
 
+  it('forgets a contested key once nobody claims it, and audits a new claim again', async (t) => {
+    const { source, registry, controller, records } = setup(t);
+    const claimant = makePod({ uid: 'c', name: 'c', podIPs: ['10.9.1.2'] });
+    source.initial.push(claimant);
+    registry.put(key('10.9.1.2'), '10.9.1.2:86', '0');
+    await controller.start();
+    source.emit({ type: 'delete', pod: claimant });
+    await controller.whenIdle();
+    await controller.reconcileNow('after the claimant left');
+    source.emit({ type: 'upsert', pod: { ...claimant, uid: 'c2' } });
+    await controller.whenIdle();
+    await controller.reconcileNow('a new claimant');
+    const skips = records.filter((r) => r.action === 'skip' && r.key === key('10.9.1.2'));
+    assert.deepEqual(skips.map((r) => r.podUid), ['c', 'c2']);
+    await controller.stop();
+  });
+
   it('refuses a reconcile that would delete more than the allowed share', async (t) => {
     const { registry, controller } = setup(t, { maxDeleteShare: 0.5 });
     for (let i = 1; i <= 4; i++) registry.put(key(`10.9.0.${i}`), `10.9.0.${i}:86`, '100');

@@ -429,7 +429,7 @@ export class Controller {
       if (current !== undefined) currentSubset.set(key, current);
     }
     const plan = this.#plan(desiredSubset, currentSubset, scope);
-    this.#logSkips(plan);
+    this.#logSkips(plan, scope);
     for (const key of keys) if (!this.#mirror.has(key) || desired.desiredFor(key) === undefined) this.#forgetDeparted(key, plan);
     if (plan.changes.length === 0) {
       for (const key of keys) this.#queue.forget(key);
@@ -504,7 +504,16 @@ export class Controller {
     });
   }
 
-  #logSkips(plan: Plan): void {
+  /**
+   * Audits each foreign-key skip once per key and reason. Keys of `scope` (every key, for a
+   * full reconcile) that are no longer skipped are forgotten, so the memory is bounded by the
+   * keys currently contested, not by every key ever contested.
+   */
+  #logSkips(plan: Plan, scope?: ReadonlySet<string>): void {
+    const skipped = new Set(plan.skips.map((skip) => skip.key));
+    for (const key of scope ?? [...this.#skipsLogged.keys()]) {
+      if (!skipped.has(key)) this.#skipsLogged.delete(key);
+    }
     for (const skip of plan.skips) {
       if (this.#skipsLogged.get(skip.key) === skip.reason) continue;
       this.#skipsLogged.set(skip.key, skip.reason);

@@ -16,6 +16,9 @@ import { Metrics } from './observability/metrics.ts';
 import { limitDeletes, plan } from './plan/index.ts';
 import { EtcdRegistry, type Leadership, type RegistryOptions } from './registry/index.ts';
 import { PodSource } from './source/pod-source.ts';
+import { NamespaceSource } from './source/namespace-source.ts';
+import { GRANTS_ANNOTATION, formatStaticGrants } from './grants/grants.ts';
+import { ServiceGrants } from './grants/service-grants.ts';
 import type { Change } from './types.ts';
 
 export const EXIT_OK = 0;
@@ -138,6 +141,7 @@ function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig
   });
   const desired = new DesiredState(mapping);
   const audit = new AuditLog(config.ownerId, auditDestination);
+  const grants = serviceGrantsOf(config, kubeConfig, logger);
   let controller: Controller | undefined;
   const metrics = new Metrics({
     queueDepth: () => controller?.queueDepth ?? 0,
@@ -148,7 +152,7 @@ function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig
     ...(events.stats === undefined ? {} : { events: events.stats.bind(events) }),
   });
   controller = new Controller(
-    { source, registry, desired, events, audit, metrics, logger: logger.child({ module: 'controller' }), planner: plan, limitDeletes, leadership },
+    { source, registry, desired, events, audit, metrics, logger: logger.child({ module: 'controller' }), planner: plan, limitDeletes, leadership, grants },
     {
       policy: config.policy,
       dryRun: config.dryRun,
@@ -160,6 +164,15 @@ function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig
     },
   );
   return { controller, source, metrics, audit };
+}
+
+/** Service grants (docs/decisions/0009): the Namespace annotation follows --annotation-prefix. */
+function serviceGrantsOf(config: Config, kubeConfig: KubeConfig, logger: Logger): ServiceGrants {
+  const annotation = `${config.annotationPrefix}${GRANTS_ANNOTATION}`;
+  const log = logger.child({ module: 'grants' });
+  const namespaces = config.serviceGrants === 'off' ? undefined : new NamespaceSource({ kubeConfig, annotation, logger: log });
+  log.info({ mode: config.serviceGrants, annotation, static: formatStaticGrants(config.staticGrants) }, 'service grants');
+  return new ServiceGrants({ mode: config.serviceGrants, annotation, staticGrants: config.staticGrants, namespaces, logger: log });
 }
 
 async function run(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, logger: Logger): Promise<number> {

@@ -11,7 +11,7 @@ import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { startCluster, type Cluster } from '../cluster/cluster.ts';
 import type { AuditRecord } from '../../src/types.ts';
 import { eventually, RegistryObserver, startController, type ControllerProcess, type WatchedEvent } from './support.ts';
-import { Churn, type ChurnStats } from './chaos/churn.ts';
+import { Churn, within, type ChurnStats } from './chaos/churn.ts';
 import { RevisionClock } from './chaos/clock.ts';
 import { podState, PodWatcher } from './chaos/pods.ts';
 import { PodTimeline, type LiveDelete } from './chaos/timeline.ts';
@@ -130,7 +130,7 @@ function registryEndpoints(): string[] {
 // the owner's data lease.
 
 async function registryMatchesReadyPods(): Promise<boolean> {
-  const pods = (await core.listNamespacedPod({ namespace: NS })).items;
+  const pods = (await within(core.listNamespacedPod({ namespace: NS }), 5000, 'pod list')).items;
   const expected = new Map<string, string>();
   for (const pod of pods) {
     const state = podState(pod, 0);
@@ -307,7 +307,10 @@ after(async () => {
   await churn?.stop().catch(() => undefined);
   podWatcher?.stop();
   clock?.stop();
-  for (const replica of running()) await replica.stop();
+  for (const replica of running()) {
+    replica.proc.signal('SIGCONT');
+    await stopReplica(replica);
+  }
   await observer?.close();
   await elections?.close();
   await cluster?.stop();
@@ -416,17 +419,25 @@ describe('chaos', () => {
       const fenceKey = (old.lines().find((line) => line['msg'] === 'elected leader')?.['fence'] as { key?: string } | undefined)?.key;
       assert.ok(fenceKey?.startsWith(ELECTION_PREFIX), `the old leader's campaign key (${fenceKey})`);
       expectedExit.add(old);
-      old.proc.signal('SIGSTOP');
+      const frozen = old;
+      frozen.proc.signal('SIGSTOP');
       frozenAt = Date.now();
-      await eventually('the standby is elected', () => isLeader(standby), 15_000);
-      // etcd's view of the election: the old campaign key expired at this revision.
-      const expired = elections.events.find((e) => e.type === 'delete' && e.key === fenceKey);
-      assert.ok(expired, 'the old leader\'s campaign key was deleted (lease expired)');
-      electedRevision = BigInt(expired.revision);
-      // Keep it frozen while the new leader writes the churn's changes.
-      await sleep(frozenAt + (ELECTION_TTL_S + 3) * 1000 - Date.now());
-      const resumedAt = Date.now();
-      old.proc.signal('SIGCONT');
+      let resumedAt = 0;
+      try {
+        await eventually('the standby is elected', () => isLeader(standby), 15_000);
+        // etcd's view of the election: the old campaign key expired at this revision (our
+        // election watch may hear of it a little after the standby did).
+        let expired: WatchedEvent | undefined;
+        await eventually('our election watch saw the old campaign key deleted', () => (expired = elections.events.find((e) => e.type === 'delete' && e.key === fenceKey)) !== undefined, 10_000);
+        assert.ok(expired);
+        electedRevision = BigInt(expired.revision);
+        // Keep it frozen while the new leader writes the churn's changes.
+        await sleep(frozenAt + (ELECTION_TTL_S + 3) * 1000 - Date.now());
+      } finally {
+        // Never leave a stopped process behind, whatever failed above.
+        resumedAt = Date.now();
+        frozen.proc.signal('SIGCONT');
+      }
       const status = await Promise.race([old.proc.exited, deadline(20_000)]);
       assert.equal(status?.code, 1, 'the deposed leader exits to restart as a standby');
       assert.ok(old.lines().some((line) => line['msg'] === 'leadership lost: exiting so that this replica restarts as a standby'));

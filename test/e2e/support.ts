@@ -61,7 +61,9 @@ export async function startController(options: ControllerArgs): Promise<Controll
     lines,
     audits: () => lines().filter((line) => line['audit'] === true) as unknown as AuditRecord[],
     waitReady: (timeoutMs = 30_000) =>
-      waitFor('controller /readyz', async () => (await fetch(`${metricsUrl}/readyz`)).ok, { timeoutMs, process: proc, intervalMs: 50 }).then(() => undefined),
+      // Each probe has its own deadline: a stopped (SIGSTOP) process accepts the connection
+      // but never answers, and fetch alone would wait for minutes.
+      waitFor('controller /readyz', async () => (await fetch(`${metricsUrl}/readyz`, { signal: AbortSignal.timeout(2000) })).ok, { timeoutMs, process: proc, intervalMs: 50 }).then(() => undefined),
     stop: async () => {
       proc.signal('SIGTERM');
       return (await proc.exited).code;

@@ -23,6 +23,15 @@ export function prng(seed: number): () => number {
   };
 }
 
+/** Rejects after `ms`: no API call may hold the churn (or its stop()) for long. */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 const isReady = (pod: V1Pod): boolean => pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 
 export class Churn {
@@ -76,7 +85,7 @@ export class Churn {
   async #loop(): Promise<void> {
     while (!this.#stopped) {
       try {
-        const action = await this.#step();
+        const action = await within(this.#step(), 10_000, 'churn step');
         this.#byAction[action] = (this.#byAction[action] ?? 0) + 1;
         this.#ops++;
       } catch {

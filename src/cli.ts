@@ -15,6 +15,7 @@ import { HealthServer } from './observability/http.ts';
 import { Metrics } from './observability/metrics.ts';
 import { limitDeletes, plan } from './plan/index.ts';
 import { EtcdRegistry, type Leadership, type RegistryOptions } from './registry/index.ts';
+import { SharedConnectionKubeConfig } from './source/kube-config.ts';
 import { PodSource } from './source/pod-source.ts';
 import type { Change } from './types.ts';
 
@@ -88,7 +89,8 @@ export function mappingConfigOf(config: Config): MappingConfig {
 }
 
 function loadKubeConfig(path: string | undefined): KubeConfig {
-  const kubeConfig = new KubeConfig();
+  // One connection pool for every API call (client-node would open a TLS connection per call).
+  const kubeConfig: KubeConfig = new SharedConnectionKubeConfig();
   try {
     if (path === undefined) kubeConfig.loadFromDefault();
     else kubeConfig.loadFromFile(path);

@@ -218,6 +218,24 @@ function podBody(name: string, app: string): V1Pod {
   };
 }
 
+/**
+ * Starts the controller under test. With BENCH_CPU_PROF_DIR set, it runs with `--cpu-prof` and
+ * writes a V8 CPU profile there when it exits (bench/profile.ts summarises one).
+ */
+async function startBenchController(args: Parameters<typeof startController>[0]): Promise<ControllerProcess> {
+  const dir = process.env['BENCH_CPU_PROF_DIR'];
+  if (dir === undefined || dir === '') return startController(args);
+  // startController spawns with this process's environment: set NODE_OPTIONS just for the spawn.
+  const saved = process.env['NODE_OPTIONS'];
+  process.env['NODE_OPTIONS'] = `${saved ?? ''} --cpu-prof --cpu-prof-dir=${dir}`.trim();
+  try {
+    return await startController(args);
+  } finally {
+    if (saved === undefined) delete process.env['NODE_OPTIONS'];
+    else process.env['NODE_OPTIONS'] = saved;
+  }
+}
+
 async function fetchText(url: string): Promise<string> {
   const response = await fetch(url);
   return response.text();
@@ -245,7 +263,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     keys = new KeyObserver(cluster.registry.endpoints);
     await keys.start(PREFIX);
     log('starting controller');
-    controller = await startController({
+    controller = await startBenchController({
       kubeconfig: cluster.kubeconfigPath,
       etcdEndpoints: cluster.registry.endpoints,
       extraArgs: ['--environment', 'PRE', '--owner-id', 'bench', '--namespaces', NAMESPACE, ...LEASE_ARGS],
@@ -364,6 +382,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     }
     burstMissing += Math.max(0, n - burstPods().length);
     const registered = n - burstMissing;
+    log(`burst: resumed at ${resumedAt}, last Ready at ${lastReady}, last key at ${lastPut} (epoch ms)`);
     const burstSpan = lastPut > resumedAt ? (lastPut - resumedAt) / 1000 : 0;
     const keysPerS = burstSpan > 0 ? registered / burstSpan : 0;
     // The raw writer is short (a few transactions at 1,000 keys) and noisy: the median of three runs.
@@ -389,7 +408,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     log('steady: restarting the controller with the default lease and election TTLs');
     underTest = undefined;
     await controller.stop();
-    controller = await startController({
+    controller = await startBenchController({
       kubeconfig: cluster.kubeconfigPath,
       etcdEndpoints: cluster.registry.endpoints,
       extraArgs: ['--environment', 'PRE', '--owner-id', 'bench', '--namespaces', NAMESPACE],

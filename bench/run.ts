@@ -32,4 +32,4 @@ async function write(path: string, text: string): Promise<void> {
 
 if (values.json !== undefined) await write(values.json, `${JSON.stringify(forJson(result), null, 2)}\n`);
 await write(values.report, markdownReport(result));
-console.log(JSON.stringify({ registration: result.registration, deregistration: result.deregistration, burst: result.burst, steady: result.steady }, null, 2));
+console.log(JSON.stringify({ registration: result.registration, deregistration: result.deregistration, burst: result.burst, reconcile: result.reconcile, restart: result.restart, steady: result.steady }, null, 2));

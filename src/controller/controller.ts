@@ -62,7 +62,7 @@ export class Controller {
   readonly #queue: KeyedWorkQueue;
   readonly #writers: PQueue;
   /** etcd state of the keys under the root, as last read or written by us. */
-  readonly #mirror = new Map<string, CurrentEntry>();
+  #mirror = new Map<string, CurrentEntry>();
   /** Keys written since the last full read started: the read must not overwrite them. */
   #writtenDuringRead: Set<string> | undefined;
   /** Pods deleted from the cache, remembered so their deregistration names them. */
@@ -237,12 +237,14 @@ export class Controller {
     this.#writtenDuringRead = written;
     try {
       const current = await this.#deps.registry.readAll();
-      for (const key of this.#mirror.keys()) {
-        if (!current.has(key) && !written.has(key)) this.#mirror.delete(key);
+      // The fresh read becomes the mirror (no merge pass over tens of thousands of keys); the
+      // few keys written meanwhile keep the state their writes left.
+      for (const key of written) {
+        const entry = this.#mirror.get(key);
+        if (entry === undefined) current.delete(key);
+        else current.set(key, entry);
       }
-      for (const [key, entry] of current) {
-        if (!written.has(key)) this.#mirror.set(key, entry);
-      }
+      this.#mirror = current;
     } finally {
       this.#writtenDuringRead = undefined;
     }

@@ -261,15 +261,22 @@ function podBody(name: string, app: string): V1Pod {
 }
 
 /**
- * Starts the controller under test. With BENCH_CPU_PROF_DIR set, it runs with `--cpu-prof` and
- * writes a V8 CPU profile there when it exits (bench/profile.ts summarises one).
+ * Starts the controller under test. Profiling aids (docs/benchmarks.md): with BENCH_CPU_PROF_DIR
+ * set, it runs with `--cpu-prof` and writes a V8 CPU profile there when it exits (bench/profile.ts
+ * summarises one); with BENCH_HEAP_SNAPSHOT_DIR set, it writes a heap snapshot there at the end of
+ * the steady window (bench/heap.ts summarises one).
  */
 async function startBenchController(args: Parameters<typeof startController>[0]): Promise<ControllerProcess> {
-  const dir = process.env['BENCH_CPU_PROF_DIR'];
-  if (dir === undefined || dir === '') return startController(args);
+  const cpuDir = process.env['BENCH_CPU_PROF_DIR'] ?? '';
+  const heapDir = process.env['BENCH_HEAP_SNAPSHOT_DIR'] ?? '';
+  const flags = [
+    ...(cpuDir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuDir}`]),
+    ...(heapDir === '' ? [] : ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${heapDir}`]),
+  ];
+  if (flags.length === 0) return startController(args);
   // startController spawns with this process's environment: set NODE_OPTIONS just for the spawn.
   const saved = process.env['NODE_OPTIONS'];
-  process.env['NODE_OPTIONS'] = `${saved ?? ''} --cpu-prof --cpu-prof-dir=${dir}`.trim();
+  process.env['NODE_OPTIONS'] = `${saved ?? ''} ${flags.join(' ')}`.trim();
   try {
     return await startController(args);
   } finally {
@@ -543,6 +550,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       const before = await sample();
       await sleep(profile.steadySeconds * 1000);
       const after = await sample();
+      if ((process.env['BENCH_HEAP_SNAPSHOT_DIR'] ?? '') !== '') {
+        controller.proc.signal('SIGUSR2');
+        await sleep(5000);
+      }
       const window = (after.at - before.at) / 1000;
       // The two metric scrapes are HTTP, not gRPC, so they are not in these counters.
       steady = {

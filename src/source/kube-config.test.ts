@@ -14,8 +14,8 @@ function load<T extends KubeConfig>(kc: T, certData: string, proxyUrl?: string):
   return kc;
 }
 
-async function dispatcherOf(kc: KubeConfig): Promise<unknown> {
-  const ctx = new RequestContext('https://127.0.0.1:6443/api/v1/pods', HttpMethod.GET);
+async function dispatcherOf(kc: KubeConfig, url = 'https://127.0.0.1:6443/api/v1/pods'): Promise<unknown> {
+  const ctx = new RequestContext(url, HttpMethod.GET);
   await kc.applySecurityAuthentication(ctx);
   return ctx.getDispatcher();
 }
@@ -71,4 +71,15 @@ test('a rewritten certificate file gets a new dispatcher', async () => {
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('a watch gets a connection of its own, apart from the shared pool', async () => {
+  const kc = load(new SharedConnectionKubeConfig(), 'cert');
+  const shared = await dispatcherOf(kc);
+  const watchUrl = 'https://127.0.0.1:6443/api/v1/namespaces/a/pods?watch=true&resourceVersion=5';
+  const [w1, w2] = [await dispatcherOf(kc, watchUrl), await dispatcherOf(kc, watchUrl)];
+  assert.ok(w1 !== undefined && w2 !== undefined);
+  assert.notEqual(w1, shared);
+  assert.notEqual(w1, w2);
+  assert.equal(await dispatcherOf(kc), shared);
 });

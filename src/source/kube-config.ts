@@ -7,6 +7,7 @@
 // a given TLS identity is kept and reused (undici keeps its connections alive; over HTTP/2 the
 // requests share one connection, as client-go does). New TLS material (e.g. a rotated client
 // certificate file) gets a new Agent; the old one closes once its requests have finished.
+// Watches are left out: each keeps its own connection, as before.
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { KubeConfig, type Cluster, type RequestContext } from '@kubernetes/client-node';
@@ -20,8 +21,10 @@ export class SharedConnectionKubeConfig extends KubeConfig {
     await super.applySecurityAuthentication(context);
     const made = context.getDispatcher();
     const cluster = this.getCurrentCluster();
-    // No TLS options (plain http) or a proxy: keep client-node's behaviour.
-    if (made === undefined || cluster === null || (cluster.proxyUrl ?? '') !== '') return;
+    // No TLS options (plain http) or a proxy: keep client-node's behaviour. A watch keeps a
+    // connection of its own too: its events must never queue behind other requests' traffic,
+    // and it opens one connection per watch (every 5-10 minutes), not per event.
+    if (made === undefined || cluster === null || (cluster.proxyUrl ?? '') !== '' || isWatch(context.getUrl())) return;
     const key = this.#identity(cluster);
     const shared = this.#shared;
     if (shared !== undefined && shared.key === key) {
@@ -47,6 +50,14 @@ export class SharedConnectionKubeConfig extends KubeConfig {
       material(user?.certFile, user?.certData),
       material(user?.keyFile, user?.keyData),
     ]);
+  }
+}
+
+function isWatch(url: string): boolean {
+  try {
+    return new URL(url).searchParams.get('watch') === 'true';
+  } catch {
+    return false;
   }
 }
 

@@ -261,7 +261,8 @@ function podBody(name: string, app: string): V1Pod {
 }
 
 /**
- * Starts the controller under test. Profiling aids (docs/benchmarks.md): with BENCH_CPU_PROF_DIR
+ * Starts the controller under test. Profiling aids (docs/benchmarks.md): BENCH_CONTROLLER_NODE_OPTIONS
+ * adds Node flags to the controller only; with BENCH_CPU_PROF_DIR
  * set, it runs with `--cpu-prof` and writes a V8 CPU profile there when it exits (bench/profile.ts
  * summarises one); with BENCH_HEAP_SNAPSHOT_DIR set, it writes a heap snapshot there at the end of
  * the steady window (bench/heap.ts summarises one).
@@ -270,6 +271,8 @@ async function startBenchController(args: Parameters<typeof startController>[0])
   const cpuDir = process.env['BENCH_CPU_PROF_DIR'] ?? '';
   const heapDir = process.env['BENCH_HEAP_SNAPSHOT_DIR'] ?? '';
   const flags = [
+    // Extra Node/V8 flags for the controller only, e.g. heap sizing experiments.
+    ...(process.env['BENCH_CONTROLLER_NODE_OPTIONS'] ?? '').split(' ').filter((f) => f !== ''),
     ...(cpuDir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuDir}`]),
     ...(heapDir === '' ? [] : ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${heapDir}`]),
   ];

@@ -17,6 +17,9 @@ import { limitDeletes, plan } from './plan/index.ts';
 import { EtcdRegistry, type Leadership, type RegistryOptions } from './registry/index.ts';
 import { SharedConnectionKubeConfig } from './source/kube-config.ts';
 import { PodSource } from './source/pod-source.ts';
+import { NamespaceSource } from './source/namespace-source.ts';
+import { GRANTS_ANNOTATION, formatStaticGrants } from './grants/grants.ts';
+import { ServiceGrants } from './grants/service-grants.ts';
 import type { Change } from './types.ts';
 
 export const EXIT_OK = 0;
@@ -111,6 +114,7 @@ function registryOptionsOf(config: Config, logger: Logger): RegistryOptions {
     ownerRecordPrefix: config.ownerRecordPrefix,
     leaseTtlSeconds: config.leaseTtlSeconds,
     callTimeoutMs: config.etcdCallTimeoutMs,
+    credentialRefreshMs: config.etcdCredentialRefreshMs,
     maxOpsPerTxn: 100,
     tls: config.etcdCaFile === undefined && config.etcdCertFile === undefined
       ? undefined
@@ -139,6 +143,7 @@ function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig
   });
   const desired = new DesiredState(mapping);
   const audit = new AuditLog(config.ownerId, auditDestination);
+  const grants = serviceGrantsOf(config, kubeConfig, logger);
   let controller: Controller | undefined;
   const metrics = new Metrics({
     queueDepth: () => controller?.queueDepth ?? 0,
@@ -149,7 +154,7 @@ function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig
     ...(events.stats === undefined ? {} : { events: events.stats.bind(events) }),
   });
   controller = new Controller(
-    { source, registry, desired, events, audit, metrics, logger: logger.child({ module: 'controller' }), planner: plan, limitDeletes, leadership },
+    { source, registry, desired, events, audit, metrics, logger: logger.child({ module: 'controller' }), planner: plan, limitDeletes, leadership, grants },
     {
       policy: config.policy,
       dryRun: config.dryRun,
@@ -161,6 +166,15 @@ function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig
     },
   );
   return { controller, source, metrics, audit };
+}
+
+/** Service grants (docs/decisions/0009): the Namespace annotation follows --annotation-prefix. */
+function serviceGrantsOf(config: Config, kubeConfig: KubeConfig, logger: Logger): ServiceGrants {
+  const annotation = `${config.annotationPrefix}${GRANTS_ANNOTATION}`;
+  const log = logger.child({ module: 'grants' });
+  const namespaces = config.serviceGrants === 'off' ? undefined : new NamespaceSource({ kubeConfig, annotation, logger: log });
+  log.info({ mode: config.serviceGrants, annotation, static: formatStaticGrants(config.staticGrants) }, 'service grants');
+  return new ServiceGrants({ mode: config.serviceGrants, annotation, staticGrants: config.staticGrants, namespaces, logger: log });
 }
 
 async function run(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, logger: Logger): Promise<number> {

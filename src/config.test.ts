@@ -23,6 +23,15 @@ describe('parseConfig', () => {
     assert.equal(config.dryRun, false);
     assert.equal(config.leaderElection, true);
     assert.equal(config.electionTtlSeconds, 5);
+    assert.equal(config.serviceGrants, 'open');
+    assert.equal(config.staticGrants.size, 0);
+  });
+
+  it('parses the service grants mode and the static grants', () => {
+    const config = configOf(['run', '--service-grants', 'strict', '--grants', 'team-a=search,web; platform=*']);
+    assert.equal(config.serviceGrants, 'strict');
+    assert.deepEqual([...config.staticGrants], [['team-a', ['search', 'web']], ['platform', ['*']]]);
+    assert.equal(configOf(['run'], { ETCD_REGISTRAR_SERVICE_GRANTS: 'off' }).serviceGrants, 'off');
   });
 
   it('reads every flag from its environment variable, and flags win', () => {
@@ -47,6 +56,9 @@ describe('parseConfig', () => {
     ['bad duration', ['run', '--lease-ttl', '10 minutes'], {}, /--lease-ttl: "10 minutes" is not a duration/],
     ['sub-second ttl', ['run', '--lease-ttl', '1500ms'], {}, /whole seconds/],
     ['bad policy', ['run', '--policy', 'delete-all'], {}, /--policy: "delete-all" is not one of sync, upsert-only/],
+    ['bad grants mode', ['run', '--service-grants', 'lax'], {}, /--service-grants: "lax" is not one of off, open, strict/],
+    ['bad grants', ['run', '--grants', 'team-a:search'], {}, /--grants: "team-a:search" must be namespace=service/],
+    ['bad granted service', ['run', '--grants', 'team-a=../x'], {}, /--grants: namespace team-a: "..\/x" is not a service name/],
     ['bad endpoint', ['run', '--etcd-endpoints', 'etcd:2379'], {}, /must use http:\/\/ or https:\/\//],
     ['bad share', ['run', '--max-delete-share', '2'], {}, /from 0 to 1/],
     ['cert without key', ['run', '--etcd-cert-file', '/c.pem'], {}, /must be given together/],

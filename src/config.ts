@@ -2,6 +2,7 @@
 // ConfigError whose message is the one line the CLI prints before exiting with code 2.
 import { parseArgs } from 'node:util';
 import type { Policy } from './types.ts';
+import { GRANTS_MODES, parseStaticGrants, type GrantsMode } from './grants/grants.ts';
 
 export type Command = 'run' | 'reconcile' | 'list';
 export type ValueFormat = 'template' | 'json';
@@ -18,6 +19,7 @@ export interface Config {
   readonly etcdUsername: string | undefined;
   readonly etcdPasswordFile: string | undefined;
   readonly etcdCallTimeoutMs: number;
+  readonly etcdCredentialRefreshMs: number;
   readonly environment: string;
   readonly ownerId: string;
   readonly ownerRecordPrefix: string;
@@ -28,6 +30,10 @@ export interface Config {
   readonly namespaces: readonly string[];
   readonly labelSelector: string | undefined;
   readonly annotationPrefix: string;
+  /** Service grants mode (docs/decisions/0009). */
+  readonly serviceGrants: GrantsMode;
+  /** Static grants from --grants: namespace -> service patterns (merged with the Namespace annotations). */
+  readonly staticGrants: ReadonlyMap<string, readonly string[]>;
   readonly keyRoot: string;
   readonly keyTemplate: string;
   readonly valueTemplate: string;
@@ -71,6 +77,7 @@ export const flagSpecs: readonly FlagSpec[] = [
   { name: 'etcd-username', kind: 'string', description: 'etcd user (etcd authentication)' },
   { name: 'etcd-password-file', kind: 'string', description: 'file holding the etcd password' },
   { name: 'etcd-call-timeout', kind: 'string', default: '5s', description: 'deadline of every etcd call' },
+  { name: 'etcd-credential-refresh-interval', kind: 'string', default: '10s', description: 'how often the etcd CA, certificate, key and password files are re-read, so rotated files apply without a restart' },
   { name: 'environment', kind: 'string', default: '', description: 'environment name used in keys (e.g. PRE, PROD); pods may override it by annotation' },
   { name: 'owner-id', kind: 'string', default: 'etcd-registrar', description: 'identity of this installation; keys on its data lease are the only ones it changes' },
   { name: 'owner-record-prefix', kind: 'string', default: '/etcd-registrar/owners/', description: 'etcd prefix of the owner records that hold each owner\'s data lease id' },
@@ -81,6 +88,8 @@ export const flagSpecs: readonly FlagSpec[] = [
   { name: 'namespaces', kind: 'string', default: '', description: 'comma-separated namespaces to watch; empty = all namespaces' },
   { name: 'label-selector', kind: 'string', description: 'only watch pods matching this label selector' },
   { name: 'annotation-prefix', kind: 'string', default: 'etcd-registrar.io/', description: 'prefix of the pod annotations' },
+  { name: 'service-grants', kind: 'string', default: 'open', description: 'off, open or strict: strict registers a service only in namespaces granted it (Namespace annotation <annotation-prefix>allowed-services or --grants); open registers ungranted claims with a warning' },
+  { name: 'grants', kind: 'string', default: '', description: 'static service grants, merged with the Namespace annotations: "namespace=service,service;namespace=*" (a trailing * matches a prefix)' },
   { name: 'key-root', kind: 'string', default: '/', description: 'every key written lives under this prefix; nothing outside it is ever read, written or deleted' },
   { name: 'key-template', kind: 'string', default: '/{service}_{environment}/{ip}-{port}', description: 'key template; placeholders {service} {environment} {ip} {port} {namespace} {pod} {node}' },
   { name: 'value-template', kind: 'string', default: '{ip}:{port}', description: 'value template (same placeholders; IPv6 {ip} is bracketed)' },
@@ -238,6 +247,8 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   if (reconcileIntervalMs < 1000) throw new ConfigError('--reconcile-interval: must be at least 1s');
   const etcdCallTimeoutMs = parseDurationMs('etcd-call-timeout', text('etcd-call-timeout'));
   if (etcdCallTimeoutMs < 100) throw new ConfigError('--etcd-call-timeout: must be at least 100ms');
+  const etcdCredentialRefreshMs = parseDurationMs('etcd-credential-refresh-interval', text('etcd-credential-refresh-interval'));
+  if (etcdCredentialRefreshMs < 100) throw new ConfigError('--etcd-credential-refresh-interval: must be at least 100ms');
 
   const ownerId = text('owner-id').trim();
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(ownerId)) {
@@ -273,6 +284,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     etcdUsername: username,
     etcdPasswordFile: passwordFile,
     etcdCallTimeoutMs,
+    etcdCredentialRefreshMs,
     environment: text('environment').trim(),
     ownerId,
     ownerRecordPrefix,
@@ -283,6 +295,8 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     namespaces: splitList(text('namespaces')),
     labelSelector: optional('label-selector'),
     annotationPrefix: text('annotation-prefix').trim(),
+    serviceGrants: parseChoice('service-grants', text('service-grants').trim(), GRANTS_MODES),
+    staticGrants: parseGrantsFlag(text('grants')),
     keyRoot: text('key-root'),
     keyTemplate: text('key-template'),
     valueTemplate: text('value-template'),
@@ -303,6 +317,12 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   }
   if (config.metricsAddress !== '') parseListenAddress(config.metricsAddress);
   return { kind: 'config', config };
+}
+
+function parseGrantsFlag(text: string): Map<string, string[]> {
+  const { grants, problems } = parseStaticGrants(text);
+  if (problems.length > 0) throw new ConfigError(`--grants: ${problems.join('; ')} (example: team-a=search,web;platform=*)`);
+  return grants;
 }
 
 /** "host:port", ":port" or "[::1]:port". */

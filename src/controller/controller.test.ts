@@ -12,6 +12,9 @@ import { limitDeletes, plan } from '../plan/index.ts';
 import type { AuditRecord, Change, CurrentEntry, SlimPod } from '../types.ts';
 import { Controller, type ControllerOptions } from './controller.ts';
 import type { ApplyResult, PodEvent, PodSourcePort, RegistryPort } from './ports.ts';
+import type { GrantsMode } from '../grants/grants.ts';
+import { ServiceGrants, type NamespaceFeed } from '../grants/service-grants.ts';
+import type { NamespaceEvent } from '../source/namespace-source.ts';
 
 class FakeSource implements PodSourcePort {
   #listener: ((event: PodEvent) => void) | undefined;
@@ -27,7 +30,14 @@ class FakeSource implements PodSourcePort {
     return this.isSynced;
   }
   stop(): void {}
+  /** The cache as the events built it. */
+  readonly pods = new Map<string, SlimPod>();
+  list(): SlimPod[] {
+    return [...this.pods.values()];
+  }
   emit(event: PodEvent): void {
+    if (event.type === 'upsert') this.pods.set(event.pod.uid, event.pod);
+    else this.pods.delete(event.pod.uid);
     this.#listener?.(event);
   }
 }
@@ -81,7 +91,27 @@ const options: ControllerOptions = {
   maxInflightBatches: 2,
 };
 
-function setup(t: TestContext, overrides: Partial<ControllerOptions> = {}) {
+/** Namespaces as the namespace source would report them; start() resolves when `listed` does. */
+class FakeNamespaces implements NamespaceFeed {
+  #listener: ((event: NamespaceEvent) => void) | undefined;
+  readonly initial: NamespaceEvent[] = [];
+  listed: Promise<void> = Promise.resolve();
+  startedAt = 0;
+  onChange(listener: (event: NamespaceEvent) => void): void {
+    this.#listener = listener;
+  }
+  async start(): Promise<void> {
+    this.startedAt = Date.now();
+    await this.listed;
+    for (const event of this.initial) this.emit(event);
+  }
+  stop(): void {}
+  emit(event: NamespaceEvent): void {
+    this.#listener?.(event);
+  }
+}
+
+function setup(t: TestContext, overrides: Partial<ControllerOptions> = {}, grantsMode?: GrantsMode) {
   const source = new FakeSource();
   const registry = new FakeRegistry();
   const records: AuditRecord[] = [];
@@ -89,6 +119,11 @@ function setup(t: TestContext, overrides: Partial<ControllerOptions> = {}) {
   const sink = new Writable({ write: (_chunk, _encoding, callback) => callback() });
   const audit = new AuditLog('test-owner', sink);
   audit.subscribe((record) => records.push(record));
+  const namespaces = new FakeNamespaces();
+  const logger = pino({ level: 'silent' });
+  const grants = grantsMode === undefined
+    ? undefined
+    : new ServiceGrants({ mode: grantsMode, annotation: 'etcd-registrar.io/allowed-services', staticGrants: new Map([['platform', ['*']]]), namespaces, logger });
   const controller = new Controller(
     {
       source,
@@ -100,11 +135,12 @@ function setup(t: TestContext, overrides: Partial<ControllerOptions> = {}) {
       logger: pino({ level: 'silent' }),
       planner: plan,
       limitDeletes,
+      grants,
     },
     { ...options, ...overrides },
   );
   t.after(() => controller.stop());
-  return { source, registry, records, events, controller };
+  return { source, registry, records, events, controller, namespaces };
 }
 
 const key = (ip: string, port = 86): string => `/search_PRE/${ip}-${port}`;
@@ -247,5 +283,103 @@ describe('Controller', () => {
     assert.equal(records.filter((r) => r.action === 'skip' && r.podUid === 'x').length, 1);
     assert.deepEqual(events, ['Warning InvalidRegistration default/x']);
     await controller.stop();
+  });
+});
+
+describe('Controller with service grants', () => {
+  const searchPod = (uid: string, namespace: string, ip: string): SlimPod =>
+    makePod({ uid, name: uid, namespace, podIPs: [ip], ann: { service: 'search' } });
+
+  it('strict: refuses an ungranted claim (no key, one Warning event, one audit skip) and leaves the granted team\'s key alone', async (t) => {
+    const { source, registry, controller, records, events, namespaces } = setup(t, {}, 'strict');
+    namespaces.initial.push({ type: 'upsert', name: 'team-a', value: 'search' }, { type: 'upsert', name: 'team-b', value: 'web' });
+    source.initial.push(searchPod('a', 'team-a', '10.1.0.1'));
+    await controller.start();
+    const granted = registry.kv.get(key('10.1.0.1'));
+    assert.equal(granted?.value, '10.1.0.1:86');
+    const rogue = searchPod('b', 'team-b', '10.1.0.2');
+    source.emit({ type: 'upsert', pod: rogue });
+    source.emit({ type: 'upsert', pod: { ...rogue, resourceVersion: '2' } });
+    await controller.whenIdle();
+    await controller.reconcileNow('test');
+    assert.deepEqual([...registry.kv.keys()], [key('10.1.0.1')]);
+    assert.deepEqual(registry.kv.get(key('10.1.0.1')), granted, 'same value, lease and modRevision');
+    const skips = records.filter((r) => r.action === 'skip');
+    assert.equal(skips.length, 1);
+    assert.equal(skips[0]?.pod, 'team-b/b');
+    assert.equal(skips[0]?.key, null);
+    assert.match(skips[0]?.reason ?? '', /service "search" is not granted to namespace "team-b".*not registered: \/search_PRE\/10\.1\.0\.2-86/);
+    assert.deepEqual(events.filter((e) => e.startsWith('Warning')), ['Warning ServiceNotGranted team-b/b']);
+  });
+
+  it('strict: granting registers the namespace\'s pods, revoking deregisters them (naming the pod)', async (t) => {
+    const { source, registry, controller, records, namespaces } = setup(t, {}, 'strict');
+    namespaces.initial.push({ type: 'upsert', name: 'team-b', value: undefined });
+    source.initial.push(searchPod('b', 'team-b', '10.1.0.2'), makePod({ uid: 'other', name: 'other', namespace: 'team-c', podIPs: ['10.1.0.3'], ann: { service: 'search' } }));
+    await controller.start();
+    assert.equal(registry.kv.size, 0);
+    namespaces.emit({ type: 'upsert', name: 'team-b', value: 'web, search' });
+    await controller.whenIdle();
+    assert.deepEqual([...registry.kv.keys()], [key('10.1.0.2')]);
+    namespaces.emit({ type: 'upsert', name: 'team-b', value: 'web' });
+    await controller.whenIdle();
+    assert.equal(registry.kv.size, 0);
+    const deregister = records.find((r) => r.action === 'deregister');
+    assert.equal(deregister?.pod, 'team-b/b');
+    assert.match(deregister?.reason ?? '', /not granted to namespace "team-b" \(--service-grants strict\)/);
+    // Refused again after the revoke: audited once more (the claim was granted in between).
+    assert.equal(records.filter((r) => r.action === 'skip').length, 2);
+  });
+
+  it('strict: an unknown namespace holds (never registers, never deregisters); static grants need no namespace', async (t) => {
+    const { source, registry, controller, records, namespaces } = setup(t, {}, 'strict');
+    namespaces.initial.push({ type: 'upsert', name: 'team-a', value: 'search' });
+    source.initial.push(searchPod('a', 'team-a', '10.1.0.1'), searchPod('p', 'platform', '10.1.0.9'));
+    await controller.start();
+    assert.deepEqual([...registry.kv.keys()].sort(), [key('10.1.0.1'), key('10.1.0.9')]);
+    // The namespace vanishes from the cache (deleted, or a relist raced): its pod keeps its key.
+    namespaces.emit({ type: 'delete', name: 'team-a' });
+    await controller.whenIdle();
+    await controller.reconcileNow('test');
+    assert.ok(registry.kv.has(key('10.1.0.1')));
+    // A pod in a namespace not seen yet is neither registered nor refused...
+    source.emit({ type: 'upsert', pod: searchPod('n', 'new-ns', '10.1.0.5') });
+    await controller.whenIdle();
+    assert.ok(!registry.kv.has(key('10.1.0.5')));
+    assert.equal(records.filter((r) => r.action === 'skip').length, 0);
+    // ...until the namespace arrives with the grant.
+    namespaces.emit({ type: 'upsert', name: 'new-ns', value: 'search' });
+    await controller.whenIdle();
+    assert.ok(registry.kv.has(key('10.1.0.5')));
+  });
+
+  it('strict: waits for the namespaces before judging any pod', async (t) => {
+    const { source, registry, controller, namespaces } = setup(t, {}, 'strict');
+    let list: () => void = () => undefined;
+    namespaces.listed = new Promise((resolve) => { list = resolve; });
+    namespaces.initial.push({ type: 'upsert', name: 'team-a', value: 'search' });
+    source.initial.push(searchPod('a', 'team-a', '10.1.0.1'));
+    const started = controller.start();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(source.pods.size, 0, 'the pod source has not started');
+    list();
+    await started;
+    assert.ok(registry.kv.has(key('10.1.0.1')));
+  });
+
+  it('open: registers an ungranted claim but warns once (log, Warning event, audit reason)', async (t) => {
+    const { source, registry, controller, records, events, namespaces } = setup(t, {}, 'open');
+    namespaces.initial.push({ type: 'upsert', name: 'team-b', value: undefined });
+    source.initial.push(searchPod('b', 'team-b', '10.1.0.2'));
+    await controller.start();
+    const pod = searchPod('b', 'team-b', '10.1.0.2');
+    source.emit({ type: 'upsert', pod: { ...pod, resourceVersion: '3' } });
+    await controller.whenIdle();
+    assert.equal(registry.kv.get(key('10.1.0.2'))?.value, '10.1.0.2:86');
+    const register = records.filter((r) => r.action === 'register');
+    assert.equal(register.length, 1);
+    assert.match(register[0]?.reason ?? '', /warning: service "search" is not granted to namespace "team-b" \(allowed by --service-grants open/);
+    assert.deepEqual(events.filter((e) => e.startsWith('Warning')), ['Warning ServiceNotGranted team-b/b']);
+    assert.equal(records.filter((r) => r.action === 'skip').length, 0);
   });
 });

@@ -7,9 +7,11 @@ import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import type { AuditLog } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import type { Change, CurrentEntry, DesiredEntry, Plan, Policy, SlimPod } from '../types.ts';
+import type { Change, CurrentEntry, DesiredEntry, Plan, PodMapping, Policy, SlimPod } from '../types.ts';
 import { retryUntilDone } from '../backoff.ts';
 import { KeyedWorkQueue, type BackoffOptions } from './workqueue.ts';
+import { verdictFor, type GrantStatus, type Verdict } from '../grants/grants.ts';
+import type { GrantsPort } from '../grants/service-grants.ts';
 import type { DesiredIndex, EventSink, LeadershipPort, PodEvent, PodSourcePort, RegistryPort, PodRef } from './ports.ts';
 
 export interface ControllerOptions {
@@ -35,6 +37,14 @@ export interface ControllerDeps {
   /** Absent: this is the only writer (no election). */
   readonly leadership?: LeadershipPort | undefined;
   readonly limitDeletes: (plan: Plan, ownedKeys: number, maxShare: number, force: boolean) => { plan: Plan; refused: readonly Change[] };
+  /** Service grants (docs/decisions/0009); absent = every claim allowed. */
+  readonly grants?: GrantsPort | undefined;
+}
+
+/** A pod's claim that its namespace is not granted: refused (strict) or allowed with a warning (open). */
+interface UngrantedClaim {
+  readonly service: string;
+  readonly namespace: string;
 }
 
 export interface PlanRequest {
@@ -70,6 +80,10 @@ export class Controller {
   /** Last skip reason per key or pod, so repeated passes do not repeat audit records. */
   readonly #skipsLogged = new Map<string, string>();
   readonly #invalidPods = new Map<string, string>();
+  /** Pods refused by the service grants (strict), by uid. */
+  readonly #refused = new Map<string, UngrantedClaim>();
+  /** Pods registered although not granted (open), by uid: warned about once per service. */
+  readonly #ungranted = new Map<string, UngrantedClaim>();
   #workersDone: Promise<void> | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #reconciling: Promise<ReconcileReport> | undefined;
@@ -92,6 +106,7 @@ export class Controller {
       deps.metrics?.leaseChanges.inc();
       this.requestReconcile('lease replaced');
     });
+    deps.grants?.onChange((namespace) => this.#onGrantsChange(namespace));
   }
 
   /** Waits for the pod cache, reads etcd, starts the workers and runs the first full reconcile. */
@@ -112,6 +127,9 @@ export class Controller {
   }
 
   async #startWorkersAndReconcile(reason: string): Promise<ReconcileReport> {
+    // Strict grants: every namespace is known before the first pod is judged, so that no
+    // pod is held back (or, worse, seen as refused) for want of its namespace.
+    await this.#deps.grants?.start();
     await this.#deps.source.start();
     const { leadership } = this.#deps;
     if (leadership !== undefined) {
@@ -252,7 +270,7 @@ export class Controller {
 
   #plan(desired: ReadonlyMap<string, DesiredEntry>, current: ReadonlyMap<string, CurrentEntry>, scope: ReadonlySet<string> | undefined): Plan {
     const { registry } = this.#deps;
-    return this.#deps.planner({
+    const planned = this.#deps.planner({
       desired,
       current,
       claimed: (key) => this.#deps.desired.claimant(key) ?? this.#departed.get(key),
@@ -261,6 +279,23 @@ export class Controller {
       policy: this.#options.policy,
       ...(scope === undefined ? {} : { scope }),
     });
+    if (this.#refused.size === 0 && this.#ungranted.size === 0) return planned;
+    return { changes: planned.changes.map((change) => this.#explainGrant(change)), skips: planned.skips };
+  }
+
+  /** The audit reason of a change that the service grants caused or let through. */
+  #explainGrant(change: Change): Change {
+    const uid = change.pod?.uid;
+    if (uid === undefined) return change;
+    const refused = this.#refused.get(uid);
+    if (refused !== undefined && change.action === 'deregister') {
+      return { ...change, reason: `${notGranted(refused)} (--service-grants strict)` };
+    }
+    const ungranted = this.#ungranted.get(uid);
+    if (ungranted !== undefined && (change.action === 'register' || change.action === 'repair')) {
+      return { ...change, reason: `${change.reason}; warning: ${notGranted(ungranted)} (allowed by --service-grants open; strict would refuse it)` };
+    }
+    return change;
   }
 
   #onPodEvent(event: PodEvent): void {
@@ -270,12 +305,25 @@ export class Controller {
         const keys = desired.removePod(event.pod.uid);
         for (const key of keys) this.#departed.set(key, { key: podName(event.pod), uid: event.pod.uid });
         this.#clearInvalid(event.pod.uid);
+        this.#refused.delete(event.pod.uid);
+        this.#ungranted.delete(event.pod.uid);
         this.#queue.addAll(keys);
         return;
       }
-      const { mapping, affectedKeys } = desired.upsertPod(event.pod);
+      const { grants } = this.#deps;
+      let judged: { service: string; status: GrantStatus; verdict: Verdict } | undefined;
+      const admit = grants === undefined
+        ? undefined
+        : (service: string) => {
+            const status = grants.status(event.pod.namespace, service);
+            const verdict = verdictFor(grants.mode, status);
+            judged = { service, status, verdict };
+            return verdict === 'allow-ungranted' ? 'allow' : verdict;
+          };
+      const { mapping, affectedKeys } = desired.upsertPod(event.pod, admit);
       if (mapping.kind === 'invalid') this.#reportInvalid(event.pod, mapping.problems);
       else this.#clearInvalid(event.pod.uid);
+      if (judged !== undefined) this.#reportGrant(event.pod, judged.service, judged.verdict, mapping, affectedKeys);
       this.#queue.addAll(affectedKeys);
     } catch (error) {
       // A handler that throws would crash the process: log and rely on the next reconcile.
@@ -291,6 +339,53 @@ export class Controller {
     this.#deps.metrics?.invalidPods.set(this.#invalidPods.size);
     this.#deps.audit.write({ action: 'skip', key: null, value: null, pod: podName(pod), podUid: pod.uid, reason: `invalid registration: ${summary}`, leaseId: null, outcome: 'ok' });
     this.#deps.events.record(pod, 'Warning', 'InvalidRegistration', `not registered in etcd: ${summary}`);
+  }
+
+  /** A namespace's grants changed: every pod in it gets a new verdict (level-triggered). */
+  #onGrantsChange(namespace: string): void {
+    let pods = 0;
+    for (const pod of this.#deps.source.list()) {
+      if (pod.namespace !== namespace) continue;
+      pods++;
+      this.#onPodEvent({ type: 'upsert', pod });
+    }
+    this.#deps.logger.debug({ namespace, pods }, 'namespace grants changed: pods re-evaluated');
+  }
+
+  #reportGrant(pod: SlimPod, service: string, verdict: Verdict, mapping: PodMapping, affectedKeys: readonly string[]): void {
+    const { audit, events, metrics, logger, grants } = this.#deps;
+    const claim: UngrantedClaim = { service, namespace: pod.namespace };
+    if (verdict === 'refuse') {
+      // Keys it held are released: their deletes name the pod ('deregister', not 'orphan-delete').
+      for (const key of affectedKeys) this.#departed.set(key, { key: podName(pod), uid: pod.uid });
+      if (this.#refused.get(pod.uid)?.service === service) return;
+      this.#refused.set(pod.uid, claim);
+      this.#ungranted.delete(pod.uid);
+      const keys = mapping.kind === 'valid' ? mapping.registrations.map((r) => r.key) : [];
+      metrics?.skips.inc({ reason: 'not-granted' });
+      metrics?.ungrantedClaims.inc({ outcome: 'refused' });
+      audit.write({
+        action: 'skip', key: null, value: null, pod: podName(pod), podUid: pod.uid,
+        reason: `${notGranted(claim)} (--service-grants strict; granted by the Namespace annotation ${grants?.annotation ?? 'allowed-services'}): not registered: ${keys.join(', ')}`,
+        leaseId: null, outcome: 'ok',
+      });
+      events.record(pod, 'Warning', 'ServiceNotGranted', `not registered in etcd: ${notGranted(claim)}; ${howToGrant(grants)}`);
+      return;
+    }
+    if (verdict === 'allow-ungranted') {
+      this.#refused.delete(pod.uid);
+      if (this.#ungranted.get(pod.uid)?.service === service) return;
+      this.#ungranted.set(pod.uid, claim);
+      metrics?.ungrantedClaims.inc({ outcome: 'allowed' });
+      logger.warn({ pod: podName(pod), podUid: pod.uid, service, namespace: pod.namespace }, 'service not granted to the namespace; registered anyway (--service-grants open)');
+      events.record(pod, 'Warning', 'ServiceNotGranted', `registered although ${notGranted(claim)} (--service-grants open; strict mode will refuse it); ${howToGrant(grants)}`);
+      return;
+    }
+    if (verdict === 'allow') {
+      this.#refused.delete(pod.uid);
+      this.#ungranted.delete(pod.uid);
+    }
+    // hold: the namespace is unknown for now; nothing changes until it is known.
   }
 
   #clearInvalid(uid: string): void {
@@ -436,10 +531,19 @@ export class Controller {
     this.#abort.abort(new Error('controller stopping'));
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     await this.#deps.source.stop();
+    await this.#deps.grants?.stop();
     this.#queue.shutDown();
     await this.#workersDone;
     await this.#reconciling?.catch(() => undefined);
   }
+}
+
+function notGranted(claim: UngrantedClaim): string {
+  return `service ${JSON.stringify(claim.service)} is not granted to namespace ${JSON.stringify(claim.namespace)}`;
+}
+
+function howToGrant(grants: GrantsPort | undefined): string {
+  return `a cluster admin grants it with the Namespace annotation ${grants?.annotation ?? 'allowed-services'} (comma-separated service names)`;
 }
 
 function group(groups: Map<string, { pod: PodRef; keys: string[] }>, pod: PodRef, item: string): void {

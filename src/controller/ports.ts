@@ -10,6 +10,8 @@ export interface PodSourcePort {
   start(): Promise<void>;
   /** False between a watch failure and the relist that follows it. */
   synced(): boolean;
+  /** Every pod in the cache (a namespace's grants changed: its pods get a new verdict). */
+  list(): readonly SlimPod[];
   stop(): Promise<void> | void;
 }
 
@@ -20,7 +22,8 @@ export interface PodRef {
 }
 
 export interface DesiredIndex {
-  upsertPod(pod: SlimPod): { mapping: PodMapping; affectedKeys: readonly string[] };
+  /** `admit` (service grants) decides about pods with registrations; see DesiredState. */
+  upsertPod(pod: SlimPod, admit?: (service: string) => 'allow' | 'refuse' | 'hold'): { mapping: PodMapping; affectedKeys: readonly string[]; admission?: 'allow' | 'refuse' | 'hold' | undefined };
   removePod(uid: string): readonly string[];
   desiredFor(key: string): DesiredEntry | undefined;
   /** A known pod (serving or not) that maps to the key. */

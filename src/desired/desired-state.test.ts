@@ -209,3 +209,56 @@ describe('DesiredState', () => {
     }
   });
 });
+
+describe('DesiredState with service grants (admit)', () => {
+  const HOST_KEY = '/search_PRE/10.0.0.1-86';
+
+  it('asks about the pod\'s service; a refused pod claims nothing and leaves another pod\'s shared key alone', () => {
+    const s = new DesiredState(testConfig);
+    const asked: string[] = [];
+    // Two host-network pods on one node share a key: the granted one keeps it.
+    s.upsertPod(pod('granted', { ann: { address: 'host' } }), (service) => (asked.push(service), 'allow'));
+    const r = s.upsertPod(pod('refused', { ann: { address: 'host' }, creationTimestamp: '2025-01-01T00:00:00Z' }), (service) => (asked.push(service), 'refuse'));
+    assert.deepEqual(asked, ['search', 'search']);
+    assert.equal(r.admission, 'refuse');
+    assert.deepEqual(r.affectedKeys, []);
+    assert.equal(s.desiredFor(HOST_KEY)?.podUid, 'granted');
+    assert.deepEqual(s.claimant(HOST_KEY), { key: 'default/search-granted', uid: 'granted' });
+  });
+
+  it('refusing a registered pod releases its keys (they become affected and undesired)', () => {
+    const s = new DesiredState(testConfig);
+    s.upsertPod(pod('a'), () => 'allow');
+    const r = s.upsertPod(pod('a'), () => 'refuse');
+    assert.deepEqual(r.affectedKeys, [KEY]);
+    assert.equal(s.desiredFor(KEY), undefined);
+    assert.equal(s.claimed(KEY), false);
+    const back = s.upsertPod(pod('a'), () => 'allow');
+    assert.deepEqual(back.affectedKeys, [KEY]);
+    assert.equal(s.desiredFor(KEY)?.podUid, 'a');
+  });
+
+  it('hold keeps what the pod had and follows its readiness; a new held pod gets nothing', () => {
+    const s = new DesiredState(testConfig);
+    s.upsertPod(pod('a'), () => 'allow');
+    s.upsertPod(pod('a', { ann: { service: 'other' } }), () => 'hold');
+    assert.equal(s.desiredFor(KEY)?.value, '172.18.100.31:86', 'the old key stays while the namespace is unknown');
+    s.upsertPod(pod('a', { ready: false }), () => 'hold');
+    assert.equal(s.desiredFor(KEY), undefined);
+    assert.ok(s.claimed(KEY));
+    const fresh = s.upsertPod(pod('b', { podIPs: ['172.18.100.32'] }), () => 'hold');
+    assert.equal(fresh.admission, 'hold');
+    assert.equal(s.desiredFor(KEY2), undefined);
+    assert.equal(s.claimed(KEY2), false);
+  });
+
+  it('is not asked about pods without registrations (no IP yet, ignored, invalid)', () => {
+    const s = new DesiredState(testConfig);
+    let asked = 0;
+    const admit = () => (asked++, 'refuse' as const);
+    assert.equal(s.upsertPod(pod('a', { podIPs: [] }), admit).admission, undefined);
+    assert.equal(s.upsertPod(pod('b', { annotations: {} }), admit).admission, undefined);
+    assert.equal(s.upsertPod(pod('c', { ann: { port: 'nope' } }), admit).admission, undefined);
+    assert.equal(asked, 0);
+  });
+});

@@ -10,6 +10,17 @@ import type { MappingConfig } from '../mapping/config.ts';
 import type { DesiredEntry, PodMapping, SlimPod } from '../types.ts';
 
 /** A pod, as named in changes and audit records. */
+/**
+ * The service grants' answer for a pod's claim (docs/decisions/0009):
+ * - allow: the pod's registrations are desired as usual;
+ * - refuse: the pod claims nothing (its earlier keys are released);
+ * - hold: the pod keeps what it had (an incomplete namespace cache changes nothing).
+ */
+export type Admission = 'allow' | 'refuse' | 'hold';
+
+/** Asked once per upsert of a pod with registrations, with its service name. */
+export type Admit = (service: string) => Admission;
+
 export interface PodRef {
   /** "namespace/name" */
   readonly key: string;
@@ -55,13 +66,25 @@ export class DesiredState {
    * An ignored pod (opted out) maps to nothing, so its earlier keys are released. A pod
    * whose annotations turn invalid keeps its last valid keys, which follow its readiness:
    * a typo in a live pod's annotation must not take it out of service.
+   * `admit` (service grants) is asked about pods with registrations: a refused pod claims
+   * nothing; a held one keeps its earlier keys (none for a new pod), following its readiness.
    */
-  upsertPod(pod: SlimPod): { mapping: PodMapping; affectedKeys: string[] } {
+  upsertPod(pod: SlimPod, admit?: Admit): { mapping: PodMapping; affectedKeys: string[]; admission?: Admission | undefined } {
     const mapping = mapPod(pod, this.#cfg);
     const old = this.#pods.get(pod.uid);
     let values = new Map<string, string>();
     let serving = false;
-    if (mapping.kind === 'valid') {
+    let admission: Admission | undefined;
+    const service = mapping.kind === 'valid' ? mapping.registrations[0]?.service : undefined;
+    if (admit !== undefined && service !== undefined) admission = admit(service);
+    if (admission === 'refuse') {
+      // Claims nothing: the keys it had are released below.
+    } else if (admission === 'hold') {
+      if (old !== undefined && mapping.kind === 'valid') {
+        values = new Map(old.values);
+        serving = mapping.serving;
+      }
+    } else if (mapping.kind === 'valid') {
       for (const r of mapping.registrations) if (!values.has(r.key)) values.set(r.key, r.value);
       serving = mapping.serving;
     } else if (mapping.kind === 'invalid' && old !== undefined) {
@@ -91,7 +114,7 @@ export class DesiredState {
       }
     }
     for (const key of affected) this.#recompute(key);
-    return { mapping, affectedKeys: affected };
+    return { mapping, affectedKeys: affected, admission };
   }
 
   /** Forget a deleted pod; returns the keys it mapped to (each may need a delete). */

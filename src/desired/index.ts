@@ -1,2 +1,2 @@
 export { DesiredState } from './desired-state.ts';
-export type { PodRef } from './desired-state.ts';
+export type { Admission, Admit, PodRef } from './desired-state.ts';

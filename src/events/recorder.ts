@@ -98,6 +98,7 @@ const DEFAULT_ACTIONS: Readonly<Record<string, string>> = {
   InvalidRegistration: 'Validate',
   RegistrationRefused: 'Register',
   DeleteRefused: 'Deregister',
+  ServiceNotGranted: 'Register',
 };
 
 const MAX_NOTE_BYTES = 1024;

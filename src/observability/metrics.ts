@@ -22,8 +22,14 @@ export class Metrics {
   });
   readonly skips = new Counter({
     name: 'etcd_registrar_skips_total',
-    help: 'Registrations not written, by reason (invalid, foreign-key, refused-delete)',
+    help: 'Registrations not written, by reason (invalid, foreign-key, refused-delete, not-granted)',
     labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly ungrantedClaims = new Counter({
+    name: 'etcd_registrar_ungranted_claims_total',
+    help: 'Pods claiming a service their namespace is not granted, by outcome (refused: --service-grants strict; allowed: open)',
+    labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
   readonly invalidPods = new Gauge({

@@ -2,9 +2,11 @@
 // keepalive, and etcd3's own retry/circuit-breaker policies switched off (the registry
 // retries with exponential jittered backoff itself; etcd3 retries 3 times without any
 // delay, and its per-host breaker would hold calls back for 5 s after etcd returns).
-import { readFile } from 'node:fs/promises';
+import { checkServerIdentity } from 'node:tls';
+import * as grpc from '@grpc/grpc-js';
 import { Etcd3, GRPCUnavailableError } from 'etcd3';
 import type { IOptions } from 'etcd3';
+import { CredentialFiles } from './credential-files.ts';
 
 export interface TlsOptions {
   /** CA bundle that verifies the server certificate (system roots when absent). */
@@ -27,6 +29,10 @@ export interface ClientSettings {
   readonly callTimeoutMs: number;
   readonly tls?: TlsOptions | undefined;
   readonly auth?: AuthOptions | undefined;
+  /** How often TLS and password files are re-read (default 10 s); 0 reads them once. */
+  readonly credentialRefreshMs?: number | undefined;
+  /** Where credential problems and rotations are reported (one sentence, no secrets). */
+  readonly report?: ((level: 'info' | 'warn' | 'error', message: string) => void) | undefined;
 }
 
 type FaultHandling = NonNullable<IOptions['faultHandling']>;
@@ -89,7 +95,18 @@ export function normaliseEndpoints(endpoints: readonly string[], tls: boolean): 
   });
 }
 
-export async function createClient(settings: ClientSettings): Promise<Etcd3> {
+export interface RegistryClient {
+  readonly etcd: Etcd3;
+  /** The credential files behind TLS and auth, re-read every refresh interval. */
+  readonly credentials: CredentialFiles | undefined;
+  /** Closes the etcd client and stops re-reading the files. */
+  close(): void;
+}
+
+/** How often credential files are re-read when the caller does not say. */
+export const DEFAULT_CREDENTIAL_REFRESH_MS = 10_000;
+
+export async function createClient(settings: ClientSettings): Promise<RegistryClient> {
   const tls = settings.tls;
   const useTls =
     tls !== undefined || settings.endpoints.some((e) => e.trim().startsWith('https://'));
@@ -115,32 +132,85 @@ export async function createClient(settings: ClientSettings): Promise<Etcd3> {
       global: noopPolicy(),
     },
   };
-  if (tls !== undefined) {
-    if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {
-      throw new Error('registry: TLS client certificate and key must be given together');
-    }
-    const rootCertificate = tls.caFile !== undefined ? await readFile(tls.caFile) : undefined;
-    const certChain = tls.certFile !== undefined ? await readFile(tls.certFile) : undefined;
-    const privateKey = tls.keyFile !== undefined ? await readFile(tls.keyFile) : undefined;
-    // etcd3 passes these to grpc.credentials.createSsl; a null root means system roots.
-    options.credentials = {
-      rootCertificate: rootCertificate ?? (null as unknown as Buffer),
-      ...(certChain !== undefined ? { certChain } : {}),
-      ...(privateKey !== undefined ? { privateKey } : {}),
-    };
-    if (tls.serverName !== undefined) {
-      grpcOptions['grpc.ssl_target_name_override'] = tls.serverName;
-      grpcOptions['grpc.default_authority'] = tls.serverName;
+  const credentials =
+    tls !== undefined || settings.auth !== undefined
+      ? new CredentialFiles({
+          caFile: tls?.caFile,
+          certFile: tls?.certFile,
+          keyFile: tls?.keyFile,
+          passwordFile: settings.auth?.passwordFile,
+          refreshMs: settings.credentialRefreshMs ?? DEFAULT_CREDENTIAL_REFRESH_MS,
+          report: settings.report,
+        })
+      : undefined;
+  if (credentials !== undefined) {
+    await credentials.start();
+    const problem = credentials.problem;
+    if (problem !== undefined) {
+      credentials.stop();
+      throw new Error(`registry: ${problem}`);
     }
   }
-  if (settings.auth !== undefined) {
-    const password = (await readFile(settings.auth.passwordFile, 'utf8')).replace(/\r?\n$/, '');
+  if (settings.auth !== undefined && credentials !== undefined) {
+    const files = credentials;
     options.auth = {
       username: settings.auth.username,
-      password,
+      // A getter: etcd3 reads it at every login, so a rotated password file takes effect.
+      get password(): string {
+        return files.password;
+      },
       // A factory, so that later token refreshes get a fresh deadline too.
       callOptions: () => ({ deadline: Date.now() + settings.callTimeoutMs }),
     };
   }
-  return new Etcd3(options);
+  const serverName = tls?.serverName;
+  if (serverName !== undefined) {
+    // Also the SNI name; the verify option below covers etcd3's login channel, which is
+    // created without these channel options.
+    grpcOptions['grpc.ssl_target_name_override'] = serverName;
+    grpcOptions['grpc.default_authority'] = serverName;
+  }
+  const etcd = new Etcd3(options);
+  if (useTls) {
+    const provider = credentials ?? new CredentialFiles({ refreshMs: 0 });
+    if (credentials === undefined) await provider.start();
+    installChannelCredentials(
+      etcd,
+      grpc.experimental.createCertificateProviderChannelCredentials(
+        provider,
+        provider.hasIdentity ? provider : null,
+        serverName === undefined ? {} : { checkServerIdentity: (_host, cert) => checkServerIdentity(serverName, cert) },
+      ),
+    );
+  }
+  return {
+    etcd,
+    credentials,
+    close: () => {
+      credentials?.stop();
+      etcd.close();
+    },
+  };
+}
+
+interface PoolInternals {
+  hosts: Array<{ channelCredentials: unknown }>;
+  authenticator: { credentials: unknown };
+}
+
+/**
+ * etcd3 builds fixed TLS credentials from buffers once (grpc createSsl), which would pin the
+ * certificates read at start. Its hosts create their gRPC clients lazily from
+ * `channelCredentials`, and its authenticator logs in with `credentials`; replacing both before
+ * the first call makes every connection use the rotating provider. Checked loudly, because
+ * these are etcd3 internals (the version is pinned and the TLS tests cover this path).
+ */
+function installChannelCredentials(etcd: Etcd3, channelCredentials: grpc.ChannelCredentials): void {
+  const pool = (etcd as unknown as { pool?: Partial<PoolInternals> }).pool;
+  const hostsOk = Array.isArray(pool?.hosts) && pool.hosts.every((h) => 'channelCredentials' in h);
+  if (pool === undefined || !hostsOk || pool.authenticator === undefined || !('credentials' in pool.authenticator)) {
+    throw new Error('registry: this etcd3 version does not expose its connection pool as expected; cannot use rotating TLS credentials');
+  }
+  for (const host of pool.hosts ?? []) host.channelCredentials = channelCredentials;
+  pool.authenticator.credentials = channelCredentials;
 }

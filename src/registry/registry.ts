@@ -5,7 +5,7 @@ import type { Etcd3, ICompare, IKeyValue, IRequestOp, ITxnResponse } from 'etcd3
 import type { Logger } from 'pino';
 import { Leadership } from './election.ts';
 import type { Change, CurrentEntry } from '../types.ts';
-import { createClient, type AuthOptions, type TlsOptions } from './client.ts';
+import { createClient, type AuthOptions, type RegistryClient, type TlsOptions } from './client.ts';
 import {
   assertWritable,
   hasControl,
@@ -52,6 +52,8 @@ export interface RegistryOptions {
   readonly tls?: TlsOptions | undefined;
   readonly auth?: AuthOptions | undefined;
   readonly logger: Logger;
+  /** How often TLS/password files are re-read so rotations apply without a restart (default 10 s). */
+  readonly credentialRefreshMs?: number | undefined;
 }
 
 export interface ApplyResult {
@@ -112,6 +114,7 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
   readonly #inflight: number;
   readonly #pageSize: number;
   #client: Etcd3 | undefined;
+  #connection: RegistryClient | undefined;
   #keeper: LeaseKeeper | undefined;
   #state: 'new' | 'starting' | 'started' | 'closed' = 'new';
   #mode: LeaseMode = 'owner';
@@ -148,13 +151,23 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
     if (this.#state !== 'new') throw new RegistryProgrammingError(`registry: start() in state ${this.#state}`);
     this.#state = 'starting';
     this.#mode = options.mode ?? 'owner';
-    const client = await createClient({
-      endpoints: this.#opts.endpoints,
-      callTimeoutMs: this.#opts.callTimeoutMs,
-      tls: this.#opts.tls,
-      auth: this.#opts.auth,
-    });
+    let connection: RegistryClient;
+    try {
+      connection = await createClient({
+        endpoints: this.#opts.endpoints,
+        callTimeoutMs: this.#opts.callTimeoutMs,
+        tls: this.#opts.tls,
+        auth: this.#opts.auth,
+        credentialRefreshMs: this.#opts.credentialRefreshMs,
+        report: (level, message) => this.#log[level]({ event: 'credentials' }, message),
+      });
+    } catch (err) {
+      this.#state = 'new';
+      throw err;
+    }
+    const client = connection.etcd;
     this.#client = client;
+    this.#connection = connection;
     const keeper = new LeaseKeeper({
       mode: this.#mode,
       client,
@@ -179,14 +192,15 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
       this.#state = 'new';
       this.#keeper = undefined;
       this.#client = undefined;
+      this.#connection = undefined;
       await keeper.close();
-      client.close();
+      connection.close();
       throw err;
     }
     if (this.#state !== 'starting') {
       // close() raced with start().
       await keeper.close();
-      client.close();
+      connection.close();
       throw new Error('registry: closed while starting');
     }
     this.#state = 'started';
@@ -347,7 +361,7 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
     await this.#keeper?.close();
-    this.#client?.close();
+    this.#connection?.close();
   }
 
   /** Revokes the data lease (its keys are deleted at once) and closes. Tests/uninstall only. */
@@ -357,7 +371,7 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
     try {
       await keeper?.revokeAll();
     } finally {
-      this.#client?.close();
+      this.#connection?.close();
     }
   }
 

@@ -47,10 +47,12 @@ const expectedRules: Rule[] = [
   { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
   { apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create', 'patch'] },
 ];
+/** Service grants read the Namespaces' allowed-services annotation (unless serviceGrants.mode is off). */
+const namespaceRule: Rule = { apiGroups: [''], resources: ['namespaces'], verbs: ['get', 'list', 'watch'] };
 
-function assertLeastPrivilege(role: K8sObject): void {
+function assertLeastPrivilege(role: K8sObject, expected: readonly Rule[] = expectedRules): void {
   const rules = role['rules'] as Rule[];
-  assert.deepEqual(rules, expectedRules, `${role.kind}/${role.metadata.name} rules`);
+  assert.deepEqual(rules, expected, `${role.kind}/${role.metadata.name} rules`);
   for (const rule of rules) {
     for (const field of [rule.apiGroups, rule.resources, rule.verbs]) assert.ok(!field.includes('*'), 'no wildcards');
     assert.ok(!rule.resources.includes('secrets'), 'no secrets');
@@ -176,11 +178,16 @@ describe('chart: lint and render', () => {
     assert.equal(parsed.config.etcdPasswordFile, '/etc/etcd-registrar/etcd-auth/password');
     assert.equal(parsed.config.etcdServerName, 'etcd.registry.svc');
     assert.equal(parsed.config.etcdUsername, 'registrar');
+    assert.equal(parsed.config.serviceGrants, 'strict');
+    assert.equal(flags.get('grants'), 'platform=*;team-a=search,web');
+    assert.deepEqual([...parsed.config.staticGrants], [['platform', ['*']], ['team-a', ['search', 'web']]]);
   });
 
   test('every value set: secrets mounted read-only, every pod field rendered, namespaced RBAC, PDB, ServiceMonitor, dashboard', async () => {
     const objects = await template({ release: 'all', valuesFiles: [valuesAllPath] });
     assert.deepEqual(kinds(objects), [
+      'ClusterRole/all-registrar-namespaces',
+      'ClusterRoleBinding/all-registrar-namespaces',
       'ConfigMap/all-registrar-dashboard',
       'Deployment/all-registrar',
       'Pod/all-registrar-test-readyz',
@@ -225,6 +232,9 @@ describe('chart: lint and render', () => {
     assert.equal(spec.template.metadata.labels['tier'], 'control');
     assert.equal(spec.template.metadata.annotations?.['example.com/pod'], 'yes');
     for (const role of objects.filter((o) => o.kind === 'Role')) assertLeastPrivilege(role);
+    // Namespaces are cluster-scoped: the grants' read access is the one cluster-wide rule.
+    assertLeastPrivilege(find(objects, 'ClusterRole'), [namespaceRule]);
+    assert.deepEqual(find(objects, 'ClusterRoleBinding')['subjects'], [{ kind: 'ServiceAccount', name: 'registrar-sa', namespace: 'etcd-registrar' }]);
     assert.deepEqual(objects.filter((o) => o.kind === 'Role').map((o) => o.metadata.namespace), ['team-a', 'team-b']);
     for (const binding of objects.filter((o) => o.kind === 'RoleBinding')) {
       assert.deepEqual(binding['subjects'], [{ kind: 'ServiceAccount', name: 'registrar-sa', namespace: 'etcd-registrar' }]);
@@ -238,9 +248,12 @@ describe('chart: lint and render', () => {
     assert.equal(dashboard.metadata.namespace, 'monitoring');
   });
 
-  test('RBAC: cluster mode grants only pods get/list/watch and events.k8s.io create/patch', async () => {
+  test('RBAC: cluster mode grants only pods get/list/watch, events.k8s.io create/patch and (grants on) namespaces get/list/watch', async () => {
     const objects = await template();
-    assertLeastPrivilege(find(objects, 'ClusterRole'));
+    assertLeastPrivilege(find(objects, 'ClusterRole'), [...expectedRules, namespaceRule]);
+    const off = await template({ set: ['serviceGrants.mode=off'] });
+    assertLeastPrivilege(find(off, 'ClusterRole'));
+    assert.equal(argMap(controllerContainer(off).args ?? []).get('service-grants'), 'off');
     const binding = find(objects, 'ClusterRoleBinding');
     assert.deepEqual(binding['subjects'], [{ kind: 'ServiceAccount', name: 'test-etcd-registrar', namespace: 'etcd-registrar' }]);
     const none = await template({ set: ['rbac.create=false', 'serviceAccount.create=false', 'serviceAccount.name=existing'] });
@@ -338,6 +351,9 @@ describe('chart: values schema and guards', () => {
     assert.match(await failure(['config.maxDeleteShare=2']), /at '\/config\/maxDeleteShare': maximum: got 2, want 1/);
     assert.match(await failure(['image.digest=latest']), /at '\/image\/digest'/);
     assert.match(await failure(['watchNamespaces={Team_A}']), /at '\/watchNamespaces\/0'/);
+    assert.match(await failure(['serviceGrants.mode=lax']), /at '\/serviceGrants\/mode': value must be one of 'off', 'open', 'strict'/);
+    assert.match(await failure(['serviceGrants.namespaces.team-a={a/b}']), /at '\/serviceGrants\/namespaces\/team-a\/0'/);
+    assert.match(await failure(['serviceGrants.namespaces.Team_A={search}']), /invalid propertyName 'Team_A'/);
   });
 
   test('inconsistent values fail with one clear message', async () => {

@@ -94,8 +94,11 @@ describe('chart in the real control plane', () => {
     const { stdout: status } = await cluster.kubectl(['get', 'deployment', SA, '-n', NAMESPACE, '-o', 'jsonpath={.status.readyReplicas}']);
     assert.equal(status, '2', 'both replicas (leader and standby) ready');
     const sa = await cluster.serviceAccountKubeconfig(NAMESPACE, SA);
-    // Enough: watch pods everywhere, write events.
+    // Enough: watch pods everywhere, write events, read Namespaces (service grants).
     for (const args of [
+      ['list', 'namespaces'],
+      ['watch', 'namespaces'],
+      ['get', 'namespaces/default'],
       ['list', 'pods', '--all-namespaces'],
       ['watch', 'pods', '--all-namespaces'],
       ['get', 'pods', '-n', 'default'],
@@ -113,7 +116,9 @@ describe('chart in the real control plane', () => {
       ['list', 'secrets', '--all-namespaces'],
       ['get', 'configmaps', '-n', NAMESPACE],
       ['delete', 'events.events.k8s.io', '-n', 'default'],
-      ['list', 'namespaces'],
+      ['patch', 'namespaces/default'],
+      ['delete', 'namespaces/default'],
+      ['create', 'namespaces'],
       ['create', 'pods/exec', '-n', 'default'],
       ['*', '*', '--all-namespaces'],
     ]) {
@@ -143,6 +148,8 @@ describe('chart in the real control plane', () => {
       `--etcd-endpoints=${cluster.registry.endpoints.join(',')}`,
       `--metrics-address=127.0.0.1:${port}`,
       `--kubeconfig=${sa}`,
+      // Strict grants: the pod below registers only if the token can read its Namespace's grant.
+      '--service-grants=strict',
     ];
     assert.equal(runArgs[0], 'run');
     const logPath = join(cluster.dir, 'chart-controller.log');
@@ -157,6 +164,7 @@ describe('chart in the real control plane', () => {
         timeoutMs: 30_000, intervalMs: 100, process: proc,
       });
       await cluster.createNamespace('shop');
+      await cluster.kubectl(['annotate', 'namespace', 'shop', 'etcd-registrar.io/allowed-services=search']);
       const pod = {
         apiVersion: 'v1',
         kind: 'Pod',
@@ -199,7 +207,7 @@ describe('chart in the real control plane', () => {
     }
   });
 
-  test('namespaced mode: a Role per watched namespace, nothing cluster-wide', async () => {
+  test('namespaced mode: a Role per watched namespace; cluster-wide only reading Namespaces (service grants)', async () => {
     await helmIn([
       'install', 'regns', chartDir, '--namespace', 'registrar-ns', '--create-namespace',
       '--set', 'rbac.namespaced=true', '--set', 'watchNamespaces={team-a}', '--set', 'config.ownerId=regns', '--set', 'terminationGracePeriodSeconds=5',
@@ -210,6 +218,9 @@ describe('chart in the real control plane', () => {
     assert.equal(await canI(sa, ['create', 'events.events.k8s.io', '-n', 'team-a']), true);
     assert.equal(await canI(sa, ['list', 'pods', '-n', 'team-b']), false);
     assert.equal(await canI(sa, ['list', 'pods', '--all-namespaces']), false);
+    // Namespaces are cluster-scoped: reading them (service grants) is the one cluster-wide grant.
+    assert.equal(await canI(sa, ['watch', 'namespaces']), true);
+    assert.equal(await canI(sa, ['patch', 'namespaces/team-a']), false);
   });
 
   test('helm uninstall leaves no object of the releases behind', async () => {

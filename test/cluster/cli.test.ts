@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
+import { parseUpOptions, upArgs, UP_OPTIONS, type UpOptions } from './cli.ts';
 
 const run = promisify(execFile);
 const CLI = fileURLToPath(new URL('./cli.ts', import.meta.url));
@@ -80,5 +81,27 @@ describe('cluster CLI', () => {
     await Promise.all(dirs.map((dir) => cli('down', '--dir', dir)));
     assert.deepEqual(pids.filter(isAlive), []);
     for (const dir of dirs) assert.equal(existsSync(dir), false, `${dir} still exists`);
+  });
+});
+
+describe('cluster CLI up options', () => {
+  const parse = (args: string[]): UpOptions =>
+    parseUpOptions(parseArgs({ args, options: UP_OPTIONS }).values);
+
+  it('defaults to one plain registry member', () => {
+    assert.deepEqual(parse([]), { nodes: 3, registryMembers: 1, registryTls: false, registryAuth: false, registryKeyRoot: '/' });
+  });
+
+  it('passes every registry option on to the supervisor unchanged', () => {
+    const args = ['--nodes', '2', '--registry-members', '3', '--registry-tls', '--registry-auth', '--registry-key-root', '/services/'];
+    const opts = parse(args);
+    assert.deepEqual(opts, { nodes: 2, registryMembers: 3, registryTls: true, registryAuth: true, registryKeyRoot: '/services/' });
+    assert.deepEqual(parse(upArgs(opts)), opts);
+  });
+
+  it('rejects member counts other than 1 and 3, and a key root without a leading /', () => {
+    assert.throws(() => parse(['--registry-members', '2']), /--registry-members: 2 must be 1 or 3/);
+    assert.throws(() => parse(['--registry-key-root', 'services/']), /--registry-key-root/);
+    assert.throws(() => parse(['--nodes', '0']), /--nodes/);
   });
 });

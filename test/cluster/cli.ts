@@ -7,13 +7,64 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { envFileText, startCluster } from './cluster.ts';
+import { envFileText, startCluster, type ClusterOptions } from './cluster.ts';
 import { ensureTools } from './tools.ts';
 
-const USAGE = `usage: npm run cluster -- <up|down|status> --dir DIR [--nodes N]
+const USAGE = `usage: npm run cluster -- <up|down|status> --dir DIR [options]
   up      start a cluster in the background; writes DIR/env (source it)
   down    stop every process of the cluster in DIR and remove DIR
-  status  show whether the processes of the cluster in DIR are running`;
+  status  show whether the processes of the cluster in DIR are running
+options of up:
+  --nodes N               fake KWOK nodes (default 3)
+  --registry-members 1|3  members of the registry etcd (default 1)
+  --registry-tls          registry etcd over TLS with client certificates (DIR/registry/*.crt)
+  --registry-auth         etcd auth: root and a limited etcd-registrar user (DIR/registry/password)
+  --registry-key-root P   prefix the etcd-registrar user may write (default /)`;
+
+/** The `up` options, passed on to the supervisor as the same flags. */
+export const UP_OPTIONS = {
+  nodes: { type: 'string', default: '3' },
+  'registry-members': { type: 'string', default: '1' },
+  'registry-tls': { type: 'boolean', default: false },
+  'registry-auth': { type: 'boolean', default: false },
+  'registry-key-root': { type: 'string', default: '/' },
+} as const;
+
+export type UpOptions = Pick<ClusterOptions, 'nodes' | 'registryMembers' | 'registryTls' | 'registryAuth' | 'registryKeyRoot'>;
+
+export interface UpValues {
+  nodes: string;
+  'registry-members': string;
+  'registry-tls': boolean;
+  'registry-auth': boolean;
+  'registry-key-root': string;
+}
+
+export function parseUpOptions(values: UpValues): UpOptions {
+  const nodes = Number(values.nodes);
+  if (!Number.isInteger(nodes) || nodes < 1) throw new Error(`--nodes: ${values.nodes} is not a positive integer`);
+  const members = values['registry-members'];
+  if (members !== '1' && members !== '3') throw new Error(`--registry-members: ${members} must be 1 or 3`);
+  const keyRoot = values['registry-key-root'];
+  if (!keyRoot.startsWith('/')) throw new Error(`--registry-key-root: ${keyRoot} must start with /`);
+  return {
+    nodes,
+    registryMembers: members === '3' ? 3 : 1,
+    registryTls: values['registry-tls'],
+    registryAuth: values['registry-auth'],
+    registryKeyRoot: keyRoot,
+  };
+}
+
+export function upArgs(opts: UpOptions): string[] {
+  return [
+    '--nodes', String(opts.nodes ?? 3),
+    '--registry-members', String(opts.registryMembers ?? 1),
+    '--registry-key-root', opts.registryKeyRoot ?? '/',
+    ...(opts.registryTls === true ? ['--registry-tls'] : []),
+    ...(opts.registryAuth === true ? ['--registry-auth'] : []),
+  ];
+}
 
 const UP_TIMEOUT_MS = 120_000;
 
@@ -50,18 +101,19 @@ function belongsToCluster(pid: number, dir: string): boolean {
   }
 }
 
-async function serve(dir: string, nodes: number): Promise<void> {
-  const cluster = await startCluster({ dir, nodes, log: (line) => console.log(line) });
+async function serve(dir: string, opts: UpOptions): Promise<void> {
+  const cluster = await startCluster({ ...opts, dir, log: (line) => console.log(line) });
   const pids = [{ name: 'supervisor', pid: process.pid }, ...cluster.processes()];
   await writeFile(files(dir).pids, pids.map((p) => `${p.name} ${p.pid}`).join('\n') + '\n');
   // Written last: its presence tells `up` that the cluster is ready.
-  await writeFile(files(dir).env, envFileText(cluster));
+  // 0600: with --registry-auth it holds the registry's root password.
+  await writeFile(files(dir).env, envFileText(cluster), { mode: 0o600 });
   console.log('cluster ready; stop it with SIGTERM (npm run cluster -- down)');
   // The harness's signal handlers kill the processes and remove DIR on SIGTERM.
   setInterval(() => undefined, 1 << 30);
 }
 
-async function up(dir: string, nodes: number): Promise<number> {
+async function up(dir: string, opts: UpOptions): Promise<number> {
   if (readPids(dir).some((p) => belongsToCluster(p.pid, dir))) {
     console.error(`a cluster is already running in ${dir} (npm run cluster -- down --dir ${dir})`);
     return 1;
@@ -72,7 +124,7 @@ async function up(dir: string, nodes: number): Promise<number> {
   await rm(env, { force: true });
   // Kept open: if the supervisor fails it removes DIR, but the log stays readable here.
   const log = openSync(supervisorLog, 'a+');
-  const child = spawn(process.execPath, [import.meta.filename, 'serve', '--dir', dir, '--nodes', String(nodes)], {
+  const child = spawn(process.execPath, [import.meta.filename, 'serve', '--dir', dir, ...upArgs(opts)], {
     detached: true,
     stdio: ['ignore', log, log],
   });
@@ -90,7 +142,7 @@ async function up(dir: string, nodes: number): Promise<number> {
   console.log(`cluster up in ${dir}
   source ${env}
   "$KUBECTL" get nodes           # admin kubeconfig via $KUBECONFIG
-  "$ETCDCTL" endpoint health     # registry etcd via $ETCDCTL_ENDPOINTS
+  "$ETCDCTL" endpoint health     # registry etcd via $ETCDCTL_* (root with --registry-auth)
   npm run cluster -- down --dir ${dir}`);
   return 0;
 }
@@ -143,7 +195,7 @@ async function main(argv: string[]): Promise<number> {
   const { positionals, values } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { dir: { type: 'string' }, nodes: { type: 'string', default: '3' }, help: { type: 'boolean' } },
+    options: { dir: { type: 'string' }, help: { type: 'boolean' }, ...UP_OPTIONS },
   });
   const [command] = positionals;
   if (values.help === true || command === undefined || values.dir === undefined) {
@@ -151,16 +203,15 @@ async function main(argv: string[]): Promise<number> {
     return values.help === true ? 0 : 2;
   }
   const dir = resolve(values.dir);
-  const nodes = Number(values.nodes);
   switch (command) {
     case 'up':
-      return up(dir, nodes);
+      return up(dir, parseUpOptions(values));
     case 'down':
       return down(dir);
     case 'status':
       return status(dir);
     case 'serve':
-      await serve(dir, nodes);
+      await serve(dir, parseUpOptions(values));
       return -1;
     default:
       console.error(USAGE);

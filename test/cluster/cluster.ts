@@ -4,13 +4,23 @@
 // inside one directory that stop() removes.
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startEtcd, type EtcdServer } from './etcd.ts';
-import { makeClusterPki, writeKubeconfig, type ClusterPki, type KeyPair } from './pki.ts';
+import { Etcd3 } from 'etcd3';
+import { startEtcd, type EtcdServer, type EtcdTls } from './etcd.ts';
+import { etcdLeader, moveEtcdLeader, startEtcdCluster } from './etcd-cluster.ts';
+import {
+  makeClusterPki,
+  makeRegistryPki,
+  writeKubeconfig,
+  type ClusterPki,
+  type KeyPair,
+  type RegistryPki,
+} from './pki.ts';
 import {
   freePort,
   ownDir,
@@ -34,6 +44,54 @@ export interface ClusterOptions {
   log?: (line: string) => void;
   /** Per-component readiness timeout. */
   startTimeoutMs?: number;
+  /**
+   * Members of the registry etcd: 1 (default) or a 3-member cluster on loopback, for
+   * chaos tests (see registryLeader, moveRegistryLeader, EtcdServer.kill/start).
+   */
+  registryMembers?: 1 | 3;
+  /**
+   * The registry etcd serves clients over TLS only and requires a client certificate
+   * from its own CA (DIR/registry/ca.crt; see Cluster.registryPki). Peers stay http.
+   */
+  registryTls?: boolean;
+  /**
+   * etcd authentication on the registry: user `root` (role root) and user `etcd-registrar`
+   * limited to what the controller needs (see registryAuth on Cluster). Passwords are
+   * random, in DIR/registry/password and DIR/registry/root-password (mode 0600).
+   */
+  registryAuth?: boolean;
+  /** Key root the etcd-registrar user may write under (the controller's --key-root); default "/". */
+  registryKeyRoot?: string;
+}
+
+/** The etcd user the controller logs in as with `registryAuth`. */
+export const REGISTRY_USER = 'etcd-registrar';
+/** The controller's default --owner-record-prefix. */
+export const REGISTRY_OWNER_PREFIX = '/etcd-registrar/owners/';
+/** etcd3's election namespace for the controller's campaigns (`election/etcd-registrar/<owner>/`). */
+export const REGISTRY_ELECTION_PREFIX = 'election/etcd-registrar/';
+
+/** Credentials of a registry with `registryAuth`. */
+export interface RegistryAuth {
+  /** REGISTRY_USER, whose role grants readwrite on `prefixes` only. */
+  username: string;
+  password: string;
+  /** DIR/registry/password: the password alone, for --etcd-password-file. */
+  passwordFile: string;
+  /** The key root, REGISTRY_OWNER_PREFIX and REGISTRY_ELECTION_PREFIX. */
+  prefixes: readonly string[];
+  /** `root`: full rights, for tests and etcdctl (ETCDCTL_USER/ETCDCTL_PASSWORD in DIR/env). */
+  rootUsername: string;
+  rootPassword: string;
+  /** DIR/registry/root-password. */
+  rootPasswordFile: string;
+}
+
+/** Files a client of a TLS registry needs (the controller's --etcd-ca/cert/key-file). */
+export interface RegistryTlsFiles {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
 }
 
 export interface KubectlResult {
@@ -63,8 +121,45 @@ export interface Cluster {
   readonly apiServerUrl: string;
   /** CA that signed the API server's serving certificate. */
   readonly caPath: string;
-  /** The registry etcd (separate from the API server's storage). */
+  /**
+   * The registry etcd (separate from the API server's storage); with several members,
+   * member 0. Its `endpoints` are that member's only: use `registryEndpoints` for clients.
+   */
   readonly registry: EtcdServer;
+  /** Every member of the registry etcd (one, or three with `registryMembers: 3`). */
+  readonly registryMembers: readonly EtcdServer[];
+  /** Client URLs of all registry members (what ETCD_ENDPOINTS in DIR/env lists). */
+  readonly registryEndpoints: string[];
+  /**
+   * The registry member all running members agree leads; waits up to `timeoutMs`
+   * (default 15 s) while an election is in progress.
+   */
+  registryLeader(timeoutMs?: number): Promise<EtcdServer>;
+  /**
+   * Moves registry leadership to `to` (default: another running member) via etcd's
+   * MoveLeader and resolves with the new leader once the members agree.
+   */
+  moveRegistryLeader(to?: EtcdServer): Promise<EtcdServer>;
+  /**
+   * With `registryTls`: the registry's CA (key included, to issue more certificates with
+   * pki.ts issueClientCert), serving and client certificates. Undefined otherwise.
+   */
+  readonly registryPki: RegistryPki | undefined;
+  /** With `registryTls`: CA and client certificate files for clients. */
+  readonly registryTlsFiles: RegistryTlsFiles | undefined;
+  /** With `registryAuth`: the users and their passwords. Undefined otherwise. */
+  readonly registryAuth: RegistryAuth | undefined;
+  /**
+   * A client of the registry with full rights (client certificate, root user with
+   * `registryAuth`), over all members. Shared; stop() closes it, callers must not.
+   */
+  registryAdmin(): Etcd3;
+  /**
+   * etcd-registrar flags for the registry's TLS files and the etcd-registrar user, when
+   * those options are on (empty otherwise). Endpoints are not included: pass
+   * `--etcd-endpoints registryEndpoints` (test/e2e's startController does).
+   */
+  registryControllerArgs(): string[];
   /** The API server's own etcd. */
   readonly apiEtcd: EtcdServer;
   readonly nodeNames: readonly string[];
@@ -112,7 +207,10 @@ class LocalCluster implements Cluster {
   #apiServerUrl = '';
   #apiPort = 0;
   #pki: ClusterPki | undefined;
-  #registry: EtcdServer | undefined;
+  #registry: EtcdServer[] = [];
+  #registryPki: RegistryPki | undefined;
+  #registryAdmin: Etcd3 | undefined;
+  #registryAuth: RegistryAuth | undefined;
   #apiEtcd: EtcdServer | undefined;
   #apiServer: ManagedProcess | undefined;
   #others: ManagedProcess[] = [];
@@ -137,8 +235,76 @@ class LocalCluster implements Cluster {
   }
 
   get registry(): EtcdServer {
-    if (this.#registry === undefined) throw new Error('cluster not started');
+    const first = this.#registry[0];
+    if (first === undefined) throw new Error('cluster not started');
+    return first;
+  }
+
+  get registryMembers(): readonly EtcdServer[] {
     return this.#registry;
+  }
+
+  get registryEndpoints(): string[] {
+    return this.#registry.flatMap((m) => m.endpoints);
+  }
+
+  registryLeader(timeoutMs?: number): Promise<EtcdServer> {
+    return etcdLeader(this.#registry, (endpoint) => this.#registryClient([endpoint]), timeoutMs);
+  }
+
+  moveRegistryLeader(to?: EtcdServer): Promise<EtcdServer> {
+    return moveEtcdLeader(this.#registry, (endpoint) => this.#registryClient([endpoint]), to);
+  }
+
+  get registryPki(): RegistryPki | undefined {
+    return this.#registryPki;
+  }
+
+  get registryTlsFiles(): RegistryTlsFiles | undefined {
+    const pki = this.#registryPki;
+    return pki === undefined ? undefined : { caFile: pki.ca.cert, certFile: pki.client.cert, keyFile: pki.client.key };
+  }
+
+  get registryAuth(): RegistryAuth | undefined {
+    return this.#registryAuth;
+  }
+
+  registryAdmin(): Etcd3 {
+    if (this.#stopped) throw new Error('cluster stopped');
+    this.#registryAdmin ??= this.#registryClient(this.registryEndpoints);
+    return this.#registryAdmin;
+  }
+
+  registryControllerArgs(): string[] {
+    const args: string[] = [];
+    const tls = this.registryTlsFiles;
+    if (tls !== undefined) {
+      args.push('--etcd-ca-file', tls.caFile, '--etcd-cert-file', tls.certFile, '--etcd-key-file', tls.keyFile);
+    }
+    const auth = this.#registryAuth;
+    if (auth !== undefined) args.push('--etcd-username', auth.username, '--etcd-password-file', auth.passwordFile);
+    return args;
+  }
+
+  /** A client with full rights on the registry (root once auth is on); the caller closes it. */
+  #registryClient(hosts: string[]): Etcd3 {
+    const pki = this.#registryPki;
+    const auth = this.#registryAuth;
+    return new Etcd3({
+      hosts,
+      ...(auth === undefined ? {} : { auth: { username: auth.rootUsername, password: auth.rootPassword } }),
+      ...(pki === undefined
+        ? {}
+        : {
+            credentials: {
+              rootCertificate: readFileSync(pki.ca.cert),
+              certChain: readFileSync(pki.client.cert),
+              privateKey: readFileSync(pki.client.key),
+            },
+          }),
+      // A dead member must not hang a helper; streams (watches) are the caller's.
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + 5_000 }),
+    });
   }
 
   get apiEtcd(): EtcdServer {
@@ -162,13 +328,13 @@ class LocalCluster implements Cluster {
     const [pki, apiEtcd, registry, apiPort] = await settleAll([
       makeClusterPki(pkiDir),
       startEtcd({ dir: join(this.dir, 'etcd-api'), name: 'api' }).then((e) => (this.#apiEtcd = e)),
-      startEtcd({ dir: join(this.dir, 'etcd-registry'), name: 'registry' }).then((e) => (this.#registry = e)),
+      this.#startRegistry(),
       freePort(),
     ] as const);
     this.#pki = pki;
     this.#apiPort = apiPort;
     this.#apiServerUrl = `https://127.0.0.1:${apiPort}`;
-    this.#log(`etcds healthy (${apiEtcd.endpoints[0]}, registry ${registry.endpoints[0]})`);
+    this.#log(`etcds healthy (${apiEtcd.endpoints[0]}, registry ${registry.flatMap((m) => m.endpoints).join(',')})`);
 
     await this.#writeKubeconfigs(pki);
     await this.#startApiServer();
@@ -178,6 +344,60 @@ class LocalCluster implements Cluster {
     await settleAll([this.#startControllerManager(pki), this.#startScheduler(), this.#createNodes()]);
     await this.#waitSettled(kwok);
     this.#log(`cluster ready in ${Date.now() - started} ms (${this.dir})`);
+  }
+
+  async #startRegistry(): Promise<EtcdServer[]> {
+    const members = this.#opts.registryMembers ?? 1;
+    let tls: EtcdTls | undefined;
+    if (this.#opts.registryTls === true) {
+      const pki = await makeRegistryPki(join(this.dir, 'registry'));
+      this.#registryPki = pki;
+      tls = { certFile: pki.server.cert, keyFile: pki.server.key, trustedCaFile: pki.ca.cert };
+    }
+    const member = tls === undefined ? {} : { tls };
+    if (members === 1) {
+      this.#registry = [await startEtcd({ ...member, dir: join(this.dir, 'etcd-registry'), name: 'registry' })];
+    } else {
+      const names = Array.from({ length: members }, (_, i) => `registry-${i}`);
+      this.#registry = await startEtcdCluster({ dir: join(this.dir, 'etcd-registry'), names, member });
+    }
+    if (this.#opts.registryAuth === true) await this.#enableRegistryAuth();
+    return this.#registry;
+  }
+
+  /** Creates root and the etcd-registrar user with its role, then turns auth on. */
+  async #enableRegistryAuth(): Promise<void> {
+    const dir = join(this.dir, 'registry');
+    await mkdir(dir, { recursive: true });
+    const keyRoot = this.#opts.registryKeyRoot ?? '/';
+    const auth: RegistryAuth = {
+      username: REGISTRY_USER,
+      password: randomBytes(18).toString('base64url'),
+      passwordFile: join(dir, 'password'),
+      prefixes: [keyRoot, REGISTRY_OWNER_PREFIX, REGISTRY_ELECTION_PREFIX],
+      rootUsername: 'root',
+      rootPassword: randomBytes(18).toString('base64url'),
+      rootPasswordFile: join(dir, 'root-password'),
+    };
+    await writeFile(auth.passwordFile, `${auth.password}\n`, { mode: 0o600 });
+    await writeFile(auth.rootPasswordFile, `${auth.rootPassword}\n`, { mode: 0o600 });
+    const admin = this.#registryClient(this.registryEndpoints);
+    try {
+      await admin.role('root').create();
+      await admin.user(auth.rootUsername).create(auth.rootPassword);
+      await admin.user(auth.rootUsername).addRole('root');
+      const role = admin.role(REGISTRY_USER);
+      await role.create();
+      for (const prefix of new Set(auth.prefixes)) {
+        await role.grant({ permission: 'Readwrite', range: admin.range({ prefix }) });
+      }
+      await admin.user(auth.username).create(auth.password);
+      await admin.user(auth.username).addRole(REGISTRY_USER);
+      await admin.auth.authEnable();
+    } finally {
+      admin.close();
+    }
+    this.#registryAuth = auth;
   }
 
   async #writeKubeconfigs(pki: ClusterPki): Promise<void> {
@@ -341,7 +561,7 @@ class LocalCluster implements Cluster {
 
   processes(): { name: string; pid: number }[] {
     const procs: { name: string; pid: number }[] = [];
-    for (const etcd of [this.#apiEtcd, this.#registry]) {
+    for (const etcd of [this.#apiEtcd, ...this.#registry]) {
       if (etcd?.isRunning() === true) procs.push({ name: `etcd-${etcd.name}`, pid: etcd.pid });
     }
     for (const p of [this.#apiServer, ...this.#others]) {
@@ -405,7 +625,8 @@ class LocalCluster implements Cluster {
     // Clients first, so nothing logs storms of connection errors while the rest stops.
     await Promise.all(this.#others.map((p) => p.stop(3000)));
     await this.#apiServer?.stop(5000);
-    await Promise.all([this.#apiEtcd?.stop(), this.#registry?.stop()]);
+    this.#registryAdmin?.close();
+    await Promise.all([this.#apiEtcd?.stop(), ...this.#registry.map((m) => m.stop())]);
     await rm(this.dir, { recursive: true, force: true, maxRetries: 3 });
     releaseDir(this.dir);
   }
@@ -471,6 +692,38 @@ function shellQuote(value: string): string {
   return `'${value.replaceAll("'", `'\\''`)}'`;
 }
 
+/** The TLS files under the names of the issue, etcd-registrar's and etcdctl's. */
+function registryTlsVars(tls: RegistryTlsFiles | undefined): Record<string, string> {
+  if (tls === undefined) return {};
+  return {
+    ETCD_CA_FILE: tls.caFile,
+    ETCD_CERT_FILE: tls.certFile,
+    ETCD_KEY_FILE: tls.keyFile,
+    ETCD_REGISTRAR_ETCD_CA_FILE: tls.caFile,
+    ETCD_REGISTRAR_ETCD_CERT_FILE: tls.certFile,
+    ETCD_REGISTRAR_ETCD_KEY_FILE: tls.keyFile,
+    ETCDCTL_CACERT: tls.caFile,
+    ETCDCTL_CERT: tls.certFile,
+    ETCDCTL_KEY: tls.keyFile,
+  };
+}
+
+/**
+ * The controller's user and password file; etcdctl gets root (the env file is for people
+ * inspecting a loopback test cluster, and etcdctl cannot read a password file).
+ */
+function registryAuthVars(auth: RegistryAuth | undefined): Record<string, string> {
+  if (auth === undefined) return {};
+  return {
+    ETCD_USERNAME: auth.username,
+    ETCD_PASSWORD_FILE: auth.passwordFile,
+    ETCD_REGISTRAR_ETCD_USERNAME: auth.username,
+    ETCD_REGISTRAR_ETCD_PASSWORD_FILE: auth.passwordFile,
+    ETCDCTL_USER: auth.rootUsername,
+    ETCDCTL_PASSWORD: auth.rootPassword,
+  };
+}
+
 /** DIR/env: a shell-sourceable description of a running cluster. */
 export function envFileText(cluster: Cluster): string {
   const vars: Record<string, string> = {
@@ -480,9 +733,13 @@ export function envFileText(cluster: Cluster): string {
     KUBECACHEDIR: join(cluster.dir, 'kube-cache'),
     KUBE_APISERVER_URL: cluster.apiServerUrl,
     KUBE_CA_FILE: cluster.caPath,
-    ETCD_ENDPOINTS: cluster.registry.endpoints.join(','),
+    ETCD_ENDPOINTS: cluster.registryEndpoints.join(','),
+    // What `etcd-registrar run` reads when this file is sourced (src/config.ts).
+    ETCD_REGISTRAR_ETCD_ENDPOINTS: cluster.registryEndpoints.join(','),
     // etcdctl reads its flags from ETCDCTL_* variables: point it at the registry etcd.
-    ETCDCTL_ENDPOINTS: cluster.registry.endpoints.join(','),
+    ETCDCTL_ENDPOINTS: cluster.registryEndpoints.join(','),
+    ...registryTlsVars(cluster.registryTlsFiles),
+    ...registryAuthVars(cluster.registryAuth),
     API_ETCD_ENDPOINTS: cluster.apiEtcd.endpoints.join(','),
     KUBECTL: toolPath('kubectl'),
     ETCDCTL: toolPath('etcdctl'),

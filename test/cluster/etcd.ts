@@ -27,14 +27,29 @@ export interface EtcdOptions {
    */
   initialCluster?: string;
   waitReady?: boolean;
+  /** Serve clients over TLS with client-certificate auth (peers stay plain http). */
+  tls?: EtcdTls;
   extraArgs?: string[];
   startTimeoutMs?: number;
 }
 
+export interface EtcdTls {
+  /** Serving certificate (must name 127.0.0.1) and its key. */
+  certFile: string;
+  keyFile: string;
+  /** CA that client certificates must chain to (`--client-cert-auth`). */
+  trustedCaFile: string;
+}
+
 export interface EtcdServer {
   readonly name: string;
-  /** Client URLs, e.g. ['http://127.0.0.1:23790']. */
+  /** Client URLs, e.g. ['http://127.0.0.1:23790'] (https:// with `tls`). */
   readonly endpoints: string[];
+  /**
+   * Plain-http base URL of /health and /metrics: the client URL, or with `tls` a separate
+   * loopback listener (--listen-metrics-urls), so probes need no client certificate.
+   */
+  readonly metricsUrl: string;
   readonly peerUrl: string;
   readonly dir: string;
   readonly dataDir: string;
@@ -65,7 +80,8 @@ export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
   for (let attempt = 1; ; attempt++) {
     const clientPort = opts.clientPort ?? (await freePort());
     const peerPort = opts.peerPort ?? (await freePort());
-    const server = new EtcdMember(dir, opts, clientPort, peerPort);
+    const metricsPort = opts.tls === undefined ? undefined : await freePort();
+    const server = new EtcdMember(dir, opts, clientPort, peerPort, metricsPort);
     try {
       await server.start(opts.waitReady ?? true);
       return server;
@@ -86,6 +102,7 @@ export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
 class EtcdMember implements EtcdServer {
   readonly name: string;
   readonly endpoints: string[];
+  readonly metricsUrl: string;
   readonly peerUrl: string;
   readonly dataDir: string;
   readonly logPath: string;
@@ -94,12 +111,14 @@ class EtcdMember implements EtcdServer {
   readonly #opts: EtcdOptions;
   #proc: ManagedProcess | undefined;
 
-  constructor(dir: string, opts: EtcdOptions, clientPort: number, peerPort: number) {
+  constructor(dir: string, opts: EtcdOptions, clientPort: number, peerPort: number, metricsPort?: number) {
     this.dir = dir;
     this.#opts = opts;
     this.name = opts.name ?? 'etcd';
-    const clientUrl = `http://127.0.0.1:${clientPort}`;
+    const tls = opts.tls;
+    const clientUrl = `${tls === undefined ? 'http' : 'https'}://127.0.0.1:${clientPort}`;
     this.endpoints = [clientUrl];
+    this.metricsUrl = metricsPort === undefined ? clientUrl : `http://127.0.0.1:${metricsPort}`;
     this.peerUrl = `http://127.0.0.1:${peerPort}`;
     this.dataDir = join(dir, 'data');
     this.logPath = join(dir, 'etcd.log');
@@ -115,6 +134,15 @@ class EtcdMember implements EtcdServer {
       // Disposable test data: durability is not worth the fsync latency.
       '--unsafe-no-fsync',
       '--log-level=warn',
+      ...(tls === undefined
+        ? []
+        : [
+            `--cert-file=${tls.certFile}`,
+            `--key-file=${tls.keyFile}`,
+            `--trusted-ca-file=${tls.trustedCaFile}`,
+            '--client-cert-auth',
+            `--listen-metrics-urls=${this.metricsUrl}`,
+          ]),
       // A lone member elects itself after one election timeout: keep it short (start and
       // restart in ~0.1 s instead of ~0.6 s). Multi-member clusters keep etcd's defaults,
       // which tolerate a loaded machine without spurious leader changes.
@@ -147,7 +175,7 @@ class EtcdMember implements EtcdServer {
   }
 
   async waitHealthy(timeoutMs = 20_000): Promise<void> {
-    const url = `${this.endpoints[0]}/health`;
+    const url = `${this.metricsUrl}/health`;
     const proc = this.#proc;
     if (proc === undefined) throw new Error(`etcd ${this.name} is not started`);
     await waitFor(

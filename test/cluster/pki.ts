@@ -1,6 +1,6 @@
 // Certificates, keys and kubeconfigs for the test cluster, made with the openssl CLI.
 import { execFile } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -35,11 +35,12 @@ async function openssl(args: string[]): Promise<void> {
   }
 }
 
-async function makeCa(dir: string): Promise<KeyPair> {
-  const pair = { cert: join(dir, 'ca.crt'), key: join(dir, 'ca.key') };
+/** A self-signed CA as DIR/NAME.crt and DIR/NAME.key. */
+export async function makeCa(dir: string, name = 'ca', commonName = 'etcd-registrar-test-ca'): Promise<KeyPair> {
+  const pair = { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
   await openssl([
     'req', '-x509', '-new', ...EC_KEY, ...DAYS, '-keyout', pair.key, '-out', pair.cert,
-    '-subj', '/CN=etcd-registrar-test-ca',
+    '-subj', `/CN=${commonName}`,
     '-addext', 'basicConstraints=critical,CA:TRUE',
     '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
   ]);
@@ -81,6 +82,84 @@ export async function makeClusterPki(dir: string): Promise<ClusterPki> {
     ),
   ]);
   return { ca, apiServer, admin, controllerManager, scheduler, serviceAccountKey, serviceAccountPub };
+}
+
+export interface RegistryPki {
+  /** The registry etcd's own CA (not the API server's). */
+  ca: KeyPair;
+  /** etcd's serving certificate, for IP 127.0.0.1 and DNS localhost. */
+  server: KeyPair;
+  /**
+   * The controller's client certificate. Its CN (REGISTRY_CLIENT_CN) is no etcd user, so
+   * with etcd auth on, the certificate alone grants nothing: rights come from the password.
+   */
+  client: KeyPair;
+}
+
+/** CN of RegistryPki.client; deliberately not an etcd user name. */
+export const REGISTRY_CLIENT_CN = 'etcd-registrar-client';
+
+/** CA, server and client certificates of a TLS registry etcd, in DIR. */
+export async function makeRegistryPki(dir: string): Promise<RegistryPki> {
+  await mkdir(dir, { recursive: true });
+  const ca = await makeCa(dir, 'ca', 'etcd-registrar-registry-ca');
+  const [server, client] = await Promise.all([
+    makeLeaf(dir, 'server', ca, '/CN=registry-etcd', 'serverAuth', 'IP:127.0.0.1,DNS:localhost'),
+    makeLeaf(dir, 'client', ca, `/CN=${REGISTRY_CLIENT_CN}`, 'clientAuth'),
+  ]);
+  return { ca, server, client };
+}
+
+export interface ClientCertOptions {
+  /** Subject common name; etcd maps it to a user when a request carries no token. */
+  commonName: string;
+  /** Issue a certificate whose validity ended yesterday. */
+  expired?: boolean;
+}
+
+/**
+ * A client certificate DIR/NAME.crt (+ .key) signed by `ca`, for negative tests: pass
+ * `expired: true`, or a CA from makeCa() that the server does not trust.
+ */
+export async function issueClientCert(
+  dir: string,
+  name: string,
+  ca: KeyPair,
+  opts: ClientCertOptions,
+): Promise<KeyPair> {
+  const subject = `/CN=${opts.commonName}`;
+  if (opts.expired !== true) return makeLeaf(dir, name, ca, subject, 'clientAuth');
+  // `openssl ca` is the one 3.0 command that takes explicit validity dates.
+  const pair = { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
+  const work = join(dir, `${name}.ca-work`);
+  await mkdir(work, { recursive: true });
+  const csr = join(work, 'req.csr');
+  const config = join(work, 'ca.cnf');
+  await Promise.all([
+    writeFile(join(work, 'index.txt'), ''),
+    writeFile(join(work, 'serial'), `${Date.now().toString(16).padStart(16, '0')}\n`),
+    writeFile(
+      config,
+      `[ca]\ndefault_ca = test\n[test]\ndatabase = ${join(work, 'index.txt')}\nnew_certs_dir = ${work}\n` +
+        `serial = ${join(work, 'serial')}\ndefault_md = sha256\npolicy = any\nunique_subject = no\ncopy_extensions = none\n` +
+        `[any]\ncommonName = supplied\n[ext]\nbasicConstraints = critical,CA:FALSE\n` +
+        `keyUsage = critical,digitalSignature\nextendedKeyUsage = clientAuth\n`,
+    ),
+    openssl(['req', '-new', ...EC_KEY, '-keyout', pair.key, '-out', csr, '-subj', subject]),
+  ]);
+  const day = 24 * 3600 * 1000;
+  await openssl([
+    'ca', '-batch', '-config', config, '-extensions', 'ext', '-notext',
+    '-cert', ca.cert, '-keyfile', ca.key, '-in', csr, '-out', pair.cert,
+    '-startdate', opensslDate(Date.now() - 2 * day), '-enddate', opensslDate(Date.now() - day),
+  ]);
+  await rm(work, { recursive: true, force: true });
+  return pair;
+}
+
+/** YYYYMMDDHHMMSSZ, the GeneralizedTime form `openssl ca -startdate/-enddate` accept. */
+function opensslDate(ms: number): string {
+  return `${new Date(ms).toISOString().replace(/[-:T]/g, '').slice(0, 14)}Z`;
 }
 
 export type Credentials = { clientCert: KeyPair } | { token: string };

@@ -130,3 +130,24 @@ grants) lands in the controller.
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/*
+Static service grants as the --grants flag wants them: "ns=svc,svc;ns=svc" (namespaces sorted).
+*/}}
+{{- define "etcd-registrar.staticGrants" -}}
+{{- $items := list -}}
+{{- range $namespace, $services := . -}}
+{{- $items = append $items (printf "%s=%s" $namespace (join "," $services)) -}}
+{{- end -}}
+{{- join ";" $items -}}
+{{- end }}
+
+{{/*
+Read-only access to Namespaces (their allowed-services annotation), unless grants are off.
+Namespaces are cluster-scoped, so this is a ClusterRole rule even in namespaced mode.
+*/}}
+{{- define "etcd-registrar.namespaceRules" -}}
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
+{{- end }}

@@ -1,0 +1,404 @@
+// Namespace source: list + watch over Namespaces, keeping only one annotation per namespace
+// (the service grants, docs/decisions/0009). Same loop as the pod source (decision 0020),
+// smaller: one cluster-wide stream, paginated list, watch from the list's resourceVersion
+// with bookmarks, jittered backoff and relist after any error, a watchdog for silence.
+// A relist only reports namespaces whose annotation changed, appeared or vanished.
+import { CoreV1Api, Watch } from '@kubernetes/client-node';
+import type { KubeConfig, V1Namespace } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { backoffDelay } from '../backoff.ts';
+import { statusCodeOf } from './pod-source.ts';
+
+/** A namespace appeared or its annotation changed (value undefined = absent), or it was deleted. */
+export type NamespaceEvent =
+  | { readonly type: 'upsert'; readonly name: string; readonly value: string | undefined }
+  | { readonly type: 'delete'; readonly name: string };
+
+export interface NamespaceListPage {
+  readonly items: readonly V1Namespace[];
+  readonly resourceVersion: string;
+  readonly continueToken: string | undefined;
+}
+
+export interface NamespaceTransport {
+  list(req: { readonly limit: number; readonly continueToken: string | undefined }): Promise<NamespaceListPage>;
+  /** Opens a watch; resolves once the response headers arrived. onDone(null) = closed normally. */
+  watch(
+    req: { readonly resourceVersion: string; readonly timeoutSeconds: number },
+    onEvent: (type: string, object: unknown) => void,
+    onDone: (err: unknown) => void,
+  ): Promise<{ abort(): void }>;
+}
+
+export interface NamespaceSourceOptions {
+  readonly kubeConfig?: KubeConfig;
+  /** The full annotation name kept per namespace, e.g. "etcd-registrar.io/allowed-services". */
+  readonly annotation: string;
+  readonly logger: Logger;
+  readonly watchdogMs?: number;
+  readonly connectTimeoutMs?: number;
+  readonly pageSize?: number;
+  readonly listTimeoutMs?: number;
+  readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
+  readonly healthyAfterMs?: number;
+  readonly transport?: NamespaceTransport;
+  readonly random?: () => number;
+}
+
+export function kubeNamespaceTransport(kc: KubeConfig, opts: { watchInactivityMs: number }): NamespaceTransport {
+  const core = kc.makeApiClient(CoreV1Api);
+  return {
+    async list(req) {
+      const list = await core.listNamespace({ limit: req.limit, ...(req.continueToken === undefined ? {} : { _continue: req.continueToken }) });
+      return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? '', continueToken: list.metadata?._continue || undefined };
+    },
+    async watch(req, onEvent, onDone) {
+      const watch = new Watch(kc);
+      // See pod-source: our watchdog detects silence; client-node's timer is only a backstop.
+      (watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = opts.watchInactivityMs;
+      const controller = await watch.watch(
+        '/api/v1/namespaces',
+        { resourceVersion: req.resourceVersion, allowWatchBookmarks: true, timeoutSeconds: req.timeoutSeconds },
+        (type, object) => onEvent(type, object),
+        onDone,
+      );
+      return { abort: () => controller.abort() };
+    },
+  };
+}
+
+type WatchOutcome =
+  | { readonly kind: 'closed' }
+  | { readonly kind: 'watchdog' }
+  | { readonly kind: 'stopped' }
+  | { readonly kind: 'error'; readonly gone: boolean; readonly error: unknown };
+
+export class NamespaceSource {
+  readonly #log: Logger;
+  readonly #annotation: string;
+  readonly #transport: NamespaceTransport;
+  readonly #watchdogMs: number;
+  readonly #connectTimeoutMs: number;
+  readonly #pageSize: number;
+  readonly #listTimeoutMs: number;
+  readonly #backoff: { readonly initialMs: number; readonly maxMs: number };
+  readonly #healthyAfterMs: number;
+  readonly #random: () => number;
+  /** name -> annotation value ('' is a value; undefined = annotation absent). */
+  readonly #namespaces = new Map<string, string | undefined>();
+  readonly #listeners = new Set<(event: NamespaceEvent) => void>();
+  #resourceVersion = '';
+  #listed = false;
+  #stale = false;
+  #stopped = false;
+  #failures = 0;
+  #interrupt: (() => void) | undefined;
+  #started: Promise<void> | undefined;
+  #resolveSynced: (() => void) | undefined;
+  #rejectSynced: ((err: Error) => void) | undefined;
+  #loop: Promise<void> | undefined;
+  readonly #counters = { relists: 0, restarts: 0, listFailures: 0 };
+
+  constructor(opts: NamespaceSourceOptions) {
+    this.#log = opts.logger;
+    this.#annotation = opts.annotation;
+    this.#watchdogMs = opts.watchdogMs ?? 5 * 60_000;
+    this.#connectTimeoutMs = opts.connectTimeoutMs ?? 30_000;
+    this.#pageSize = opts.pageSize ?? 500;
+    this.#listTimeoutMs = opts.listTimeoutMs ?? 60_000;
+    this.#backoff = opts.backoff ?? { initialMs: 500, maxMs: 30_000 };
+    this.#healthyAfterMs = opts.healthyAfterMs ?? 10_000;
+    this.#random = opts.random ?? Math.random;
+    if (opts.transport !== undefined) this.#transport = opts.transport;
+    else if (opts.kubeConfig !== undefined) this.#transport = kubeNamespaceTransport(opts.kubeConfig, { watchInactivityMs: this.#watchdogMs + 60_000 });
+    else throw new Error('NamespaceSource needs a kubeConfig (or a transport)');
+  }
+
+  onChange(listener: (event: NamespaceEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Resolves once the first list succeeded (retrying with backoff until then). Idempotent. */
+  start(): Promise<void> {
+    if (this.#started !== undefined) return this.#started;
+    this.#started = new Promise<void>((resolve, reject) => {
+      this.#resolveSynced = resolve;
+      this.#rejectSynced = reject;
+    });
+    if (this.#stopped) this.#rejectSynced?.(new Error('namespace source stopped before its cache synced'));
+    else this.#loop = this.#run();
+    return this.#started;
+  }
+
+  /** Listed at least once and not between a watch error and its relist. */
+  synced(): boolean {
+    return this.#listed && !this.#stale;
+  }
+
+  hasSynced(): boolean {
+    return this.#listed;
+  }
+
+  has(name: string): boolean {
+    return this.#namespaces.has(name);
+  }
+
+  annotation(name: string): string | undefined {
+    return this.#namespaces.get(name);
+  }
+
+  get size(): number {
+    return this.#namespaces.size;
+  }
+
+  stats(): { namespaces: number; synced: boolean; relists: number; restarts: number; listFailures: number } {
+    return { namespaces: this.#namespaces.size, synced: this.synced(), ...this.#counters };
+  }
+
+  async stop(): Promise<void> {
+    if (!this.#stopped) {
+      this.#stopped = true;
+      this.#interrupt?.();
+      if (!this.#listed) this.#rejectSynced?.(new Error('namespace source stopped before its cache synced'));
+    }
+    await this.#loop;
+  }
+
+  async #run(): Promise<void> {
+    let needList = true;
+    while (!this.#stopped) {
+      if (needList) {
+        try {
+          await this.#relist();
+          needList = false;
+        } catch (err) {
+          if (this.#stopped) break;
+          this.#counters.listFailures++;
+          this.#failures++;
+          const delayMs = backoffDelay(this.#failures, this.#backoff.initialMs, this.#backoff.maxMs, this.#random);
+          this.#log.warn({ attempt: this.#failures, delayMs, err: describe(err) }, 'namespace list failed; retrying');
+          if (this.#listed) this.#stale = true;
+          await this.#sleep(delayMs);
+          continue;
+        }
+      }
+      if (this.#stopped) break;
+      const started = Date.now();
+      const outcome = await this.#watchOnce();
+      if (this.#stopped || outcome.kind === 'stopped') break;
+      const lastedMs = Date.now() - started;
+      if (lastedMs >= this.#healthyAfterMs) this.#failures = 0;
+      if (outcome.kind === 'closed') {
+        if (lastedMs < this.#healthyAfterMs) {
+          this.#failures++;
+          await this.#sleep(backoffDelay(this.#failures, this.#backoff.initialMs, this.#backoff.maxMs, this.#random));
+        }
+        continue;
+      }
+      this.#counters.restarts++;
+      if (outcome.kind === 'watchdog') {
+        this.#log.warn({ silentMs: this.#watchdogMs }, 'namespace watch silent; restarting it');
+        continue;
+      }
+      this.#failures++;
+      const delayMs = outcome.gone && this.#failures === 1 ? 0 : backoffDelay(this.#failures, this.#backoff.initialMs, this.#backoff.maxMs, this.#random);
+      this.#log.warn({ attempt: this.#failures, delayMs, err: describe(outcome.error) }, outcome.gone ? 'namespace watch expired (410); relisting' : 'namespace watch failed; relisting');
+      // Stale: the last known grants keep applying (nothing is revoked by a gap) until the relist.
+      this.#stale = true;
+      this.#resourceVersion = '';
+      needList = true;
+      if (delayMs > 0) await this.#sleep(delayMs);
+    }
+  }
+
+  async #relist(): Promise<void> {
+    const seen = new Map<string, string | undefined>();
+    let continueToken: string | undefined;
+    let resourceVersion = '';
+    do {
+      const page = await this.#interruptible(this.#transport.list({ limit: this.#pageSize, continueToken }), this.#listTimeoutMs);
+      if (this.#stopped) return;
+      for (const item of page.items) {
+        const name = item.metadata?.name;
+        if (name !== undefined) seen.set(name, this.#valueOf(item));
+      }
+      resourceVersion = page.resourceVersion;
+      continueToken = page.continueToken;
+    } while (continueToken !== undefined);
+    const events: NamespaceEvent[] = [];
+    for (const name of this.#namespaces.keys()) {
+      if (!seen.has(name)) {
+        this.#namespaces.delete(name);
+        events.push({ type: 'delete', name });
+      }
+    }
+    for (const [name, value] of seen) {
+      const known = this.#namespaces.has(name);
+      if (!known || this.#namespaces.get(name) !== value) events.push({ type: 'upsert', name, value });
+      this.#namespaces.set(name, value);
+    }
+    this.#resourceVersion = resourceVersion;
+    const first = !this.#listed;
+    this.#listed = true;
+    this.#stale = false;
+    this.#counters.relists++;
+    this.#log.info({ namespaces: seen.size, changed: events.length, resourceVersion }, 'namespaces listed');
+    for (const event of events) this.#emit(event);
+    if (first) this.#resolveSynced?.();
+  }
+
+  #valueOf(item: V1Namespace): string | undefined {
+    const annotations = item.metadata?.annotations;
+    if (annotations === undefined || !Object.hasOwn(annotations, this.#annotation)) return undefined;
+    const value = annotations[this.#annotation];
+    return typeof value === 'string' ? value : undefined;
+  }
+
+  #watchOnce(): Promise<WatchOutcome> {
+    type Outcome = WatchOutcome;
+    return new Promise<Outcome>((resolve) => {
+      let settled = false;
+      let handle: { abort(): void } | undefined;
+      let connected = false;
+      let lastActivity = Date.now();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const finish = (outcome: Outcome): void => {
+        if (settled) return;
+        settled = true;
+        if (timer !== undefined) clearTimeout(timer);
+        if (this.#interrupt === interrupt) this.#interrupt = undefined;
+        handle?.abort();
+        if (outcome.kind === 'error') this.#stale = true;
+        resolve(outcome);
+      };
+      const interrupt = (): void => finish({ kind: 'stopped' });
+      this.#interrupt = interrupt;
+      const check = (): void => {
+        if (!connected) {
+          finish({ kind: 'error', gone: false, error: new Error('namespace watch connect timed out') });
+          return;
+        }
+        const idle = Date.now() - lastActivity;
+        if (idle >= this.#watchdogMs) finish({ kind: 'watchdog' });
+        else timer = setTimeout(check, this.#watchdogMs - idle);
+      };
+      timer = setTimeout(check, this.#connectTimeoutMs);
+      const onEvent = (type: string, object: unknown): void => {
+        if (settled) return;
+        lastActivity = Date.now();
+        if (type === 'ERROR') {
+          const code = (object as { code?: unknown } | null)?.code;
+          finish({ kind: 'error', gone: code === 410, error: object });
+          return;
+        }
+        this.#applyWatchEvent(type, object as V1Namespace | null);
+      };
+      const onDone = (err: unknown): void => {
+        if (err === null || err === undefined) finish({ kind: 'closed' });
+        else if (err instanceof Error && err.name === 'TimeoutError') finish({ kind: 'watchdog' });
+        else finish({ kind: 'error', gone: statusCodeOf(err) === 410, error: err });
+      };
+      let promise: Promise<{ abort(): void }>;
+      try {
+        promise = this.#transport.watch({ resourceVersion: this.#resourceVersion, timeoutSeconds: Math.floor(300 + this.#random() * 300) }, onEvent, onDone);
+      } catch (err) {
+        promise = Promise.reject(err);
+      }
+      promise.then(
+        (h) => {
+          handle = h;
+          if (settled) {
+            h.abort();
+            return;
+          }
+          connected = true;
+          lastActivity = Date.now();
+          if (timer !== undefined) clearTimeout(timer);
+          timer = setTimeout(check, this.#watchdogMs);
+        },
+        (err: unknown) => onDone(err ?? new Error('namespace watch failed')),
+      );
+    });
+  }
+
+  #applyWatchEvent(type: string, item: V1Namespace | null): void {
+    const name = item?.metadata?.name;
+    const rv = item?.metadata?.resourceVersion;
+    if (item !== null && name !== undefined) {
+      if (type === 'ADDED' || type === 'MODIFIED') {
+        const value = this.#valueOf(item);
+        const changed = !this.#namespaces.has(name) || this.#namespaces.get(name) !== value;
+        this.#namespaces.set(name, value);
+        if (changed) this.#emit({ type: 'upsert', name, value });
+      } else if (type === 'DELETED') {
+        if (this.#namespaces.delete(name)) this.#emit({ type: 'delete', name });
+      }
+    }
+    if (typeof rv === 'string' && rv !== '') this.#resourceVersion = rv;
+  }
+
+  #emit(event: NamespaceEvent): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(event);
+      } catch (err) {
+        this.#log.error({ err: describe(err) }, 'namespace listener failed');
+      }
+    }
+  }
+
+  /** Races a request against a timeout and against stop(). */
+  #interruptible<T>(promise: Promise<T>, ms: number): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const end = (): void => {
+        clearTimeout(timer);
+        if (this.#interrupt === interrupt) this.#interrupt = undefined;
+      };
+      const interrupt = (): void => {
+        end();
+        reject(new Error('namespace source stopped'));
+      };
+      const timer = setTimeout(() => {
+        end();
+        reject(new Error('namespace list timed out'));
+      }, ms);
+      this.#interrupt = interrupt;
+      promise.then(
+        (value) => {
+          end();
+          resolve(value);
+        },
+        (err: unknown) => {
+          end();
+          reject(err instanceof Error ? err : new Error(describe(err)));
+        },
+      );
+    });
+  }
+
+  #sleep(ms: number): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        if (this.#interrupt === done) this.#interrupt = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#interrupt = done;
+    });
+  }
+}
+
+function describe(err: unknown): string {
+  if (err instanceof Error) {
+    const code = statusCodeOf(err);
+    return code === undefined ? `${err.name}: ${err.message}` : `HTTP ${String(code)}: ${err.message}`;
+  }
+  if (err !== null && typeof err === 'object') {
+    const s = err as { code?: unknown; message?: unknown };
+    return `status ${String(s.code)}: ${String(s.message ?? '')}`;
+  }
+  return String(err);
+}

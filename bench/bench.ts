@@ -13,6 +13,8 @@ export type BenchSize = 'tiny' | 'quick' | 'full';
 
 export interface BenchOptions {
   readonly size: BenchSize;
+  /** Overrides the size's reconcile sizes (e.g. 10,000 pods in a --quick run). */
+  readonly reconcilePods?: readonly number[] | undefined;
   readonly log?: (line: string) => void;
 }
 
@@ -72,6 +74,8 @@ export interface ReconcileResult {
   readonly foreign_keys: number;
   /** Mean duration of the periodic full reconciles in the window (etcd read + plan; nothing to change). */
   readonly ms: number;
+  /** The controller's CPU time in the window per reconcile (an upper bound: it includes whatever else it did). */
+  readonly cpu_ms: number;
   readonly reconciles: number;
   readonly rss_mb: number;
   readonly heap_used_mb: number;
@@ -295,7 +299,7 @@ async function fetchText(url: string): Promise<string> {
 
 export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const log = options.log ?? (() => undefined);
-  const profile = PROFILES[options.size];
+  const profile = { ...PROFILES[options.size], ...(options.reconcilePods === undefined ? {} : { reconcilePods: options.reconcilePods }) };
   const startedAt = Date.now();
   const notes: string[] = [];
   let cluster: Cluster | undefined;
@@ -524,6 +528,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       const restartSeconds = (performance.now() - restartStarted) / 1000;
       underTest = controller;
       await sleep(1000);
+      // The log is written asynchronously: under load the "ready" line can trail /readyz.
+      const restarted = controller;
+      await waitUntil(() => restarted.lines().some((line) => line['msg'] === 'ready'), 10_000);
       const readyLine = controller.lines().find((line) => line['msg'] === 'ready');
       const since = (type: 'put' | 'delete'): number => [...recKeys.events.values()].filter((list) => list.some((e) => e.type === type && e.at >= stoppedAt)).length;
       restart = {
@@ -675,7 +682,9 @@ async function measureReconciles(controller: ControllerProcess, etcd: Etcd3, pod
   const first = now.count;
   await waitUntil(() => now.count > first, timeoutMs, async () => { now = await read(); });
   const before = now;
+  const cpuBefore = procCpuSeconds(controller.proc.pid);
   await waitUntil(() => now.count >= before.count + wanted, timeoutMs, async () => { now = await read(); });
+  const cpuSeconds = procCpuSeconds(controller.proc.pid) - cpuBefore;
   const count = now.count - before.count;
   const total = await etcd.getAll().prefix('/').count();
   const round = (x: number, d = 10): number => Math.round(x * d) / d;
@@ -684,6 +693,7 @@ async function measureReconciles(controller: ControllerProcess, etcd: Etcd3, pod
     keys,
     foreign_keys: total - keys,
     ms: count > 0 ? round(((now.sum - before.sum) / count) * 1000) : 0,
+    cpu_ms: count > 0 ? round((cpuSeconds / count) * 1000) : 0,
     reconciles: count,
     rss_mb: round(now.rss / 1024 / 1024),
     heap_used_mb: round(now.heap / 1024 / 1024),

@@ -123,6 +123,7 @@ const REC_NAMESPACE = 'bench-rec';
 /** Keys of the reconcile/restart/steady controller: pods annotated with service "rec". */
 const REC_PREFIX = '/rec_PRE/';
 const FOREIGN_PREFIX = '/bench_foreign/';
+const GRANTS_ANNOTATION = 'etcd-registrar.io/allowed-services';
 const BURST_HOLD_MS = 25_000;
 // The burst pauses the controller (SIGSTOP) for up to BURST_HOLD_MS; with the default TTLs
 // (election 5 s, data lease 30 s) it would lose leadership and exit, so both are 60 s here.
@@ -311,6 +312,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     log('starting cluster');
     cluster = await startCluster({ nodes: 3 });
     await cluster.createNamespace(NAMESPACE);
+    // Grant the service to its namespace, as a configured installation would: with the default
+    // --service-grants open, ungranted pods each cost a warning log line and a Warning Event.
+    await cluster.kubectl(['annotate', 'namespace', NAMESPACE, `${GRANTS_ANNOTATION}=bench`]);
     // One connection pool for the bench's own API calls too (client-node opens one per call otherwise).
     const kc: KubeConfig = new SharedConnectionKubeConfig();
     kc.loadFromFile(cluster.kubeconfigPath);
@@ -482,6 +486,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     log(`reconcile: writing ${profile.foreignKeys} foreign keys (no lease) under the same root`);
     await writeForeignKeys(keys.client, profile.foreignKeys);
     await cluster.createNamespace(REC_NAMESPACE);
+    await cluster.kubectl(['annotate', 'namespace', REC_NAMESPACE, `${GRANTS_ANNOTATION}=rec`]);
     const recKeys = new KeyObserver(cluster.registry.endpoints);
     await recKeys.start(REC_PREFIX);
     const recArgs = ['--environment', 'PRE', '--owner-id', 'bench-rec', '--namespaces', REC_NAMESPACE];

@@ -174,7 +174,8 @@ export class MetadataValueSource {
     return this.#values.has(name);
   }
 
-  annotation(name: string): string | undefined {
+  /** The value kept for an object (undefined = unknown object or absent value). */
+  value(name: string): string | undefined {
     return this.#values.get(name);
   }
 
@@ -427,6 +428,10 @@ export class NamespaceSource extends MetadataValueSource {
     else if (opts.kubeConfig !== undefined) transport = kubeNamespaceTransport(opts.kubeConfig, { watchInactivityMs: (opts.watchdogMs ?? 5 * 60_000) + 60_000 });
     else throw new Error('NamespaceSource needs a kubeConfig (or a transport)');
     super({ ...opts, what: 'namespace', transport, valueOf: (metadata) => ownString(metadata.annotations, annotation) });
+  }
+
+  annotation(name: string): string | undefined {
+    return this.value(name);
   }
 }
 

@@ -142,6 +142,10 @@ describe('node zones', () => {
     await eventually('JSON zone is empty', async () => (await keyState(jsonKey(ipB)))?.value === expectedValue(ipB, 'search-b', nodeB, ''));
     await eventually('InvalidRegistration audited by the {zone} controller', () =>
       zoned?.audits().some((r) => r.action === 'skip' && r.pod === `${NAMESPACE}/search-b` && /has no zone label/.test(r.reason)) === true);
+    await eventually('Warning InvalidRegistration on search-b', async () => {
+      const list = JSON.parse(await kubectl('get', 'events.events.k8s.io', '-n', NAMESPACE, '--field-selector', 'regarding.name=search-b', '-o', 'json')) as { items: Array<{ type: string; reason: string; note?: string }> };
+      return list.items.some((e) => e.type === 'Warning' && e.reason === 'InvalidRegistration' && /node "kwok-node-1" has no zone label/.test(e.note ?? ''));
+    });
     // Its last valid key stays: a node losing its label must not take a live pod out of service.
     assert.equal((await keyState(zonedKey('zone-x', ipB)))?.value, `${ipB}:86@zone-x`);
     await kubectl('label', 'node', nodeB, `${ZONE_LABEL}=zone-b`);

@@ -12,7 +12,7 @@ import { retryUntilDone } from '../backoff.ts';
 import { KeyedWorkQueue, type BackoffOptions } from './workqueue.ts';
 import { verdictFor, type GrantStatus, type Verdict } from '../grants/grants.ts';
 import type { GrantsPort } from '../grants/service-grants.ts';
-import type { DesiredIndex, EventSink, LeadershipPort, PodEvent, PodSourcePort, RegistryPort, PodRef } from './ports.ts';
+import type { DesiredIndex, EventSink, LeadershipPort, NodeFeed, PodEvent, PodSourcePort, RegistryPort, PodRef } from './ports.ts';
 
 export interface ControllerOptions {
   readonly policy: Policy;
@@ -39,6 +39,8 @@ export interface ControllerDeps {
   readonly limitDeletes: (plan: Plan, ownedKeys: number, maxShare: number, force: boolean) => { plan: Plan; refused: readonly Change[] };
   /** Service grants (docs/decisions/0009); absent = every claim allowed. */
   readonly grants?: GrantsPort | undefined;
+  /** Node zones, when the mapping uses them (the desired index reads the same cache). */
+  readonly nodes?: NodeFeed | undefined;
 }
 
 /** A pod's claim that its namespace is not granted: refused (strict) or allowed with a warning (open). */
@@ -107,6 +109,7 @@ export class Controller {
       this.requestReconcile('lease replaced');
     });
     deps.grants?.onChange((namespace) => this.#onGrantsChange(namespace));
+    deps.nodes?.onChange((event) => this.#onNodeChange(event.name));
   }
 
   /** Waits for the pod cache, reads etcd, starts the workers and runs the first full reconcile. */
@@ -130,6 +133,8 @@ export class Controller {
     // Strict grants: every namespace is known before the first pod is judged, so that no
     // pod is held back (or, worse, seen as refused) for want of its namespace.
     await this.#deps.grants?.start();
+    // Likewise every node's zone, or the initial list would leave its pods pending.
+    await this.#deps.nodes?.start();
     await this.#deps.source.start();
     const { leadership } = this.#deps;
     if (leadership !== undefined) {
@@ -352,6 +357,17 @@ export class Controller {
     this.#deps.logger.debug({ namespace, pods }, 'namespace grants changed: pods re-evaluated');
   }
 
+  /** A node's zone changed (or it appeared or vanished): its pods are mapped again. */
+  #onNodeChange(node: string): void {
+    let pods = 0;
+    for (const pod of this.#deps.source.list()) {
+      if (pod.nodeName !== node) continue;
+      pods++;
+      this.#onPodEvent({ type: 'upsert', pod });
+    }
+    this.#deps.logger.debug({ node, pods }, 'node zone changed: pods re-evaluated');
+  }
+
   #reportGrant(pod: SlimPod, service: string, verdict: Verdict, mapping: PodMapping, affectedKeys: readonly string[]): void {
     const { audit, events, metrics, logger, grants } = this.#deps;
     const claim: UngrantedClaim = { service, namespace: pod.namespace };
@@ -431,7 +447,7 @@ export class Controller {
       if (current !== undefined) currentSubset.set(key, current);
     }
     const plan = this.#plan(desiredSubset, currentSubset, scope);
-    this.#logSkips(plan);
+    this.#logSkips(plan, scope);
     for (const key of keys) if (!this.#mirror.has(key) || desired.desiredFor(key) === undefined) this.#forgetDeparted(key, plan);
     if (plan.changes.length === 0) {
       for (const key of keys) this.#queue.forget(key);
@@ -506,7 +522,16 @@ export class Controller {
     });
   }
 
-  #logSkips(plan: Plan): void {
+  /**
+   * Audits each foreign-key skip once per key and reason. Keys of `scope` (every key, for a
+   * full reconcile) that are no longer skipped are forgotten, so the memory is bounded by the
+   * keys currently contested, not by every key ever contested.
+   */
+  #logSkips(plan: Plan, scope?: ReadonlySet<string>): void {
+    const skipped = new Set(plan.skips.map((skip) => skip.key));
+    for (const key of scope ?? [...this.#skipsLogged.keys()]) {
+      if (!skipped.has(key)) this.#skipsLogged.delete(key);
+    }
     for (const skip of plan.skips) {
       if (this.#skipsLogged.get(skip.key) === skip.reason) continue;
       this.#skipsLogged.set(skip.key, skip.reason);
@@ -532,6 +557,7 @@ export class Controller {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     await this.#deps.source.stop();
     await this.#deps.grants?.stop();
+    await this.#deps.nodes?.stop();
     this.#queue.shutDown();
     await this.#workersDone;
     await this.#reconciling?.catch(() => undefined);

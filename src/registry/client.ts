@@ -2,7 +2,7 @@
 // keepalive, and etcd3's own retry/circuit-breaker policies switched off (the registry
 // retries with exponential jittered backoff itself; etcd3 retries 3 times without any
 // delay, and its per-host breaker would hold calls back for 5 s after etcd returns).
-import { checkServerIdentity } from 'node:tls';
+import { checkServerIdentity, connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { Etcd3, GRPCUnavailableError } from 'etcd3';
 import type { IOptions } from 'etcd3';
@@ -213,4 +213,57 @@ function installChannelCredentials(etcd: Etcd3, channelCredentials: grpc.Channel
   }
   for (const host of pool.hosts ?? []) host.channelCredentials = channelCredentials;
   pool.authenticator.credentials = channelCredentials;
+}
+
+/**
+ * gRPC reports a failed TLS handshake as "No connection established. Last error: null",
+ * which names neither the cause nor the flag to fix. When a connection with TLS fails, one
+ * plain TLS handshake with the same files finds the reason (unknown CA, name mismatch,
+ * certificate refused by etcd) and it is added to the error.
+ */
+export async function explainConnectionError(err: unknown, client: RegistryClient, endpoints: readonly string[], serverName: string | undefined, timeoutMs = 2_000): Promise<unknown> {
+  const files = client.credentials;
+  if (!(err instanceof GRPCUnavailableError) || files === undefined || !files.usesTls) return err;
+  const first = endpoints[0];
+  if (first === undefined) return err;
+  const url = new URL(normaliseEndpoints([first], true)[0] ?? first);
+  const reason = await tlsHandshakeProblem(url.hostname.replace(/^\[|\]$/g, ''), Number(url.port || 2379), files, serverName, timeoutMs);
+  if (reason === undefined) return err;
+  return new Error(`cannot connect to etcd at ${url.host} over TLS: ${reason}`, { cause: err });
+}
+
+function tlsHandshakeProblem(host: string, port: number, files: CredentialFiles, serverName: string | undefined, timeoutMs: number): Promise<string | undefined> {
+  const { ca, cert, key } = files.tlsMaterial();
+  return new Promise((resolve) => {
+    const socket = tlsConnect({
+      host,
+      port,
+      ...(ca !== undefined ? { ca } : {}),
+      ...(cert !== undefined && key !== undefined ? { cert, key } : {}),
+      ALPNProtocols: ['h2'],
+      ...(serverName !== undefined ? { servername: serverName, checkServerIdentity: (_h: string, c: PeerCertificate) => checkServerIdentity(serverName, c) } : {}),
+    });
+    const done = (reason: string | undefined): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(reason);
+    };
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    const hint = (message: string): string => {
+      // OpenSSL's alert text is buried in a long line: "...:tlsv1 alert unknown ca:...".
+      const alert = /alert ([a-z ]+?)(?::|$)/i.exec(message)?.[1];
+      if (alert !== undefined) return `etcd refused the client certificate (TLS alert "${alert}"); check --etcd-cert-file and --etcd-key-file`;
+      if (/self.signed|unable to verify|unable to get local issuer|certificate chain/i.test(message)) {
+        return `the etcd server certificate is not signed by the CA in --etcd-ca-file (${message.split(';')[0]})`;
+      }
+      if (/altname|hostname|does not match/i.test(message)) return `the etcd server certificate does not name this host (${message}); see --etcd-server-name`;
+      return message;
+    };
+    socket.once('error', (e: Error) => done(hint(e.message)));
+    // TLS 1.3 reports a refused client certificate only after the handshake, on first read.
+    socket.once('secureConnect', () => {
+      socket.write(Buffer.alloc(0));
+      setTimeout(() => done(undefined), Math.min(500, timeoutMs));
+    });
+  });
 }

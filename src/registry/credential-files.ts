@@ -74,6 +74,11 @@ export class CredentialFiles implements experimental.CertificateProvider {
     return this.#inUse?.password ?? '';
   }
 
+  /** The TLS files new connections use (for a diagnostic handshake). */
+  tlsMaterial(): { ca: Buffer | undefined; cert: Buffer | undefined; key: Buffer | undefined } {
+    return { ca: this.#inUse?.ca, cert: this.#inUse?.cert, key: this.#inUse?.key };
+  }
+
   /** What is wrong with the files right now (for errors and readiness detail). */
   get problem(): string | undefined {
     return this.#current?.problem;

@@ -5,7 +5,7 @@ import type { Etcd3, ICompare, IKeyValue, IRequestOp, ITxnResponse } from 'etcd3
 import type { Logger } from 'pino';
 import { Leadership } from './election.ts';
 import type { Change, CurrentEntry } from '../types.ts';
-import { createClient, type AuthOptions, type RegistryClient, type TlsOptions } from './client.ts';
+import { createClient, explainConnectionError, type AuthOptions, type RegistryClient, type TlsOptions } from './client.ts';
 import {
   assertWritable,
   hasControl,
@@ -193,9 +193,10 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
       this.#keeper = undefined;
       this.#client = undefined;
       this.#connection = undefined;
+      const explained = await explainConnectionError(err, connection, this.#opts.endpoints, this.#opts.tls?.serverName);
       await keeper.close();
       connection.close();
-      throw err;
+      throw explained;
     }
     if (this.#state !== 'starting') {
       // close() raced with start().

@@ -119,7 +119,7 @@ describe('rotating TLS credentials', () => {
       tls: { caFile: clientFiles.ca, certFile: clientFiles.cert, keyFile: clientFiles.key },
     });
     try {
-      await assert.rejects(reg.start(), /certificate|self.signed|verify/i);
+      await assert.rejects(reg.start(), /cannot connect to etcd at 127.0.0.1:\d+ over TLS: the etcd server certificate is not signed by the CA in --etcd-ca-file/);
       await useClient(ca1, ca1.issue('client-right-ca', 'client'));
       await reg.start();
       assert.equal((await reg.apply([register('/rot_PRE/ca', 'A')]))[0]?.outcome, 'ok');

@@ -39,8 +39,8 @@ interface PodInfo {
   deleting: boolean;
 }
 
-async function pods(selector: string): Promise<PodInfo[]> {
-  const list = JSON.parse(await kubectl('get', 'pods', '-n', 'e2e', '-l', selector, '-o', 'json')) as {
+async function pods(selector: string, namespace = 'e2e'): Promise<PodInfo[]> {
+  const list = JSON.parse(await kubectl('get', 'pods', '-n', namespace, '-l', selector, '-o', 'json')) as {
     items: Array<{ metadata: { name: string; uid: string; deletionTimestamp?: string }; status: { podIP?: string; conditions?: Array<{ type: string; status: string }> } }>;
   };
   return list.items.map((pod) => ({
@@ -64,11 +64,11 @@ async function registryMatchesReadyPods(selector: string, port: number, expected
   return ours.every(([key, state]) => expected.get(key) === state.value);
 }
 
-function deployment(name: string, replicas: number, annotations: Record<string, string> = {}): unknown {
+function deployment(name: string, replicas: number, annotations: Record<string, string> = {}, namespace = 'e2e'): unknown {
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
-    metadata: { name, namespace: 'e2e' },
+    metadata: { name, namespace },
     spec: {
       replicas,
       selector: { matchLabels: { app: name } },
@@ -299,6 +299,51 @@ describe('restarts and etcd outages', () => {
     assert.ok(controller.proc.isRunning());
     process.stdout.write(`# keys restored ${seconds.toFixed(1)} s after etcd returned\n`);
     await kubectl('delete', 'deployment/survivor', '-n', 'e2e');
+  });
+});
+
+describe('lease lost under overload', () => {
+  it('a controller frozen past the TTL finds its lease gone and re-puts every key on a new lease', async () => {
+    // A stalled event loop (CPU starvation, a long GC) stops keepalives like SIGSTOP does.
+    // Without leader election the controller itself must notice and recover; with it, the
+    // frozen replica also lost its campaign and exits (test/e2e/ha.test.ts).
+    const owner = 'frozen';
+    // Its own namespace: the file's main controller must not register these pods too.
+    await cluster.createNamespace('frozen');
+    const frozen = await startController({
+      kubeconfig: cluster.kubeconfigPath,
+      etcdEndpoints: cluster.registry.endpoints,
+      name: 'frozen',
+      extraArgs: controllerArgs(['--owner-id', owner, '--leader-election', 'false', '--namespaces', 'frozen']),
+    });
+    try {
+      await frozen.waitReady();
+      await apply(deployment('frozen', 3, {}, 'frozen'));
+      const matches = async (): Promise<boolean> => {
+        const serving = (await pods('app=frozen', 'frozen')).filter((p) => p.ready && !p.deleting && p.ip !== '');
+        const lease = await observer.dataLease(owner);
+        const snapshot = await observer.snapshot(PREFIX);
+        return serving.length === 3 && serving.every((p) => snapshot.get(`${PREFIX}${p.ip}-86`)?.lease === lease);
+      };
+      await eventually('3 registered', matches, 30_000);
+      const leaseBefore = await observer.dataLease(owner);
+      frozen.proc.signal('SIGSTOP');
+      const keys = new Set((await pods('app=frozen', 'frozen')).map((p) => `${PREFIX}${p.ip}-86`));
+      await eventually('etcd expired the lease and its keys', async () => {
+        const snapshot = await observer.snapshot(PREFIX);
+        return [...keys].every((key) => !snapshot.has(key));
+      }, (TTL + 10) * 1000);
+      frozen.proc.signal('SIGCONT');
+      const resumed = Date.now();
+      await eventually('every key back on a new lease', async () => (await matches()) && (await observer.dataLease(owner)) !== leaseBefore, 20_000);
+      const seconds = (Date.now() - resumed) / 1000;
+      assert.ok(frozen.proc.isRunning());
+      assert.ok(frozen.audits().filter((r) => r.action === 'register' && r.outcome === 'ok').length >= 6, 'registered, then re-put after the new lease');
+      process.stdout.write(`# keys re-put on a new lease ${seconds.toFixed(1)} s after the frozen controller resumed\n`);
+    } finally {
+      if (frozen.proc.isRunning()) await frozen.stop();
+      await kubectl('delete', 'namespace', 'frozen', '--wait=false');
+    }
   });
 });
 

@@ -30,6 +30,8 @@ export interface ControllerArgs {
   readonly extraArgs?: readonly string[];
   readonly dir?: string;
   readonly name?: string;
+  /** Options for the controller's Node process itself, e.g. ['--max-old-space-size=160']. */
+  readonly nodeOptions?: readonly string[];
 }
 
 /** Starts `etcd-registrar run` (the built bin, as users run it) on a free metrics port. */
@@ -41,6 +43,7 @@ export async function startController(options: ControllerArgs): Promise<Controll
     name: options.name ?? 'etcd-registrar',
     command: process.execPath,
     args: [
+      ...(options.nodeOptions ?? []),
       registrarBin, 'run',
       '--kubeconfig', options.kubeconfig,
       '--etcd-endpoints', options.etcdEndpoints.join(','),

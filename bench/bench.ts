@@ -3,6 +3,8 @@
 // independent of the controller: a separate Kubernetes pod watch and a separate etcd watch.
 import { CoreV1Api, KubeConfig, Watch, type V1Pod } from '@kubernetes/client-node';
 import { Etcd3, type Watcher } from 'etcd3';
+import { readFileSync } from 'node:fs';
+import { SharedConnectionKubeConfig } from '../src/source/kube-config.ts';
 import { startCluster, type Cluster } from '../test/cluster/cluster.ts';
 import { startController, type ControllerProcess } from '../test/e2e/support.ts';
 import { metricSum, summarize, type LatencySummary } from './stats.ts';
@@ -11,6 +13,8 @@ export type BenchSize = 'tiny' | 'quick' | 'full';
 
 export interface BenchOptions {
   readonly size: BenchSize;
+  /** Overrides the size's reconcile sizes (e.g. 10,000 pods in a --quick run). */
+  readonly reconcilePods?: readonly number[] | undefined;
   readonly log?: (line: string) => void;
 }
 
@@ -19,14 +23,18 @@ export interface Profile {
   readonly latencyRuns: ReadonlyArray<readonly [rate: number, pods: number]>;
   readonly burstPods: number;
   readonly steadySeconds: number;
+  /** Registered pods at which a full reconcile is measured (ascending); the last size is also the restart's and the steady state's. */
+  readonly reconcilePods: readonly number[];
+  /** Keys under the same root that belong to nobody (no lease), read by every full reconcile. */
+  readonly foreignKeys: number;
   /** Upper bound for waiting on any one phase to settle. */
   readonly settleMs: number;
 }
 
 export const PROFILES: Record<BenchSize, Profile> = {
-  tiny: { latencyRuns: [[10, 5]], burstPods: 20, steadySeconds: 2, settleMs: 60_000 },
-  quick: { latencyRuns: [[50, 500]], burstPods: 1000, steadySeconds: 10, settleMs: 90_000 },
-  full: { latencyRuns: [[50, 1000], [200, 2000]], burstPods: 5000, steadySeconds: 10, settleMs: 300_000 },
+  tiny: { latencyRuns: [[10, 5]], burstPods: 20, steadySeconds: 2, reconcilePods: [20], foreignKeys: 500, settleMs: 60_000 },
+  quick: { latencyRuns: [[50, 500]], burstPods: 1000, steadySeconds: 10, reconcilePods: [1000], foreignKeys: 50_000, settleMs: 90_000 },
+  full: { latencyRuns: [[50, 1000], [200, 2000]], burstPods: 5000, steadySeconds: 10, reconcilePods: [1000, 10_000], foreignKeys: 50_000, settleMs: 300_000 },
 };
 
 export interface LatencyRun {
@@ -51,6 +59,36 @@ export interface BurstResult {
   readonly raw_keys_per_s: number;
   readonly ratio: number;
   readonly missing: number;
+  /** CPU seconds (user + system) the controller used from its resume to the last key. */
+  readonly controller_cpu_s: number;
+  /** Watch events of the burst's pods the controller had to take in after its resume (all since the scale-up). */
+  readonly replay_events: number;
+  readonly replay_mb: number;
+  /** Seconds an idle client (client-node Watch + JSON parse, nothing else) takes to receive the same events: the intake floor. */
+  readonly replay_seconds: number;
+}
+
+export interface ReconcileResult {
+  readonly pods: number;
+  readonly keys: number;
+  readonly foreign_keys: number;
+  /** Mean duration of the periodic full reconciles in the window (etcd read + plan; nothing to change). */
+  readonly ms: number;
+  /** The controller's CPU time in the window per reconcile (an upper bound: it includes whatever else it did). */
+  readonly cpu_ms: number;
+  readonly reconciles: number;
+  readonly rss_mb: number;
+  readonly heap_used_mb: number;
+}
+
+export interface RestartResult {
+  readonly pods: number;
+  /** Process start -> /readyz OK, which it reports only after the first full reconcile finished. */
+  readonly seconds: number;
+  /** The first full reconcile alone, as the controller logs it. */
+  readonly reconcile_ms: number;
+  readonly keys_deleted: number;
+  readonly keys_written: number;
 }
 
 export interface SteadyResult {
@@ -60,6 +98,7 @@ export interface SteadyResult {
   readonly etcd_stream_messages_per_s: number;
   readonly cpu_percent: number;
   readonly rss_mb: number;
+  readonly heap_used_mb: number;
 }
 
 export interface BenchResult {
@@ -71,6 +110,8 @@ export interface BenchResult {
   readonly deregistration: LatencySummary;
   readonly latency_runs: LatencyRun[];
   readonly burst: BurstResult;
+  readonly reconcile: ReconcileResult[];
+  readonly restart: RestartResult;
   readonly steady: SteadyResult;
   readonly notes: string[];
 }
@@ -78,6 +119,11 @@ export interface BenchResult {
 const NAMESPACE = 'bench';
 const PREFIX = '/bench_PRE/';
 const RAW_PREFIX = '/bench_raw/';
+const REC_NAMESPACE = 'bench-rec';
+/** Keys of the reconcile/restart/steady controller: pods annotated with service "rec". */
+const REC_PREFIX = '/rec_PRE/';
+const FOREIGN_PREFIX = '/bench_foreign/';
+const GRANTS_ANNOTATION = 'etcd-registrar.io/allowed-services';
 const BURST_HOLD_MS = 25_000;
 // The burst pauses the controller (SIGSTOP) for up to BURST_HOLD_MS; with the default TTLs
 // (election 5 s, data lease 30 s) it would lose leadership and exit, so both are 60 s here.
@@ -184,9 +230,10 @@ function keyOf(ip: string): string {
 /** The controller under test; waits fail fast if it exits (e.g. after losing leadership). */
 let underTest: ControllerProcess | undefined;
 
-async function waitUntil(check: () => boolean, timeoutMs: number): Promise<boolean> {
+async function waitUntil(check: () => boolean, timeoutMs: number, refresh?: () => Promise<void>): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
+    await refresh?.();
     if (check()) return true;
     if (underTest !== undefined && !underTest.proc.isRunning()) {
       throw new Error(`the controller exited during the benchmark; see ${underTest.logPath}`);
@@ -218,6 +265,34 @@ function podBody(name: string, app: string): V1Pod {
   };
 }
 
+/**
+ * Starts the controller under test. Profiling aids (docs/benchmarks.md): BENCH_CONTROLLER_NODE_OPTIONS
+ * adds Node flags to the controller only; with BENCH_CPU_PROF_DIR
+ * set, it runs with `--cpu-prof` and writes a V8 CPU profile there when it exits (bench/profile.ts
+ * summarises one); with BENCH_HEAP_SNAPSHOT_DIR set, it writes a heap snapshot there at the end of
+ * the steady window (bench/heap.ts summarises one).
+ */
+async function startBenchController(args: Parameters<typeof startController>[0]): Promise<ControllerProcess> {
+  const cpuDir = process.env['BENCH_CPU_PROF_DIR'] ?? '';
+  const heapDir = process.env['BENCH_HEAP_SNAPSHOT_DIR'] ?? '';
+  const flags = [
+    // Extra Node/V8 flags for the controller only, e.g. heap sizing experiments.
+    ...(process.env['BENCH_CONTROLLER_NODE_OPTIONS'] ?? '').split(' ').filter((f) => f !== ''),
+    ...(cpuDir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuDir}`]),
+    ...(heapDir === '' ? [] : ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${heapDir}`]),
+  ];
+  if (flags.length === 0) return startController(args);
+  // startController spawns with this process's environment: set NODE_OPTIONS just for the spawn.
+  const saved = process.env['NODE_OPTIONS'];
+  process.env['NODE_OPTIONS'] = `${saved ?? ''} ${flags.join(' ')}`.trim();
+  try {
+    return await startController(args);
+  } finally {
+    if (saved === undefined) delete process.env['NODE_OPTIONS'];
+    else process.env['NODE_OPTIONS'] = saved;
+  }
+}
+
 async function fetchText(url: string): Promise<string> {
   const response = await fetch(url);
   return response.text();
@@ -225,7 +300,7 @@ async function fetchText(url: string): Promise<string> {
 
 export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const log = options.log ?? (() => undefined);
-  const profile = PROFILES[options.size];
+  const profile = { ...PROFILES[options.size], ...(options.reconcilePods === undefined ? {} : { reconcilePods: options.reconcilePods }) };
   const startedAt = Date.now();
   const notes: string[] = [];
   let cluster: Cluster | undefined;
@@ -237,7 +312,11 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     log('starting cluster');
     cluster = await startCluster({ nodes: 3 });
     await cluster.createNamespace(NAMESPACE);
-    const kc = new KubeConfig();
+    // Grant the service to its namespace, as a configured installation would: with the default
+    // --service-grants open, ungranted pods each cost a warning log line and a Warning Event.
+    await cluster.kubectl(['annotate', 'namespace', NAMESPACE, `${GRANTS_ANNOTATION}=bench`]);
+    // One connection pool for the bench's own API calls too (client-node opens one per call otherwise).
+    const kc: KubeConfig = new SharedConnectionKubeConfig();
     kc.loadFromFile(cluster.kubeconfigPath);
     const core = kc.makeApiClient(CoreV1Api);
     pods = new PodObserver(kc);
@@ -245,7 +324,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     keys = new KeyObserver(cluster.registry.endpoints);
     await keys.start(PREFIX);
     log('starting controller');
-    controller = await startController({
+    controller = await startBenchController({
       kubeconfig: cluster.kubeconfigPath,
       etcdEndpoints: cluster.registry.endpoints,
       extraArgs: ['--environment', 'PRE', '--owner-id', 'bench', '--namespaces', NAMESPACE, ...LEASE_ARGS],
@@ -314,6 +393,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     const n = profile.burstPods;
     log(`burst: deployment scaled to ${n}`);
     const burstStart = Date.now();
+    // The replay floor below re-reads the pod events from here.
+    const burstRv = (await core.listNamespacedPod({ namespace: NAMESPACE, limit: 1 })).metadata?.resourceVersion ?? '';
     const deployment = {
       apiVersion: 'apps/v1',
       kind: 'Deployment',
@@ -343,6 +424,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     }, BURST_HOLD_MS);
     const readyAtResume = burstPods().filter(([, seen]) => seen.readyAt !== undefined).length;
     const resumedAt = Date.now();
+    const cpuAtResume = procCpuSeconds(controller.proc.pid);
     controller.proc.signal('SIGCONT');
     paused = undefined;
     if (!allReady) notes.push(`burst: only ${readyAtResume} of ${n} pods were Ready when the controller was resumed after ${BURST_HOLD_MS / 1000} s; the rest arrived at the cluster's pace`);
@@ -351,6 +433,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       return list.length >= n && list.every(([, s]) => s.ip !== undefined && s.readyAt !== undefined && keyObserver.first(keyOf(s.ip), 'put', burstStart) !== undefined);
     };
     await waitUntil(burstDone, profile.settleMs);
+    // Read at most one poll interval (0.1 s) after the last key.
+    const cpuAtDone = procCpuSeconds(controller.proc.pid);
     let firstReady = Infinity;
     let lastReady = 0;
     let lastPut = 0;
@@ -364,8 +448,11 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     }
     burstMissing += Math.max(0, n - burstPods().length);
     const registered = n - burstMissing;
+    log(`burst: resumed at ${resumedAt}, last Ready at ${lastReady}, last key at ${lastPut} (epoch ms)`);
     const burstSpan = lastPut > resumedAt ? (lastPut - resumedAt) / 1000 : 0;
     const keysPerS = burstSpan > 0 ? registered / burstSpan : 0;
+    log('burst: replaying the same pod events to an idle client (the intake floor)');
+    const replay = await replayFloor(kc, burstRv, 'burst-');
     // The raw writer is short (a few transactions at 1,000 keys) and noisy: the median of three runs.
     const rawRuns: number[] = [];
     for (let i = 0; i < RAW_RUNS; i++) rawRuns.push(await rawWriter(keys.client, n));
@@ -381,57 +468,121 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       raw_keys_per_s: round(rawKeysPerS),
       ratio: rawKeysPerS > 0 ? round(keysPerS / rawKeysPerS, 1000) : 0,
       missing: burstMissing,
+      controller_cpu_s: round(Math.max(0, cpuAtDone - cpuAtResume), 100),
+      replay_events: replay.events,
+      replay_mb: round(replay.bytes / 1e6),
+      replay_seconds: round(replay.seconds, 1000),
     };
+    if (replay.events === 0) notes.push('burst: the API server no longer had the burst\'s events for the replay floor (410 or none); replay figures are 0');
     if (burstMissing > 0) notes.push(`burst: ${burstMissing} of ${n} pods not Ready and registered within ${profile.settleMs / 1000} s`);
 
-    // 4: steady state with the burst's pods registered and no churn, measured with the default
-    // TTLs: the controller is restarted without LEASE_ARGS (SIGTERM keeps the keys; the new one adopts them).
-    log('steady: restarting the controller with the default lease and election TTLs');
+    // 5, 6, 4: full reconcile, restart and steady state, on a controller of their own (owner
+    // bench-rec, namespace bench-rec) with the default TTLs and pods made Ready by the bench
+    // itself (KWOK alone turns pods Ready at ~55/s: 10,000 would take minutes). The burst's
+    // controller is stopped first (its keys stay until its lease expires: foreign to bench-rec).
     underTest = undefined;
     await controller.stop();
-    controller = await startController({
-      kubeconfig: cluster.kubeconfigPath,
-      etcdEndpoints: cluster.registry.endpoints,
-      extraArgs: ['--environment', 'PRE', '--owner-id', 'bench', '--namespaces', NAMESPACE],
-      name: 'etcd-registrar-steady',
-    });
-    await controller.waitReady(60_000);
-    // It may move the keys to a lease of its own TTL: wait until every key is on one lease again.
+    controller = undefined;
+    log(`reconcile: writing ${profile.foreignKeys} foreign keys (no lease) under the same root`);
+    await writeForeignKeys(keys.client, profile.foreignKeys);
+    await cluster.createNamespace(REC_NAMESPACE);
+    await cluster.kubectl(['annotate', 'namespace', REC_NAMESPACE, `${GRANTS_ANNOTATION}=rec`]);
+    const recKeys = new KeyObserver(cluster.registry.endpoints);
+    await recKeys.start(REC_PREFIX);
+    const recArgs = ['--environment', 'PRE', '--owner-id', 'bench-rec', '--namespaces', REC_NAMESPACE];
     const etcd = keys.client;
-    let onOneLease = false;
-    const settleDeadline = Date.now() + profile.settleMs;
-    while (!onOneLease && Date.now() < settleDeadline) {
-      await sleep(500);
-      const kvs = (await etcd.getAll().prefix(PREFIX).exec()).kvs;
-      onOneLease = kvs.length >= registered && new Set(kvs.map((kv) => kv.lease)).size === 1;
-    }
-    if (!onOneLease) notes.push('steady: the restarted controller had not settled all keys on one lease; measured anyway');
-    await sleep(STEADY_SETTLE_MS);
-    log(`steady: ${profile.steadySeconds} s without churn`);
-    const etcdMetrics = `${cluster.registry.endpoints[0] ?? ''}/metrics`;
-    const sample = async (): Promise<{ at: number; handled: number; msgs: number; cpu: number; rss: number }> => {
-      const [etcd, ctl] = await Promise.all([fetchText(etcdMetrics), fetchText(`${controller?.metricsUrl ?? ''}/metrics`)]);
-      return {
-        at: Date.now(),
-        handled: metricSum(etcd, 'grpc_server_handled_total') ?? 0,
-        msgs: metricSum(etcd, 'grpc_server_msg_received_total') ?? 0,
-        cpu: metricSum(ctl, 'etcd_registrar_process_cpu_seconds_total') ?? 0,
-        rss: metricSum(ctl, 'etcd_registrar_process_resident_memory_bytes') ?? 0,
+    const recKeyCount = async (): Promise<number> => etcd.getAll().prefix(REC_PREFIX).count();
+    const reconcile: ReconcileResult[] = [];
+    let created = 0;
+    let restart: RestartResult;
+    let steady: SteadyResult;
+    try {
+      controller = await startBenchController({
+        kubeconfig: cluster.kubeconfigPath,
+        etcdEndpoints: cluster.registry.endpoints,
+        extraArgs: [...recArgs, '--reconcile-interval', '1s'],
+        name: 'etcd-registrar-reconcile',
+      });
+      await controller.waitReady(60_000);
+      underTest = controller;
+      for (const podsWanted of profile.reconcilePods) {
+        log(`reconcile: ${podsWanted} registered pods (creating ${podsWanted - created} Ready pods)`);
+        const failures = await createReadyPods(core, created, podsWanted);
+        if (failures > 0) notes.push(`reconcile: ${failures} pods could not be created or made Ready`);
+        created = podsWanted;
+        let registeredNow = 0;
+        await waitUntil(() => registeredNow >= podsWanted - failures, profile.settleMs, async () => { registeredNow = await recKeyCount(); });
+        reconcile.push(await measureReconciles(controller, etcd, podsWanted, await recKeyCount(), options.size === 'tiny' ? 2 : 3, profile.settleMs));
+      }
+
+      // 6: restart with every pod registered: start -> ready (first full reconcile done), and
+      // what it wrote or deleted on the way (nothing is expected: it adopts its lease).
+      log(`restart: ${created} registered pods`);
+      underTest = undefined;
+      await controller.stop();
+      controller = undefined;
+      const stoppedAt = Date.now();
+      const restartStarted = performance.now();
+      controller = await startBenchController({
+        kubeconfig: cluster.kubeconfigPath,
+        etcdEndpoints: cluster.registry.endpoints,
+        extraArgs: recArgs,
+        name: 'etcd-registrar-restart',
+      });
+      await controller.waitReady(profile.settleMs);
+      const restartSeconds = (performance.now() - restartStarted) / 1000;
+      underTest = controller;
+      await sleep(1000);
+      // The log is written asynchronously: under load the "ready" line can trail /readyz.
+      const restarted = controller;
+      await waitUntil(() => restarted.lines().some((line) => line['msg'] === 'ready'), 10_000);
+      const readyLine = controller.lines().find((line) => line['msg'] === 'ready');
+      const since = (type: 'put' | 'delete'): number => [...recKeys.events.values()].filter((list) => list.some((e) => e.type === type && e.at >= stoppedAt)).length;
+      restart = {
+        pods: created,
+        seconds: round(restartSeconds, 1000),
+        reconcile_ms: round(Number(readyLine?.['durationMs'] ?? 0)),
+        keys_deleted: since('delete'),
+        keys_written: since('put'),
       };
-    };
-    const before = await sample();
-    await sleep(profile.steadySeconds * 1000);
-    const after = await sample();
-    const window = (after.at - before.at) / 1000;
-    // The two metric scrapes are HTTP, not gRPC, so they are not in these counters.
-    const steady: SteadyResult = {
-      registered_keys: (await keys.client.getAll().prefix(PREFIX).keys()).length,
-      window_seconds: round(window, 100),
-      etcd_requests_per_s: round((after.handled - before.handled) / window, 100),
-      etcd_stream_messages_per_s: round((after.msgs - before.msgs) / window, 100),
-      cpu_percent: round(((after.cpu - before.cpu) / window) * 100, 100),
-      rss_mb: round(after.rss / 1024 / 1024),
-    };
+
+      // 4: steady state on the restarted controller (default TTLs and reconcile interval), no churn.
+      await sleep(STEADY_SETTLE_MS);
+      log(`steady: ${profile.steadySeconds} s without churn at ${created} pods`);
+      const etcdMetrics = `${cluster.registry.endpoints[0] ?? ''}/metrics`;
+      const metricsUrl = `${controller.metricsUrl}/metrics`;
+      const sample = async (): Promise<{ at: number; handled: number; msgs: number; cpu: number; rss: number; heap: number }> => {
+        const [etcdText, ctl] = await Promise.all([fetchText(etcdMetrics), fetchText(metricsUrl)]);
+        return {
+          at: Date.now(),
+          handled: metricSum(etcdText, 'grpc_server_handled_total') ?? 0,
+          msgs: metricSum(etcdText, 'grpc_server_msg_received_total') ?? 0,
+          cpu: metricSum(ctl, 'etcd_registrar_process_cpu_seconds_total') ?? 0,
+          rss: metricSum(ctl, 'etcd_registrar_process_resident_memory_bytes') ?? 0,
+          heap: metricSum(ctl, 'etcd_registrar_nodejs_heap_size_used_bytes') ?? 0,
+        };
+      };
+      const before = await sample();
+      await sleep(profile.steadySeconds * 1000);
+      const after = await sample();
+      if ((process.env['BENCH_HEAP_SNAPSHOT_DIR'] ?? '') !== '') {
+        controller.proc.signal('SIGUSR2');
+        await sleep(5000);
+      }
+      const window = (after.at - before.at) / 1000;
+      // The two metric scrapes are HTTP, not gRPC, so they are not in these counters.
+      steady = {
+        registered_keys: await recKeyCount(),
+        window_seconds: round(window, 100),
+        etcd_requests_per_s: round((after.handled - before.handled) / window, 100),
+        etcd_stream_messages_per_s: round((after.msgs - before.msgs) / window, 100),
+        cpu_percent: round(((after.cpu - before.cpu) / window) * 100, 100),
+        rss_mb: round(after.rss / 1024 / 1024),
+        heap_used_mb: round(after.heap / 1024 / 1024),
+      };
+    } finally {
+      await recKeys.close();
+    }
 
     const last = latencyRuns.at(-1);
     if (last === undefined) throw new Error('no latency run');
@@ -445,6 +596,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       deregistration: last.deregistration,
       latency_runs: latencyRuns,
       burst,
+      reconcile,
+      restart,
       steady,
       notes,
     };
@@ -456,6 +609,148 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     await controller?.stop().catch(() => undefined);
     await cluster?.stop().catch(() => undefined);
   }
+}
+
+/** `count` keys without a lease under FOREIGN_PREFIX, in 128-operation transactions, 4 at a time. */
+async function writeForeignKeys(client: Etcd3, count: number): Promise<void> {
+  const batches: number[] = [];
+  for (let offset = 0; offset < count; offset += 128) batches.push(offset);
+  const worker = async (): Promise<void> => {
+    for (let offset = batches.shift(); offset !== undefined; offset = batches.shift()) {
+      const ops = [];
+      for (let i = offset; i < Math.min(count, offset + 128); i++) {
+        ops.push(client.put(`${FOREIGN_PREFIX}svc-${i % 50}/10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}-86`).value(`10.0.0.${i & 255}:86`));
+      }
+      await client.if(`${FOREIGN_PREFIX}none`, 'Create', '==', 0).then(...ops).commit();
+    }
+  };
+  await Promise.all(Array.from({ length: 4 }, worker));
+}
+
+/**
+ * Pods rec-{from}..rec-{to-1} in REC_NAMESPACE, created on a KWOK node and made Ready by the bench
+ * itself (a status update with an IP from 10.245.0.0/16), 32 at a time. KWOK's pod-ready stage only
+ * takes Pending pods: whichever of the two gets there first makes the pod Ready. Returns failures.
+ */
+async function createReadyPods(core: CoreV1Api, from: number, to: number): Promise<number> {
+  let next = from;
+  let failures = 0;
+  const one = async (i: number): Promise<void> => {
+    const name = `rec-${i}`;
+    const body = podBody(name, 'rec');
+    body.metadata = { ...body.metadata, namespace: REC_NAMESPACE, annotations: { ...ANNOTATIONS, 'etcd-registrar.io/service': 'rec' } };
+    body.spec = { ...body.spec!, nodeName: `kwok-node-${i % 3}` };
+    let pod = await core.createNamespacedPod({ namespace: REC_NAMESPACE, body });
+    const ip = `10.245.${(i >> 8) & 255}.${i & 255}`;
+    const now = new Date();
+    for (let attempt = 0; attempt < 5; attempt++) {
+      if (pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) return;
+      pod.status = {
+        phase: 'Running',
+        podIP: ip,
+        podIPs: [{ ip }],
+        hostIP: '10.243.0.10',
+        hostIPs: [{ ip: '10.243.0.10' }],
+        startTime: now,
+        conditions: ['PodScheduled', 'Initialized', 'ContainersReady', 'Ready'].map((type) => ({ type, status: 'True', lastTransitionTime: now })),
+      };
+      try {
+        await core.replaceNamespacedPodStatus({ name, namespace: REC_NAMESPACE, body: pod });
+        return;
+      } catch {
+        // Conflict: KWOK updated it meanwhile (perhaps to Ready): look again.
+        pod = await core.readNamespacedPod({ name, namespace: REC_NAMESPACE });
+      }
+    }
+    throw new Error(`${name}: not Ready after 5 attempts`);
+  };
+  const worker = async (): Promise<void> => {
+    for (let i = next++; i < to; i = next++) await one(i).catch(() => { failures++; });
+  };
+  await Promise.all(Array.from({ length: 32 }, worker));
+  return failures;
+}
+
+/** Mean duration of the controller's next `wanted` periodic full reconciles, and its memory after them. */
+async function measureReconciles(controller: ControllerProcess, etcd: Etcd3, pods: number, keys: number, wanted: number, timeoutMs: number): Promise<ReconcileResult> {
+  const read = async (): Promise<{ sum: number; count: number; rss: number; heap: number }> => {
+    const text = await fetchText(`${controller.metricsUrl}/metrics`);
+    return {
+      sum: metricSum(text, 'etcd_registrar_reconcile_duration_seconds_sum') ?? 0,
+      count: metricSum(text, 'etcd_registrar_reconcile_duration_seconds_count') ?? 0,
+      rss: metricSum(text, 'etcd_registrar_process_resident_memory_bytes') ?? 0,
+      heap: metricSum(text, 'etcd_registrar_nodejs_heap_size_used_bytes') ?? 0,
+    };
+  };
+  // Start at a reconcile boundary, after the one that may have overlapped the registrations.
+  let now = await read();
+  const first = now.count;
+  await waitUntil(() => now.count > first, timeoutMs, async () => { now = await read(); });
+  const before = now;
+  const cpuBefore = procCpuSeconds(controller.proc.pid);
+  await waitUntil(() => now.count >= before.count + wanted, timeoutMs, async () => { now = await read(); });
+  const cpuSeconds = procCpuSeconds(controller.proc.pid) - cpuBefore;
+  const count = now.count - before.count;
+  const total = await etcd.getAll().prefix('/').count();
+  const round = (x: number, d = 10): number => Math.round(x * d) / d;
+  return {
+    pods,
+    keys,
+    foreign_keys: total - keys,
+    ms: count > 0 ? round(((now.sum - before.sum) / count) * 1000) : 0,
+    cpu_ms: count > 0 ? round((cpuSeconds / count) * 1000) : 0,
+    reconciles: count,
+    rss_mb: round(now.rss / 1024 / 1024),
+    heap_used_mb: round(now.heap / 1024 / 1024),
+  };
+}
+
+/** CPU seconds (user + system) of a process so far, from /proc (Linux); 0 when unavailable. */
+function procCpuSeconds(pid: number): number {
+  try {
+    // Fields after the command name (which may contain spaces): state is field 3, utime 14, stime 15.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? ticks / CLOCK_TICKS : 0;
+  } catch {
+    return 0;
+  }
+}
+// USER_HZ: 100 on every mainstream Linux architecture.
+const CLOCK_TICKS = 100;
+
+/**
+ * The intake floor of a burst: a fresh watch from `resourceVersion` that only parses the events
+ * (client-node's Watch, as the controller's source uses), timed until the last event of a pod
+ * named `prefix*`; ends after 1 s without one.
+ */
+async function replayFloor(kc: KubeConfig, resourceVersion: string, prefix: string): Promise<{ events: number; bytes: number; seconds: number }> {
+  const started = performance.now();
+  let events = 0;
+  let bytes = 0;
+  let lastAt = started;
+  let failed = false;
+  let abort: AbortController | undefined;
+  await new Promise<void>((resolve) => {
+    const quiet = setInterval(() => {
+      if (failed || performance.now() - lastAt > 1000) {
+        clearInterval(quiet);
+        resolve();
+      }
+    }, 50);
+    new Watch(kc)
+      .watch(`/api/v1/namespaces/${NAMESPACE}/pods`, { resourceVersion, allowWatchBookmarks: true }, (type, pod: V1Pod) => {
+        if (type === 'ERROR') { failed = true; return; }
+        if (!(pod.metadata?.name ?? '').startsWith(prefix)) return;
+        events++;
+        bytes += JSON.stringify(pod).length;
+        lastAt = performance.now();
+      }, () => undefined)
+      .then((a) => { abort = a; }, () => { failed = true; });
+  });
+  abort?.abort();
+  return failed ? { events: 0, bytes: 0, seconds: 0 } : { events, bytes, seconds: (lastAt - started) / 1000 };
 }
 
 /** The physical limit: `count` keys written in 128-operation transactions, one after another. */

@@ -9,14 +9,16 @@ import { Controller, type ReconcileReport } from './controller/controller.ts';
 import type { EventSink, LeadershipPort } from './controller/ports.ts';
 import { DesiredState } from './desired/index.ts';
 import { EventRecorder } from './events/recorder.ts';
-import { validateMappingConfig, type MappingConfig } from './mapping/index.ts';
+import { mappingNeedsZones, validateMappingConfig, type MappingConfig } from './mapping/index.ts';
 import { AuditLog, createLogger, stderrDestination, stdoutDestination } from './observability/log.ts';
 import { HealthServer } from './observability/http.ts';
 import { Metrics } from './observability/metrics.ts';
 import { limitDeletes, plan } from './plan/index.ts';
 import { EtcdRegistry, type Leadership, type RegistryOptions } from './registry/index.ts';
+import { SharedConnectionKubeConfig } from './source/kube-config.ts';
 import { PodSource } from './source/pod-source.ts';
 import { NamespaceSource } from './source/namespace-source.ts';
+import { NodeSource } from './source/node-source.ts';
 import { GRANTS_ANNOTATION, formatStaticGrants } from './grants/grants.ts';
 import { ServiceGrants } from './grants/service-grants.ts';
 import type { Change } from './types.ts';
@@ -91,7 +93,8 @@ export function mappingConfigOf(config: Config): MappingConfig {
 }
 
 function loadKubeConfig(path: string | undefined): KubeConfig {
-  const kubeConfig = new KubeConfig();
+  // One connection pool for every API call (client-node would open a TLS connection per call).
+  const kubeConfig: KubeConfig = new SharedConnectionKubeConfig();
   try {
     if (path === undefined) kubeConfig.loadFromDefault();
     else kubeConfig.loadFromFile(path);
@@ -139,7 +142,8 @@ function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig
     ...(config.labelSelector === undefined ? {} : { labelSelector: config.labelSelector }),
     logger: logger.child({ module: 'source' }),
   });
-  const desired = new DesiredState(mapping);
+  const nodes = nodeSourceOf(kubeConfig, mapping, logger);
+  const desired = new DesiredState(mapping, { zoneOf: nodes === undefined ? undefined : (node) => nodes.zone(node) });
   const audit = new AuditLog(config.ownerId, auditDestination);
   const grants = serviceGrantsOf(config, kubeConfig, logger);
   let controller: Controller | undefined;
@@ -152,7 +156,7 @@ function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig
     ...(events.stats === undefined ? {} : { events: events.stats.bind(events) }),
   });
   controller = new Controller(
-    { source, registry, desired, events, audit, metrics, logger: logger.child({ module: 'controller' }), planner: plan, limitDeletes, leadership, grants },
+    { source, registry, desired, events, audit, metrics, logger: logger.child({ module: 'controller' }), planner: plan, limitDeletes, leadership, grants, nodes },
     {
       policy: config.policy,
       dryRun: config.dryRun,
@@ -164,6 +168,12 @@ function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig
     },
   );
   return { controller, source, metrics, audit };
+}
+
+/** Nodes are watched (name -> zone label) only when the mapping uses zones (docs/decisions/0008). */
+function nodeSourceOf(kubeConfig: KubeConfig, mapping: MappingConfig, logger: Logger): NodeSource | undefined {
+  if (!mappingNeedsZones(mapping)) return undefined;
+  return new NodeSource({ kubeConfig, logger: logger.child({ module: 'nodes' }) });
 }
 
 /** Service grants (docs/decisions/0009): the Namespace annotation follows --annotation-prefix. */
@@ -290,11 +300,13 @@ async function list(config: Config, kubeConfig: KubeConfig, mapping: MappingConf
     ...(config.labelSelector === undefined ? {} : { labelSelector: config.labelSelector }),
     logger: logger.child({ module: 'source' }),
   });
+  const nodes = nodeSourceOf(kubeConfig, mapping, logger);
   try {
-    const desired = new DesiredState(mapping);
+    const desired = new DesiredState(mapping, { zoneOf: nodes === undefined ? undefined : (node) => nodes.zone(node) });
     source.onChange((event) => {
       if (event.type === 'upsert') desired.upsertPod(event.pod);
     });
+    await nodes?.start();
     await source.start();
     const current = await registry.readAll();
     const lease = registry.leaseId();
@@ -319,6 +331,7 @@ async function list(config: Config, kubeConfig: KubeConfig, mapping: MappingConf
     return EXIT_OK;
   } finally {
     await source.stop();
+    await nodes?.stop();
     await registry.close();
   }
 }

@@ -48,7 +48,12 @@ export type PodMapping =
       /** Ready, has an IP, not terminating, not finished: the registrations should exist. */
       readonly serving: boolean;
     }
-  | { readonly kind: 'invalid'; readonly problems: readonly string[] };
+  | { readonly kind: 'invalid'; readonly problems: readonly string[] }
+  /**
+   * The mapping needs something not known yet (the zone of a node not listed yet): the pod
+   * is held, keeping what it had, until it is known. Not an error: no event, no audit.
+   */
+  | { readonly kind: 'pending'; readonly reason: string };
 
 /** What should be in etcd under one key, and which pod wants it. */
 export interface DesiredEntry {

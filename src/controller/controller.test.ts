@@ -11,7 +11,7 @@ import { AuditLog } from '../observability/log.ts';
 import { limitDeletes, plan } from '../plan/index.ts';
 import type { AuditRecord, Change, CurrentEntry, SlimPod } from '../types.ts';
 import { Controller, type ControllerOptions } from './controller.ts';
-import type { ApplyResult, PodEvent, PodSourcePort, RegistryPort } from './ports.ts';
+import type { ApplyResult, NodeFeed, PodEvent, PodSourcePort, RegistryPort } from './ports.ts';
 import type { GrantsMode } from '../grants/grants.ts';
 import { ServiceGrants, type NamespaceFeed } from '../grants/service-grants.ts';
 import type { NamespaceEvent } from '../source/namespace-source.ts';
@@ -398,5 +398,107 @@ describe('Controller with service grants', () => {
     assert.match(register[0]?.reason ?? '', /warning: service "search" is not granted to namespace "team-b" \(allowed by --service-grants open/);
     assert.deepEqual(events.filter((e) => e.startsWith('Warning')), ['Warning ServiceNotGranted team-b/b']);
     assert.equal(records.filter((r) => r.action === 'skip').length, 0);
+  });
+});
+
+/** Node zones as the node source would report them. */
+class FakeNodes implements NodeFeed {
+  readonly zones = new Map<string, string>();
+  #listener: ((event: { readonly name: string }) => void) | undefined;
+  listed: Promise<void> = Promise.resolve();
+  onChange(listener: (event: { readonly name: string }) => void): void {
+    this.#listener = listener;
+  }
+  async start(): Promise<void> {
+    await this.listed;
+  }
+  stop(): void {}
+  set(node: string, zone: string | undefined): void {
+    if (zone === undefined) this.zones.delete(node);
+    else this.zones.set(node, zone);
+    this.#listener?.({ name: node });
+  }
+}
+
+describe('Controller with node zones', () => {
+  function zoneSetup(t: TestContext) {
+    const source = new FakeSource();
+    const registry = new FakeRegistry();
+    const records: AuditRecord[] = [];
+    const audit = new AuditLog('test-owner', new Writable({ write: (_chunk, _encoding, callback) => callback() }));
+    audit.subscribe((record) => records.push(record));
+    const nodes = new FakeNodes();
+    const cfg = { ...testConfig, keyTemplate: '/{zone}/{service}_{environment}/{ip}-{port}', valueFormat: 'json' as const };
+    const controller = new Controller(
+      {
+        source, registry, audit, nodes,
+        desired: new DesiredState(cfg, { zoneOf: (node) => nodes.zones.get(node) }),
+        events: { record: () => undefined },
+        metrics: undefined, logger: pino({ level: 'silent' }), planner: plan, limitDeletes,
+      },
+      options,
+    );
+    t.after(() => controller.stop());
+    return { source, registry, records, nodes, controller };
+  }
+  const zoneKey = (zone: string, ip: string): string => `/${zone}/search_PRE/${ip}-86`;
+  const zoneOfValue = (value: string | undefined): unknown => (JSON.parse(value ?? '{}') as { zone?: unknown }).zone;
+
+  it('waits for the nodes before listing pods, then registers with the zone', async (t) => {
+    const { source, registry, nodes, controller } = zoneSetup(t);
+    let list: () => void = () => undefined;
+    nodes.listed = new Promise((resolve) => { list = resolve; });
+    source.initial.push(makePod({ uid: 'a', name: 'a', nodeName: 'n1', podIPs: ['10.1.0.1'] }));
+    const started = controller.start();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(source.pods.size, 0, 'the pod source has not started');
+    nodes.zones.set('n1', 'zone-a');
+    list();
+    await started;
+    assert.deepEqual([...registry.kv.keys()], [zoneKey('zone-a', '10.1.0.1')]);
+    assert.equal(zoneOfValue(registry.kv.get(zoneKey('zone-a', '10.1.0.1'))?.value), 'zone-a');
+  });
+
+  it('a node zone change re-maps only that node\'s pods: the key moves and the value follows', async (t) => {
+    const { source, registry, records, nodes, controller } = zoneSetup(t);
+    nodes.zones.set('n1', 'zone-a');
+    nodes.zones.set('n2', 'zone-b');
+    source.initial.push(
+      makePod({ uid: 'a', name: 'a', nodeName: 'n1', podIPs: ['10.1.0.1'] }),
+      makePod({ uid: 'b', name: 'b', nodeName: 'n2', podIPs: ['10.1.0.2'] }),
+    );
+    await controller.start();
+    const before = registry.applied.length;
+    records.length = 0;
+    nodes.set('n1', 'zone-c');
+    await controller.whenIdle();
+    assert.deepEqual([...registry.kv.keys()].sort(), [zoneKey('zone-b', '10.1.0.2'), zoneKey('zone-c', '10.1.0.1')]);
+    assert.equal(zoneOfValue(registry.kv.get(zoneKey('zone-c', '10.1.0.1'))?.value), 'zone-c');
+    assert.deepEqual(
+      records.map((r) => `${r.action} ${r.key ?? ''} ${r.pod ?? ''}`).sort(),
+      // The released key is claimed by nobody any more: removed like any key a pod stopped mapping to.
+      [`orphan-delete ${zoneKey('zone-a', '10.1.0.1')} `, `register ${zoneKey('zone-c', '10.1.0.1')} default/a`],
+      'pod b on the other node is untouched',
+    );
+    assert.ok(registry.applied.length > before);
+  });
+
+  it('a node that vanishes from the cache holds its pods\' keys (never deregisters them)', async (t) => {
+    const { source, registry, nodes, controller } = zoneSetup(t);
+    nodes.zones.set('n1', 'zone-a');
+    source.initial.push(makePod({ uid: 'a', name: 'a', nodeName: 'n1', podIPs: ['10.1.0.1'] }));
+    await controller.start();
+    nodes.set('n1', undefined);
+    await controller.whenIdle();
+    const report = await controller.reconcileNow('test');
+    assert.equal(report.plan.changes.length, 0);
+    assert.deepEqual([...registry.kv.keys()], [zoneKey('zone-a', '10.1.0.1')]);
+    // A new pod on an unknown node waits for it.
+    source.emit({ type: 'upsert', pod: makePod({ uid: 'b', name: 'b', nodeName: 'n9', podIPs: ['10.1.0.9'] }) });
+    await controller.whenIdle();
+    assert.equal(registry.kv.size, 1);
+    nodes.set('n9', 'zone-b');
+    await controller.whenIdle();
+    assert.ok(registry.kv.has(zoneKey('zone-b', '10.1.0.9')));
   });
 });

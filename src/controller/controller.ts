@@ -12,7 +12,7 @@ import { retryUntilDone } from '../backoff.ts';
 import { KeyedWorkQueue, type BackoffOptions } from './workqueue.ts';
 import { verdictFor, type GrantStatus, type Verdict } from '../grants/grants.ts';
 import type { GrantsPort } from '../grants/service-grants.ts';
-import type { DesiredIndex, EventSink, LeadershipPort, PodEvent, PodSourcePort, RegistryPort, PodRef } from './ports.ts';
+import type { DesiredIndex, EventSink, LeadershipPort, NodeFeed, PodEvent, PodSourcePort, RegistryPort, PodRef } from './ports.ts';
 
 export interface ControllerOptions {
   readonly policy: Policy;
@@ -39,6 +39,8 @@ export interface ControllerDeps {
   readonly limitDeletes: (plan: Plan, ownedKeys: number, maxShare: number, force: boolean) => { plan: Plan; refused: readonly Change[] };
   /** Service grants (docs/decisions/0009); absent = every claim allowed. */
   readonly grants?: GrantsPort | undefined;
+  /** Node zones, when the mapping uses them (the desired index reads the same cache). */
+  readonly nodes?: NodeFeed | undefined;
 }
 
 /** A pod's claim that its namespace is not granted: refused (strict) or allowed with a warning (open). */
@@ -72,7 +74,7 @@ export class Controller {
   readonly #queue: KeyedWorkQueue;
   readonly #writers: PQueue;
   /** etcd state of the keys under the root, as last read or written by us. */
-  readonly #mirror = new Map<string, CurrentEntry>();
+  #mirror = new Map<string, CurrentEntry>();
   /** Keys written since the last full read started: the read must not overwrite them. */
   #writtenDuringRead: Set<string> | undefined;
   /** Pods deleted from the cache, remembered so their deregistration names them. */
@@ -107,6 +109,7 @@ export class Controller {
       this.requestReconcile('lease replaced');
     });
     deps.grants?.onChange((namespace) => this.#onGrantsChange(namespace));
+    deps.nodes?.onChange((event) => this.#onNodeChange(event.name));
   }
 
   /** Waits for the pod cache, reads etcd, starts the workers and runs the first full reconcile. */
@@ -130,6 +133,8 @@ export class Controller {
     // Strict grants: every namespace is known before the first pod is judged, so that no
     // pod is held back (or, worse, seen as refused) for want of its namespace.
     await this.#deps.grants?.start();
+    // Likewise every node's zone, or the initial list would leave its pods pending.
+    await this.#deps.nodes?.start();
     await this.#deps.source.start();
     const { leadership } = this.#deps;
     if (leadership !== undefined) {
@@ -255,12 +260,14 @@ export class Controller {
     this.#writtenDuringRead = written;
     try {
       const current = await this.#deps.registry.readAll();
-      for (const key of this.#mirror.keys()) {
-        if (!current.has(key) && !written.has(key)) this.#mirror.delete(key);
+      // The fresh read becomes the mirror (no merge pass over tens of thousands of keys); the
+      // few keys written meanwhile keep the state their writes left.
+      for (const key of written) {
+        const entry = this.#mirror.get(key);
+        if (entry === undefined) current.delete(key);
+        else current.set(key, entry);
       }
-      for (const [key, entry] of current) {
-        if (!written.has(key)) this.#mirror.set(key, entry);
-      }
+      this.#mirror = current;
     } finally {
       this.#writtenDuringRead = undefined;
     }
@@ -348,6 +355,17 @@ export class Controller {
       this.#onPodEvent({ type: 'upsert', pod });
     }
     this.#deps.logger.debug({ namespace, pods }, 'namespace grants changed: pods re-evaluated');
+  }
+
+  /** A node's zone changed (or it appeared or vanished): its pods are mapped again. */
+  #onNodeChange(node: string): void {
+    let pods = 0;
+    for (const pod of this.#deps.source.list()) {
+      if (pod.nodeName !== node) continue;
+      pods++;
+      this.#onPodEvent({ type: 'upsert', pod });
+    }
+    this.#deps.logger.debug({ node, pods }, 'node zone changed: pods re-evaluated');
   }
 
   #reportGrant(pod: SlimPod, service: string, verdict: Verdict, mapping: PodMapping, affectedKeys: readonly string[]): void {
@@ -539,6 +557,7 @@ export class Controller {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     await this.#deps.source.stop();
     await this.#deps.grants?.stop();
+    await this.#deps.nodes?.stop();
     this.#queue.shutDown();
     await this.#workersDone;
     await this.#reconciling?.catch(() => undefined);

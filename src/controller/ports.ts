@@ -15,6 +15,15 @@ export interface PodSourcePort {
   stop(): Promise<void> | void;
 }
 
+/** The node cache (zones), present only when the mapping uses zones (docs/decisions/0008). */
+export interface NodeFeed {
+  /** A node's zone changed, or it appeared or vanished. */
+  onChange(listener: (event: { readonly name: string }) => void): unknown;
+  /** Resolves once every node was listed. */
+  start(): Promise<void>;
+  stop(): Promise<void> | void;
+}
+
 export interface PodRef {
   /** "namespace/name" */
   readonly key: string;

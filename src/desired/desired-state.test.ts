@@ -95,10 +95,68 @@ describe('DesiredState', () => {
   });
 
   it('a value change (template-relevant data) updates the desired entry', () => {
-    const s = new DesiredState({ ...testConfig, valueFormat: 'json' });
+    const s = new DesiredState({ ...testConfig, valueFormat: 'json' }, { zoneOf: () => 'zone-a' });
     s.upsertPod(pod('a', { nodeName: 'n1' }));
     s.upsertPod(pod('a', { nodeName: 'n2' }));
     assert.match(s.desiredFor(KEY)?.value ?? '', /"node":"n2"/);
+  });
+
+  describe('zones (JSON value, {zone})', () => {
+    const zones = new Map<string, string>();
+    const zoneOf = (node: string): string | undefined => zones.get(node);
+    const zoneKey = '/zone-a/search_PRE/172.18.100.31-86';
+
+    it('a pod on an unknown node is held: nothing for a new pod, its keys kept (following readiness) for a known one', () => {
+      zones.clear();
+      const s = new DesiredState({ ...testConfig, keyTemplate: '/{zone}/{service}_{environment}/{ip}-{port}' }, { zoneOf });
+      const first = s.upsertPod(pod('a', { nodeName: 'n1' }));
+      assert.equal(first.mapping.kind, 'pending');
+      assert.deepEqual(first.affectedKeys, []);
+      assert.equal(s.size, 0);
+      zones.set('n1', 'zone-a');
+      assert.deepEqual(s.upsertPod(pod('a', { nodeName: 'n1' })).affectedKeys, [zoneKey]);
+      assert.equal(s.desiredFor(zoneKey)?.podUid, 'a');
+      // The node vanishes from the cache (deleted, or a relist gap): the key stays.
+      zones.delete('n1');
+      const held = s.upsertPod(pod('a', { nodeName: 'n1' }));
+      assert.equal(held.mapping.kind, 'pending');
+      assert.equal(s.desiredFor(zoneKey)?.podUid, 'a', 'an unknown node never deregisters');
+      // Still following readiness while held.
+      s.upsertPod(pod('a', { nodeName: 'n1', ready: false }));
+      assert.equal(s.desiredFor(zoneKey), undefined);
+      assert.equal(s.claimant(zoneKey)?.uid, 'a');
+    });
+
+    it('a zone change moves the key (template) and repairs the value (JSON)', () => {
+      zones.clear();
+      zones.set('n1', 'zone-a');
+      const s = new DesiredState({ ...testConfig, keyTemplate: '/{zone}/{service}_{environment}/{ip}-{port}', valueTemplate: '{ip}:{port}@{zone}' }, { zoneOf });
+      s.upsertPod(pod('a', { nodeName: 'n1' }));
+      assert.equal(s.desiredFor(zoneKey)?.value, '172.18.100.31:86@zone-a');
+      zones.set('n1', 'zone-b');
+      const moved = s.upsertPod(pod('a', { nodeName: 'n1' }));
+      assert.deepEqual(moved.affectedKeys, ['/zone-b/search_PRE/172.18.100.31-86', zoneKey]);
+      assert.equal(s.desiredFor(zoneKey), undefined);
+      assert.equal(s.desiredFor('/zone-b/search_PRE/172.18.100.31-86')?.value, '172.18.100.31:86@zone-b');
+
+      const j = new DesiredState({ ...testConfig, valueFormat: 'json' }, { zoneOf });
+      j.upsertPod(pod('a', { nodeName: 'n1' }));
+      assert.match(j.desiredFor(KEY)?.value ?? '', /"zone":"zone-b"\}$/);
+      zones.set('n1', 'zone-c');
+      assert.deepEqual(j.upsertPod(pod('a', { nodeName: 'n1' })).affectedKeys, [KEY]);
+      assert.match(j.desiredFor(KEY)?.value ?? '', /"zone":"zone-c"\}$/);
+    });
+
+    it('a zone label removed from the node (needed in the key) makes the pod invalid: it keeps its key', () => {
+      zones.clear();
+      zones.set('n1', 'zone-a');
+      const s = new DesiredState({ ...testConfig, keyTemplate: '/{zone}/{service}_{environment}/{ip}-{port}' }, { zoneOf });
+      s.upsertPod(pod('a', { nodeName: 'n1' }));
+      zones.set('n1', '');
+      const r = s.upsertPod(pod('a', { nodeName: 'n1' }));
+      assert.equal(r.mapping.kind, 'invalid');
+      assert.equal(s.desiredFor(zoneKey)?.podUid, 'a');
+    });
   });
 
   describe('pod IP reuse and out-of-order events never remove a live pod\'s key', () => {

@@ -5,7 +5,7 @@
 // from a SERVING pod, chosen deterministically (newest creationTimestamp, then smallest
 // uid), so an old pod going away or going un-Ready never removes a live pod's key.
 
-import { mapPod } from '../mapping/map-pod.ts';
+import { mapPod, type ZoneOf } from '../mapping/map-pod.ts';
 import type { MappingConfig } from '../mapping/config.ts';
 import type { DesiredEntry, PodMapping, SlimPod } from '../types.ts';
 
@@ -49,6 +49,7 @@ function parseTime(ts: string): number {
 
 export class DesiredState {
   readonly #cfg: MappingConfig;
+  readonly #zoneOf: ZoneOf | undefined;
   /** Pods that map to at least one key, by uid. */
   readonly #pods = new Map<string, PodRecord>();
   /** key -> uids of every known pod mapping to it (serving or not). */
@@ -56,8 +57,10 @@ export class DesiredState {
   /** key -> entry from the best serving claimant. */
   readonly #desired = new Map<string, DesiredEntry>();
 
-  constructor(cfg: MappingConfig) {
+  /** `zoneOf` (the node cache) is needed when the mapping uses zones; without it such pods stay pending. */
+  constructor(cfg: MappingConfig, options: { readonly zoneOf?: ZoneOf | undefined } = {}) {
     this.#cfg = cfg;
+    this.#zoneOf = options.zoneOf;
   }
 
   /**
@@ -68,9 +71,10 @@ export class DesiredState {
    * a typo in a live pod's annotation must not take it out of service.
    * `admit` (service grants) is asked about pods with registrations: a refused pod claims
    * nothing; a held one keeps its earlier keys (none for a new pod), following its readiness.
+   * A `pending` mapping (its node's zone is not known yet) is held the same way.
    */
   upsertPod(pod: SlimPod, admit?: Admit): { mapping: PodMapping; affectedKeys: string[]; admission?: Admission | undefined } {
-    const mapping = mapPod(pod, this.#cfg);
+    const mapping = mapPod(pod, this.#cfg, this.#zoneOf);
     const old = this.#pods.get(pod.uid);
     let values = new Map<string, string>();
     let serving = false;
@@ -87,7 +91,7 @@ export class DesiredState {
     } else if (mapping.kind === 'valid') {
       for (const r of mapping.registrations) if (!values.has(r.key)) values.set(r.key, r.value);
       serving = mapping.serving;
-    } else if (mapping.kind === 'invalid' && old !== undefined) {
+    } else if ((mapping.kind === 'invalid' || mapping.kind === 'pending') && old !== undefined) {
       values = new Map(old.values);
       serving = pod.ready && !pod.terminating && pod.phase !== 'Succeeded' && pod.phase !== 'Failed';
     }

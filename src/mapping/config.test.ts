@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { defaultMappingConfig, keyProblem, normalizeKeyRoot, validateMappingConfig } from './config.ts';
+import { defaultMappingConfig, keyProblem, mappingNeedsZones, normalizeKeyRoot, validateMappingConfig } from './config.ts';
 import type { MappingConfig } from './config.ts';
 
 const cfg = (over: Partial<MappingConfig>): MappingConfig => ({ ...defaultMappingConfig, ...over });
@@ -15,7 +15,7 @@ describe('validateMappingConfig', () => {
   });
 
   const bad: [string, Partial<MappingConfig>, RegExp][] = [
-    ['unknown placeholder in key', { keyTemplate: '/{service}/{ip}-{port}/{zone}' }, /key template .*unknown placeholder \{zone\}/],
+    ['unknown placeholder in key', { keyTemplate: '/{service}/{ip}-{port}/{region}' }, /key template .*unknown placeholder \{region\}/],
     ['unknown placeholder in value', { valueTemplate: '{ip}:{prot}' }, /value template .*unknown placeholder \{prot\}/],
     ['unbalanced {', { keyTemplate: '/{service}/{ip}-{port' }, /unbalanced '\{'/],
     ['unbalanced }', { valueTemplate: '{ip}:{port}}x}' }, /unbalanced '\}'/],
@@ -88,4 +88,15 @@ describe('keyProblem', () => {
   for (const [key, root, want] of cases) {
     it(`${JSON.stringify(key)} under ${root}`, () => assert.equal(keyProblem(key, root), want));
   }
+});
+
+describe('mappingNeedsZones (nodes are watched only then)', () => {
+  it('is true for the JSON value format or a template using {zone}', () => {
+    assert.equal(mappingNeedsZones(defaultMappingConfig), false);
+    assert.equal(mappingNeedsZones({ ...defaultMappingConfig, valueFormat: 'json' }), true);
+    assert.equal(mappingNeedsZones({ ...defaultMappingConfig, keyTemplate: '/{zone}/{ip}-{port}' }), true);
+    assert.equal(mappingNeedsZones({ ...defaultMappingConfig, valueTemplate: '{ip}:{port}@{zone}' }), true);
+    // '{{zone}}' is the literal text {zone}, not the placeholder.
+    assert.equal(mappingNeedsZones({ ...defaultMappingConfig, valueFormat: 'template', valueTemplate: '{{zone}}' }), false);
+  });
 });

@@ -97,6 +97,8 @@ export interface PreparedConfig {
   readonly environmentSeparator: string;
   readonly environment: string;
   readonly reserved: readonly string[];
+  /** The JSON value (field "zone") or a template ({zone}) needs each pod's node zone. */
+  readonly needsZone: boolean;
 }
 
 const prepared = new WeakMap<MappingConfig, PreparedConfig>();
@@ -107,6 +109,11 @@ export function prepareConfig(cfg: MappingConfig): PreparedConfig {
   const p = prepare(cfg);
   prepared.set(cfg, p);
   return p;
+}
+
+/** The mapping needs node zones (JSON value format or {zone} in a template): nodes are watched. */
+export function mappingNeedsZones(cfg: MappingConfig): boolean {
+  return prepareConfig(cfg).needsZone;
 }
 
 /** Problems of a config, for startup errors; [] when the config is usable. */
@@ -122,6 +129,7 @@ const SAMPLE: TemplateValues = {
   namespace: 'ns',
   pod: 'pod',
   node: 'node',
+  zone: 'zone-a',
 };
 
 function isPrefixChar(c: number): boolean {
@@ -251,5 +259,6 @@ function prepare(cfg: MappingConfig): PreparedConfig {
     environmentSeparator,
     environment,
     reserved,
+    needsZone: json || uses.has('zone'),
   };
 }

@@ -2,6 +2,7 @@
 export {
   defaultMappingConfig,
   keyProblem,
+  mappingNeedsZones,
   normalizeKeyRoot,
   validateMappingConfig,
   MAX_LONG_NAME,
@@ -10,6 +11,7 @@ export {
 } from './config.ts';
 export type { MappingConfig } from './config.ts';
 export { isOptIn, mapPod, SERVICE_LABELS } from './map-pod.ts';
+export type { ZoneOf } from './map-pod.ts';
 export { PLACEHOLDERS } from './template.ts';
 export type { Placeholder } from './template.ts';
 export { quote } from './text.ts';

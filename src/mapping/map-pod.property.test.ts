@@ -84,6 +84,8 @@ const relTemplate = fc.constantFrom(
   '{service}/{environment}/{ip}-{port}',
   '{namespace}/{pod}/{ip}-{port}',
   '{node}/{service}/{ip}:{port}',
+  '{zone}/{service}/{ip}-{port}',
+  '{service}.{zone}/{ip}-{port}',
   '{ip}-{port}',
   '{service}{environment}/{ip}.{port}',
   '{service}.{environment}.{ip}.{port}',
@@ -96,7 +98,7 @@ const config: fc.Arbitrary<MappingConfig> = fc
     // Sometimes a template that does not even start with the root.
     absolute: fc.oneof({ weight: 6, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: nasty }),
     environment: usually(fc.constantFrom('PRE', '')),
-    valueTemplate: usually(fc.constantFrom('{ip}:{port}', '{service} {ip} {port} {pod} {namespace} {node}')),
+    valueTemplate: usually(fc.constantFrom('{ip}:{port}', '{service} {ip} {port} {pod} {namespace} {node}', '{zone}|{ip}:{port}')),
     valueFormat: fc.constantFrom('template', 'json') as fc.Arbitrary<'template' | 'json'>,
   })
   .map(({ root, rel, absolute, environment, valueTemplate, valueFormat }) => ({
@@ -125,9 +127,17 @@ describe('mapPod properties', () => {
   it('never throws; every key stays under the key root with no ., .., empty segment or control character', () => {
     let valid = 0;
     let registrations = 0;
+    let pending = 0;
+    // A node's zone: unknown (undefined), unlabelled (''), plausible, or anything at all.
+    const zone = fc.oneof(fc.constant(undefined), fc.constant(''), fc.constantFrom('zone-a', 'eu-west-1b'), nasty);
     fc.assert(
-      fc.property(pod, config, (p, cfg) => {
-        const m = mapPod(p, cfg);
+      fc.property(pod, config, zone, (p, cfg, z) => {
+        const m = mapPod(p, cfg, (node) => (node === p.nodeName ? z : undefined));
+        if (m.kind === 'pending') {
+          pending++;
+          assert.equal(z, undefined, 'only an unknown node leaves a pod pending');
+          return;
+        }
         if (m.kind === 'invalid') {
           assert.ok(m.problems.length > 0);
           for (const problem of m.problems) {
@@ -154,6 +164,7 @@ describe('mapPod properties', () => {
     // The generators must actually reach the interesting case.
     assert.ok(valid > 500, `only ${String(valid)} valid mappings`);
     assert.ok(registrations > 500, `only ${String(registrations)} registrations`);
+    assert.ok(pending > 50, `only ${String(pending)} pending mappings`);
   });
 
   it('default format round-trips: key and value parse back to the registration', () => {

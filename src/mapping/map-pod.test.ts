@@ -13,10 +13,15 @@ interface Case {
   /** Expected [key, value] pairs, or 'ignored', or regexes every one of which must match a problem. */
   readonly want: 'ignored' | readonly (readonly [string, string])[] | { readonly invalid: readonly RegExp[] };
   readonly serving?: boolean;
+  /** node -> zone known to the node cache; default: node-1 in zone-a. */
+  readonly zones?: Readonly<Record<string, string>>;
 }
 
+const ZONES: Readonly<Record<string, string>> = { 'node-1': 'zone-a', 'n"1': '', 'n\u007f': 'zone-a' };
+
 function check(c: Case): PodMapping {
-  const m = mapPod(makePod(c.pod), c.cfg === undefined ? testConfig : config(c.cfg));
+  const zones = c.zones ?? ZONES;
+  const m = mapPod(makePod(c.pod), c.cfg === undefined ? testConfig : config(c.cfg), (node) => (Object.hasOwn(zones, node) ? zones[node] : undefined));
   if (c.want === 'ignored') {
     assert.equal(m.kind, 'ignored');
   } else if ('invalid' in c.want) {
@@ -232,7 +237,7 @@ const cases: Case[] = [
     want: [
       [
         '/search_PRE/fd00::1-86',
-        '{"host":"fd00::1","port":86,"service":"search","environment":"PRE","pod":"search-1","namespace":"default","node":"node-1"}',
+        '{"host":"fd00::1","port":86,"service":"search","environment":"PRE","pod":"search-1","namespace":"default","node":"node-1","zone":"zone-a"}',
       ],
     ],
   },
@@ -263,7 +268,7 @@ const cases: Case[] = [
     want: [
       [
         '/search_PRE/172.18.100.31-86',
-        '{"host":"172.18.100.31","port":86,"service":"search","environment":"PRE","pod":"search-1","namespace":"default","node":"n\\"1"}',
+        '{"host":"172.18.100.31","port":86,"service":"search","environment":"PRE","pod":"search-1","namespace":"default","node":"n\\"1","zone":""}',
       ],
     ],
   },
@@ -290,10 +295,58 @@ const cases: Case[] = [
     pod: { ann: { service: '..', environment: 'a/b', port: '0', address: 'x' } },
     want: { invalid: [/service name/, /environment "a\/b"/, /port "0"/, /address: "x"/] },
   },
+
+  // --- zones: the node's topology.kubernetes.io/zone label
+  {
+    name: '{zone} in key and value templates',
+    cfg: { keyTemplate: '/{zone}/{service}_{environment}/{ip}-{port}', valueTemplate: '{ip}:{port} {zone}' },
+    want: [['/zone-a/search_PRE/172.18.100.31-86', '172.18.100.31:86 zone-a']],
+  },
+  {
+    name: '{zone} of a node without a zone label is refused (no empty key segment)',
+    cfg: { keyTemplate: '/{zone}/{ip}-{port}' },
+    zones: { 'node-1': '' },
+    want: { invalid: [/node "node-1" has no zone label \(topology.kubernetes.io\/zone\), so \{zone\} cannot be filled/] },
+  },
+  {
+    name: 'an unsafe zone never reaches a key',
+    cfg: { keyTemplate: '/{zone}/{ip}-{port}' },
+    zones: { 'node-1': '..' },
+    want: { invalid: [/zone "\.\." of node "node-1" must start with a letter or digit/] },
+  },
+  {
+    name: 'an unsafe zone in a value template is refused too',
+    cfg: { valueTemplate: '{zone}:{ip}' },
+    zones: { 'node-1': 'a/b' },
+    want: { invalid: [/zone "a\/b" of node "node-1" may contain only/] },
+  },
+  {
+    name: 'JSON zone is "" for a node without a zone label (field always present: stable bytes)',
+    cfg: { valueFormat: 'json' },
+    zones: { 'node-1': '' },
+    want: [
+      [
+        '/search_PRE/172.18.100.31-86',
+        '{"host":"172.18.100.31","port":86,"service":"search","environment":"PRE","pod":"search-1","namespace":"default","node":"node-1","zone":""}',
+      ],
+    ],
+  },
+  { name: 'zones unused: an unknown node does not matter', zones: {}, want: SEED },
 ];
 
 describe('mapPod', () => {
   for (const c of cases) it(c.name, () => void check(c));
+
+  it('a mapping needing the zone of an unknown node is pending (not invalid)', () => {
+    for (const cfg of [config({ valueFormat: 'json' }), config({ keyTemplate: '/{zone}/{ip}-{port}' })]) {
+      assert.deepEqual(mapPod(makePod(), cfg, () => undefined), { kind: 'pending', reason: 'zone of node "node-1" not known yet' });
+      assert.equal(mapPod(makePod(), cfg).kind, 'pending', 'no node cache at all');
+      // Not scheduled yet (no IP): nothing to wait for.
+      assert.deepEqual(mapPod(makePod({ podIPs: [], nodeName: '' }), cfg, () => undefined), { kind: 'valid', registrations: [], serving: false });
+      // Annotation problems are reported even while the node is unknown.
+      assert.equal(mapPod(makePod({ ann: { port: 'x' } }), cfg, () => undefined).kind, 'invalid');
+    }
+  });
 
   it('fills every Registration field', () => {
     const m = mapPod(makePod({ podIPs: ['fd00::1'], ann: { port: 'http' } }), testConfig);

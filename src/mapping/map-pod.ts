@@ -8,6 +8,12 @@ import { renderTemplate } from './template.ts';
 import type { Placeholder } from './template.ts';
 import { hasControlChars, ipFamilyOf, nameProblem, quote } from './text.ts';
 
+/**
+ * The zone of a node: undefined while the node is unknown, '' when it has no zone label.
+ * Needed only when the config uses zones (JSON value or {zone}).
+ */
+export type ZoneOf = (node: string) => string | undefined;
+
 const IGNORED: PodMapping = Object.freeze({ kind: 'ignored' });
 const NO_REGISTRATIONS: readonly Registration[] = Object.freeze([]);
 
@@ -124,17 +130,18 @@ function valueIp(ip: string, family: IpFamily): string {
  * - `invalid`: some annotation (or the controller config) is wrong; problems name each.
  * - `valid`: registrations for every port x requested IP family (empty while the pod has
  *   no IP); `serving` tells whether they should exist in etcd now.
+ * - `pending`: the config needs the pod's node zone and `zoneOf` does not know the node yet.
  */
-export function mapPod(pod: SlimPod, cfg: MappingConfig): PodMapping {
+export function mapPod(pod: SlimPod, cfg: MappingConfig, zoneOf?: ZoneOf): PodMapping {
   try {
-    return mapPodUnsafe(pod, cfg);
+    return mapPodUnsafe(pod, cfg, zoneOf);
   } catch (err) {
     // Not expected; a mapping must never take the controller down.
     return invalid([`internal error while mapping the pod: ${quote(String(err))}`]);
   }
 }
 
-function mapPodUnsafe(pod: SlimPod, cfg: MappingConfig): PodMapping {
+function mapPodUnsafe(pod: SlimPod, cfg: MappingConfig, zoneOf: ZoneOf | undefined): PodMapping {
   const p = prepareConfig(cfg);
   const ann = pod.annotations;
   const names = p.annotations;
@@ -241,6 +248,28 @@ function mapPodUnsafe(pod: SlimPod, cfg: MappingConfig): PodMapping {
   // {node} only matters once the pod is scheduled, i.e. has an address.
   checkPodName('node', 'node name', pod.nodeName);
 
+  // Zone: the node's label, once the node is known. Unknown node -> pending (held, never
+  // deregistered for want of a node cache). In a key or value template it must be a safe
+  // name ('' = no label is refused there); in JSON it is escaped and '' means no label.
+  let zone = '';
+  if (p.needsZone) {
+    if (problems.length > 0) return invalid(problems);
+    const known = zoneOf?.(pod.nodeName);
+    if (known === undefined) return { kind: 'pending', reason: `zone of node ${quote(pod.nodeName)} not known yet` };
+    zone = known;
+    if (p.uses.has('zone')) {
+      const why = nameProblem(zone, MAX_SHORT_NAME);
+      if (why !== undefined) {
+        problems.push(
+          zone === ''
+            ? `node ${quote(pod.nodeName)} has no zone label (topology.kubernetes.io/zone), so {zone} cannot be filled`
+            : `zone ${quote(zone)} of node ${quote(pod.nodeName)} ${why}, so it cannot be used in a key or value`,
+        );
+        return invalid(problems);
+      }
+    }
+  }
+
   const families = requested ?? [primary];
   const chosen: [IpFamily, string][] = [];
   for (const fam of families) {
@@ -267,6 +296,7 @@ function mapPodUnsafe(pod: SlimPod, cfg: MappingConfig): PodMapping {
         namespace: pod.namespace,
         pod: pod.name,
         node: pod.nodeName,
+        zone,
       };
       const key = renderTemplate(p.key, values);
       const keyWhy = keyProblem(key, p.root);
@@ -288,6 +318,7 @@ function mapPodUnsafe(pod: SlimPod, cfg: MappingConfig): PodMapping {
             pod: pod.name,
             namespace: pod.namespace,
             node: pod.nodeName,
+            zone,
           })
         : renderTemplate(p.value, { ...values, ip: valueIp(ip, fam) });
       if (hasControlChars(value)) {

@@ -8,6 +8,7 @@ export const PLACEHOLDERS = [
   'namespace',
   'pod',
   'node',
+  'zone',
 ] as const;
 
 export type Placeholder = (typeof PLACEHOLDERS)[number];

@@ -44,11 +44,13 @@ describe('hasControlChars', () => {
 });
 
 describe('templates', () => {
-  const values = { service: 's', environment: 'e', ip: '1.2.3.4', port: '86', namespace: 'ns', pod: 'p', node: 'n' };
+  const values = { service: 's', environment: 'e', ip: '1.2.3.4', port: '86', namespace: 'ns', pod: 'p', node: 'n', zone: 'z' };
   it('renders placeholders and literal braces', () => {
     assert.equal(renderTemplate(compileTemplate('/{service}_{environment}/{ip}-{port}'), values), '/s_e/1.2.3.4-86');
     assert.equal(renderTemplate(compileTemplate('{{{ip}}}:{{}}'), values), '{1.2.3.4}:{}');
     assert.equal(renderTemplate(compileTemplate('{namespace}/{pod}@{node}'), values), 'ns/p@n');
+    assert.equal(renderTemplate(compileTemplate('/{zone}/{ip}'), values), '/z/1.2.3.4');
+    assert.deepEqual(compileTemplate('/{zone}/{ip}').problems, [], '{zone} is a known placeholder');
     assert.equal(renderTemplate(compileTemplate(''), values), '');
   });
   it('keeps bad placeholders literal and reports them', () => {

@@ -51,7 +51,9 @@ export function plan(input: PlanInput): Plan {
     keys = [...input.scope];
   } else {
     keys = [...desired.keys()];
-    for (const key of current.keys()) if (!desired.has(key)) keys.push(key);
+    // Keys neither desired nor ours are left alone below: keep them out of the sort (a full
+    // reconcile may see tens of thousands of foreign keys).
+    for (const [key, have] of current) if (!desired.has(key) && ours(have.lease)) keys.push(key);
   }
   keys.sort(compareKeys);
 

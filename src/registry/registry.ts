@@ -569,10 +569,13 @@ function satisfied(c: Change, current: CurrentEntry | undefined, lease: string):
 }
 
 function toEntry(kv: IKeyValue): CurrentEntry {
+  // etcd3 decodes int64 fields as decimal strings already; String() only guards the typings.
+  const lease = kv.lease;
+  const modRevision = kv.mod_revision;
   return {
     key: kv.key.toString('utf8'),
     value: kv.value.toString('utf8'),
-    lease: String(kv.lease ?? '0'),
-    modRevision: String(kv.mod_revision),
+    lease: typeof lease === 'string' ? lease : String(lease ?? '0'),
+    modRevision: typeof modRevision === 'string' ? modRevision : String(modRevision),
   };
 }

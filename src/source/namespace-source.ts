@@ -3,25 +3,39 @@
 // smaller: one cluster-wide stream, paginated list, watch from the list's resourceVersion
 // with bookmarks, jittered backoff and relist after any error, a watchdog for silence.
 // A relist only reports namespaces whose annotation changed, appeared or vanished.
+// The loop itself is generic (MetadataValueSource: one string per named object, read from
+// its metadata); the node source (node -> zone label) reuses it.
 import { CoreV1Api, Watch } from '@kubernetes/client-node';
-import type { KubeConfig, V1Namespace } from '@kubernetes/client-node';
+import type { KubeConfig, V1Namespace, V1ObjectMeta } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { backoffDelay } from '../backoff.ts';
 import { statusCodeOf } from './pod-source.ts';
 
-/** A namespace appeared or its annotation changed (value undefined = absent), or it was deleted. */
-export type NamespaceEvent =
+/** An object appeared or its value changed (value undefined = absent), or it was deleted. */
+export type ValueEvent =
   | { readonly type: 'upsert'; readonly name: string; readonly value: string | undefined }
   | { readonly type: 'delete'; readonly name: string };
 
-export interface NamespaceListPage {
-  readonly items: readonly V1Namespace[];
+/** A namespace appeared or its annotation changed (value undefined = absent), or it was deleted. */
+export type NamespaceEvent = ValueEvent;
+
+/** Any Kubernetes object: only its metadata is read. */
+export interface MetadataObject {
+  readonly metadata?: V1ObjectMeta | undefined;
+}
+
+export interface ObjectListPage {
+  readonly items: readonly MetadataObject[];
   readonly resourceVersion: string;
   readonly continueToken: string | undefined;
 }
 
-export interface NamespaceTransport {
-  list(req: { readonly limit: number; readonly continueToken: string | undefined }): Promise<NamespaceListPage>;
+export interface NamespaceListPage extends ObjectListPage {
+  readonly items: readonly V1Namespace[];
+}
+
+export interface ObjectTransport {
+  list(req: { readonly limit: number; readonly continueToken: string | undefined }): Promise<ObjectListPage>;
   /** Opens a watch; resolves once the response headers arrived. onDone(null) = closed normally. */
   watch(
     req: { readonly resourceVersion: string; readonly timeoutSeconds: number },
@@ -30,10 +44,12 @@ export interface NamespaceTransport {
   ): Promise<{ abort(): void }>;
 }
 
-export interface NamespaceSourceOptions {
-  readonly kubeConfig?: KubeConfig;
-  /** The full annotation name kept per namespace, e.g. "etcd-registrar.io/allowed-services". */
-  readonly annotation: string;
+export interface NamespaceTransport extends ObjectTransport {
+  list(req: { readonly limit: number; readonly continueToken: string | undefined }): Promise<NamespaceListPage>;
+}
+
+/** Loop tuning shared by every metadata value source (defaults suit production). */
+export interface SourceTuning {
   readonly logger: Logger;
   readonly watchdogMs?: number;
   readonly connectTimeoutMs?: number;
@@ -41,8 +57,22 @@ export interface NamespaceSourceOptions {
   readonly listTimeoutMs?: number;
   readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
   readonly healthyAfterMs?: number;
-  readonly transport?: NamespaceTransport;
   readonly random?: () => number;
+}
+
+export interface NamespaceSourceOptions extends SourceTuning {
+  readonly kubeConfig?: KubeConfig;
+  /** The full annotation name kept per namespace, e.g. "etcd-registrar.io/allowed-services". */
+  readonly annotation: string;
+  readonly transport?: NamespaceTransport;
+}
+
+export interface MetadataValueSourceOptions extends SourceTuning {
+  /** Singular resource name for logs and errors: "namespace", "node". */
+  readonly what: string;
+  readonly transport: ObjectTransport;
+  /** The one string kept per object (undefined = absent). */
+  readonly valueOf: (metadata: V1ObjectMeta) => string | undefined;
 }
 
 export function kubeNamespaceTransport(kc: KubeConfig, opts: { watchInactivityMs: number }): NamespaceTransport {
@@ -73,10 +103,11 @@ type WatchOutcome =
   | { readonly kind: 'stopped' }
   | { readonly kind: 'error'; readonly gone: boolean; readonly error: unknown };
 
-export class NamespaceSource {
+export class MetadataValueSource {
   readonly #log: Logger;
-  readonly #annotation: string;
-  readonly #transport: NamespaceTransport;
+  readonly #what: string;
+  readonly #valueOfMeta: (metadata: V1ObjectMeta) => string | undefined;
+  readonly #transport: ObjectTransport;
   readonly #watchdogMs: number;
   readonly #connectTimeoutMs: number;
   readonly #pageSize: number;
@@ -84,9 +115,9 @@ export class NamespaceSource {
   readonly #backoff: { readonly initialMs: number; readonly maxMs: number };
   readonly #healthyAfterMs: number;
   readonly #random: () => number;
-  /** name -> annotation value ('' is a value; undefined = annotation absent). */
-  readonly #namespaces = new Map<string, string | undefined>();
-  readonly #listeners = new Set<(event: NamespaceEvent) => void>();
+  /** name -> value ('' is a value; undefined = absent). */
+  readonly #values = new Map<string, string | undefined>();
+  readonly #listeners = new Set<(event: ValueEvent) => void>();
   #resourceVersion = '';
   #listed = false;
   #stale = false;
@@ -99,9 +130,11 @@ export class NamespaceSource {
   #loop: Promise<void> | undefined;
   readonly #counters = { relists: 0, restarts: 0, listFailures: 0 };
 
-  constructor(opts: NamespaceSourceOptions) {
+  constructor(opts: MetadataValueSourceOptions) {
     this.#log = opts.logger;
-    this.#annotation = opts.annotation;
+    this.#what = opts.what;
+    this.#valueOfMeta = opts.valueOf;
+    this.#transport = opts.transport;
     this.#watchdogMs = opts.watchdogMs ?? 5 * 60_000;
     this.#connectTimeoutMs = opts.connectTimeoutMs ?? 30_000;
     this.#pageSize = opts.pageSize ?? 500;
@@ -109,12 +142,9 @@ export class NamespaceSource {
     this.#backoff = opts.backoff ?? { initialMs: 500, maxMs: 30_000 };
     this.#healthyAfterMs = opts.healthyAfterMs ?? 10_000;
     this.#random = opts.random ?? Math.random;
-    if (opts.transport !== undefined) this.#transport = opts.transport;
-    else if (opts.kubeConfig !== undefined) this.#transport = kubeNamespaceTransport(opts.kubeConfig, { watchInactivityMs: this.#watchdogMs + 60_000 });
-    else throw new Error('NamespaceSource needs a kubeConfig (or a transport)');
   }
 
-  onChange(listener: (event: NamespaceEvent) => void): () => void {
+  onChange(listener: (event: ValueEvent) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
@@ -126,7 +156,7 @@ export class NamespaceSource {
       this.#resolveSynced = resolve;
       this.#rejectSynced = reject;
     });
-    if (this.#stopped) this.#rejectSynced?.(new Error('namespace source stopped before its cache synced'));
+    if (this.#stopped) this.#rejectSynced?.(new Error(`${this.#what} source stopped before its cache synced`));
     else this.#loop = this.#run();
     return this.#started;
   }
@@ -141,26 +171,27 @@ export class NamespaceSource {
   }
 
   has(name: string): boolean {
-    return this.#namespaces.has(name);
+    return this.#values.has(name);
   }
 
-  annotation(name: string): string | undefined {
-    return this.#namespaces.get(name);
+  /** The value kept for an object (undefined = unknown object or absent value). */
+  value(name: string): string | undefined {
+    return this.#values.get(name);
   }
 
   get size(): number {
-    return this.#namespaces.size;
+    return this.#values.size;
   }
 
-  stats(): { namespaces: number; synced: boolean; relists: number; restarts: number; listFailures: number } {
-    return { namespaces: this.#namespaces.size, synced: this.synced(), ...this.#counters };
+  stats(): { objects: number; synced: boolean; relists: number; restarts: number; listFailures: number } {
+    return { objects: this.#values.size, synced: this.synced(), ...this.#counters };
   }
 
   async stop(): Promise<void> {
     if (!this.#stopped) {
       this.#stopped = true;
       this.#interrupt?.();
-      if (!this.#listed) this.#rejectSynced?.(new Error('namespace source stopped before its cache synced'));
+      if (!this.#listed) this.#rejectSynced?.(new Error(`${this.#what} source stopped before its cache synced`));
     }
     await this.#loop;
   }
@@ -177,7 +208,7 @@ export class NamespaceSource {
           this.#counters.listFailures++;
           this.#failures++;
           const delayMs = backoffDelay(this.#failures, this.#backoff.initialMs, this.#backoff.maxMs, this.#random);
-          this.#log.warn({ attempt: this.#failures, delayMs, err: describe(err) }, 'namespace list failed; retrying');
+          this.#log.warn({ attempt: this.#failures, delayMs, err: describe(err) }, `${this.#what} list failed; retrying`);
           if (this.#listed) this.#stale = true;
           await this.#sleep(delayMs);
           continue;
@@ -198,12 +229,12 @@ export class NamespaceSource {
       }
       this.#counters.restarts++;
       if (outcome.kind === 'watchdog') {
-        this.#log.warn({ silentMs: this.#watchdogMs }, 'namespace watch silent; restarting it');
+        this.#log.warn({ silentMs: this.#watchdogMs }, `${this.#what} watch silent; restarting it`);
         continue;
       }
       this.#failures++;
       const delayMs = outcome.gone && this.#failures === 1 ? 0 : backoffDelay(this.#failures, this.#backoff.initialMs, this.#backoff.maxMs, this.#random);
-      this.#log.warn({ attempt: this.#failures, delayMs, err: describe(outcome.error) }, outcome.gone ? 'namespace watch expired (410); relisting' : 'namespace watch failed; relisting');
+      this.#log.warn({ attempt: this.#failures, delayMs, err: describe(outcome.error) }, outcome.gone ? `${this.#what} watch expired (410); relisting` : `${this.#what} watch failed; relisting`);
       // Stale: the last known grants keep applying (nothing is revoked by a gap) until the relist.
       this.#stale = true;
       this.#resourceVersion = '';
@@ -226,33 +257,30 @@ export class NamespaceSource {
       resourceVersion = page.resourceVersion;
       continueToken = page.continueToken;
     } while (continueToken !== undefined);
-    const events: NamespaceEvent[] = [];
-    for (const name of this.#namespaces.keys()) {
+    const events: ValueEvent[] = [];
+    for (const name of this.#values.keys()) {
       if (!seen.has(name)) {
-        this.#namespaces.delete(name);
+        this.#values.delete(name);
         events.push({ type: 'delete', name });
       }
     }
     for (const [name, value] of seen) {
-      const known = this.#namespaces.has(name);
-      if (!known || this.#namespaces.get(name) !== value) events.push({ type: 'upsert', name, value });
-      this.#namespaces.set(name, value);
+      const known = this.#values.has(name);
+      if (!known || this.#values.get(name) !== value) events.push({ type: 'upsert', name, value });
+      this.#values.set(name, value);
     }
     this.#resourceVersion = resourceVersion;
     const first = !this.#listed;
     this.#listed = true;
     this.#stale = false;
     this.#counters.relists++;
-    this.#log.info({ namespaces: seen.size, changed: events.length, resourceVersion }, 'namespaces listed');
+    this.#log.info({ [`${this.#what}s`]: seen.size, changed: events.length, resourceVersion }, `${this.#what}s listed`);
     for (const event of events) this.#emit(event);
     if (first) this.#resolveSynced?.();
   }
 
-  #valueOf(item: V1Namespace): string | undefined {
-    const annotations = item.metadata?.annotations;
-    if (annotations === undefined || !Object.hasOwn(annotations, this.#annotation)) return undefined;
-    const value = annotations[this.#annotation];
-    return typeof value === 'string' ? value : undefined;
+  #valueOf(item: MetadataObject): string | undefined {
+    return item.metadata === undefined ? undefined : this.#valueOfMeta(item.metadata);
   }
 
   #watchOnce(): Promise<WatchOutcome> {
@@ -276,7 +304,7 @@ export class NamespaceSource {
       this.#interrupt = interrupt;
       const check = (): void => {
         if (!connected) {
-          finish({ kind: 'error', gone: false, error: new Error('namespace watch connect timed out') });
+          finish({ kind: 'error', gone: false, error: new Error(`${this.#what} watch connect timed out`) });
           return;
         }
         const idle = Date.now() - lastActivity;
@@ -292,7 +320,7 @@ export class NamespaceSource {
           finish({ kind: 'error', gone: code === 410, error: object });
           return;
         }
-        this.#applyWatchEvent(type, object as V1Namespace | null);
+        this.#applyWatchEvent(type, object as MetadataObject | null);
       };
       const onDone = (err: unknown): void => {
         if (err === null || err === undefined) finish({ kind: 'closed' });
@@ -317,33 +345,33 @@ export class NamespaceSource {
           if (timer !== undefined) clearTimeout(timer);
           timer = setTimeout(check, this.#watchdogMs);
         },
-        (err: unknown) => onDone(err ?? new Error('namespace watch failed')),
+        (err: unknown) => onDone(err ?? new Error(`${this.#what} watch failed`)),
       );
     });
   }
 
-  #applyWatchEvent(type: string, item: V1Namespace | null): void {
+  #applyWatchEvent(type: string, item: MetadataObject | null): void {
     const name = item?.metadata?.name;
     const rv = item?.metadata?.resourceVersion;
     if (item !== null && name !== undefined) {
       if (type === 'ADDED' || type === 'MODIFIED') {
         const value = this.#valueOf(item);
-        const changed = !this.#namespaces.has(name) || this.#namespaces.get(name) !== value;
-        this.#namespaces.set(name, value);
+        const changed = !this.#values.has(name) || this.#values.get(name) !== value;
+        this.#values.set(name, value);
         if (changed) this.#emit({ type: 'upsert', name, value });
       } else if (type === 'DELETED') {
-        if (this.#namespaces.delete(name)) this.#emit({ type: 'delete', name });
+        if (this.#values.delete(name)) this.#emit({ type: 'delete', name });
       }
     }
     if (typeof rv === 'string' && rv !== '') this.#resourceVersion = rv;
   }
 
-  #emit(event: NamespaceEvent): void {
+  #emit(event: ValueEvent): void {
     for (const listener of this.#listeners) {
       try {
         listener(event);
       } catch (err) {
-        this.#log.error({ err: describe(err) }, 'namespace listener failed');
+        this.#log.error({ err: describe(err) }, `${this.#what} listener failed`);
       }
     }
   }
@@ -357,11 +385,11 @@ export class NamespaceSource {
       };
       const interrupt = (): void => {
         end();
-        reject(new Error('namespace source stopped'));
+        reject(new Error(`${this.#what} source stopped`));
       };
       const timer = setTimeout(() => {
         end();
-        reject(new Error('namespace list timed out'));
+        reject(new Error(`${this.#what} list timed out`));
       }, ms);
       this.#interrupt = interrupt;
       promise.then(
@@ -389,6 +417,29 @@ export class NamespaceSource {
       this.#interrupt = done;
     });
   }
+}
+
+/** Namespaces, keeping one annotation each (the service grants). */
+export class NamespaceSource extends MetadataValueSource {
+  constructor(opts: NamespaceSourceOptions) {
+    const { annotation } = opts;
+    let transport: ObjectTransport;
+    if (opts.transport !== undefined) transport = opts.transport;
+    else if (opts.kubeConfig !== undefined) transport = kubeNamespaceTransport(opts.kubeConfig, { watchInactivityMs: (opts.watchdogMs ?? 5 * 60_000) + 60_000 });
+    else throw new Error('NamespaceSource needs a kubeConfig (or a transport)');
+    super({ ...opts, what: 'namespace', transport, valueOf: (metadata) => ownString(metadata.annotations, annotation) });
+  }
+
+  annotation(name: string): string | undefined {
+    return this.value(name);
+  }
+}
+
+/** record[key] when it is an own string property (never '__proto__' and friends). */
+export function ownString(record: Readonly<Record<string, string>> | undefined, key: string): string | undefined {
+  if (record === undefined || !Object.hasOwn(record, key)) return undefined;
+  const value = record[key];
+  return typeof value === 'string' ? value : undefined;
 }
 
 function describe(err: unknown): string {

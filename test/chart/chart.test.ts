@@ -49,6 +49,8 @@ const expectedRules: Rule[] = [
 ];
 /** Service grants read the Namespaces' allowed-services annotation (unless serviceGrants.mode is off). */
 const namespaceRule: Rule = { apiGroups: [''], resources: ['namespaces'], verbs: ['get', 'list', 'watch'] };
+/** Node zones (JSON value format or {zone} in a template) read the Nodes' zone label. */
+const nodeRule: Rule = { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch'] };
 
 function assertLeastPrivilege(role: K8sObject, expected: readonly Rule[] = expectedRules): void {
   const rules = role['rules'] as Rule[];
@@ -187,7 +189,9 @@ describe('chart: lint and render', () => {
     const objects = await template({ release: 'all', valuesFiles: [valuesAllPath] });
     assert.deepEqual(kinds(objects), [
       'ClusterRole/all-registrar-namespaces',
+      'ClusterRole/all-registrar-nodes',
       'ClusterRoleBinding/all-registrar-namespaces',
+      'ClusterRoleBinding/all-registrar-nodes',
       'ConfigMap/all-registrar-dashboard',
       'Deployment/all-registrar',
       'Pod/all-registrar-test-readyz',
@@ -232,9 +236,19 @@ describe('chart: lint and render', () => {
     assert.equal(spec.template.metadata.labels['tier'], 'control');
     assert.equal(spec.template.metadata.annotations?.['example.com/pod'], 'yes');
     for (const role of objects.filter((o) => o.kind === 'Role')) assertLeastPrivilege(role);
-    // Namespaces are cluster-scoped: the grants' read access is the one cluster-wide rule.
-    assertLeastPrivilege(find(objects, 'ClusterRole'), [namespaceRule]);
-    assert.deepEqual(find(objects, 'ClusterRoleBinding')['subjects'], [{ kind: 'ServiceAccount', name: 'registrar-sa', namespace: 'etcd-registrar' }]);
+    // Namespaces and nodes are cluster-scoped: the grants' and the zones' read access are the
+    // only cluster-wide rules (values-all uses valueFormat json, which has a zone).
+    const clusterRoles = objects.filter((o) => o.kind === 'ClusterRole');
+    assert.equal(clusterRoles.length, 2);
+    assertLeastPrivilege(find(objects, 'ClusterRole', 'all-registrar-namespaces'), [namespaceRule]);
+    assertLeastPrivilege(find(objects, 'ClusterRole', 'all-registrar-nodes'), [nodeRule]);
+    for (const binding of objects.filter((o) => o.kind === 'ClusterRoleBinding')) {
+      assert.deepEqual(binding['subjects'], [{ kind: 'ServiceAccount', name: 'registrar-sa', namespace: 'etcd-registrar' }]);
+    }
+    assert.deepEqual(
+      objects.filter((o) => o.kind === 'ClusterRoleBinding').map((o) => (o['roleRef'] as { name: string }).name),
+      ['all-registrar-namespaces', 'all-registrar-nodes'],
+    );
     assert.deepEqual(objects.filter((o) => o.kind === 'Role').map((o) => o.metadata.namespace), ['team-a', 'team-b']);
     for (const binding of objects.filter((o) => o.kind === 'RoleBinding')) {
       assert.deepEqual(binding['subjects'], [{ kind: 'ServiceAccount', name: 'registrar-sa', namespace: 'etcd-registrar' }]);
@@ -248,7 +262,7 @@ describe('chart: lint and render', () => {
     assert.equal(dashboard.metadata.namespace, 'monitoring');
   });
 
-  test('RBAC: cluster mode grants only pods get/list/watch, events.k8s.io create/patch and (grants on) namespaces get/list/watch', async () => {
+  test('RBAC: cluster mode grants only pods get/list/watch, events.k8s.io create/patch, (grants on) namespaces and (zones used) nodes get/list/watch', async () => {
     const objects = await template();
     assertLeastPrivilege(find(objects, 'ClusterRole'), [...expectedRules, namespaceRule]);
     const off = await template({ set: ['serviceGrants.mode=off'] });
@@ -256,6 +270,17 @@ describe('chart: lint and render', () => {
     assert.equal(argMap(controllerContainer(off).args ?? []).get('service-grants'), 'off');
     const binding = find(objects, 'ClusterRoleBinding');
     assert.deepEqual(binding['subjects'], [{ kind: 'ServiceAccount', name: 'test-etcd-registrar', namespace: 'etcd-registrar' }]);
+    // Nodes only when zones are used: the JSON value format, or {zone} in a template.
+    // (--set-json: --set and --set-string read a value holding '{' as a list.)
+    const zoneValues = { valueFormat: 'json', keyTemplate: '/{zone}/{service}_{environment}/{ip}-{port}', valueTemplate: '{ip}:{port}@{zone}' };
+    for (const [field, value] of Object.entries(zoneValues)) {
+      const zoned = await template({ extra: ['--set-json', `config.${field}=${JSON.stringify(value)}`] });
+      assertLeastPrivilege(find(zoned, 'ClusterRole'), [...expectedRules, namespaceRule, nodeRule]);
+    }
+    const noZone = await template({ extra: ['--set-json', `config.valueTemplate=${JSON.stringify('{ip}:{port}@{node}')}`] });
+    assert.equal(argMap(controllerContainer(noZone).args ?? []).get('value-template'), '{ip}:{port}@{node}');
+    assertLeastPrivilege(find(noZone, 'ClusterRole'), [...expectedRules, namespaceRule]);
+    assertLeastPrivilege(find(await template({ set: ['config.valueFormat=json', 'serviceGrants.mode=off'] }), 'ClusterRole'), [...expectedRules, nodeRule]);
     const none = await template({ set: ['rbac.create=false', 'serviceAccount.create=false', 'serviceAccount.name=existing'] });
     assert.deepEqual(none.filter((o) => /Role|ServiceAccount/.test(o.kind)), []);
     assert.equal(deploymentSpec(none).template.spec.serviceAccountName, 'existing');

@@ -119,6 +119,9 @@ describe('chart in the real control plane', () => {
       ['patch', 'namespaces/default'],
       ['delete', 'namespaces/default'],
       ['create', 'namespaces'],
+      // The default value format uses no zone: Nodes are not read.
+      ['list', 'nodes'],
+      ['get', 'nodes/kwok-node-0'],
       ['create', 'pods/exec', '-n', 'default'],
       ['*', '*', '--all-namespaces'],
     ]) {
@@ -207,10 +210,11 @@ describe('chart in the real control plane', () => {
     }
   });
 
-  test('namespaced mode: a Role per watched namespace; cluster-wide only reading Namespaces (service grants)', async () => {
+  test('namespaced mode: a Role per watched namespace; cluster-wide only reading Namespaces (service grants) and, JSON values, Nodes', async () => {
     await helmIn([
       'install', 'regns', chartDir, '--namespace', 'registrar-ns', '--create-namespace',
       '--set', 'rbac.namespaced=true', '--set', 'watchNamespaces={team-a}', '--set', 'config.ownerId=regns', '--set', 'terminationGracePeriodSeconds=5',
+      '--set', 'config.valueFormat=json',
       '--wait', '--timeout', '120s',
     ]);
     const sa = await cluster.serviceAccountKubeconfig('registrar-ns', 'regns-etcd-registrar');
@@ -221,6 +225,13 @@ describe('chart in the real control plane', () => {
     // Namespaces are cluster-scoped: reading them (service grants) is the one cluster-wide grant.
     assert.equal(await canI(sa, ['watch', 'namespaces']), true);
     assert.equal(await canI(sa, ['patch', 'namespaces/team-a']), false);
+    // The JSON value's zone comes from the Nodes' zone label: reading Nodes, nothing more.
+    for (const args of [['list', 'nodes'], ['watch', 'nodes'], ['get', 'nodes/kwok-node-0']]) {
+      assert.equal(await canI(sa, args), true, `the ServiceAccount can ${args.join(' ')}`);
+    }
+    for (const args of [['patch', 'nodes/kwok-node-0'], ['delete', 'nodes/kwok-node-0'], ['create', 'nodes'], ['get', 'nodes', '--subresource=proxy']]) {
+      assert.equal(await canI(sa, args), false, `the ServiceAccount must not ${args.join(' ')}`);
+    }
   });
 
   test('helm uninstall leaves no object of the releases behind', async () => {

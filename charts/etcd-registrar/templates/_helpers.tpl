@@ -151,3 +151,22 @@ Namespaces are cluster-scoped, so this is a ClusterRole rule even in namespaced 
   resources: ["namespaces"]
   verbs: ["get", "list", "watch"]
 {{- end }}
+
+{{/*
+"true" when the controller watches Nodes (their zone label): the JSON value format has a
+"zone" field, and templates may use {zone} (docs/decisions/0008). Same rule as the
+controller's mappingNeedsZones, except that a literal "{{zone}}" in a template also counts
+(harmless: one read permission too many, never one too few).
+*/}}
+{{- define "etcd-registrar.needsNodes" -}}
+{{- $c := .Values.config -}}
+{{- if or (eq (toString $c.valueFormat) "json") (contains "{zone}" (toString $c.keyTemplate)) (contains "{zone}" (toString $c.valueTemplate)) -}}
+true
+{{- end -}}
+{{- end }}
+
+{{- define "etcd-registrar.nodeRules" -}}
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["get", "list", "watch"]
+{{- end }}

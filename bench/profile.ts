@@ -1,0 +1,101 @@
+// Summarises a V8 .cpuprofile (node --cpu-prof) by self time per function, optionally only the
+// samples inside a wall-clock window. Profiling aid for the benchmarks (see docs/benchmarks.md):
+//
+//   node bench/profile.ts FILE.cpuprofile [--top 30] [--end-epoch MS --from MS --to MS]
+//
+// A profile's timestamps are monotonic microseconds, not wall-clock time; --end-epoch (the epoch
+// ms at which the process exited, e.g. the controller's "stopped" log line) anchors them.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+
+interface CallFrame {
+  readonly functionName: string;
+  readonly url: string;
+  readonly lineNumber: number;
+}
+
+interface ProfileNode {
+  readonly id: number;
+  readonly callFrame: CallFrame;
+  readonly children?: readonly number[];
+}
+
+export interface CpuProfile {
+  readonly nodes: readonly ProfileNode[];
+  readonly startTime: number;
+  readonly endTime: number;
+  readonly samples: readonly number[];
+  readonly timeDeltas: readonly number[];
+}
+
+export interface SelfTime {
+  readonly name: string;
+  readonly ms: number;
+  readonly share: number;
+}
+
+function frameName(frame: CallFrame): string {
+  const file = frame.url.replace(/^.*\/node_modules\//, '~/').replace(/^file:\/\/.*\/(dist|src|bench)\//, '$1/');
+  return `${frame.functionName || '(anonymous)'} ${file}:${frame.lineNumber + 1}`;
+}
+
+/**
+ * Self time per function (ms) over the samples whose time (µs, profile clock) is in [from, to];
+ * also the total per "package" (node_modules directory, our dist, or node internals) when byPackage.
+ */
+export function selfTimes(profile: CpuProfile, window: { from?: number; to?: number } = {}, byPackage = false): { total: number; rows: SelfTime[] } {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const totals = new Map<string, number>();
+  let t = profile.startTime;
+  let total = 0;
+  profile.samples.forEach((id, i) => {
+    const delta = profile.timeDeltas[i] ?? 0;
+    t += delta;
+    if ((window.from !== undefined && t < window.from) || (window.to !== undefined && t > window.to)) return;
+    const node = byId.get(id);
+    if (node === undefined) return;
+    const name = byPackage ? packageOf(node.callFrame) : frameName(node.callFrame);
+    // A sample's weight is the time until the next one.
+    const weight = (profile.timeDeltas[i + 1] ?? delta) / 1000;
+    totals.set(name, (totals.get(name) ?? 0) + weight);
+    total += weight;
+  });
+  const rows = [...totals].map(([name, ms]) => ({ name, ms, share: total > 0 ? ms / total : 0 })).sort((a, b) => b.ms - a.ms);
+  return { total, rows };
+}
+
+function packageOf(frame: CallFrame): string {
+  if (frame.url === '') return frame.functionName.startsWith('(') ? frame.functionName : '(native/builtin)';
+  const nm = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(frame.url);
+  if (nm !== null) return nm[1] ?? frame.url;
+  if (frame.url.startsWith('node:')) return 'node:internal';
+  return 'etcd-registrar';
+}
+
+if (import.meta.main) {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      top: { type: 'string', default: '30' },
+      'end-epoch': { type: 'string' },
+      from: { type: 'string' },
+      to: { type: 'string' },
+    },
+  });
+  const file = positionals[0];
+  if (file === undefined) throw new Error('usage: node bench/profile.ts FILE.cpuprofile [--top N] [--end-epoch MS --from MS --to MS]');
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+  // epoch ms -> profile µs, anchored at the end of the profile.
+  const endEpoch = values['end-epoch'] === undefined ? undefined : Number(values['end-epoch']);
+  const toProfile = (epochMs: number): number => profile.endTime - ((endEpoch ?? 0) - epochMs) * 1000;
+  const window = endEpoch === undefined ? {} : {
+    ...(values.from === undefined ? {} : { from: toProfile(Number(values.from)) }),
+    ...(values.to === undefined ? {} : { to: toProfile(Number(values.to)) }),
+  };
+  const top = Number(values.top);
+  for (const byPackage of [true, false]) {
+    const { total, rows } = selfTimes(profile, window, byPackage);
+    console.log(`\n${byPackage ? 'by package' : 'by function'}: ${total.toFixed(0)} ms sampled`);
+    for (const row of rows.slice(0, top)) console.log(`${row.ms.toFixed(1).padStart(9)} ms ${(row.share * 100).toFixed(1).padStart(5)} %  ${row.name}`);
+  }
+}

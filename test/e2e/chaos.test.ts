@@ -280,11 +280,12 @@ before(async () => {
   core = kc.makeApiClient(CoreV1Api);
   podWatcher = new PodWatcher(cluster.kubeconfigPath, NS, timeline);
   await podWatcher.start();
-  observer = new RegistryObserver(registryEndpoints());
+  // Fixed 250 ms watch retries: after the full etcd outage the watch must catch up quickly.
+  observer = new RegistryObserver(registryEndpoints(), { watchRetryMs: 250 });
   await observer.watch(PREFIX);
   clock = new RevisionClock(async () => (await observer.client.get(SENTINEL).exec()).header.revision);
   clock.start();
-  elections = new RegistryObserver(registryEndpoints());
+  elections = new RegistryObserver(registryEndpoints(), { watchRetryMs: 250 });
   await elections.watch(ELECTION_PREFIX);
   await cluster.kubectl(['apply', '-f', '-'], {
     input: JSON.stringify({

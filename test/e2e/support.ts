@@ -5,7 +5,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Etcd3, type IKeyValue, type Watcher } from 'etcd3';
+import { Etcd3, type IKeyValue, type IOptions, type Watcher } from 'etcd3';
 import { freePort, spawnManaged, waitFor, type ManagedProcess } from '../cluster/process.ts';
 import type { AuditRecord } from '../../src/types.ts';
 
@@ -104,8 +104,19 @@ export class RegistryObserver {
   readonly events: WatchedEvent[] = [];
   #watcher: Watcher | undefined;
 
-  constructor(endpoints: readonly string[]) {
-    this.client = new Etcd3({ hosts: [...endpoints], defaultCallOptions: () => ({ deadline: Date.now() + 5000 }) });
+  /**
+   * `watchRetryMs`: reconnect a broken watch at this fixed interval instead of etcd3's
+   * exponential backoff (up to 30 s), so that the watch catches up soon after an outage.
+   */
+  constructor(endpoints: readonly string[], options: { watchRetryMs?: number } = {}) {
+    type Backoff = NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']>;
+    const retryMs = options.watchRetryMs;
+    const fixed: Backoff | undefined = retryMs === undefined ? undefined : { duration: retryMs, next: () => fixed as Backoff };
+    this.client = new Etcd3({
+      hosts: [...endpoints],
+      defaultCallOptions: () => ({ deadline: Date.now() + 5000 }),
+      ...(fixed === undefined ? {} : { faultHandling: { watchBackoff: fixed } }),
+    });
   }
 
   async watch(prefix: string): Promise<void> {

@@ -170,11 +170,12 @@ describe('a flood of invalid pods', () => {
     assert.equal(new Set(skips.map((r) => r.podUid)).size, INVALID_PODS);
     assert.equal(skips.length, INVALID_PODS, 'one audit record per invalid pod, not one per event');
     assert.equal(await metric('etcd_registrar_invalid_pods'), INVALID_PODS);
-    const elapsedSeconds = (Date.now() - floodStart) / 1000;
     clearInterval(sampler);
 
     // Events: within the global token bucket, and most of the 10,000 warnings were dropped.
+    // The recorder keeps sending at its pace, so the budget counts up to the end of the listing.
     const events = await cluster.kubectl(['get', 'events.events.k8s.io', '-n', NS, '-o', 'json']);
+    const elapsedSeconds = (Date.now() - floodStart) / 1000;
     const items = (JSON.parse(events.stdout) as { items: Array<{ reason: string }> }).items;
     const warnings = items.filter((e) => e.reason === 'InvalidRegistration').length;
     assert.ok(warnings > 0, 'some warnings reach the pods');

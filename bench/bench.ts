@@ -18,9 +18,18 @@ export interface BenchOptions {
   readonly log?: (line: string) => void;
 }
 
+/**
+ * Who turns the pods Ready in a latency run: `kwok` (scheduler + KWOK, as in a cluster; at
+ * most ~55 pods/s on 2 cores) or `bench` (unscheduled pods whose status the bench sets to
+ * Ready with a podIP itself, paced; the controller sees the same watch events, and faster
+ * rates become possible). Deleting an unscheduled pod removes it at once, so its
+ * deregistration is timed from the DELETED event rather than a deletionTimestamp.
+ */
+export type LatencyDriver = 'kwok' | 'bench';
+
 export interface Profile {
-  /** [transitions per second, pods] per registration/deregistration run. */
-  readonly latencyRuns: ReadonlyArray<readonly [rate: number, pods: number]>;
+  /** [transitions per second, pods, driver (default kwok)] per registration/deregistration run. */
+  readonly latencyRuns: ReadonlyArray<readonly [rate: number, pods: number, driver?: LatencyDriver]>;
   readonly burstPods: number;
   readonly steadySeconds: number;
   /** Registered pods at which a full reconcile is measured (ascending); the last size is also the restart's and the steady state's. */
@@ -33,12 +42,13 @@ export interface Profile {
 
 export const PROFILES: Record<BenchSize, Profile> = {
   tiny: { latencyRuns: [[10, 5]], burstPods: 20, steadySeconds: 2, reconcilePods: [20], foreignKeys: 500, settleMs: 60_000 },
-  quick: { latencyRuns: [[50, 500]], burstPods: 1000, steadySeconds: 10, reconcilePods: [1000], foreignKeys: 50_000, settleMs: 90_000 },
-  full: { latencyRuns: [[50, 1000], [200, 2000]], burstPods: 5000, steadySeconds: 10, reconcilePods: [1000, 10_000], foreignKeys: 50_000, settleMs: 300_000 },
+  quick: { latencyRuns: [[50, 500], [200, 1000, 'bench']], burstPods: 1000, steadySeconds: 10, reconcilePods: [1000], foreignKeys: 50_000, settleMs: 90_000 },
+  full: { latencyRuns: [[50, 1000], [200, 2000, 'bench']], burstPods: 5000, steadySeconds: 10, reconcilePods: [1000, 10_000], foreignKeys: 50_000, settleMs: 300_000 },
 };
 
 export interface LatencyRun {
   readonly target_rate: number;
+  readonly driver: LatencyDriver;
   readonly registration: LatencySummary;
   readonly deregistration: LatencySummary;
   /** Raw samples (ms), for the CDF chart. */
@@ -156,7 +166,7 @@ class PodObserver {
   }
 
   async start(): Promise<void> {
-    const onEvent = (_phase: string, pod: V1Pod): void => {
+    const onEvent = (phase: string, pod: V1Pod): void => {
       const now = Date.now();
       const name = pod.metadata?.name;
       if (name === undefined) return;
@@ -166,6 +176,8 @@ class PodObserver {
       const ready = pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
       if (ready && seen.ip !== undefined && seen.readyAt === undefined) seen.readyAt = now;
       if (pod.metadata?.deletionTimestamp !== undefined && seen.deletionAt === undefined) seen.deletionAt = now;
+      // An unscheduled pod is removed at once, without a deletionTimestamp first.
+      if (phase === 'DELETED' && seen.deletionAt === undefined) seen.deletionAt = now;
       this.pods.set(name, seen);
     };
     const begin = async (): Promise<void> => {
@@ -334,12 +346,21 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
 
     // 1 + 2: registration and deregistration latency at a paced transition rate.
     const latencyRuns: LatencyRun[] = [];
-    for (const [index, [rate, count]] of profile.latencyRuns.entries()) {
+    for (const [index, [rate, count, driver = 'kwok']] of profile.latencyRuns.entries()) {
       const names = Array.from({ length: count }, (_, i) => `reg${index}-${i}`);
-      log(`registration: ${count} pods at ${rate}/s`);
-      const regStart = Date.now();
-      const createFailures = await paced(count, rate, (i) => core.createNamespacedPod({ namespace: NAMESPACE, body: podBody(names[i] ?? '', `reg${index}`) }));
-      if (createFailures > 0) notes.push(`registration @${rate}/s: ${createFailures} pod creations failed`);
+      let regStart: number;
+      if (driver === 'kwok') {
+        log(`registration: ${count} pods at ${rate}/s (made Ready by KWOK)`);
+        regStart = Date.now();
+        const createFailures = await paced(count, rate, (i) => core.createNamespacedPod({ namespace: NAMESPACE, body: podBody(names[i] ?? '', `reg${index}`) }));
+        if (createFailures > 0) notes.push(`registration @${rate}/s: ${createFailures} pod creations failed`);
+      } else {
+        log(`registration: creating ${count} unscheduled pods, then setting them Ready at ${rate}/s`);
+        const created = await createUnscheduledPods(core, names, `reg${index}`);
+        regStart = Date.now();
+        const readyFailures = await paced(count, rate, (i) => setReady(core, created[i], `10.${250 + index}.${(i >> 8) & 255}.${i & 255}`));
+        if (readyFailures > 0) notes.push(`registration @${rate}/s: ${readyFailures} status updates failed`);
+      }
       const observer = pods;
       const keyObserver = keys;
       const registeredAt = (name: string): number | undefined => {
@@ -382,6 +403,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       }
       latencyRuns.push({
         target_rate: rate,
+        driver,
         registration: summarize(regLat, regStarts, regMissing),
         deregistration: summarize(delLat, delStarts, delMissing),
         registrationSamples: regLat,
@@ -632,6 +654,36 @@ async function writeForeignKeys(client: Etcd3, count: number): Promise<void> {
  * itself (a status update with an IP from 10.245.0.0/16), 32 at a time. KWOK's pod-ready stage only
  * takes Pending pods: whichever of the two gets there first makes the pod Ready. Returns failures.
  */
+/** Pods no scheduler picks up (so KWOK never touches them), created before the clock starts. */
+async function createUnscheduledPods(core: CoreV1Api, names: readonly string[], app: string): Promise<V1Pod[]> {
+  const created: V1Pod[] = [];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (let i = next++; i < names.length; i = next++) {
+      const body = podBody(names[i] ?? '', app);
+      body.spec = { ...body.spec!, schedulerName: 'bench-none' };
+      created[i] = await core.createNamespacedPod({ namespace: NAMESPACE, body });
+    }
+  };
+  await Promise.all(Array.from({ length: 32 }, worker));
+  return created;
+}
+
+/** Sets a pod Running and Ready with an IP in one status update, as a kubelet's last step would. */
+async function setReady(core: CoreV1Api, pod: V1Pod | undefined, ip: string): Promise<void> {
+  const name = pod?.metadata?.name;
+  if (pod === undefined || name === undefined) throw new Error('pod was not created');
+  const now = new Date();
+  pod.status = {
+    phase: 'Running',
+    podIP: ip,
+    podIPs: [{ ip }],
+    startTime: now,
+    conditions: ['Initialized', 'ContainersReady', 'Ready'].map((type) => ({ type, status: 'True', lastTransitionTime: now })),
+  };
+  await core.replaceNamespacedPodStatus({ name, namespace: NAMESPACE, body: pod });
+}
+
 async function createReadyPods(core: CoreV1Api, from: number, to: number): Promise<number> {
   let next = from;
   let failures = 0;

@@ -78,8 +78,8 @@ export function markdownReport(result: BenchResult): string {
     '| figure | target rate (/s) | achieved rate (/s) | samples | p50 ms | p95 ms | p99 ms | max ms | missing |',
     '|---|---|---|---|---|---|---|---|---|',
     ...result.latency_runs.flatMap((run) => [
-      latencyRow('registration', run.target_rate, run.registration),
-      latencyRow('deregistration', run.target_rate, run.deregistration),
+      latencyRow(run.driver === 'bench' ? 'registration (Ready set by the bench)' : 'registration', run.target_rate, run.registration),
+      latencyRow(run.driver === 'bench' ? 'deregistration (unscheduled pod deleted)' : 'deregistration', run.target_rate, run.deregistration),
     ]),
     '',
     cdfSvg(series),

@@ -80,8 +80,11 @@ In another terminal:
 Ctrl-C stops everything.
 `);
   await controller.proc.exited;
-  say('[sandbox] the controller exited unexpectedly; see its log');
-  await shutdown(1);
+  // Ctrl-C stops the controller too; only an exit nobody asked for is an error.
+  if (!stopping) {
+    say('[sandbox] the controller exited unexpectedly; see its log');
+    await shutdown(1);
+  }
 } catch (error) {
   say(`[sandbox] failed: ${error instanceof Error ? error.message : String(error)}`);
   await shutdown(1);

@@ -4,7 +4,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startCluster, type Cluster } from '../cluster/cluster.ts';
-import { eventually, RegistryObserver, startController, type ControllerProcess } from './support.ts';
+import { eventually, keyState as etcdKeyState, RegistryObserver, startController, waitPodReadyIp, type ControllerProcess } from './support.ts';
 
 const OWNER = 'grants';
 const PREFIX = '/search_PRE/';
@@ -30,21 +30,11 @@ async function createSearchPod(namespace: string, name: string): Promise<string>
       spec: { containers: [{ name: 'app', image: 'search:1' }] },
     }),
   });
-  let ip = '';
-  await eventually(`${namespace}/${name} Ready with an IP`, async () => {
-    const pod = JSON.parse(await kubectl('get', 'pod', name, '-n', namespace, '-o', 'json')) as { status: { podIP?: string; conditions?: Array<{ type: string; status: string }> } };
-    ip = pod.status.podIP ?? '';
-    return ip !== '' && (pod.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false);
-  }, 30_000);
-  return ip;
+  return waitPodReadyIp(cluster, namespace, name);
 }
 
 /** The key's etcd state with its modRevision: an untouched key keeps it. */
-async function keyState(key: string): Promise<{ value: string; lease: string; modRevision: string } | undefined> {
-  const response = await observer.client.get(key).exec();
-  const kv = response.kvs[0];
-  return kv === undefined ? undefined : { value: kv.value.toString(), lease: kv.lease, modRevision: kv.mod_revision };
-}
+const keyState = (key: string): ReturnType<typeof etcdKeyState> => etcdKeyState(observer.client, key);
 
 async function warningEvents(namespace: string, pod: string, reason: string): Promise<Array<{ note?: string }>> {
   const list = JSON.parse(await kubectl('get', 'events.events.k8s.io', '-n', namespace, '--field-selector', `regarding.name=${pod}`, '-o', 'json')) as { items: Array<{ type: string; reason: string; note?: string }> };

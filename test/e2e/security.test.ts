@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startCluster, type Cluster } from '../cluster/cluster.ts';
 import { REGISTRY_CLIENT_CN, issueClientCert, makeCa } from '../cluster/pki.ts';
-import { eventually, startController, type ControllerProcess } from './support.ts';
+import { eventually, startController, waitPodReadyIp, type ControllerProcess } from './support.ts';
 
 const NS = 'secure';
 const PREFIX = '/search_PRE/';
@@ -87,13 +87,7 @@ async function podKey(name: string): Promise<string> {
       spec: { nodeName: cluster.nodeNames[0], containers: [{ name: 'app', image: 'x:1' }] },
     }),
   });
-  let ip = '';
-  await eventually(`${name} Ready with an IP`, async () => {
-    const pod = JSON.parse((await cluster.kubectl(['get', 'pod', name, '-n', NS, '-o', 'json'])).stdout) as { status: { podIP?: string; conditions?: Array<{ type: string; status: string }> } };
-    ip = pod.status.podIP ?? '';
-    return ip !== '' && (pod.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false);
-  }, 60_000);
-  return `${PREFIX}${ip}-86`;
+  return `${PREFIX}${await waitPodReadyIp(cluster, NS, name, 60_000)}-86`;
 }
 
 async function registered(key: string): Promise<string | null> {

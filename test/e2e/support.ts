@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { Etcd3, type IKeyValue, type IOptions, type Watcher } from 'etcd3';
 import { freePort, spawnManaged, waitFor, type ManagedProcess } from '../cluster/process.ts';
 import type { AuditRecord } from '../../src/types.ts';
+import type { Cluster } from '../cluster/cluster.ts';
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const registrarBin = join(repoRoot, 'bin', 'etcd-registrar.js');
@@ -156,4 +157,23 @@ export class RegistryObserver {
 /** Polls until `check` returns true; fails with `what` and the last observed detail. */
 export async function eventually(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
   await waitFor(what, async () => (await check()) || undefined, { timeoutMs, intervalMs: 50 });
+}
+
+/** Waits until the pod is Ready with an IP (KWOK makes it so) and returns the IP. */
+export async function waitPodReadyIp(cluster: Cluster, namespace: string, name: string, timeoutMs = 30_000): Promise<string> {
+  let ip = '';
+  await eventually(`${namespace}/${name} Ready with an IP`, async () => {
+    const { stdout } = await cluster.kubectl(['get', 'pod', name, '-n', namespace, '-o', 'json']);
+    const pod = JSON.parse(stdout) as { status: { podIP?: string; conditions?: Array<{ type: string; status: string }> } };
+    ip = pod.status.podIP ?? '';
+    return ip !== '' && (pod.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false);
+  }, timeoutMs);
+  return ip;
+}
+
+/** A key's etcd state with its modRevision (an untouched key keeps it), or undefined if absent. */
+export async function keyState(client: Etcd3, key: string): Promise<{ value: string; lease: string; modRevision: string } | undefined> {
+  const response = await client.get(key).exec();
+  const kv = response.kvs[0];
+  return kv === undefined ? undefined : { value: kv.value.toString(), lease: kv.lease, modRevision: kv.mod_revision };
 }

@@ -6,7 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startCluster, type Cluster } from '../cluster/cluster.ts';
-import { eventually, RegistryObserver, startController, type ControllerProcess } from './support.ts';
+import { eventually, keyState as etcdKeyState, RegistryObserver, startController, waitPodReadyIp, type ControllerProcess } from './support.ts';
 
 const ZONE_LABEL = 'topology.kubernetes.io/zone';
 const NAMESPACE = 'zones';
@@ -29,20 +29,10 @@ async function createPod(name: string, node: string): Promise<string> {
       spec: { nodeName: node, containers: [{ name: 'app', image: 'search:1' }] },
     }),
   });
-  let ip = '';
-  await eventually(`${name} Ready with an IP`, async () => {
-    const pod = JSON.parse(await kubectl('get', 'pod', name, '-n', NAMESPACE, '-o', 'json')) as { status: { podIP?: string; conditions?: Array<{ type: string; status: string }> } };
-    ip = pod.status.podIP ?? '';
-    return ip !== '' && (pod.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false);
-  }, 30_000);
-  return ip;
+  return waitPodReadyIp(cluster, NAMESPACE, name);
 }
 
-async function keyState(key: string): Promise<{ value: string; lease: string; modRevision: string } | undefined> {
-  const response = await observer.client.get(key).exec();
-  const kv = response.kvs[0];
-  return kv === undefined ? undefined : { value: kv.value.toString(), lease: kv.lease, modRevision: kv.mod_revision };
-}
+const keyState = (key: string): ReturnType<typeof etcdKeyState> => etcdKeyState(observer.client, key);
 
 async function nodeZone(node: string): Promise<string> {
   return (await kubectl('get', 'node', node, '-o', `jsonpath={.metadata.labels.${ZONE_LABEL.replaceAll('.', '\\.')}}`)).trim();

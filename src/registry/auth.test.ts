@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { freePort } from '../../test/cluster/process.ts';
-import { dump, makeRegistry, register, startEtcd, waitUntil, type EtcdServer } from './fixture.test.ts';
+import { dump, enableAuth, makeRegistry, register, startEtcd, waitUntil, type EtcdServer } from './fixture.test.ts';
 
 describe('etcd authentication', () => {
   let etcd: EtcdServer;
@@ -21,17 +21,7 @@ describe('etcd authentication', () => {
     dir = await mkdtemp(join(tmpdir(), 'registry-auth-'));
     passwordFile = join(dir, 'password');
     await writeFile(passwordFile, 's3cret-registrar\n', { mode: 0o600 });
-    const admin = new Etcd3({ hosts: etcd.endpoints });
-    await admin.role('root').create();
-    await admin.user('root').create('rootpw');
-    await admin.user('root').addRole('root');
-    await admin.role('registrar').create();
-    await admin.role('registrar').grant({ permission: 'Readwrite', range: admin.range({ prefix: '/' }) });
-    await admin.user('registrar').create('s3cret-registrar');
-    await admin.user('registrar').addRole('registrar');
-    await admin.auth.authEnable();
-    admin.close();
-    root = new Etcd3({ hosts: etcd.endpoints, auth: { username: 'root', password: 'rootpw' } });
+    root = await enableAuth(etcd.endpoints, 's3cret-registrar');
   });
 
   after(async () => {

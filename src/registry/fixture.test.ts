@@ -186,3 +186,24 @@ export async function startProxy(target: string): Promise<Proxy> {
     },
   };
 }
+
+/**
+ * Turns etcd auth on: a `root` user (password `rootpw`) and a `registrar` user with readwrite
+ * on `/`; returns a root client (the caller closes it).
+ */
+export async function enableAuth(endpoints: readonly string[], registrarPassword: string): Promise<Etcd3> {
+  const setup = new Etcd3({ hosts: [...endpoints] });
+  try {
+    await setup.role('root').create();
+    await setup.user('root').create('rootpw');
+    await setup.user('root').addRole('root');
+    await setup.role('registrar').create();
+    await setup.role('registrar').grant({ permission: 'Readwrite', range: setup.range({ prefix: '/' }) });
+    await setup.user('registrar').create(registrarPassword);
+    await setup.user('registrar').addRole('registrar');
+    await setup.auth.authEnable();
+  } finally {
+    setup.close();
+  }
+  return new Etcd3({ hosts: [...endpoints], auth: { username: 'root', password: 'rootpw' } });
+}

@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import pino from 'pino';
 import { freePort } from '../../test/cluster/process.ts';
-import { makeRegistry, register, startEtcd, waitUntil, type EtcdServer } from './fixture.test.ts';
+import { enableAuth, makeRegistry, register, startEtcd, waitUntil, type EtcdServer } from './fixture.test.ts';
 
 /** A throwaway CA that can also sign certificates valid only in the past. */
 class TestCa {
@@ -204,17 +204,7 @@ describe('rotating the password file', () => {
   before(async () => {
     etcd = await startEtcd({ extraArgs: ['--auth-token=simple'] });
     dir = await mkdtemp(join(tmpdir(), 'registry-password-'));
-    const setup = new Etcd3({ hosts: etcd.endpoints });
-    await setup.role('root').create();
-    await setup.user('root').create('rootpw');
-    await setup.user('root').addRole('root');
-    await setup.role('registrar').create();
-    await setup.role('registrar').grant({ permission: 'Readwrite', range: setup.range({ prefix: '/' }) });
-    await setup.user('registrar').create('first-password');
-    await setup.user('registrar').addRole('registrar');
-    await setup.auth.authEnable();
-    setup.close();
-    admin = new Etcd3({ hosts: etcd.endpoints, auth: { username: 'root', password: 'rootpw' } });
+    admin = await enableAuth(etcd.endpoints, 'first-password');
   });
 
   after(async () => {

@@ -75,11 +75,15 @@ export interface MetadataValueSourceOptions extends SourceTuning {
   readonly valueOf: (metadata: V1ObjectMeta) => string | undefined;
 }
 
-export function kubeNamespaceTransport(kc: KubeConfig, opts: { watchInactivityMs: number }): NamespaceTransport {
+/** One page of a cluster-scoped CoreV1 list, as the generated client returns it. */
+type ListCall = (core: CoreV1Api, req: { limit: number; _continue?: string }) => Promise<{ items: MetadataObject[]; metadata?: { resourceVersion?: string; _continue?: string } }>;
+
+/** List + watch of a cluster-scoped CoreV1 resource at `path` (e.g. /api/v1/nodes). */
+export function kubeClusterScopedTransport(kc: KubeConfig, opts: { watchInactivityMs: number }, path: string, listPage: ListCall): ObjectTransport {
   const core = kc.makeApiClient(CoreV1Api);
   return {
     async list(req) {
-      const list = await core.listNamespace({ limit: req.limit, ...(req.continueToken === undefined ? {} : { _continue: req.continueToken }) });
+      const list = await listPage(core, { limit: req.limit, ...(req.continueToken === undefined ? {} : { _continue: req.continueToken }) });
       return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? '', continueToken: list.metadata?._continue || undefined };
     },
     async watch(req, onEvent, onDone) {
@@ -87,7 +91,7 @@ export function kubeNamespaceTransport(kc: KubeConfig, opts: { watchInactivityMs
       // See pod-source: our watchdog detects silence; client-node's timer is only a backstop.
       (watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = opts.watchInactivityMs;
       const controller = await watch.watch(
-        '/api/v1/namespaces',
+        path,
         { resourceVersion: req.resourceVersion, allowWatchBookmarks: true, timeoutSeconds: req.timeoutSeconds },
         (type, object) => onEvent(type, object),
         onDone,
@@ -95,6 +99,24 @@ export function kubeNamespaceTransport(kc: KubeConfig, opts: { watchInactivityMs
       return { abort: () => controller.abort() };
     },
   };
+}
+
+/**
+ * The transport a source was given, or the real one on its kubeConfig; the client-side
+ * inactivity timer sits a minute beyond the source's own watchdog.
+ */
+export function transportOf(
+  opts: { readonly transport?: ObjectTransport | undefined; readonly kubeConfig?: KubeConfig | undefined; readonly watchdogMs?: number | undefined },
+  what: string,
+  make: (kc: KubeConfig, o: { watchInactivityMs: number }) => ObjectTransport,
+): ObjectTransport {
+  if (opts.transport !== undefined) return opts.transport;
+  if (opts.kubeConfig === undefined) throw new Error(`${what} needs a kubeConfig (or a transport)`);
+  return make(opts.kubeConfig, { watchInactivityMs: (opts.watchdogMs ?? 5 * 60_000) + 60_000 });
+}
+
+export function kubeNamespaceTransport(kc: KubeConfig, opts: { watchInactivityMs: number }): ObjectTransport {
+  return kubeClusterScopedTransport(kc, opts, '/api/v1/namespaces', (core, req) => core.listNamespace(req));
 }
 
 type WatchOutcome =
@@ -423,10 +445,7 @@ export class MetadataValueSource {
 export class NamespaceSource extends MetadataValueSource {
   constructor(opts: NamespaceSourceOptions) {
     const { annotation } = opts;
-    let transport: ObjectTransport;
-    if (opts.transport !== undefined) transport = opts.transport;
-    else if (opts.kubeConfig !== undefined) transport = kubeNamespaceTransport(opts.kubeConfig, { watchInactivityMs: (opts.watchdogMs ?? 5 * 60_000) + 60_000 });
-    else throw new Error('NamespaceSource needs a kubeConfig (or a transport)');
+    const transport = transportOf(opts, 'NamespaceSource', kubeNamespaceTransport);
     super({ ...opts, what: 'namespace', transport, valueOf: (metadata) => ownString(metadata.annotations, annotation) });
   }
 

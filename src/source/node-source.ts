@@ -2,33 +2,14 @@
 // "zone" and the {zone} placeholder, docs/decisions/0008). Same loop as the namespace source.
 // Only started when the mapping needs zones; nodes are cluster-scoped, so the chart's
 // ClusterRole then needs nodes get/list/watch.
-import { CoreV1Api, Watch } from '@kubernetes/client-node';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { MetadataValueSource, ownString, type ObjectTransport, type SourceTuning, type ValueEvent } from './namespace-source.ts';
+import { MetadataValueSource, kubeClusterScopedTransport, ownString, transportOf, type ObjectTransport, type SourceTuning, type ValueEvent } from './namespace-source.ts';
 
 /** The well-known zone label (set by cloud providers and by the test cluster's KWOK nodes). */
 export const ZONE_LABEL = 'topology.kubernetes.io/zone';
 
 export function kubeNodeTransport(kc: KubeConfig, opts: { watchInactivityMs: number }): ObjectTransport {
-  const core = kc.makeApiClient(CoreV1Api);
-  return {
-    async list(req) {
-      const list = await core.listNode({ limit: req.limit, ...(req.continueToken === undefined ? {} : { _continue: req.continueToken }) });
-      return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? '', continueToken: list.metadata?._continue || undefined };
-    },
-    async watch(req, onEvent, onDone) {
-      const watch = new Watch(kc);
-      // See pod-source: our watchdog detects silence; client-node's timer is only a backstop.
-      (watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = opts.watchInactivityMs;
-      const controller = await watch.watch(
-        '/api/v1/nodes',
-        { resourceVersion: req.resourceVersion, allowWatchBookmarks: true, timeoutSeconds: req.timeoutSeconds },
-        (type, object) => onEvent(type, object),
-        onDone,
-      );
-      return { abort: () => controller.abort() };
-    },
-  };
+  return kubeClusterScopedTransport(kc, opts, '/api/v1/nodes', (core, req) => core.listNode(req));
 }
 
 export interface NodeSourceOptions extends SourceTuning {
@@ -58,10 +39,7 @@ export interface NodeZones {
 export class NodeSource extends MetadataValueSource implements NodeZones {
   constructor(opts: NodeSourceOptions) {
     const label = opts.label ?? ZONE_LABEL;
-    let transport: ObjectTransport;
-    if (opts.transport !== undefined) transport = opts.transport;
-    else if (opts.kubeConfig !== undefined) transport = kubeNodeTransport(opts.kubeConfig, { watchInactivityMs: (opts.watchdogMs ?? 5 * 60_000) + 60_000 });
-    else throw new Error('NodeSource needs a kubeConfig (or a transport)');
+    const transport = transportOf(opts, 'NodeSource', kubeNodeTransport);
     // Slim: only the zone label is kept; a node without it maps to ''.
     super({ ...opts, what: 'node', transport, valueOf: (metadata) => ownString(metadata.labels, label) ?? '' });
   }

@@ -136,14 +136,9 @@ interface Assembly {
 
 function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, registry: EtcdRegistry, logger: Logger, events: EventSink & Partial<Pick<EventRecorder, 'stats'>>, leadership?: LeadershipPort): Assembly {
   const auditDestination = config.command === 'run' ? stdoutDestination() : stderrDestination();
-  const source = new PodSource({
-    kubeConfig,
-    namespaces: config.namespaces,
-    ...(config.labelSelector === undefined ? {} : { labelSelector: config.labelSelector }),
-    logger: logger.child({ module: 'source' }),
-  });
+  const source = podSourceOf(config, kubeConfig, logger);
   const nodes = nodeSourceOf(kubeConfig, mapping, logger);
-  const desired = new DesiredState(mapping, { zoneOf: nodes === undefined ? undefined : (node) => nodes.zone(node) });
+  const desired = desiredStateOf(mapping, nodes);
   const audit = new AuditLog(config.ownerId, auditDestination);
   const grants = serviceGrantsOf(config, kubeConfig, logger);
   let controller: Controller | undefined;
@@ -168,6 +163,20 @@ function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig
     },
   );
   return { controller, source, metrics, audit };
+}
+
+function podSourceOf(config: Config, kubeConfig: KubeConfig, logger: Logger): PodSource {
+  return new PodSource({
+    kubeConfig,
+    namespaces: config.namespaces,
+    ...(config.labelSelector === undefined ? {} : { labelSelector: config.labelSelector }),
+    logger: logger.child({ module: 'source' }),
+  });
+}
+
+/** The desired state, with zones from the node cache when the mapping uses them. */
+function desiredStateOf(mapping: MappingConfig, nodes: NodeSource | undefined): DesiredState {
+  return new DesiredState(mapping, { zoneOf: nodes === undefined ? undefined : (node) => nodes.zone(node) });
 }
 
 /** Nodes are watched (name -> zone label) only when the mapping uses zones (docs/decisions/0008). */
@@ -294,15 +303,10 @@ export function formatReport(report: ReconcileReport, config: Pick<Config, 'outp
 async function list(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, logger: Logger, io: Io): Promise<number> {
   const registry = new EtcdRegistry(registryOptionsOf(config, logger));
   await registry.start({ mode: 'read-only' });
-  const source = new PodSource({
-    kubeConfig,
-    namespaces: config.namespaces,
-    ...(config.labelSelector === undefined ? {} : { labelSelector: config.labelSelector }),
-    logger: logger.child({ module: 'source' }),
-  });
+  const source = podSourceOf(config, kubeConfig, logger);
   const nodes = nodeSourceOf(kubeConfig, mapping, logger);
   try {
-    const desired = new DesiredState(mapping, { zoneOf: nodes === undefined ? undefined : (node) => nodes.zone(node) });
+    const desired = desiredStateOf(mapping, nodes);
     source.onChange((event) => {
       if (event.type === 'upsert') desired.upsertPod(event.pod);
     });

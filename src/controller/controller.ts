@@ -348,24 +348,25 @@ export class Controller {
 
   /** A namespace's grants changed: every pod in it gets a new verdict (level-triggered). */
   #onGrantsChange(namespace: string): void {
-    let pods = 0;
-    for (const pod of this.#deps.source.list()) {
-      if (pod.namespace !== namespace) continue;
-      pods++;
-      this.#onPodEvent({ type: 'upsert', pod });
-    }
+    const pods = this.#remapPods((pod) => pod.namespace === namespace);
     this.#deps.logger.debug({ namespace, pods }, 'namespace grants changed: pods re-evaluated');
   }
 
   /** A node's zone changed (or it appeared or vanished): its pods are mapped again. */
   #onNodeChange(node: string): void {
+    const pods = this.#remapPods((pod) => pod.nodeName === node);
+    this.#deps.logger.debug({ node, pods }, 'node zone changed: pods re-evaluated');
+  }
+
+  /** Feeds the cached pods that match through the pod event path again; returns how many. */
+  #remapPods(matches: (pod: SlimPod) => boolean): number {
     let pods = 0;
     for (const pod of this.#deps.source.list()) {
-      if (pod.nodeName !== node) continue;
+      if (!matches(pod)) continue;
       pods++;
       this.#onPodEvent({ type: 'upsert', pod });
     }
-    this.#deps.logger.debug({ node, pods }, 'node zone changed: pods re-evaluated');
+    return pods;
   }
 
   #reportGrant(pod: SlimPod, service: string, verdict: Verdict, mapping: PodMapping, affectedKeys: readonly string[]): void {

@@ -368,19 +368,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         return seen?.ip === undefined ? undefined : keyObserver.first(keyOf(seen.ip), 'put', regStart);
       };
       await waitUntil(() => names.every((n) => registeredAt(n) !== undefined), profile.settleMs);
-      const regLat: number[] = [];
-      const regStarts: number[] = [];
-      let regMissing = 0;
-      let negatives = 0;
-      for (const name of names) {
-        const readyAt = observer.pods.get(name)?.readyAt;
-        const putAt = registeredAt(name);
-        if (readyAt === undefined || putAt === undefined) { regMissing++; continue; }
-        if (putAt < readyAt) negatives++;
-        regLat.push(Math.max(0, putAt - readyAt));
-        regStarts.push(readyAt);
-      }
-      if (negatives > 0) notes.push(`registration @${rate}/s: ${negatives} keys were seen before the bench's own watch saw Ready (counted as 0 ms)`);
+      const reg = latencies(names, (name) => observer.pods.get(name)?.readyAt, registeredAt);
+      if (reg.negatives > 0) notes.push(`registration @${rate}/s: ${reg.negatives} keys were seen before the bench's own watch saw Ready (counted as 0 ms)`);
 
       log(`deregistration: deleting ${count} pods at ${rate}/s`);
       const delStart = Date.now();
@@ -391,23 +380,14 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         return seen?.ip === undefined ? undefined : keyObserver.first(keyOf(seen.ip), 'delete', delStart);
       };
       await waitUntil(() => names.every((n) => deletedAt(n) !== undefined), profile.settleMs);
-      const delLat: number[] = [];
-      const delStarts: number[] = [];
-      let delMissing = 0;
-      for (const name of names) {
-        const deletionAt = observer.pods.get(name)?.deletionAt;
-        const at = deletedAt(name);
-        if (deletionAt === undefined || at === undefined) { delMissing++; continue; }
-        delLat.push(Math.max(0, at - deletionAt));
-        delStarts.push(deletionAt);
-      }
+      const del = latencies(names, (name) => observer.pods.get(name)?.deletionAt, deletedAt);
       latencyRuns.push({
         target_rate: rate,
         driver,
-        registration: summarize(regLat, regStarts, regMissing),
-        deregistration: summarize(delLat, delStarts, delMissing),
-        registrationSamples: regLat,
-        deregistrationSamples: delLat,
+        registration: summarize(reg.samples, reg.starts, reg.missing),
+        deregistration: summarize(del.samples, del.starts, del.missing),
+        registrationSamples: reg.samples,
+        deregistrationSamples: del.samples,
       });
     }
 
@@ -654,6 +634,26 @@ async function writeForeignKeys(client: Etcd3, count: number): Promise<void> {
  * itself (a status update with an IP from 10.245.0.0/16), 32 at a time. KWOK's pod-ready stage only
  * takes Pending pods: whichever of the two gets there first makes the pod Ready. Returns failures.
  */
+/**
+ * Per pod: start (seen by the pod watch) -> end (seen by the etcd watch), in ms. An end seen
+ * before the start counts as 0 ms (and in `negatives`); a pod without both is `missing`.
+ */
+function latencies(names: readonly string[], startOf: (name: string) => number | undefined, endOf: (name: string) => number | undefined): { samples: number[]; starts: number[]; missing: number; negatives: number } {
+  const samples: number[] = [];
+  const starts: number[] = [];
+  let missing = 0;
+  let negatives = 0;
+  for (const name of names) {
+    const start = startOf(name);
+    const end = endOf(name);
+    if (start === undefined || end === undefined) { missing++; continue; }
+    if (end < start) negatives++;
+    samples.push(Math.max(0, end - start));
+    starts.push(start);
+  }
+  return { samples, starts, missing, negatives };
+}
+
 /** Pods no scheduler picks up (so KWOK never touches them), created before the clock starts. */
 async function createUnscheduledPods(core: CoreV1Api, names: readonly string[], app: string): Promise<V1Pod[]> {
   const created: V1Pod[] = [];

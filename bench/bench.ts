@@ -3,7 +3,7 @@
 // independent of the controller: a separate Kubernetes pod watch and a separate etcd watch.
 import { CoreV1Api, KubeConfig, Watch, type V1Pod } from '@kubernetes/client-node';
 import { Etcd3, type Watcher } from 'etcd3';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { SharedConnectionKubeConfig } from '../src/source/kube-config.ts';
 import { startCluster, type Cluster } from '../test/cluster/cluster.ts';
 import { startController, type ControllerProcess } from '../test/e2e/support.ts';
@@ -71,11 +71,13 @@ export interface BurstResult {
   readonly missing: number;
   /** CPU seconds (user + system) the controller used from its resume to the last key. */
   readonly controller_cpu_s: number;
-  /** Watch events of the burst's pods the controller had to take in after its resume (all since the scale-up). */
+  /** Watch events of the burst's pods the controller had to take in after its resume (one per pod: its Ready). */
   readonly replay_events: number;
   readonly replay_mb: number;
   /** Seconds an idle client (client-node Watch + JSON parse, nothing else) takes to receive the same events: the intake floor. */
   readonly replay_seconds: number;
+  /** How fast the bench set the pods Ready (status updates per second, 32 in flight) while the controller was paused. */
+  readonly status_updates_per_s: number;
 }
 
 export interface ReconcileResult {
@@ -152,6 +154,7 @@ interface PodSeen {
   ip?: string;
   readyAt?: number;
   deletionAt?: number;
+  gone?: boolean;
 }
 
 /** Independent Kubernetes observer: first time each pod is seen Ready (with an IP) and terminating. */
@@ -178,6 +181,7 @@ class PodObserver {
       if (pod.metadata?.deletionTimestamp !== undefined && seen.deletionAt === undefined) seen.deletionAt = now;
       // An unscheduled pod is removed at once, without a deletionTimestamp first.
       if (phase === 'DELETED' && seen.deletionAt === undefined) seen.deletionAt = now;
+      if (phase === 'DELETED') seen.gone = true;
       this.pods.set(name, seen);
     };
     const begin = async (): Promise<void> => {
@@ -187,6 +191,13 @@ class PodObserver {
       });
     };
     await begin();
+  }
+
+  /** Pods of the namespace that exist now (seen, not yet DELETED). */
+  live(): number {
+    let count = 0;
+    for (const seen of this.pods.values()) if (seen.gone !== true) count++;
+    return count;
   }
 
   stop(): void {
@@ -391,49 +402,52 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       });
     }
 
-    // 3: burst. A Deployment scaled from 0 to N; then the raw batched-txn writer for comparison.
+    // 3: burst: N pods turn Ready together. They are created first, unscheduled and not Ready
+    // (the controller caches them and writes nothing); then the controller is paused (SIGSTOP),
+    // every pod is set Running and Ready with an IP by one status update each, as fast as the
+    // API server takes them, and the controller is resumed (SIGCONT): it receives exactly one
+    // watch event per pod, the Ready transition, all at once. (KWOK would turn them Ready at the
+    // scheduler's pace, ~55/s here, and a pause spanning that would also queue each pod's ADDED
+    // and scheduling events for the controller.) The leases' TTLs are raised (LEASE_ARGS) so
+    // that the pause cannot expire them.
     const n = profile.burstPods;
-    log(`burst: deployment scaled to ${n}`);
+    const burstNames = Array.from({ length: n }, (_, i) => `burst-${i}`);
+    log(`burst: creating ${n} pods, unscheduled and not Ready`);
     const burstStart = Date.now();
-    // The replay floor below re-reads the pod events from here.
-    const burstRv = (await core.listNamespacedPod({ namespace: NAMESPACE, limit: 1 })).metadata?.resourceVersion ?? '';
-    const deployment = {
-      apiVersion: 'apps/v1',
-      kind: 'Deployment',
-      metadata: { name: 'burst', namespace: NAMESPACE },
-      spec: {
-        replicas: 0,
-        selector: { matchLabels: { app: 'burst' } },
-        template: {
-          metadata: { labels: { app: 'burst' }, annotations: { ...ANNOTATIONS } },
-          spec: { terminationGracePeriodSeconds: 30, containers: [{ name: 'app', image: 'bench:1', ports: [{ containerPort: 86 }] }] },
-        },
-      },
-    };
-    await cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(deployment) });
+    const burstCreated = await createUnscheduledPods(core, burstNames, 'burst');
     const observer = pods;
     const keyObserver = keys;
-    const burstPods = (): Array<[string, PodSeen]> => [...observer.pods].filter(([name]) => name.startsWith('burst-'));
-    // This cluster turns pods Ready at the scheduler's pace (~50/s), so to make them turn Ready
-    // "together" for the controller, it is paused (SIGSTOP) while they do and resumed (SIGCONT)
-    // once all are Ready, or after BURST_HOLD_MS, well within the leases' TTLs (LEASE_ARGS).
+    const running = controller;
+    // The controller must have taken in every ADDED event before it is paused.
+    let cached = -1;
+    const cachedAll = await waitUntil(() => cached === observer.live(), profile.settleMs, async () => {
+      cached = metricSum(await fetchText(`${running.metricsUrl}/metrics`), 'etcd_registrar_watched_pods') ?? -1;
+    });
+    if (!cachedAll) notes.push(`burst: the controller cached ${cached} pods, the bench's watch saw ${observer.live()}`);
+    // The replay floor below re-reads the pod events from here.
+    const burstRv = (await core.listNamespacedPod({ namespace: NAMESPACE, limit: 1 })).metadata?.resourceVersion ?? '';
     controller.proc.signal('SIGSTOP');
     paused = controller;
-    await cluster.kubectl(['scale', 'deployment/burst', '-n', NAMESPACE, `--replicas=${n}`]);
-    const allReady = await waitUntil(() => {
-      const list = burstPods();
-      return list.length >= n && list.every(([, seen]) => seen.readyAt !== undefined);
-    }, BURST_HOLD_MS);
-    const readyAtResume = burstPods().filter(([, seen]) => seen.readyAt !== undefined).length;
+    const readyStarted = Date.now();
+    let readyFailures = 0;
+    let nextReady = 0;
+    await Promise.all(Array.from({ length: 32 }, async () => {
+      for (let i = nextReady++; i < n; i = nextReady++) {
+        await setReady(core, burstCreated[i], `10.249.${(i >> 8) & 255}.${i & 255}`).catch(() => { readyFailures++; });
+      }
+    }));
+    const statusUpdatesPerS = n / Math.max(0.001, (Date.now() - readyStarted) / 1000);
+    if (readyFailures > 0) notes.push(`burst: ${readyFailures} of ${n} status updates failed`);
+    const allReady = await waitUntil(() => burstNames.every((name) => observer.pods.get(name)?.readyAt !== undefined), BURST_HOLD_MS);
+    const readyAtResume = burstNames.filter((name) => observer.pods.get(name)?.readyAt !== undefined).length;
     const resumedAt = Date.now();
     const cpuAtResume = procCpuSeconds(controller.proc.pid);
     controller.proc.signal('SIGCONT');
     paused = undefined;
-    if (!allReady) notes.push(`burst: only ${readyAtResume} of ${n} pods were Ready when the controller was resumed after ${BURST_HOLD_MS / 1000} s; the rest arrived at the cluster's pace`);
-    const burstDone = (): boolean => {
-      const list = burstPods();
-      return list.length >= n && list.every(([, s]) => s.ip !== undefined && s.readyAt !== undefined && keyObserver.first(keyOf(s.ip), 'put', burstStart) !== undefined);
-    };
+    if (!allReady) notes.push(`burst: only ${readyAtResume} of ${n} pods were seen Ready when the controller was resumed after ${BURST_HOLD_MS / 1000} s`);
+    const burstPods = (): Array<[string, PodSeen]> => burstNames.map((name) => [name, observer.pods.get(name) ?? {}]);
+    const burstDone = (): boolean =>
+      burstPods().every(([, s]) => s.ip !== undefined && s.readyAt !== undefined && keyObserver.first(keyOf(s.ip), 'put', burstStart) !== undefined);
     await waitUntil(burstDone, profile.settleMs);
     // Read at most one poll interval (0.1 s) after the last key.
     const cpuAtDone = procCpuSeconds(controller.proc.pid);
@@ -448,7 +462,6 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       lastReady = Math.max(lastReady, seen.readyAt);
       lastPut = Math.max(lastPut, put);
     }
-    burstMissing += Math.max(0, n - burstPods().length);
     const registered = n - burstMissing;
     log(`burst: resumed at ${resumedAt}, last Ready at ${lastReady}, last key at ${lastPut} (epoch ms)`);
     const burstSpan = lastPut > resumedAt ? (lastPut - resumedAt) / 1000 : 0;
@@ -474,6 +487,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       replay_events: replay.events,
       replay_mb: round(replay.bytes / 1e6),
       replay_seconds: round(replay.seconds, 1000),
+      status_updates_per_s: round(statusUpdatesPerS),
     };
     if (replay.events === 0) notes.push('burst: the API server no longer had the burst\'s events for the replay floor (410 or none); replay figures are 0');
     if (burstMissing > 0) notes.push(`burst: ${burstMissing} of ${n} pods not Ready and registered within ${profile.settleMs / 1000} s`);
@@ -567,6 +581,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       const before = await sample();
       await sleep(profile.steadySeconds * 1000);
       const after = await sample();
+      // Every gauge of the controller at the end of the window (heap spaces, handles), for analysis.
+      const dump = process.env['BENCH_STEADY_METRICS_FILE'] ?? '';
+      if (dump !== '') writeFileSync(dump, await fetchText(metricsUrl));
       if ((process.env['BENCH_HEAP_SNAPSHOT_DIR'] ?? '') !== '') {
         controller.proc.signal('SIGUSR2');
         await sleep(5000);
@@ -669,7 +686,10 @@ async function createUnscheduledPods(core: CoreV1Api, names: readonly string[], 
   return created;
 }
 
-/** Sets a pod Running and Ready with an IP in one status update, as a kubelet's last step would. */
+/**
+ * Sets a pod Running and Ready with an IP in one status update, as a kubelet's last step would
+ * (with the container status a kubelet reports, so that the event is as large as a real one).
+ */
 async function setReady(core: CoreV1Api, pod: V1Pod | undefined, ip: string): Promise<void> {
   const name = pod?.metadata?.name;
   if (pod === undefined || name === undefined) throw new Error('pod was not created');
@@ -678,8 +698,21 @@ async function setReady(core: CoreV1Api, pod: V1Pod | undefined, ip: string): Pr
     phase: 'Running',
     podIP: ip,
     podIPs: [{ ip }],
+    hostIP: '10.243.0.10',
+    hostIPs: [{ ip: '10.243.0.10' }],
     startTime: now,
-    conditions: ['Initialized', 'ContainersReady', 'Ready'].map((type) => ({ type, status: 'True', lastTransitionTime: now })),
+    qosClass: 'BestEffort',
+    conditions: ['PodReadyToStartContainers', 'Initialized', 'ContainersReady', 'Ready', 'PodScheduled'].map((type) => ({ type, status: 'True', lastTransitionTime: now })),
+    containerStatuses: [{
+      name: 'app',
+      image: 'bench:1',
+      imageID: 'docker-pullable://bench@sha256:0000000000000000000000000000000000000000000000000000000000000000',
+      containerID: `containerd://${name.padEnd(64, '0').slice(0, 64)}`,
+      ready: true,
+      started: true,
+      restartCount: 0,
+      state: { running: { startedAt: now } },
+    }],
   };
   await core.replaceNamespacedPodStatus({ name, namespace: NAMESPACE, body: pod });
 }

@@ -116,6 +116,8 @@ export interface SteadyResult {
 export interface BenchResult {
   readonly size: BenchSize;
   readonly machine: { readonly cpus: number; readonly node: string; readonly platform: string };
+  /** Node flags the controllers ran with (the image's NODE_OPTIONS unless overridden). */
+  readonly controller_node_options: string;
   readonly started_at: string;
   readonly duration_s: number;
   readonly registration: LatencySummary;
@@ -289,8 +291,8 @@ function podBody(name: string, app: string): V1Pod {
 }
 
 /**
- * Starts the controller under test. Profiling aids (docs/benchmarks.md): BENCH_CONTROLLER_NODE_OPTIONS
- * adds Node flags to the controller only; with BENCH_CPU_PROF_DIR
+ * Starts the controller under test with the image's Node flags (controllerNodeOptions). Profiling
+ * aids (docs/benchmarks.md): BENCH_CONTROLLER_NODE_OPTIONS replaces those flags; with BENCH_CPU_PROF_DIR
  * set, it runs with `--cpu-prof` and writes a V8 CPU profile there when it exits (bench/profile.ts
  * summarises one); with BENCH_HEAP_SNAPSHOT_DIR set, it writes a heap snapshot there at the end of
  * the steady window (bench/heap.ts summarises one).
@@ -299,8 +301,7 @@ async function startBenchController(args: Parameters<typeof startController>[0])
   const cpuDir = process.env['BENCH_CPU_PROF_DIR'] ?? '';
   const heapDir = process.env['BENCH_HEAP_SNAPSHOT_DIR'] ?? '';
   const flags = [
-    // Extra Node/V8 flags for the controller only, e.g. heap sizing experiments.
-    ...(process.env['BENCH_CONTROLLER_NODE_OPTIONS'] ?? '').split(' ').filter((f) => f !== ''),
+    ...controllerNodeOptions().split(' ').filter((f) => f !== ''),
     ...(cpuDir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuDir}`]),
     ...(heapDir === '' ? [] : ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${heapDir}`]),
   ];
@@ -314,6 +315,18 @@ async function startBenchController(args: Parameters<typeof startController>[0])
     if (saved === undefined) delete process.env['NODE_OPTIONS'];
     else process.env['NODE_OPTIONS'] = saved;
   }
+}
+
+/**
+ * The Node flags of the controllers: those the container image runs with (the Dockerfile's
+ * NODE_OPTIONS, i.e. as installed by the chart), unless BENCH_CONTROLLER_NODE_OPTIONS is set
+ * (to "" for Node's defaults).
+ */
+export function controllerNodeOptions(): string {
+  const override = process.env['BENCH_CONTROLLER_NODE_OPTIONS'];
+  if (override !== undefined) return override;
+  const dockerfile = readFileSync(new URL('../Dockerfile', import.meta.url), 'utf8');
+  return /^ENV NODE_OPTIONS=(.*)$/m.exec(dockerfile)?.[1]?.trim() ?? '';
 }
 
 async function fetchText(url: string): Promise<string> {
@@ -609,6 +622,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     return {
       size: options.size,
       machine: { cpus: os.availableParallelism(), node: process.version, platform: `${os.platform()} ${os.release()}` },
+      controller_node_options: controllerNodeOptions(),
       started_at: new Date(startedAt).toISOString(),
       duration_s: round((Date.now() - startedAt) / 1000),
       registration: last.registration,

@@ -156,7 +156,6 @@ interface PodSeen {
   ip?: string;
   readyAt?: number;
   deletionAt?: number;
-  gone?: boolean;
 }
 
 /** Independent Kubernetes observer: first time each pod is seen Ready (with an IP) and terminating. */
@@ -183,23 +182,27 @@ class PodObserver {
       if (pod.metadata?.deletionTimestamp !== undefined && seen.deletionAt === undefined) seen.deletionAt = now;
       // An unscheduled pod is removed at once, without a deletionTimestamp first.
       if (phase === 'DELETED' && seen.deletionAt === undefined) seen.deletionAt = now;
-      if (phase === 'DELETED') seen.gone = true;
       this.pods.set(name, seen);
     };
+    let resourceVersion = '';
+    const track = (phase: string, pod: V1Pod): void => {
+      const rv = pod.metadata?.resourceVersion;
+      if (rv !== undefined && rv !== '') resourceVersion = rv;
+      if (phase === 'ERROR') {
+        resourceVersion = ''; // 410 Gone: start over (first-seen times are kept)
+        return;
+      }
+      if (phase !== 'BOOKMARK') onEvent(phase, pod);
+    };
     const begin = async (): Promise<void> => {
-      this.#abort = await this.#watch.watch(`/api/v1/namespaces/${NAMESPACE}/pods`, {}, onEvent, () => {
-        // The server ends watches periodically; start again (first-seen times are kept).
+      // The server (or client-node's inactivity timer) ends watches: resume where it ended, so
+      // that no DELETED event is lost in between.
+      const params = resourceVersion === '' ? { allowWatchBookmarks: true } : { allowWatchBookmarks: true, resourceVersion };
+      this.#abort = await this.#watch.watch(`/api/v1/namespaces/${NAMESPACE}/pods`, params, track, () => {
         if (!this.#stopped) void sleep(100).then(begin).catch(() => undefined);
       });
     };
     await begin();
-  }
-
-  /** Pods of the namespace that exist now (seen, not yet DELETED). */
-  live(): number {
-    let count = 0;
-    for (const seen of this.pods.values()) if (seen.gone !== true) count++;
-    return count;
   }
 
   stop(): void {
@@ -431,12 +434,16 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     const observer = pods;
     const keyObserver = keys;
     const running = controller;
-    // The controller must have taken in every ADDED event before it is paused.
+    // The controller must have taken in every ADDED event before it is paused: its cache holds
+    // as many pods as the API server has in the namespace (counted by a one-item list).
     let cached = -1;
-    const cachedAll = await waitUntil(() => cached === observer.live(), profile.settleMs, async () => {
+    let existing = -2;
+    const cachedAll = await waitUntil(() => cached === existing, profile.settleMs, async () => {
+      const page = await core.listNamespacedPod({ namespace: NAMESPACE, limit: 1 });
+      existing = page.items.length + (page.metadata?.remainingItemCount ?? 0);
       cached = metricSum(await fetchText(`${running.metricsUrl}/metrics`), 'etcd_registrar_watched_pods') ?? -1;
     });
-    if (!cachedAll) notes.push(`burst: the controller cached ${cached} pods, the bench's watch saw ${observer.live()}`);
+    if (!cachedAll) notes.push(`burst: the controller cached ${cached} pods, the API server has ${existing}`);
     // The replay floor below re-reads the pod events from here.
     const burstRv = (await core.listNamespacedPod({ namespace: NAMESPACE, limit: 1 })).metadata?.resourceVersion ?? '';
     controller.proc.signal('SIGSTOP');
@@ -596,7 +603,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       const after = await sample();
       // Every gauge of the controller at the end of the window (heap spaces, handles), for analysis.
       const dump = process.env['BENCH_STEADY_METRICS_FILE'] ?? '';
-      if (dump !== '') writeFileSync(dump, await fetchText(metricsUrl));
+      if (dump !== '') {
+        const proc = (file: string): string => { try { return readFileSync(`/proc/${restarted.proc.pid}/${file}`, 'utf8'); } catch { return ''; } };
+        writeFileSync(dump, `${await fetchText(metricsUrl)}\n# smaps_rollup\n${proc('smaps_rollup')}\n# status\n${proc('status')}`);
+      }
       if ((process.env['BENCH_HEAP_SNAPSHOT_DIR'] ?? '') !== '') {
         controller.proc.signal('SIGUSR2');
         await sleep(5000);

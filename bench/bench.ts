@@ -133,11 +133,11 @@ export interface BenchResult {
 const NAMESPACE = 'bench';
 const PREFIX = '/bench_PRE/';
 const RAW_PREFIX = '/bench_raw/';
-const REC_NAMESPACE = 'bench-rec';
+export const REC_NAMESPACE = 'bench-rec';
 /** Keys of the reconcile/restart/steady controller: pods annotated with service "rec". */
 const REC_PREFIX = '/rec_PRE/';
 const FOREIGN_PREFIX = '/bench_foreign/';
-const GRANTS_ANNOTATION = 'etcd-registrar.io/allowed-services';
+export const GRANTS_ANNOTATION = 'etcd-registrar.io/allowed-services';
 const BURST_HOLD_MS = 25_000;
 // The burst pauses the controller (SIGSTOP) for up to BURST_HOLD_MS; with the default TTLs
 // (election 5 s, data lease 30 s) it would lose leadership and exit, so both are 60 s here.
@@ -655,7 +655,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
 }
 
 /** `count` keys without a lease under FOREIGN_PREFIX, in 128-operation transactions, 4 at a time. */
-async function writeForeignKeys(client: Etcd3, count: number): Promise<void> {
+export async function writeForeignKeys(client: Etcd3, count: number): Promise<void> {
   const batches: number[] = [];
   for (let offset = 0; offset < count; offset += 128) batches.push(offset);
   const worker = async (): Promise<void> => {
@@ -741,7 +741,7 @@ async function setReady(core: CoreV1Api, pod: V1Pod | undefined, ip: string): Pr
   await core.replaceNamespacedPodStatus({ name, namespace: NAMESPACE, body: pod });
 }
 
-async function createReadyPods(core: CoreV1Api, from: number, to: number): Promise<number> {
+export async function createReadyPods(core: CoreV1Api, from: number, to: number): Promise<number> {
   let next = from;
   let failures = 0;
   const one = async (i: number): Promise<void> => {

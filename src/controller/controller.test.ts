@@ -63,15 +63,13 @@ class FakeRegistry extends EventEmitter implements RegistryPort {
   readonly marked = new Set<string>();
   fullReads = 0;
   scopedReads = 0;
-  async readAll(): Promise<Map<string, CurrentEntry>> {
-    this.fullReads++;
-    return new Map(this.kv);
-  }
-  async readScoped(wantedKeys: Iterable<string>): Promise<{ entries: Map<string, CurrentEntry> }> {
-    this.scopedReads++;
+  async readScoped(wantedKeys: Iterable<string>, options: { full?: boolean } = {}): Promise<{ entries: Map<string, CurrentEntry> }> {
+    if (options.full === true) this.fullReads++;
+    else this.scopedReads++;
     const dirs = new Set(this.marked);
     for (const key of wantedKeys) dirs.add(keyDirectory('/', key));
-    return { entries: new Map([...this.kv].filter(([key]) => dirs.has(keyDirectory('/', key)))) };
+    const ours = (lease: string): boolean => lease === this.lease || this.adoptable.has(lease);
+    return { entries: new Map([...this.kv].filter(([key, entry]) => dirs.has(keyDirectory('/', key)) || (options.full === true && ours(entry.lease)))) };
   }
   async markDirectories(keys: Iterable<string>): Promise<number> {
     const before = this.marked.size;

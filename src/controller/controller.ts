@@ -276,11 +276,12 @@ export class Controller {
     let current: Map<string, CurrentEntry>;
     try {
       const startedAt = performance.now();
-      current = full ? await registry.readAll() : (await registry.readScoped(this.#wantedKeys(desired))).entries;
+      current = (await registry.readScoped(this.#wantedKeys(desired), { full })).entries;
       if (full) this.#lastFullReadAt = startedAt;
       metrics?.etcdReads.inc({ scope: full ? 'full' : 'scoped' });
-      // The fresh read becomes the mirror (no merge pass over tens of thousands of keys); the
-      // few keys written meanwhile keep the state their writes left.
+      // The fresh read becomes the mirror (no merge pass over tens of thousands of keys; foreign
+      // keys outside our directories are not kept); the few keys written meanwhile keep the
+      // state their writes left.
       for (const key of written) {
         const entry = this.#mirror.get(key);
         if (entry === undefined) current.delete(key);

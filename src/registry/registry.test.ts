@@ -294,6 +294,10 @@ describe('EtcdRegistry reads and writes', () => {
       assert.equal((await scoped.readScoped([])).entries.size, 0);
       const all = await scoped.readAll();
       assert.equal(all.get(`${root}mine_PRE/a`)?.lease, lease);
+      // A full reconcile read sees them too, and keeps only what a scoped read would return.
+      const full = await scoped.readScoped([`${root}wanted_PRE/free`], { full: true });
+      assert.deepEqual(full.directories, [root]);
+      assert.deepEqual([...full.entries.keys()].sort(), [`${root}mine_PRE/a`, `${root}mine_PRE/b`, `${root}wanted_PRE/taken`]);
       assert.equal(await scoped.markDirectories([...all.keys()].filter((k) => all.get(k)?.lease === lease)), 1);
       assert.equal(await scoped.markDirectories([`${root}mine_PRE/a`]), 0, 'already marked on this lease');
       assert.deepEqual([...(await scoped.readScoped([])).entries.keys()].sort(), [`${root}mine_PRE/a`, `${root}mine_PRE/b`]);

@@ -274,15 +274,30 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
    * directories marked in etcd (a put into a directory marks it in the same transaction, on
    * the data lease) and those of `wantedKeys` (the keys the caller wants to exist), read at one
    * revision. Keys in other directories are neither ours nor wanted. A marker on the root (a
-   * layout with very many directories) makes it a full read.
+   * layout with very many directories) makes it a full read. With `full`, every key under
+   * the root is read, and the same keys are returned, plus keys on our leases in unmarked
+   * directories (see markDirectories).
    */
-  async readScoped(wantedKeys: Iterable<string>): Promise<ScopedRead> {
+  async readScoped(wantedKeys: Iterable<string>, options: { readonly full?: boolean } = {}): Promise<ScopedRead> {
     const wanted = new Set<string>();
     for (const key of wantedKeys) {
       this.#assertReadable(key);
       wanted.add(keyDirectory(this.#space.root, key));
     }
-    return this.#readDirectories((marked) => [...new Set([...marked, ...wanted])]);
+    if (options.full !== true) return this.#readDirectories((marked) => [...new Set([...marked, ...wanted])]);
+    // Full: every key under the root is read (and seen), but only what a scoped read would
+    // return is kept, plus keys on our leases wherever they are (markDirectories covers them).
+    let relevant = new Set<string>();
+    const read = await this.#readDirectories((marked) => {
+      relevant = new Set([...marked, ...wanted]);
+      return [this.#space.root];
+    });
+    if (relevant.has(this.#space.root)) return read;
+    const kept = new Map<string, CurrentEntry>();
+    for (const [key, entry] of read.entries) {
+      if (this.ownsLease(entry.lease) || relevant.has(keyDirectory(this.#space.root, key))) kept.set(key, entry);
+    }
+    return { ...read, entries: kept };
   }
 
   /**

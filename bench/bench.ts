@@ -116,6 +116,8 @@ export interface SteadyResult {
 export interface BenchResult {
   readonly size: BenchSize;
   readonly machine: { readonly cpus: number; readonly node: string; readonly platform: string };
+  /** Node flags the controllers ran with (the image's NODE_OPTIONS unless overridden). */
+  readonly controller_node_options: string;
   readonly started_at: string;
   readonly duration_s: number;
   readonly registration: LatencySummary;
@@ -131,11 +133,11 @@ export interface BenchResult {
 const NAMESPACE = 'bench';
 const PREFIX = '/bench_PRE/';
 const RAW_PREFIX = '/bench_raw/';
-const REC_NAMESPACE = 'bench-rec';
+export const REC_NAMESPACE = 'bench-rec';
 /** Keys of the reconcile/restart/steady controller: pods annotated with service "rec". */
 const REC_PREFIX = '/rec_PRE/';
 const FOREIGN_PREFIX = '/bench_foreign/';
-const GRANTS_ANNOTATION = 'etcd-registrar.io/allowed-services';
+export const GRANTS_ANNOTATION = 'etcd-registrar.io/allowed-services';
 const BURST_HOLD_MS = 25_000;
 // The burst pauses the controller (SIGSTOP) for up to BURST_HOLD_MS; with the default TTLs
 // (election 5 s, data lease 30 s) it would lose leadership and exit, so both are 60 s here.
@@ -154,7 +156,6 @@ interface PodSeen {
   ip?: string;
   readyAt?: number;
   deletionAt?: number;
-  gone?: boolean;
 }
 
 /** Independent Kubernetes observer: first time each pod is seen Ready (with an IP) and terminating. */
@@ -181,23 +182,27 @@ class PodObserver {
       if (pod.metadata?.deletionTimestamp !== undefined && seen.deletionAt === undefined) seen.deletionAt = now;
       // An unscheduled pod is removed at once, without a deletionTimestamp first.
       if (phase === 'DELETED' && seen.deletionAt === undefined) seen.deletionAt = now;
-      if (phase === 'DELETED') seen.gone = true;
       this.pods.set(name, seen);
     };
+    let resourceVersion = '';
+    const track = (phase: string, pod: V1Pod): void => {
+      const rv = pod.metadata?.resourceVersion;
+      if (rv !== undefined && rv !== '') resourceVersion = rv;
+      if (phase === 'ERROR') {
+        resourceVersion = ''; // 410 Gone: start over (first-seen times are kept)
+        return;
+      }
+      if (phase !== 'BOOKMARK') onEvent(phase, pod);
+    };
     const begin = async (): Promise<void> => {
-      this.#abort = await this.#watch.watch(`/api/v1/namespaces/${NAMESPACE}/pods`, {}, onEvent, () => {
-        // The server ends watches periodically; start again (first-seen times are kept).
+      // The server (or client-node's inactivity timer) ends watches: resume where it ended, so
+      // that no DELETED event is lost in between.
+      const params = resourceVersion === '' ? { allowWatchBookmarks: true } : { allowWatchBookmarks: true, resourceVersion };
+      this.#abort = await this.#watch.watch(`/api/v1/namespaces/${NAMESPACE}/pods`, params, track, () => {
         if (!this.#stopped) void sleep(100).then(begin).catch(() => undefined);
       });
     };
     await begin();
-  }
-
-  /** Pods of the namespace that exist now (seen, not yet DELETED). */
-  live(): number {
-    let count = 0;
-    for (const seen of this.pods.values()) if (seen.gone !== true) count++;
-    return count;
   }
 
   stop(): void {
@@ -289,8 +294,8 @@ function podBody(name: string, app: string): V1Pod {
 }
 
 /**
- * Starts the controller under test. Profiling aids (docs/benchmarks.md): BENCH_CONTROLLER_NODE_OPTIONS
- * adds Node flags to the controller only; with BENCH_CPU_PROF_DIR
+ * Starts the controller under test with the image's Node flags (controllerNodeOptions). Profiling
+ * aids (docs/benchmarks.md): BENCH_CONTROLLER_NODE_OPTIONS replaces those flags; with BENCH_CPU_PROF_DIR
  * set, it runs with `--cpu-prof` and writes a V8 CPU profile there when it exits (bench/profile.ts
  * summarises one); with BENCH_HEAP_SNAPSHOT_DIR set, it writes a heap snapshot there at the end of
  * the steady window (bench/heap.ts summarises one).
@@ -299,8 +304,7 @@ async function startBenchController(args: Parameters<typeof startController>[0])
   const cpuDir = process.env['BENCH_CPU_PROF_DIR'] ?? '';
   const heapDir = process.env['BENCH_HEAP_SNAPSHOT_DIR'] ?? '';
   const flags = [
-    // Extra Node/V8 flags for the controller only, e.g. heap sizing experiments.
-    ...(process.env['BENCH_CONTROLLER_NODE_OPTIONS'] ?? '').split(' ').filter((f) => f !== ''),
+    ...controllerNodeOptions().split(' ').filter((f) => f !== ''),
     ...(cpuDir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuDir}`]),
     ...(heapDir === '' ? [] : ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${heapDir}`]),
   ];
@@ -314,6 +318,18 @@ async function startBenchController(args: Parameters<typeof startController>[0])
     if (saved === undefined) delete process.env['NODE_OPTIONS'];
     else process.env['NODE_OPTIONS'] = saved;
   }
+}
+
+/**
+ * The Node flags of the controllers: those the container image runs with (the Dockerfile's
+ * NODE_OPTIONS, i.e. as installed by the chart), unless BENCH_CONTROLLER_NODE_OPTIONS is set
+ * (to "" for Node's defaults).
+ */
+export function controllerNodeOptions(): string {
+  const override = process.env['BENCH_CONTROLLER_NODE_OPTIONS'];
+  if (override !== undefined) return override;
+  const dockerfile = readFileSync(new URL('../Dockerfile', import.meta.url), 'utf8');
+  return /^ENV NODE_OPTIONS=(.*)$/m.exec(dockerfile)?.[1]?.trim() ?? '';
 }
 
 async function fetchText(url: string): Promise<string> {
@@ -418,12 +434,16 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     const observer = pods;
     const keyObserver = keys;
     const running = controller;
-    // The controller must have taken in every ADDED event before it is paused.
+    // The controller must have taken in every ADDED event before it is paused: its cache holds
+    // as many pods as the API server has in the namespace (counted by a one-item list).
     let cached = -1;
-    const cachedAll = await waitUntil(() => cached === observer.live(), profile.settleMs, async () => {
+    let existing = -2;
+    const cachedAll = await waitUntil(() => cached === existing, profile.settleMs, async () => {
+      const page = await core.listNamespacedPod({ namespace: NAMESPACE, limit: 1 });
+      existing = page.items.length + (page.metadata?.remainingItemCount ?? 0);
       cached = metricSum(await fetchText(`${running.metricsUrl}/metrics`), 'etcd_registrar_watched_pods') ?? -1;
     });
-    if (!cachedAll) notes.push(`burst: the controller cached ${cached} pods, the bench's watch saw ${observer.live()}`);
+    if (!cachedAll) notes.push(`burst: the controller cached ${cached} pods, the API server has ${existing}`);
     // The replay floor below re-reads the pod events from here.
     const burstRv = (await core.listNamespacedPod({ namespace: NAMESPACE, limit: 1 })).metadata?.resourceVersion ?? '';
     controller.proc.signal('SIGSTOP');
@@ -583,7 +603,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       const after = await sample();
       // Every gauge of the controller at the end of the window (heap spaces, handles), for analysis.
       const dump = process.env['BENCH_STEADY_METRICS_FILE'] ?? '';
-      if (dump !== '') writeFileSync(dump, await fetchText(metricsUrl));
+      if (dump !== '') {
+        const proc = (file: string): string => { try { return readFileSync(`/proc/${restarted.proc.pid}/${file}`, 'utf8'); } catch { return ''; } };
+        writeFileSync(dump, `${await fetchText(metricsUrl)}\n# smaps_rollup\n${proc('smaps_rollup')}\n# status\n${proc('status')}`);
+      }
       if ((process.env['BENCH_HEAP_SNAPSHOT_DIR'] ?? '') !== '') {
         controller.proc.signal('SIGUSR2');
         await sleep(5000);
@@ -609,6 +632,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     return {
       size: options.size,
       machine: { cpus: os.availableParallelism(), node: process.version, platform: `${os.platform()} ${os.release()}` },
+      controller_node_options: controllerNodeOptions(),
       started_at: new Date(startedAt).toISOString(),
       duration_s: round((Date.now() - startedAt) / 1000),
       registration: last.registration,
@@ -631,7 +655,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
 }
 
 /** `count` keys without a lease under FOREIGN_PREFIX, in 128-operation transactions, 4 at a time. */
-async function writeForeignKeys(client: Etcd3, count: number): Promise<void> {
+export async function writeForeignKeys(client: Etcd3, count: number): Promise<void> {
   const batches: number[] = [];
   for (let offset = 0; offset < count; offset += 128) batches.push(offset);
   const worker = async (): Promise<void> => {
@@ -717,7 +741,7 @@ async function setReady(core: CoreV1Api, pod: V1Pod | undefined, ip: string): Pr
   await core.replaceNamespacedPodStatus({ name, namespace: NAMESPACE, body: pod });
 }
 
-async function createReadyPods(core: CoreV1Api, from: number, to: number): Promise<number> {
+export async function createReadyPods(core: CoreV1Api, from: number, to: number): Promise<number> {
   let next = from;
   let failures = 0;
   const one = async (i: number): Promise<void> => {

@@ -156,6 +156,7 @@ function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig
       policy: config.policy,
       dryRun: config.dryRun,
       reconcileIntervalMs: config.reconcileIntervalMs,
+      fullReadIntervalMs: config.fullReadIntervalMs,
       maxDeleteShare: config.maxDeleteShare,
       forceDeletes: config.forceDeletes,
       maxBatchKeys: config.maxBatchKeys,

@@ -25,6 +25,7 @@ export interface Config {
   readonly ownerRecordPrefix: string;
   readonly leaseTtlSeconds: number;
   readonly reconcileIntervalMs: number;
+  readonly fullReadIntervalMs: number;
   readonly leaderElection: boolean;
   readonly electionTtlSeconds: number;
   readonly namespaces: readonly string[];
@@ -85,6 +86,7 @@ export const flagSpecs: readonly FlagSpec[] = [
   { name: 'leader-election', kind: 'string', default: 'true', description: 'elect one writer among the replicas of this owner; standbys keep the cache warm and the lease alive', commands: ['run'] },
   { name: 'election-ttl', kind: 'string', default: '5s', description: 'TTL of each replica\'s campaign lease: how long a vanished leader blocks a standby (SIGTERM resigns at once)', commands: ['run'] },
   { name: 'reconcile-interval', kind: 'string', default: '60s', description: 'period of the full reconcile of etcd against the pods' },
+  { name: 'full-read-interval', kind: 'string', default: '10m', description: 'how often a reconcile reads every key under the key root; the others read only the directories that hold this owner\'s keys or wanted keys (0 = every reconcile)' },
   { name: 'namespaces', kind: 'string', default: '', description: 'comma-separated namespaces to watch; empty = all namespaces' },
   { name: 'label-selector', kind: 'string', description: 'only watch pods matching this label selector' },
   { name: 'annotation-prefix', kind: 'string', default: 'etcd-registrar.io/', description: 'prefix of the pod annotations' },
@@ -245,6 +247,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   }
   const reconcileIntervalMs = parseDurationMs('reconcile-interval', text('reconcile-interval'));
   if (reconcileIntervalMs < 1000) throw new ConfigError('--reconcile-interval: must be at least 1s');
+  const fullReadIntervalMs = parseDurationMs('full-read-interval', text('full-read-interval'));
   const etcdCallTimeoutMs = parseDurationMs('etcd-call-timeout', text('etcd-call-timeout'));
   if (etcdCallTimeoutMs < 100) throw new ConfigError('--etcd-call-timeout: must be at least 100ms');
   const etcdCredentialRefreshMs = parseDurationMs('etcd-credential-refresh-interval', text('etcd-credential-refresh-interval'));
@@ -290,6 +293,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     ownerRecordPrefix,
     leaseTtlSeconds: leaseTtlMs / 1000,
     reconcileIntervalMs,
+    fullReadIntervalMs,
     leaderElection: parseBoolean('leader-election', text('leader-election')),
     electionTtlSeconds: electionTtlMs / 1000,
     namespaces: splitList(text('namespaces')),

@@ -11,6 +11,7 @@ import { AuditLog } from '../observability/log.ts';
 import { limitDeletes, plan } from '../plan/index.ts';
 import type { AuditRecord, Change, CurrentEntry, SlimPod } from '../types.ts';
 import { Controller, type ControllerOptions } from './controller.ts';
+import { keyDirectory } from '../registry/keys.ts';
 import type { ApplyResult, NodeFeed, PodEvent, PodSourcePort, RegistryPort } from './ports.ts';
 import type { GrantsMode } from '../grants/grants.ts';
 import { ServiceGrants, type NamespaceFeed } from '../grants/service-grants.ts';
@@ -58,11 +59,26 @@ class FakeRegistry extends EventEmitter implements RegistryPort {
   healthy(): boolean {
     return true;
   }
-  async readAll(): Promise<Map<string, CurrentEntry>> {
-    return new Map(this.kv);
+  /** Directories marked by puts, like the real registry's markers (key root '/'). */
+  readonly marked = new Set<string>();
+  fullReads = 0;
+  scopedReads = 0;
+  async readScoped(wantedKeys: Iterable<string>, options: { full?: boolean } = {}): Promise<{ entries: Map<string, CurrentEntry> }> {
+    if (options.full === true) this.fullReads++;
+    else this.scopedReads++;
+    const dirs = new Set(this.marked);
+    for (const key of wantedKeys) dirs.add(keyDirectory('/', key));
+    const ours = (lease: string): boolean => lease === this.lease || this.adoptable.has(lease);
+    return { entries: new Map([...this.kv].filter(([key, entry]) => dirs.has(keyDirectory('/', key)) || (options.full === true && ours(entry.lease)))) };
+  }
+  async markDirectories(keys: Iterable<string>): Promise<number> {
+    const before = this.marked.size;
+    for (const key of keys) this.marked.add(keyDirectory('/', key));
+    return this.marked.size - before;
   }
   async apply(changes: readonly Change[]): Promise<ApplyResult[]> {
     this.applied.push([...changes]);
+    for (const change of changes) if (change.action === 'register' || change.action === 'repair') this.marked.add(keyDirectory('/', change.key));
     return changes.map((change) => {
       const have = this.kv.get(change.key);
       const matches = change.action === 'register' ? have === undefined : have?.lease === change.expectedLease;
@@ -160,6 +176,39 @@ describe('Controller', () => {
     assert.equal(second.plan.changes.length, 0);
     assert.equal(registry.applied.length, writes);
     await controller.stop();
+  });
+
+  it('reads every key at start-up, then only the directories that hold our or wanted keys', async (t) => {
+    const { source, registry, controller, records } = setup(t, { fullReadIntervalMs: 3_600_000 });
+    // Our key from an earlier run, already right: nothing is written, but its directory is marked.
+    registry.put(key('10.1.0.1'), '10.1.0.1:86', '100');
+    registry.put('/other_PRE/x', 'foreign', '0');
+    source.initial.push(makePod({ uid: 'a', name: 'a', podIPs: ['10.1.0.1'] }));
+    await controller.start();
+    await controller.whenIdle();
+    assert.equal(registry.fullReads, 1);
+    assert.equal(registry.applied.length, 0);
+    assert.deepEqual([...registry.marked], ['/search_PRE/']);
+
+    // An orphan of ours in a marked directory is found by the scoped read and removed.
+    registry.put(key('10.1.0.9'), '10.1.0.9:86', '100');
+    const report = await controller.reconcileNow('test');
+    assert.equal(registry.fullReads, 1);
+    assert.equal(registry.scopedReads, 1);
+    assert.deepEqual(report.plan.changes.map((c) => `${c.action} ${c.key}`), [`orphan-delete ${key('10.1.0.9')}`]);
+    await controller.whenIdle();
+    assert.ok(!registry.kv.has(key('10.1.0.9')));
+    assert.equal(registry.kv.get('/other_PRE/x')?.value, 'foreign');
+    assert.equal(records.filter((r) => r.action === 'orphan-delete').length, 1);
+  });
+
+  it('with a full-read interval of 0 every reconcile reads every key', async (t) => {
+    const { registry, controller } = setup(t, { fullReadIntervalMs: 0 });
+    await controller.start();
+    await controller.reconcileNow('test');
+    await controller.reconcileNow('test');
+    assert.equal(registry.fullReads, 3);
+    assert.equal(registry.scopedReads, 0);
   });
 
   it('deregisters on un-Ready and termination at once, and registers again when Ready', async (t) => {

@@ -18,6 +18,11 @@ export interface ControllerOptions {
   readonly policy: Policy;
   readonly dryRun: boolean;
   readonly reconcileIntervalMs: number;
+  /**
+   * How often a reconcile reads every key under the root instead of only the directories that
+   * hold our keys or wanted keys (docs/decisions/0013); 0 = every reconcile. The first always does.
+   */
+  readonly fullReadIntervalMs?: number | undefined;
   readonly maxDeleteShare: number;
   readonly forceDeletes: boolean;
   readonly maxBatchKeys: number;
@@ -94,6 +99,8 @@ export class Controller {
   #stopping = false;
   #failedWrites = 0;
   #initialReconcileDone = false;
+  /** performance.now() of the last full read of the key root; undefined = the next read is full. */
+  #lastFullReadAt: number | undefined;
   #standby = false;
   readonly #abort = new AbortController();
 
@@ -254,14 +261,27 @@ export class Controller {
     return finish(refused.length > 0 ? 'refused' : 'ok', plan, refused);
   }
 
-  /** Replaces the mirror with a fresh read, keeping keys written while the read ran. */
+  /**
+   * Replaces the mirror with a fresh read, keeping keys written while the read ran. The read
+   * covers every key under the root at start-up and every fullReadIntervalMs; otherwise only the
+   * directories that can hold our keys or the keys we want (docs/decisions/0013), so that
+   * foreign keys elsewhere under the root cost nothing.
+   */
   async #refreshMirror(): Promise<void> {
+    const { registry, desired, metrics } = this.#deps;
+    const interval = this.#options.fullReadIntervalMs ?? 0;
+    const full = this.#lastFullReadAt === undefined || interval === 0 || performance.now() - this.#lastFullReadAt >= interval;
     const written = new Set<string>();
     this.#writtenDuringRead = written;
+    let current: Map<string, CurrentEntry>;
     try {
-      const current = await this.#deps.registry.readAll();
-      // The fresh read becomes the mirror (no merge pass over tens of thousands of keys); the
-      // few keys written meanwhile keep the state their writes left.
+      const startedAt = performance.now();
+      current = (await registry.readScoped(this.#wantedKeys(desired), { full })).entries;
+      if (full) this.#lastFullReadAt = startedAt;
+      metrics?.etcdReads.inc({ scope: full ? 'full' : 'scoped' });
+      // The fresh read becomes the mirror (no merge pass over tens of thousands of keys; foreign
+      // keys outside our directories are not kept); the few keys written meanwhile keep the
+      // state their writes left.
       for (const key of written) {
         const entry = this.#mirror.get(key);
         if (entry === undefined) current.delete(key);
@@ -271,6 +291,27 @@ export class Controller {
     } finally {
       this.#writtenDuringRead = undefined;
     }
+    if (!full) return;
+    // Keys of ours in directories without a marker (written by a version before markers, or a
+    // marker deleted by hand) would be invisible to scoped reads: mark them. If that fails, the
+    // next read is a full one again.
+    const owned: string[] = [];
+    const lease = registry.leaseId();
+    const adoptable = registry.adoptableLeases();
+    for (const [key, entry] of current) if (entry.lease !== '0' && (entry.lease === lease || adoptable.has(entry.lease))) owned.push(key);
+    try {
+      await registry.markDirectories(owned);
+    } catch (error) {
+      this.#lastFullReadAt = undefined;
+      metrics?.etcdErrors.inc({ op: 'mark' });
+      this.#deps.logger.warn({ err: error }, 'could not mark the directories of our keys; the next reconcile reads every key again');
+    }
+  }
+
+  /** Keys a scoped read must cover besides our own: every desired key and every key a departed pod left. */
+  *#wantedKeys(desired: DesiredIndex): Iterable<string> {
+    yield* desired.desiredAll().keys();
+    yield* this.#departed.keys();
   }
 
   #plan(desired: ReadonlyMap<string, DesiredEntry>, current: ReadonlyMap<string, CurrentEntry>, scope: ReadonlySet<string> | undefined): Plan {

@@ -54,7 +54,13 @@ export interface RegistryPort {
   leaseId(): string;
   adoptableLeases(): ReadonlySet<string>;
   healthy(): boolean;
-  readAll(): Promise<Map<string, CurrentEntry>>;
+  /**
+   * The keys of the directories that hold our keys or `wantedKeys` (docs/decisions/0013); with
+   * `full`, read from every key under the root, and with our keys in unmarked directories too.
+   */
+  readScoped(wantedKeys: Iterable<string>, options?: { readonly full?: boolean }): Promise<{ readonly entries: Map<string, CurrentEntry> }>;
+  /** Marks the directories of these keys of ours (found by a full read) for later scoped reads. */
+  markDirectories(keys: Iterable<string>): Promise<number>;
   /** With a fence, every transaction also requires the leader's campaign key to be unchanged. */
   apply(changes: readonly Change[], fence?: Fence): Promise<readonly ApplyResult[]>;
   on(event: 'leaseChanged', listener: (event: { previous: string; current: string }) => void): unknown;

@@ -65,6 +65,12 @@ export class Metrics {
     labelNames: ['op'] as const,
     registers: [this.registry],
   });
+  readonly etcdReads = new Counter({
+    name: 'etcd_registrar_etcd_reads_total',
+    help: 'Reads of the key space by the reconcile, by scope (full: every key under the root; scoped: the directories that hold our or wanted keys)',
+    labelNames: ['scope'] as const,
+    registers: [this.registry],
+  });
   readonly leaseChanges = new Counter({
     name: 'etcd_registrar_lease_changes_total',
     help: 'Times the data lease was lost and replaced by a new one',

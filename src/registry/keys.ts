@@ -68,3 +68,14 @@ export function prefixEnd(prefix: Buffer): Buffer {
 export function keySuccessor(key: Uint8Array): Buffer {
   return Buffer.concat([key, Buffer.from([0])]);
 }
+
+/**
+ * The directory a key is read back from by a scoped read (docs/decisions/0013): the root plus
+ * the key's first path segment ("/svc_PRE/" for "/svc_PRE/10.0.0.1-80" under "/"), or the root
+ * itself for a key directly under it. One level only, so that the number of directories stays
+ * bounded by the key layout's top level (service and environment), not by pods.
+ */
+export function keyDirectory(root: string, key: string): string {
+  const slash = key.indexOf('/', root.length);
+  return slash < 0 ? root : key.slice(0, slash + 1);
+}

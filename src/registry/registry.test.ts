@@ -255,4 +255,73 @@ describe('EtcdRegistry reads and writes', () => {
       await scoped.close();
     }
   });
+
+  test('scoped reads cover the directories our puts marked and the wanted ones, nothing else', async () => {
+    const root = '/scopedread/';
+    const ownerId = `scoped-${process.pid}`;
+    const scoped = makeRegistry(etcd.endpoints, { keyRoot: root, ownerId, leaseTtlSeconds: 10 });
+    await scoped.start();
+    try {
+      const lease = scoped.leaseId();
+      await putForeign(obs, Array.from({ length: 300 }, (_, i) => `${root}other_PRE/10.1.0.${i}-80`));
+      await obs.put(`${root}wanted_PRE/taken`).value('sidecar');
+      const res = await scoped.apply([register(`${root}mine_PRE/a`, 'A'), register(`${root}mine_PRE/b`, 'B'), register(`${root}top`, 'T')]);
+      assert.deepEqual(res.map((r) => r.outcome), ['ok', 'ok', 'ok']);
+      // The put marked its directory in the same transaction, on the data lease.
+      const markers = await dump(obs, `/etcd-registrar/owners/${ownerId}/dirs/`);
+      assert.deepEqual(markers, new Map([
+        [`/etcd-registrar/owners/${ownerId}/dirs${root}`, { value: root, lease }],
+        [`/etcd-registrar/owners/${ownerId}/dirs${root}mine_PRE/`, { value: `${root}mine_PRE/`, lease }],
+      ]));
+
+      // A key directly under the root marked the root itself: that is a full read.
+      const withRoot = await scoped.readScoped([]);
+      assert.deepEqual(withRoot.directories, [root]);
+      assert.equal(withRoot.entries.size, 304);
+
+      await scoped.apply([orphanDelete(`${root}top`, 'T', lease)]);
+      await obs.delete().key(`/etcd-registrar/owners/${ownerId}/dirs${root}`).exec();
+      const read = await scoped.readScoped([`${root}wanted_PRE/taken`, `${root}wanted_PRE/free`]);
+      assert.deepEqual(read.directories, [`${root}mine_PRE/`, `${root}wanted_PRE/`]);
+      assert.deepEqual([...read.entries.keys()].sort(), [`${root}mine_PRE/a`, `${root}mine_PRE/b`, `${root}wanted_PRE/taken`]);
+      assert.equal(read.entries.get(`${root}wanted_PRE/taken`)?.lease, '0');
+      assert.equal(read.entries.get(`${root}mine_PRE/a`)?.lease, lease);
+      await assert.rejects(scoped.readScoped(['/elsewhere/x']), RegistryProgrammingError);
+
+      // A key of ours whose marker is gone (deleted by hand, or written before markers) is only
+      // seen by a full read, and seen by scoped reads again once its directory is marked.
+      await obs.delete().key(`/etcd-registrar/owners/${ownerId}/dirs${root}mine_PRE/`).exec();
+      assert.equal((await scoped.readScoped([])).entries.size, 0);
+      const all = await scoped.readAll();
+      assert.equal(all.get(`${root}mine_PRE/a`)?.lease, lease);
+      // A full reconcile read sees them too, and keeps only what a scoped read would return.
+      const full = await scoped.readScoped([`${root}wanted_PRE/free`], { full: true });
+      assert.deepEqual(full.directories, [root]);
+      assert.deepEqual([...full.entries.keys()].sort(), [`${root}mine_PRE/a`, `${root}mine_PRE/b`, `${root}wanted_PRE/taken`]);
+      assert.equal(await scoped.markDirectories([...all.keys()].filter((k) => all.get(k)?.lease === lease)), 1);
+      assert.equal(await scoped.markDirectories([`${root}mine_PRE/a`]), 0, 'already marked on this lease');
+      assert.deepEqual([...(await scoped.readScoped([])).entries.keys()].sort(), [`${root}mine_PRE/a`, `${root}mine_PRE/b`]);
+    } finally {
+      await scoped.revoke();
+    }
+    // Markers live on the data lease: revoking it removes them with the keys.
+    assert.equal((await dump(obs, `/etcd-registrar/owners/${ownerId}/dirs/`)).size, 0);
+  });
+
+  test('puts into many directories at once stay within etcd\'s operations per transaction', async () => {
+    const root = '/manydirs/';
+    const scoped = makeRegistry(etcd.endpoints, { keyRoot: root, leaseTtlSeconds: 10, maxOpsPerTxn: 128 });
+    await scoped.start();
+    try {
+      const changes = Array.from({ length: 300 }, (_, i) => register(`${root}svc${i}_PRE/k`, `v${i}`));
+      const res = await scoped.apply(changes);
+      assert.deepEqual(new Set(res.map((r) => r.outcome)), new Set(['ok']));
+      // Past 256 directories a layout gains nothing from scoped reads: the root is marked instead.
+      const read = await scoped.readScoped([]);
+      assert.deepEqual(read.directories, [root]);
+      assert.equal(read.entries.size, 300);
+    } finally {
+      await scoped.revoke();
+    }
+  });
 });

@@ -10,6 +10,7 @@ import {
   assertWritable,
   hasControl,
   isReserved,
+  keyDirectory,
   keySuccessor,
   normaliseRoot,
   prefixEnd,
@@ -67,6 +68,14 @@ export interface ApplyResult {
   readonly revision?: string;
 }
 
+/** What a scoped read returned: the keys of `directories`, read at `revision`. */
+export interface ScopedRead {
+  readonly entries: Map<string, CurrentEntry>;
+  /** The directories read ([root] for a full read). */
+  readonly directories: readonly string[];
+  readonly revision: string;
+}
+
 export interface StartOptions {
   /** Default 'owner'. See LeaseMode: 'adopt-only' never grants, 'read-only' never writes. */
   readonly mode?: LeaseMode | undefined;
@@ -91,6 +100,8 @@ export type { LeaseChangedEvent, LeaseLostEvent } from './lease.ts';
 
 export const DEFAULT_OWNER_RECORD_PREFIX = '/etcd-registrar/owners/';
 const ETCD_MAX_TXN_OPS = 128;
+/** Beyond this many marked directories a scoped read would be a full read in many pieces. */
+const MAX_MARKED_DIRECTORIES = 256;
 /** Keep each txn well under etcd's 1.5 MiB request limit. */
 const MAX_TXN_BYTES = 1024 * 1024;
 
@@ -109,6 +120,12 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
   readonly #log: Logger;
   readonly #space: KeySpace;
   readonly #recordKey: string;
+  /** Directory markers (docs/decisions/0013): `${recordKey}/dirs` + directory, on the data lease. */
+  readonly #markerPrefix: string;
+  /** Directories whose marker is known to be in etcd, with the lease it is attached to. */
+  readonly #markedDirs = new Map<string, string>();
+  /** Every directory handed out for a marker so far (bounded by MAX_MARKED_DIRECTORIES). */
+  readonly #directories = new Set<string>();
   readonly #retry: RetryPolicy;
   readonly #maxOps: number;
   readonly #inflight: number;
@@ -129,6 +146,7 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
     }
     const recordPrefix = normaliseRoot(opts.ownerRecordPrefix ?? DEFAULT_OWNER_RECORD_PREFIX, 'owner record prefix');
     this.#recordKey = `${recordPrefix}${ownerId}`;
+    this.#markerPrefix = `${this.#recordKey}/dirs/`;
     this.#space = {
       root: normaliseRoot(opts.keyRoot, 'key root'),
       reserved: [recordPrefix, ...(opts.reservedPrefixes ?? [])],
@@ -248,32 +266,135 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
    * pages pinned to the revision of the first page, so the result is one consistent view.
    */
   async readAll(): Promise<Map<string, CurrentEntry>> {
+    return (await this.#readDirectories(() => [this.#space.root])).entries;
+  }
+
+  /**
+   * The keys of the directories that can hold this owner's keys (docs/decisions/0013): the
+   * directories marked in etcd (a put into a directory marks it in the same transaction, on
+   * the data lease) and those of `wantedKeys` (the keys the caller wants to exist), read at one
+   * revision. Keys in other directories are neither ours nor wanted. A marker on the root (a
+   * layout with very many directories) makes it a full read. With `full`, every key under
+   * the root is read, and the same keys are returned, plus keys on our leases in unmarked
+   * directories (see markDirectories).
+   */
+  async readScoped(wantedKeys: Iterable<string>, options: { readonly full?: boolean } = {}): Promise<ScopedRead> {
+    const wanted = new Set<string>();
+    for (const key of wantedKeys) {
+      this.#assertReadable(key);
+      wanted.add(keyDirectory(this.#space.root, key));
+    }
+    if (options.full !== true) return this.#readDirectories((marked) => [...new Set([...marked, ...wanted])]);
+    // Full: every key under the root is read (and seen), but only what a scoped read would
+    // return is kept, plus keys on our leases wherever they are (markDirectories covers them).
+    let relevant = new Set<string>();
+    const read = await this.#readDirectories((marked) => {
+      relevant = new Set([...marked, ...wanted]);
+      return [this.#space.root];
+    });
+    if (relevant.has(this.#space.root)) return read;
+    const kept = new Map<string, CurrentEntry>();
+    for (const [key, entry] of read.entries) {
+      if (this.ownsLease(entry.lease) || relevant.has(keyDirectory(this.#space.root, key))) kept.set(key, entry);
+    }
+    return { ...read, entries: kept };
+  }
+
+  /**
+   * Marks the directories of keys found on our leases (a full read found them; keys written
+   * before markers existed, or a marker deleted by hand), so that scoped reads see them again.
+   * Only directories not yet marked on the current lease are written; no-op without a lease.
+   */
+  async markDirectories(keys: Iterable<string>): Promise<number> {
     const client = this.#need();
-    const root = Buffer.from(this.#space.root);
-    const end = prefixEnd(root);
+    const lease = this.#keeper?.current;
+    if (lease === undefined || this.#mode === 'read-only') return 0;
+    const dirs = new Set<string>();
+    for (const key of keys) {
+      const dir = this.#directoryOf(key);
+      if (this.#markedDirs.get(dir) !== lease) dirs.add(dir);
+    }
+    if (dirs.size === 0) return 0;
+    const list = [...dirs];
+    for (let i = 0; i < list.length; i += this.#maxOps) {
+      const chunk = list.slice(i, i + this.#maxOps);
+      const req = { compare: [], success: chunk.map((dir) => this.#markerOp(dir, lease)), failure: [] };
+      await withRetry(this.#retry, () => client.kv.txn(req), this.#hooks('mark'));
+      for (const dir of chunk) this.#markedDirs.set(dir, lease);
+    }
+    this.#log.info({ directories: list }, 'directory markers written for keys found by a full read');
+    return list.length;
+  }
+
+  /** Reads the markers, then every directory `pick` chooses, all at the markers' revision. */
+  async #readDirectories(pick: (marked: readonly string[]) => string[]): Promise<ScopedRead> {
+    const client = this.#need();
+    const root = this.#space.root;
     for (let restart = 0; ; restart++) {
-      const out = new Map<string, CurrentEntry>();
-      let revision = '0';
-      let start: Buffer = root;
       try {
-        for (;;) {
-          const req = { key: start, range_end: end, limit: this.#pageSize, revision };
-          const { value: res } = await withRetry(this.#retry, () => client.kv.range(req), this.#hooks('readAll'));
-          if (revision === '0') revision = res.header.revision;
-          for (const kv of res.kvs) {
-            const entry = toEntry(kv);
-            if (!isReserved(this.#space, entry.key)) out.set(entry.key, entry);
-          }
-          const last = res.kvs[res.kvs.length - 1];
-          if (!res.more || last === undefined) return out;
-          start = keySuccessor(last.key);
+        const markerStart = Buffer.from(this.#markerPrefix);
+        const { value: markers } = await withRetry(
+          this.#retry,
+          () => client.kv.range({ key: markerStart, range_end: prefixEnd(markerStart) }),
+          this.#hooks('readMarkers'),
+        );
+        const revision = markers.header.revision;
+        const marked: string[] = [];
+        this.#markedDirs.clear();
+        for (const kv of markers.kvs) {
+          const dir = kv.key.toString('utf8').slice(this.#markerPrefix.length - 1);
+          // A marker of an earlier key root is not ours to follow.
+          if (!dir.startsWith(root)) continue;
+          marked.push(dir);
+          this.#directories.add(dir);
+          this.#markedDirs.set(dir, typeof kv.lease === 'string' ? kv.lease : String(kv.lease ?? '0'));
         }
+        const picked = pick(marked);
+        const dirs = picked.includes(root) ? [root] : picked.sort();
+        const out = new Map<string, CurrentEntry>();
+        // A few directories at a time: etcd serves one while we decode another.
+        let next = 0;
+        const worker = async (): Promise<void> => {
+          for (let i = next++; i < dirs.length; i = next++) await this.#readPrefix(client, dirs[i]!, revision, out);
+        };
+        await Promise.all(Array.from({ length: Math.min(4, dirs.length) }, worker));
+        return { entries: out, directories: dirs, revision };
       } catch (err) {
         // Compaction overtook the pinned revision: read again from the current one.
         if (isCompacted(err) && restart < 3) continue;
         throw err;
       }
     }
+  }
+
+  async #readPrefix(client: Etcd3, prefix: string, revision: string, out: Map<string, CurrentEntry>): Promise<void> {
+    const first = Buffer.from(prefix);
+    const end = prefixEnd(first);
+    let start: Buffer = first;
+    for (;;) {
+      const req = { key: start, range_end: end, limit: this.#pageSize, revision };
+      const { value: res } = await withRetry(this.#retry, () => client.kv.range(req), this.#hooks('readAll'));
+      for (const kv of res.kvs) {
+        const entry = toEntry(kv);
+        if (!isReserved(this.#space, entry.key)) out.set(entry.key, entry);
+      }
+      const last = res.kvs[res.kvs.length - 1];
+      if (!res.more || last === undefined) return;
+      start = keySuccessor(last.key);
+    }
+  }
+
+  #directoryOf(key: string): string {
+    const dir = keyDirectory(this.#space.root, key);
+    if (this.#directories.has(dir)) return dir;
+    // Past MAX_MARKED_DIRECTORIES the key layout is not one a scoped read helps: mark the root.
+    if (this.#directories.size >= MAX_MARKED_DIRECTORIES) return this.#space.root;
+    this.#directories.add(dir);
+    return dir;
+  }
+
+  #markerOp(dir: string, lease: string): IRequestOp {
+    return { request_put: { key: Buffer.from(`${this.#markerPrefix.slice(0, -1)}${dir}`), value: Buffer.from(dir), lease } };
   }
 
   /** A few keys, read consistently (one transaction per maxOpsPerTxn keys). */
@@ -405,23 +526,31 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
     return { onError: (err) => this.#reportError(op, err) };
   }
 
-  /** Splits into transactions: ≤ maxOps compares (fence included), no key twice, bounded bytes. */
+  /**
+   * Splits into transactions: ≤ maxOps compares (fence included) and ≤ maxOps operations (a
+   * directory marker may join each put's directory), no key twice, bounded bytes.
+   */
   #batches(items: readonly Item[], reservedOps: number): Item[][] {
     const limit = this.#maxOps - reservedOps;
     const out: Item[][] = [];
     let cur: Item[] = [];
     let keys = new Set<string>();
+    let dirs = new Set<string>();
     let bytes = 0;
     for (const it of items) {
       const size = Buffer.byteLength(it.change.key) * 3 + Buffer.byteLength(it.change.value) + 64;
-      if (cur.length > 0 && (cur.length >= limit || keys.has(it.change.key) || bytes + size > MAX_TXN_BYTES)) {
+      const dir = isPut(it.change) ? this.#directoryOf(it.change.key) : undefined;
+      const ops = cur.length + 1 + dirs.size + (dir === undefined || dirs.has(dir) ? 0 : 1);
+      if (cur.length > 0 && (ops > limit || keys.has(it.change.key) || bytes + size > MAX_TXN_BYTES)) {
         out.push(cur);
         cur = [];
         keys = new Set();
+        dirs = new Set();
         bytes = 0;
       }
       cur.push(it);
       keys.add(it.change.key);
+      if (dir !== undefined) dirs.add(dir);
       bytes += size;
     }
     if (cur.length > 0) out.push(cur);
@@ -449,7 +578,18 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
         fail(pending, 'internal: conflict resolution did not converge');
         return;
       }
+      // A put into a directory not yet marked on this lease marks it in the same transaction,
+      // so no key of ours is ever outside the directories a scoped read covers.
+      const markers = new Set<string>();
+      if (lease !== '0') {
+        for (const it of pending) {
+          if (!isPut(it.change)) continue;
+          const dir = this.#directoryOf(it.change.key);
+          if (this.#markedDirs.get(dir) !== lease) markers.add(dir);
+        }
+      }
       const req = buildTxn(pending, lease, fence);
+      for (const dir of markers) req.success.push(this.#markerOp(dir, lease));
       let res: ITxnResponse;
       try {
         const out = await withRetry(this.#retry, () => client.kv.txn(req), this.#hooks('apply'));
@@ -471,6 +611,7 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
       }
       const revision = res.header.revision;
       if (res.succeeded) {
+        for (const dir of markers) this.#markedDirs.set(dir, lease);
         for (const it of pending) {
           results[it.index] = {
             change: it.change,

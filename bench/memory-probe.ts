@@ -1,0 +1,61 @@
+// Memory probe (a profiling aid, not part of `npm run bench`): the controller's memory at rest
+// with N registered pods and 50,000 foreign keys, under several Node flags / environments, one
+// controller after the other against the same cluster. Prints one line per variant.
+//   node bench/memory-probe.ts [PODS] [VARIANT ...]   VARIANT: "NODE_FLAGS|ENV=VALUE,..."
+import { readFileSync } from 'node:fs';
+import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { Etcd3 } from 'etcd3';
+import { SharedConnectionKubeConfig } from '../src/source/kube-config.ts';
+import { startCluster } from '../test/cluster/cluster.ts';
+import { startController } from '../test/e2e/support.ts';
+import { createReadyPods, GRANTS_ANNOTATION, REC_NAMESPACE, writeForeignKeys } from './bench.ts';
+import { metricSum } from './stats.ts';
+
+const pods = Number(process.argv[2] ?? '10000');
+const variants = process.argv.slice(3);
+if (variants.length === 0) variants.push('--max-semi-space-size=2|', '|');
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+const cluster = await startCluster({ nodes: 3 });
+try {
+  await cluster.createNamespace(REC_NAMESPACE);
+  await cluster.kubectl(['annotate', 'namespace', REC_NAMESPACE, `${GRANTS_ANNOTATION}=rec`]);
+  const kc: KubeConfig = new SharedConnectionKubeConfig();
+  kc.loadFromFile(cluster.kubeconfigPath);
+  const etcd = new Etcd3({ hosts: [...cluster.registry.endpoints] });
+  await writeForeignKeys(etcd, 50_000);
+  const failures = await createReadyPods(kc.makeApiClient(CoreV1Api), 0, pods);
+  console.error(`created ${pods} Ready pods (${failures} failures)`);
+  for (const variant of variants) {
+    const [flags = '', env = ''] = variant.split('|');
+    const saved = { ...process.env };
+    for (const pair of env.split(',').filter((p) => p !== '')) {
+      const [k = '', v = ''] = pair.split('=');
+      process.env[k] = v;
+    }
+    const controller = await startController({
+      kubeconfig: cluster.kubeconfigPath,
+      etcdEndpoints: cluster.registry.endpoints,
+      nodeOptions: flags.split(' ').filter((f) => f !== ''),
+      extraArgs: ['--environment', 'PRE', '--owner-id', 'bench-rec', '--namespaces', REC_NAMESPACE],
+    });
+    process.env = saved;
+    await controller.waitReady(120_000);
+    const keys = await etcd.getAll().prefix('/rec_PRE/').count();
+    await sleep(15_000);
+    const metrics = await (await fetch(`${controller.metricsUrl}/metrics`)).text();
+    const status = readFileSync(`/proc/${controller.proc.pid}/status`, 'utf8');
+    const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0) / 1024;
+    const mb = (name: string): string => ((metricSum(metrics, name) ?? 0) / 1048576).toFixed(1);
+    console.log(JSON.stringify({
+      variant, keys,
+      rss_mb: field('VmRSS').toFixed(1), hwm_mb: field('VmHWM').toFixed(1), anon_mb: field('RssAnon').toFixed(1), file_mb: field('RssFile').toFixed(1),
+      heap_total_mb: mb('etcd_registrar_nodejs_heap_size_total_bytes'), heap_used_mb: mb('etcd_registrar_nodejs_heap_size_used_bytes'),
+      external_mb: mb('etcd_registrar_nodejs_external_memory_bytes'), threads: field('Threads') * 1024,
+    }));
+    await controller.stop();
+  }
+  etcd.close();
+} finally {
+  await cluster.stop();
+}

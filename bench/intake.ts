@@ -3,6 +3,7 @@
 // vs curl (the API server's own pace).
 //
 //   node bench/intake.ts    [INTAKE_PODS=10000 INTAKE_EVENTS=1000 INTAKE_REPS=5 INTAKE_ROUNDS=3]
+//   INTAKE_NODE_FLAGS='--cpu-prof --cpu-prof-dir=/tmp/prof' adds Node flags to the measuring children.
 //
 // Starts a real cluster (test/cluster), creates INTAKE_PODS pods no scheduler takes
 // (schedulerName bench-none), sets all but the last INTAKE_EVENTS Ready, notes the resourceVersion,
@@ -112,7 +113,7 @@ async function child(mode: string, method: string, kubeconfig: string, rv: strin
 
 function runChild(args: string[]): Promise<ChildResult> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, ['--expose-gc', import.meta.filename, 'child', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const proc = spawn(process.execPath, ['--expose-gc', ...(process.env['INTAKE_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== ''), import.meta.filename, 'child', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
     proc.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as ChildResult) : reject(new Error(`child ${args.join(' ')} exited ${String(code)}`))));

@@ -84,6 +84,10 @@ describe('kube-http against a real API server', () => {
     assert.equal(first.data.text, 'héllo wörld ✓');
   });
 
+  it('a list that outlives its timeoutMs is aborted with a TimeoutError', async () => {
+    await assert.rejects(listPage(kc, PATH, { limit: 500, continueToken: undefined, timeoutMs: 1 }), { name: 'TimeoutError' });
+  });
+
   it('a denied list fails with the status code and the API server message', async () => {
     await cluster.kubectl(['create', 'serviceaccount', 'nobody', '-n', NS]);
     const denied = new SharedConnectionKubeConfig();
@@ -98,6 +102,16 @@ describe('kube-http against a real API server', () => {
     assert.equal(w.done.length, 1);
     assert.equal(statusCodeOf(w.done[0]), 403);
     assert.deepEqual(w.events, []);
+
+    // Credentials are applied per request: new ones (here the admin's client certificate instead
+    // of the token) take effect on the next list and watch, as with rotated files.
+    denied.loadFromFile(cluster.kubeconfigPath);
+    const page = await listPage(denied, PATH, { limit: 10, continueToken: undefined });
+    const watch = await record(denied, PATH, { resourceVersion: page.resourceVersion });
+    open.push(watch.handle);
+    await configMap('after-rotation');
+    await until('watch with the new credentials sees after-rotation', () => watch.events.some((e) => e.object.metadata?.name === 'after-rotation'));
+    assert.deepEqual(watch.done, []);
   });
 
   it('watches from a resourceVersion: replays later changes, then streams new ones', async () => {

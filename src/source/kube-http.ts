@@ -1,6 +1,6 @@
 // Raw list and watch requests to the API server, returning plain parsed JSON.
 //
-// Why not client-node's CoreV1Api and Watch: measured in docs/benchmarks.md (bench/intake.ts),
+// Why not client-node's CoreV1Api and Watch: measured in docs/intake.md (bench/intake.ts),
 // CoreV1Api's ObjectSerializer turns every listed pod into typed model objects (Date fields and
 // all) that we throw away at once for a slim record, and Watch pipes each event through undici
 // fetch -> web stream -> Node stream -> readline before JSON.parse. Here a list page is one
@@ -144,14 +144,26 @@ async function httpError(res: Response): Promise<KubeHttpError> {
   return new KubeHttpError(res.status, message, status);
 }
 
+/**
+ * A list request still running after this long is aborted (TimeoutError). A backstop only: the
+ * sources give up on a page much earlier (listTimeoutMs), this frees the request itself.
+ */
+const LIST_BACKSTOP_MS = 5 * 60_000;
+
 /** One page of a list at `path` (e.g. /api/v1/pods), items as plain JSON. */
 export async function listPage(
   kc: KubeConfig,
   path: string,
-  req: { readonly limit: number; readonly continueToken: string | undefined; readonly labelSelector?: string | undefined },
+  req: {
+    readonly limit: number;
+    readonly continueToken: string | undefined;
+    readonly labelSelector?: string | undefined;
+    /** Abort the request after this long (default 5 min). */
+    readonly timeoutMs?: number | undefined;
+  },
 ): Promise<RawListPage> {
   const url = urlOf(kc, path, { limit: req.limit, continue: req.continueToken, labelSelector: req.labelSelector });
-  const res = await get(kc, url, new AbortController().signal);
+  const res = await get(kc, url, AbortSignal.timeout(req.timeoutMs ?? LIST_BACKSTOP_MS));
   if (res.status !== 200) throw await httpError(res);
   const list = JSON.parse(await readAll(res.body)) as {
     items?: unknown[] | null;

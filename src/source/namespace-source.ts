@@ -5,10 +5,10 @@
 // A relist only reports namespaces whose annotation changed, appeared or vanished.
 // The loop itself is generic (MetadataValueSource: one string per named object, read from
 // its metadata); the node source (node -> zone label) reuses it.
-import { CoreV1Api, Watch } from '@kubernetes/client-node';
 import type { KubeConfig, V1Namespace, V1ObjectMeta } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { backoffDelay } from '../backoff.ts';
+import { listPage, watchStream } from './kube-http.ts';
 import { statusCodeOf } from './pod-source.ts';
 
 /** An object appeared or its value changed (value undefined = absent), or it was deleted. */
@@ -75,28 +75,16 @@ export interface MetadataValueSourceOptions extends SourceTuning {
   readonly valueOf: (metadata: V1ObjectMeta) => string | undefined;
 }
 
-/** One page of a cluster-scoped CoreV1 list, as the generated client returns it. */
-type ListCall = (core: CoreV1Api, req: { limit: number; _continue?: string }) => Promise<{ items: MetadataObject[]; metadata?: { resourceVersion?: string; _continue?: string } }>;
-
-/** List + watch of a cluster-scoped CoreV1 resource at `path` (e.g. /api/v1/nodes). */
-export function kubeClusterScopedTransport(kc: KubeConfig, opts: { watchInactivityMs: number }, path: string, listPage: ListCall): ObjectTransport {
-  const core = kc.makeApiClient(CoreV1Api);
+/** List + watch of a cluster-scoped resource at `path` (e.g. /api/v1/nodes), as plain JSON. */
+export function kubeClusterScopedTransport(kc: KubeConfig, opts: { watchInactivityMs: number }, path: string): ObjectTransport {
   return {
     async list(req) {
-      const list = await listPage(core, { limit: req.limit, ...(req.continueToken === undefined ? {} : { _continue: req.continueToken }) });
-      return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? '', continueToken: list.metadata?._continue || undefined };
+      const page = await listPage(kc, path, req);
+      return { ...page, items: page.items as readonly MetadataObject[] };
     },
-    async watch(req, onEvent, onDone) {
-      const watch = new Watch(kc);
-      // See pod-source: our watchdog detects silence; client-node's timer is only a backstop.
-      (watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = opts.watchInactivityMs;
-      const controller = await watch.watch(
-        path,
-        { resourceVersion: req.resourceVersion, allowWatchBookmarks: true, timeoutSeconds: req.timeoutSeconds },
-        (type, object) => onEvent(type, object),
-        onDone,
-      );
-      return { abort: () => controller.abort() };
+    watch(req, onEvent, onDone) {
+      // See pod-source: our watchdog detects silence; this inactivity timer is only a backstop.
+      return watchStream(kc, path, { ...req, inactivityMs: opts.watchInactivityMs }, onEvent, onDone);
     },
   };
 }
@@ -116,7 +104,7 @@ export function transportOf(
 }
 
 export function kubeNamespaceTransport(kc: KubeConfig, opts: { watchInactivityMs: number }): ObjectTransport {
-  return kubeClusterScopedTransport(kc, opts, '/api/v1/namespaces', (core, req) => core.listNamespace(req));
+  return kubeClusterScopedTransport(kc, opts, '/api/v1/namespaces');
 }
 
 type WatchOutcome =

@@ -9,7 +9,7 @@ import { MetadataValueSource, kubeClusterScopedTransport, ownString, transportOf
 export const ZONE_LABEL = 'topology.kubernetes.io/zone';
 
 export function kubeNodeTransport(kc: KubeConfig, opts: { watchInactivityMs: number }): ObjectTransport {
-  return kubeClusterScopedTransport(kc, opts, '/api/v1/nodes', (core, req) => core.listNode(req));
+  return kubeClusterScopedTransport(kc, opts, '/api/v1/nodes');
 }
 
 export interface NodeSourceOptions extends SourceTuning {

@@ -9,11 +9,11 @@
 //   timeout) marks the stream stale and relists after a jittered exponential backoff.
 // A relist deletes only pods that the fresh list no longer contains, so a gap never deletes a
 // live pod, and deletes of pods that vanished during the gap are emitted once confirmed.
-import { CoreV1Api, Watch } from '@kubernetes/client-node';
 import { backoffDelay } from '../backoff.ts';
-import type { KubeConfig, V1Pod, V1PodList } from '@kubernetes/client-node';
+import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { SlimPod } from '../types.ts';
+import { listPage, watchStream } from './kube-http.ts';
 import { slimChanged, toSlimPod } from './slim.ts';
 
 export type PodEvent =
@@ -62,7 +62,7 @@ export interface WatchHandle {
   abort(): void;
 }
 
-/** The two API calls the source makes; the default talks to the API server via client-node. */
+/** The two API calls the source makes; the default (kubeTransport) talks to the API server. */
 export interface PodTransport {
   list(req: {
     readonly namespace: string | undefined;
@@ -118,7 +118,7 @@ export class PodSourceStoppedError extends Error {
   }
 }
 
-/** HTTP status of an error from client-node (ApiException.code, Watch error.statusCode). */
+/** HTTP status of an error (KubeHttpError.statusCode; client-node's ApiException.code). */
 export function statusCodeOf(err: unknown): number | undefined {
   if (err === null || typeof err !== 'object') return undefined;
   const e = err as { code?: unknown; statusCode?: unknown };
@@ -148,45 +148,21 @@ function podsPath(namespace: string | undefined): string {
     : `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods`;
 }
 
-/** The real transport: CoreV1Api for paginated lists, client-node's Watch for watches. */
+/**
+ * The real transport: raw list pages and watch streams (kube-http.ts), parsed as plain JSON.
+ * Items are not client-node's typed models: timestamps stay RFC 3339 strings, which toSlimPod
+ * reads like the typed Dates.
+ */
 export function kubeTransport(kc: KubeConfig, opts: { watchInactivityMs: number }): PodTransport {
-  const core = kc.makeApiClient(CoreV1Api);
   return {
     async list(req) {
-      const common = {
-        limit: req.limit,
-        ...(req.labelSelector !== undefined ? { labelSelector: req.labelSelector } : {}),
-        ...(req.continueToken !== undefined ? { _continue: req.continueToken } : {}),
-      };
-      const list: V1PodList =
-        req.namespace === undefined
-          ? await core.listPodForAllNamespaces(common)
-          : await core.listNamespacedPod({ namespace: req.namespace, ...common });
-      return {
-        items: list.items,
-        resourceVersion: list.metadata?.resourceVersion ?? '',
-        continueToken: list.metadata?._continue || undefined,
-      };
+      const page = await listPage(kc, podsPath(req.namespace), req);
+      return { ...page, items: page.items as readonly V1Pod[] };
     },
-    async watch(req, onEvent, onDone) {
-      const watch = new Watch(kc);
-      // client-node's own inactivity timer (default 30 s) would fire between bookmarks, which
-      // the API server sends about once a minute; our watchdog is the silence detector, this
-      // is only a backstop. (The field is private in the typings but a plain property.)
-      (watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = opts.watchInactivityMs;
-      const params: Record<string, string | number | boolean> = {
-        resourceVersion: req.resourceVersion,
-        allowWatchBookmarks: true,
-        timeoutSeconds: req.timeoutSeconds,
-      };
-      if (req.labelSelector !== undefined) params['labelSelector'] = req.labelSelector;
-      const controller = await watch.watch(
-        podsPath(req.namespace),
-        params,
-        (type, object) => onEvent(type, object),
-        onDone,
-      );
-      return { abort: () => controller.abort() };
+    watch(req, onEvent, onDone) {
+      // inactivityMs: our watchdog detects silence; this is only a backstop, a minute beyond it
+      // (bookmarks come about once a minute).
+      return watchStream(kc, podsPath(req.namespace), { ...req, inactivityMs: opts.watchInactivityMs }, onEvent, onDone);
     },
   };
 }

@@ -1,0 +1,281 @@
+// Pod intake micro-benchmark (issue 6): how fast can a client receive the burst's watch events,
+// and what does a full pod list cost, with client-node's Watch/CoreV1Api vs src/source/kube-http.ts
+// vs curl (the API server's own pace).
+//
+//   node bench/intake.ts    [INTAKE_PODS=10000 INTAKE_EVENTS=1000 INTAKE_REPS=5 INTAKE_ROUNDS=3]
+//   INTAKE_NODE_FLAGS='--cpu-prof --cpu-prof-dir=/tmp/prof' adds Node flags to the measuring children.
+//
+// Starts a real cluster (test/cluster), creates INTAKE_PODS pods no scheduler takes
+// (schedulerName bench-none), sets all but the last INTAKE_EVENTS Ready, notes the resourceVersion,
+// sets the last INTAKE_EVENTS Ready (one MODIFIED event each, ~4.4 kB like the bench burst), then
+// times, each method in a fresh child process, INTAKE_REPS watches from that resourceVersion
+// until INTAKE_EVENTS events arrived, and INTAKE_REPS full lists (pages of 500, slimmed like the
+// pod source does).
+import { execFile, spawn } from 'node:child_process';
+import { PerformanceObserver, performance } from 'node:perf_hooks';
+import { CoreV1Api, Watch, type V1Pod } from '@kubernetes/client-node';
+import { startCluster } from '../test/cluster/cluster.ts';
+import { SharedConnectionKubeConfig } from '../src/source/kube-config.ts';
+import { listPage, watchStream } from '../src/source/kube-http.ts';
+import { toSlimPod } from '../src/source/slim.ts';
+import type { SlimPod } from '../src/types.ts';
+
+const NAMESPACE = 'intake';
+const PAGE = 500;
+
+interface Sample {
+  ms: number;
+  cpuMs: number;
+}
+
+interface ChildResult {
+  samples: Sample[];
+  maxRssMb: number;
+  heapUsedMb: number;
+  gcMs: number;
+  items?: number;
+}
+
+async function child(mode: string, method: string, kubeconfig: string, rv: string, events: number, reps: number): Promise<ChildResult> {
+  const kc = new SharedConnectionKubeConfig();
+  kc.loadFromFile(kubeconfig);
+  let gcMs = 0;
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcMs += e.duration;
+  }).observe({ entryTypes: ['gc'] });
+  const samples: Sample[] = [];
+  let items = 0;
+  const path = `/api/v1/namespaces/${NAMESPACE}/pods`;
+  for (let rep = 0; rep < reps; rep++) {
+    const t0 = performance.now();
+    const c0 = process.cpuUsage();
+    if (mode === 'watch') {
+      await new Promise<void>((resolve, reject) => {
+        let n = 0;
+        let abort: (() => void) | undefined;
+        let finished = false;
+        const onEvent = (type: string): void => {
+          if (type === 'BOOKMARK' || finished) return;
+          if (++n === events) {
+            finished = true;
+            resolve();
+            abort?.();
+          }
+        };
+        const onDone = (err: unknown): void => {
+          if (!finished) reject(new Error(`watch ended after ${n} events: ${String(err)}`));
+          finished = true;
+        };
+        const opened =
+          method === 'client-node'
+            ? (() => {
+                const w = new Watch(kc);
+                return w.watch(path, { resourceVersion: rv, allowWatchBookmarks: true, timeoutSeconds: 60 }, onEvent, onDone).then((c) => ({ abort: () => c.abort() }));
+              })()
+            : watchStream(kc, path, { resourceVersion: rv, timeoutSeconds: 60, inactivityMs: 30_000 }, onEvent, onDone);
+        opened.then((h) => {
+          abort = () => h.abort();
+          if (finished) h.abort();
+        }, reject);
+      });
+    } else {
+      const cache = new Map<string, SlimPod>();
+      let continueToken: string | undefined;
+      const core = kc.makeApiClient(CoreV1Api);
+      do {
+        let page: { items: readonly unknown[]; continueToken: string | undefined };
+        if (method === 'client-node') {
+          const list = await core.listNamespacedPod({ namespace: NAMESPACE, limit: PAGE, ...(continueToken === undefined ? {} : { _continue: continueToken }) });
+          page = { items: list.items, continueToken: list.metadata?._continue || undefined };
+        } else {
+          page = await listPage(kc, path, { limit: PAGE, continueToken });
+        }
+        for (const item of page.items) {
+          const slim = toSlimPod(item as V1Pod);
+          if (slim !== undefined) cache.set(slim.uid, slim);
+        }
+        continueToken = page.continueToken;
+      } while (continueToken !== undefined);
+      items = cache.size;
+    }
+    const c1 = process.cpuUsage(c0);
+    samples.push({ ms: performance.now() - t0, cpuMs: (c1.user + c1.system) / 1000 });
+  }
+  (globalThis as { gc?: () => void }).gc?.();
+  return {
+    samples,
+    maxRssMb: process.resourceUsage().maxRSS / 1024,
+    heapUsedMb: process.memoryUsage().heapUsed / 2 ** 20,
+    gcMs,
+    items,
+  };
+}
+
+function runChild(args: string[]): Promise<ChildResult> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, ['--expose-gc', ...(process.env['INTAKE_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== ''), import.meta.filename, 'child', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    proc.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as ChildResult) : reject(new Error(`child ${args.join(' ')} exited ${String(code)}`))));
+  });
+}
+
+function sh(cmd: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    execFile('sh', ['-c', cmd], { maxBuffer: 1 << 20 }, (err) => (err ? reject(err) : resolve(performance.now() - t0)));
+  });
+}
+
+/** Runs curl on a watch URL until `events` lines arrived, then ends it (the watch stays open). */
+function curlEvents(args: string[], url: string, events: number): Promise<{ ms: number; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const proc = spawn('curl', [...args, url], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let lines = 0;
+    let bytes = 0;
+    let done = false;
+    proc.stdout.on('data', (d: Buffer) => {
+      if (done) return;
+      for (let i = d.indexOf(10); i !== -1; i = d.indexOf(10, i + 1)) {
+        if (++lines === events) {
+          done = true;
+          bytes += i + 1;
+          resolve({ ms: performance.now() - t0, bytes });
+          proc.kill();
+          return;
+        }
+      }
+      bytes += d.length;
+    });
+    proc.on('exit', () => {
+      if (!done) reject(new Error(`curl ended after ${lines} lines`));
+    });
+  });
+}
+
+function summary(name: string, r: { samples: Sample[] }, extra = ''): string {
+  const ms = r.samples.map((s) => s.ms.toFixed(0)).join(' ');
+  const cpu = r.samples.map((s) => s.cpuMs.toFixed(0)).join(' ');
+  const warm = r.samples.slice(1);
+  const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+  return `${name.padEnd(28)} wall ms [${ms}] cpu ms [${cpu}] warm median ${med(warm.map((s) => s.ms)).toFixed(0)} ms / ${med(warm.map((s) => s.cpuMs)).toFixed(0)} ms cpu ${extra}`;
+}
+
+async function setReady(core: CoreV1Api, pod: V1Pod, ip: string): Promise<void> {
+  const name = pod.metadata?.name ?? '';
+  const now = new Date();
+  pod.status = {
+    phase: 'Running',
+    podIP: ip,
+    podIPs: [{ ip }],
+    hostIP: '10.243.0.10',
+    hostIPs: [{ ip: '10.243.0.10' }],
+    startTime: now,
+    qosClass: 'BestEffort',
+    conditions: ['PodReadyToStartContainers', 'Initialized', 'ContainersReady', 'Ready', 'PodScheduled'].map((type) => ({ type, status: 'True', lastTransitionTime: now })),
+    containerStatuses: [{
+      name: 'app',
+      image: 'bench:1',
+      imageID: 'docker-pullable://bench@sha256:0000000000000000000000000000000000000000000000000000000000000000',
+      containerID: `containerd://${name.padEnd(64, '0').slice(0, 64)}`,
+      ready: true,
+      started: true,
+      restartCount: 0,
+      state: { running: { startedAt: now } },
+    }],
+  };
+  await core.replaceNamespacedPodStatus({ name, namespace: NAMESPACE, body: pod });
+}
+
+async function parallel(count: number, fn: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: 32 }, async () => {
+    for (let i = next++; i < count; i = next++) await fn(i);
+  }));
+}
+
+async function main(): Promise<void> {
+  const pods = Number(process.env['INTAKE_PODS'] ?? 10_000);
+  const events = Number(process.env['INTAKE_EVENTS'] ?? 1000);
+  const reps = Number(process.env['INTAKE_REPS'] ?? 5);
+  const rounds = Number(process.env['INTAKE_ROUNDS'] ?? 3);
+  const cluster = await startCluster({ nodes: 1 });
+  try {
+    const kc = new SharedConnectionKubeConfig();
+    kc.loadFromFile(cluster.kubeconfigPath);
+    const core = kc.makeApiClient(CoreV1Api);
+    await cluster.createNamespace(NAMESPACE);
+    const created: V1Pod[] = [];
+    let t = performance.now();
+    await parallel(pods, async (i) => {
+      created[i] = await core.createNamespacedPod({
+        namespace: NAMESPACE,
+        body: {
+          metadata: { name: `p-${i}`, labels: { app: 'intake' }, annotations: { 'etcd-registrar.io/register': 'true', 'etcd-registrar.io/service': 'bench', 'etcd-registrar.io/port': '86' } },
+          spec: { schedulerName: 'bench-none', terminationGracePeriodSeconds: 30, containers: [{ name: 'app', image: 'bench:1', ports: [{ containerPort: 86 }] }] },
+        },
+      });
+    });
+    const ip = (i: number): string => `10.249.${(i >> 8) & 255}.${i & 255}`;
+    await parallel(pods - events, (i) => setReady(core, created[i]!, ip(i)));
+    const rv = (await core.listNamespacedPod({ namespace: NAMESPACE, limit: 1 })).metadata?.resourceVersion ?? '';
+    await parallel(events, (i) => setReady(core, created[pods - events + i]!, ip(pods - events + i)));
+    console.error(`setup: ${pods} pods, ${events} Ready from rv ${rv} in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+
+    const lines: string[] = [`${events} watch events from one resourceVersion, ${reps} reps each (first rep cold):`];
+    // Rounds alternate the methods, so that load from elsewhere on the machine hits both alike.
+    for (let round = 0; round < rounds; round++) {
+      for (const method of ['client-node', 'kube-http']) {
+        const r = await runChild(['watch', method, cluster.kubeconfigPath, rv, String(events), String(reps)]);
+        lines.push(summary(`watch ${method}`, r, `rss ${r.maxRssMb.toFixed(0)} MB`));
+      }
+    }
+    const user = kc.getCurrentUser();
+    const auth = `--cacert ${cluster.caPath} --cert ${user?.certFile ?? ''} --key ${user?.keyFile ?? ''}`;
+    const url = `${cluster.apiServerUrl}/api/v1/namespaces/${NAMESPACE}/pods`;
+    const curlArgs = ['-sN', '--cacert', cluster.caPath, '--cert', user?.certFile ?? '', '--key', user?.keyFile ?? ''];
+    const curl: Sample[] = [];
+    let bytes = 0;
+    for (let i = 0; i < reps; i++) {
+      const r = await curlEvents(curlArgs, `${url}?watch=true&resourceVersion=${rv}&timeoutSeconds=60`, events);
+      curl.push({ ms: r.ms, cpuMs: NaN });
+      bytes = r.bytes;
+    }
+    const small: Sample[] = [];
+    for (let i = 0; i < reps; i++) small.push({ ms: await sh(`curl -s ${auth} '${url}?limit=1' > /dev/null`), cpuMs: NaN });
+    lines.push(summary('watch curl', { samples: curl }, `(${bytes} bytes)`));
+    lines.push(summary('curl one tiny GET (overhead)', { samples: small }));
+
+    lines.push(`list of ${pods} pods in pages of ${PAGE}, slimmed into a Map, ${reps} reps each:`);
+    for (let round = 0; round < rounds; round++) {
+      for (const method of ['client-node', 'kube-http']) {
+        const r = await runChild(['list', method, cluster.kubeconfigPath, rv, String(events), String(reps)]);
+        lines.push(summary(`list ${method}`, r, `items ${r.items} maxRSS ${r.maxRssMb.toFixed(0)} MB heapUsed after gc ${r.heapUsedMb.toFixed(1)} MB gc ${r.gcMs.toFixed(0)} ms`));
+      }
+    }
+    const listCurl: Sample[] = [];
+    for (let i = 0; i < reps; i++) {
+      listCurl.push({ ms: await sh(`curl -s ${auth} '${url}?limit=${pods}' > /dev/null`), cpuMs: NaN });
+    }
+    lines.push(summary(`list curl (one page)`, { samples: listCurl }));
+    const listGzip: Sample[] = [];
+    for (let i = 0; i < reps; i++) {
+      listGzip.push({ ms: await sh(`curl -s --compressed ${auth} '${url}?limit=${pods}' > /dev/null`), cpuMs: NaN });
+    }
+    lines.push(summary(`list curl --compressed (gzip)`, { samples: listGzip }));
+    t = performance.now();
+    console.log(lines.join('\n'));
+  } finally {
+    await cluster.stop();
+  }
+}
+
+if (process.argv[2] === 'child') {
+  const [, , , mode = '', method = '', kubeconfig = '', rv = '', events = '0', reps = '1'] = process.argv;
+  const r = await child(mode, method, kubeconfig, rv, Number(events), Number(reps));
+  process.stdout.write(JSON.stringify(r));
+  process.exit(0);
+} else {
+  await main();
+}

@@ -1,0 +1,262 @@
+// Raw list and watch requests to the API server, returning plain parsed JSON.
+//
+// Why not client-node's CoreV1Api and Watch: measured in docs/intake.md (bench/intake.ts),
+// CoreV1Api's ObjectSerializer turns every listed pod into typed model objects (Date fields and
+// all) that we throw away at once for a slim record, and Watch pipes each event through undici
+// fetch -> web stream -> Node stream -> readline before JSON.parse. Here a list page is one
+// JSON.parse of the body and a watch splits the byte stream on newlines itself.
+//
+// Authentication and TLS still come from the KubeConfig: each request goes through
+// applySecurityAuthentication (headers, token refresh, client certificates), and with a
+// SharedConnectionKubeConfig lists share its connection pool (rotated credentials get a new
+// pool) while each watch gets a connection of its own.
+import { HttpMethod, RequestContext, type KubeConfig } from '@kubernetes/client-node';
+import { STATUS_CODES } from 'node:http';
+
+type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
+
+/** A non-2xx answer. `statusCode` is what statusCodeOf() reads (410 = Gone, 403, ...). */
+export class KubeHttpError extends Error {
+  readonly statusCode: number;
+  /** The Status object the API server sent, if the body was one. */
+  readonly status: unknown;
+  constructor(statusCode: number, message: string, status: unknown) {
+    super(message);
+    this.name = 'KubeHttpError';
+    this.statusCode = statusCode;
+    this.status = status;
+  }
+}
+
+export interface RawListPage {
+  readonly items: readonly unknown[];
+  readonly resourceVersion: string;
+  readonly continueToken: string | undefined;
+}
+
+export type Query = Readonly<Record<string, string | number | boolean | undefined>>;
+
+interface Response {
+  readonly status: number;
+  readonly body: AsyncIterable<Uint8Array>;
+}
+
+/**
+ * Splits a byte stream into lines ('\n', a '\r' before it is dropped) and hands each non-empty
+ * line to `onLine` as a string. Lines are cut on bytes and decoded whole, so a multi-byte UTF-8
+ * character split across chunks decodes correctly ('\n' never occurs inside one).
+ */
+export class LineSplitter {
+  readonly #onLine: (line: string) => void;
+  /** Bytes of an unfinished line, from earlier chunks. */
+  #pending: Buffer[] = [];
+
+  constructor(onLine: (line: string) => void) {
+    this.#onLine = onLine;
+  }
+
+  push(chunk: Uint8Array): void {
+    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    let start = 0;
+    for (let nl = buf.indexOf(10, start); nl !== -1; nl = buf.indexOf(10, start)) {
+      if (this.#pending.length === 0) {
+        this.#emit(buf, start, nl);
+      } else {
+        this.#pending.push(buf.subarray(start, nl));
+        const line = Buffer.concat(this.#pending);
+        this.#pending = [];
+        this.#emit(line, 0, line.length);
+      }
+      start = nl + 1;
+    }
+    // Copy: the caller may reuse the chunk's memory.
+    if (start < buf.length) this.#pending.push(Buffer.from(buf.subarray(start)));
+  }
+
+  /** The stream ended: a last line without a newline still counts. */
+  end(): void {
+    if (this.#pending.length === 0) return;
+    const line = Buffer.concat(this.#pending);
+    this.#pending = [];
+    this.#emit(line, 0, line.length);
+  }
+
+  #emit(buf: Buffer, start: number, end: number): void {
+    if (end > start && buf[end - 1] === 13) end--;
+    if (end <= start) return;
+    const line = buf.toString('utf8', start, end);
+    if (line.trim() !== '') this.#onLine(line);
+  }
+}
+
+function urlOf(kc: KubeConfig, path: string, query: Query): URL {
+  const cluster = kc.getCurrentCluster();
+  if (cluster === null) throw new Error('No currently active cluster');
+  const url = new URL(cluster.server.replace(/\/+$/, '') + path);
+  for (const [key, value] of Object.entries(query)) {
+    if (value !== undefined) url.searchParams.set(key, String(value));
+  }
+  return url;
+}
+
+/** One GET with the KubeConfig's credentials and dispatcher; resolves once the headers arrived. */
+async function get(kc: KubeConfig, url: URL, signal: AbortSignal): Promise<Response> {
+  const ctx = new RequestContext(url.toString(), HttpMethod.GET);
+  await kc.applySecurityAuthentication(ctx);
+  const headers: Record<string, string> = { ...ctx.getHeaders(), Accept: 'application/json' };
+  const dispatcher: Dispatcher | undefined = ctx.getDispatcher();
+  if (dispatcher === undefined) {
+    // No TLS material (plain http, or a CA the system already trusts): Node's own fetch.
+    const res = await fetch(url, { headers, signal });
+    return { status: res.status, body: res.body ?? emptyBody() };
+  }
+  // The dispatcher's own request API (the undici client-node uses): its body is a Node stream.
+  const res = await dispatcher.request({
+    origin: url.origin,
+    path: url.pathname + url.search,
+    method: 'GET',
+    headers,
+    signal,
+  });
+  return { status: res.statusCode, body: res.body };
+}
+
+async function* emptyBody(): AsyncIterable<Uint8Array> {}
+
+async function readAll(body: AsyncIterable<Uint8Array>): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of body) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** The error for a non-200 answer, with the Status message when the body carries one. */
+async function httpError(res: Response): Promise<KubeHttpError> {
+  let status: unknown;
+  let message = STATUS_CODES[res.status] ?? `HTTP ${res.status}`;
+  try {
+    const text = await readAll(res.body);
+    status = JSON.parse(text) as unknown;
+    const m = (status as { message?: unknown } | null)?.message;
+    if (typeof m === 'string' && m !== '') message = m;
+  } catch {
+    // Not JSON (a proxy's error page): the status line is all we have.
+  }
+  return new KubeHttpError(res.status, message, status);
+}
+
+/**
+ * A list request still running after this long is aborted (TimeoutError). A backstop only: the
+ * sources give up on a page much earlier (listTimeoutMs), this frees the request itself.
+ */
+const LIST_BACKSTOP_MS = 5 * 60_000;
+
+/** One page of a list at `path` (e.g. /api/v1/pods), items as plain JSON. */
+export async function listPage(
+  kc: KubeConfig,
+  path: string,
+  req: {
+    readonly limit: number;
+    readonly continueToken: string | undefined;
+    readonly labelSelector?: string | undefined;
+    /** Abort the request after this long (default 5 min). */
+    readonly timeoutMs?: number | undefined;
+  },
+): Promise<RawListPage> {
+  const url = urlOf(kc, path, { limit: req.limit, continue: req.continueToken, labelSelector: req.labelSelector });
+  const res = await get(kc, url, AbortSignal.timeout(req.timeoutMs ?? LIST_BACKSTOP_MS));
+  if (res.status !== 200) throw await httpError(res);
+  const list = JSON.parse(await readAll(res.body)) as {
+    items?: unknown[] | null;
+    metadata?: { resourceVersion?: string; continue?: string };
+  };
+  return {
+    items: list.items ?? [],
+    resourceVersion: list.metadata?.resourceVersion ?? '',
+    continueToken: list.metadata?.continue || undefined,
+  };
+}
+
+export interface WatchRequest {
+  readonly resourceVersion: string;
+  readonly timeoutSeconds: number;
+  readonly labelSelector?: string | undefined;
+  /**
+   * Abort with a TimeoutError when no byte arrived for this long (also before the headers).
+   * A backstop: the sources run their own watchdog, shorter than this.
+   */
+  readonly inactivityMs: number;
+}
+
+/**
+ * Watches `path` from `req.resourceVersion` (bookmarks on). `onEvent` gets each event's type and
+ * object; `onDone` is called exactly once: null when the server ended the stream, otherwise the
+ * error (KubeHttpError with statusCode for a non-200 answer, a TimeoutError after `inactivityMs`
+ * of silence, an AbortError after abort(), a SyntaxError for a line that is not JSON, or what
+ * onEvent threw). Like client-node's Watch, it resolves once the headers arrived (or the request
+ * failed: then onDone has been called already) and never rejects for request errors.
+ */
+export async function watchStream(
+  kc: KubeConfig,
+  path: string,
+  req: WatchRequest,
+  onEvent: (type: string, object: unknown) => void,
+  onDone: (err: unknown) => void,
+): Promise<{ abort(): void }> {
+  const url = urlOf(kc, path, {
+    watch: true,
+    resourceVersion: req.resourceVersion,
+    allowWatchBookmarks: true,
+    timeoutSeconds: req.timeoutSeconds,
+    labelSelector: req.labelSelector,
+  });
+  const controller = new AbortController();
+  const handle = { abort: (): void => controller.abort() };
+  let done = false;
+  const finish = (err: unknown): void => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    controller.abort();
+    onDone(err);
+  };
+  const timer = setTimeout(() => {
+    controller.abort(new DOMException('watch inactive: no data received', 'TimeoutError'));
+  }, req.inactivityMs);
+  timer.unref();
+  let res: Response;
+  try {
+    res = await get(kc, url, controller.signal);
+  } catch (err) {
+    finish(abortReason(controller.signal, err));
+    return handle;
+  }
+  if (res.status !== 200) {
+    finish(await httpError(res).catch((err: unknown) => abortReason(controller.signal, err)));
+    return handle;
+  }
+  timer.refresh();
+  void (async () => {
+    const lines = new LineSplitter((line) => {
+      const event = JSON.parse(line) as { type?: unknown; object?: unknown };
+      if (!done) onEvent(String(event.type), event.object);
+    });
+    try {
+      for await (const chunk of res.body) {
+        if (done) break;
+        timer.refresh();
+        lines.push(chunk);
+      }
+      if (controller.signal.aborted) throw controller.signal.reason;
+      lines.end();
+      finish(null);
+    } catch (err) {
+      finish(abortReason(controller.signal, err));
+    }
+  })();
+  return handle;
+}
+
+/** After an abort the signal's reason (TimeoutError, AbortError) says why, not the stream's echo. */
+function abortReason(signal: AbortSignal, err: unknown): unknown {
+  return signal.aborted && signal.reason !== undefined ? signal.reason : err;
+}

@@ -31,11 +31,12 @@ LABEL org.opencontainers.image.title="etcd-registrar" \
       org.opencontainers.image.licenses="Apache-2.0"
 WORKDIR /app
 ENV NODE_ENV=production
-# Smaller V8 young generation (docs/benchmarks.md, runs H-J): at 10,000 pods 348 -> 278 MB
-# RSS at rest and 539 -> 413 MB during full reconciles (the default would exceed the chart's
-# 512 Mi limit there), for ~20 % longer reconciles and ~1 % of a core at rest; burst
-# throughput unchanged. Override NODE_OPTIONS with the chart's extraEnv to trade back.
-ENV NODE_OPTIONS=--max-semi-space-size=2
+# V8 tuned for memory over speed (docs/benchmarks.md, "Memory"): at rest with 10,000 pods
+# 161 MB RSS instead of 346 MB with Node's defaults (and 242-281 MB with the earlier
+# --max-semi-space-size=2), measured by bench/memory-probe.ts. What it costs in latency,
+# burst and reconcile time is in the benchmark figures, which run the controller with these
+# flags. Override NODE_OPTIONS with the chart's extraEnv to trade back.
+ENV NODE_OPTIONS=--optimize-for-size
 COPY --from=prod-deps /src/node_modules/ node_modules/
 COPY --from=build /src/dist/ dist/
 COPY package.json package-lock.json ./

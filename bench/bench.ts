@@ -78,6 +78,10 @@ export interface BurstResult {
   readonly replay_seconds: number;
   /** How fast the bench set the pods Ready (status updates per second, 32 in flight) while the controller was paused. */
   readonly status_updates_per_s: number;
+  /** replay_events / replay_seconds: the most keys per second any controller fed by this API server's watch could reach. */
+  readonly intake_floor_keys_per_s: number;
+  /** keys_per_s / intake_floor_keys_per_s. */
+  readonly ratio_to_intake_floor: number;
 }
 
 export interface ReconcileResult {
@@ -508,6 +512,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       replay_mb: round(replay.bytes / 1e6),
       replay_seconds: round(replay.seconds, 1000),
       status_updates_per_s: round(statusUpdatesPerS),
+      intake_floor_keys_per_s: replay.seconds > 0 ? round(replay.events / replay.seconds) : 0,
+      ratio_to_intake_floor: replay.seconds > 0 && replay.events > 0 ? round(keysPerS / (replay.events / replay.seconds), 1000) : 0,
     };
     if (replay.events === 0) notes.push('burst: the API server no longer had the burst\'s events for the replay floor (410 or none); replay figures are 0');
     if (burstMissing > 0) notes.push(`burst: ${burstMissing} of ${n} pods not Ready and registered within ${profile.settleMs / 1000} s`);

@@ -236,13 +236,15 @@ export async function watchStream(
   }
   timer.refresh();
   void (async () => {
+    // Checked per line: onEvent may abort() in the middle of a chunk; no event comes after that.
     const lines = new LineSplitter((line) => {
+      if (controller.signal.aborted) return;
       const event = JSON.parse(line) as { type?: unknown; object?: unknown };
-      if (!done) onEvent(String(event.type), event.object);
+      onEvent(String(event.type), event.object);
     });
     try {
       for await (const chunk of res.body) {
-        if (done) break;
+        if (controller.signal.aborted) break;
         timer.refresh();
         lines.push(chunk);
       }

@@ -31,12 +31,9 @@ LABEL org.opencontainers.image.title="etcd-registrar" \
       org.opencontainers.image.licenses="Apache-2.0"
 WORKDIR /app
 ENV NODE_ENV=production
-# V8 tuned for memory over speed (docs/benchmarks.md, "Memory"): at rest with 10,000 pods
-# 161 MB RSS instead of 346 MB with Node's defaults (and 242-281 MB with the earlier
-# --max-semi-space-size=2), measured by bench/memory-probe.ts. What it costs in latency,
-# burst and reconcile time is in the benchmark figures, which run the controller with these
-# flags. Override NODE_OPTIONS with the chart's extraEnv to trade back.
-ENV NODE_OPTIONS=--optimize-for-size
+# V8 runs tuned for memory over speed: bin/etcd-registrar.js sets --optimize-for-size itself
+# (NODE_OPTIONS refuses that flag); ETCD_REGISTRAR_OPTIMIZE_FOR_SIZE=false (chart extraEnv)
+# restores Node's defaults. docs/benchmarks.md, "Memory".
 COPY --from=prod-deps /src/node_modules/ node_modules/
 COPY --from=build /src/dist/ dist/
 COPY package.json package-lock.json ./

@@ -120,7 +120,7 @@ export interface SteadyResult {
 export interface BenchResult {
   readonly size: BenchSize;
   readonly machine: { readonly cpus: number; readonly node: string; readonly platform: string };
-  /** Node flags the controllers ran with (the image's NODE_OPTIONS unless overridden). */
+  /** The controllers' Node tuning and extra flags (controllerNodeOptions). */
   readonly controller_node_options: string;
   readonly started_at: string;
   readonly duration_s: number;
@@ -308,32 +308,26 @@ async function startBenchController(args: Parameters<typeof startController>[0])
   const cpuDir = process.env['BENCH_CPU_PROF_DIR'] ?? '';
   const heapDir = process.env['BENCH_HEAP_SNAPSHOT_DIR'] ?? '';
   const flags = [
-    ...controllerNodeOptions().split(' ').filter((f) => f !== ''),
+    ...extraNodeFlags(),
     ...(cpuDir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuDir}`]),
     ...(heapDir === '' ? [] : ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${heapDir}`]),
   ];
-  if (flags.length === 0) return startController(args);
-  // startController spawns with this process's environment: set NODE_OPTIONS just for the spawn.
-  const saved = process.env['NODE_OPTIONS'];
-  process.env['NODE_OPTIONS'] = `${saved ?? ''} ${flags.join(' ')}`.trim();
-  try {
-    return await startController(args);
-  } finally {
-    if (saved === undefined) delete process.env['NODE_OPTIONS'];
-    else process.env['NODE_OPTIONS'] = saved;
-  }
+  // As command-line flags: NODE_OPTIONS refuses most V8 flags (--optimize-for-size among them).
+  return startController({ ...args, nodeOptions: [...(args.nodeOptions ?? []), ...flags] });
 }
 
 /**
- * The Node flags of the controllers: those the container image runs with (the Dockerfile's
- * NODE_OPTIONS, i.e. as installed by the chart), unless BENCH_CONTROLLER_NODE_OPTIONS is set
- * (to "" for Node's defaults).
+ * Extra Node flags for the controllers (BENCH_CONTROLLER_NODE_OPTIONS, for experiments). The
+ * controller's own tuning (bin/etcd-registrar.js: --optimize-for-size unless
+ * ETCD_REGISTRAR_OPTIMIZE_FOR_SIZE=false) applies either way, as in the image.
  */
 export function controllerNodeOptions(): string {
-  const override = process.env['BENCH_CONTROLLER_NODE_OPTIONS'];
-  if (override !== undefined) return override;
-  const dockerfile = readFileSync(new URL('../Dockerfile', import.meta.url), 'utf8');
-  return /^ENV NODE_OPTIONS=(.*)$/m.exec(dockerfile)?.[1]?.trim() ?? '';
+  const tuning = process.env['ETCD_REGISTRAR_OPTIMIZE_FOR_SIZE'] === 'false' ? 'ETCD_REGISTRAR_OPTIMIZE_FOR_SIZE=false' : '--optimize-for-size (bin)';
+  return `${tuning} ${process.env['BENCH_CONTROLLER_NODE_OPTIONS'] ?? ''}`.trim();
+}
+
+function extraNodeFlags(): string[] {
+  return (process.env['BENCH_CONTROLLER_NODE_OPTIONS'] ?? '').split(' ').filter((f) => f !== '');
 }
 
 async function fetchText(url: string): Promise<string> {

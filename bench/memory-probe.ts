@@ -13,7 +13,7 @@ import { metricSum } from './stats.ts';
 
 const pods = Number(process.argv[2] ?? '10000');
 const variants = process.argv.slice(3);
-if (variants.length === 0) variants.push('--optimize-for-size|', '|');
+if (variants.length === 0) variants.push('|', '|ETCD_REGISTRAR_OPTIMIZE_FOR_SIZE=false');
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 const cluster = await startCluster({ nodes: 3 });

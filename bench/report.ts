@@ -68,7 +68,7 @@ export function markdownReport(result: BenchResult): string {
   return [
     `# etcd-registrar benchmarks (${result.size})`,
     '',
-    `Run ${result.started_at}, ${result.duration_s} s, on ${result.machine.cpus} CPUs, ${result.machine.platform}, Node ${result.machine.node}; controller Node flags: ${result.controller_node_options === '' ? 'none (defaults)' : `\`${result.controller_node_options}\``}.`,
+    `Run ${result.started_at}, ${result.duration_s} s, on ${result.machine.cpus} CPUs, ${result.machine.platform}, Node ${result.machine.node}; controller Node tuning: ${result.controller_node_options}.`,
     '',
     '## Latency',
     '',

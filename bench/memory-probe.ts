@@ -2,6 +2,8 @@
 // with N registered pods and 50,000 foreign keys, under several Node flags / environments, one
 // controller after the other against the same cluster. Prints one line per variant.
 //   node bench/memory-probe.ts [PODS] [VARIANT ...]   VARIANT: "NODE_FLAGS|ENV=VALUE,..."
+// The controller tunes V8 itself (bin/etcd-registrar.js); "|ETCD_REGISTRAR_OPTIMIZE_FOR_SIZE=false"
+// runs it with Node's defaults.
 import { readFileSync } from 'node:fs';
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { Etcd3 } from 'etcd3';

@@ -714,7 +714,7 @@ async function createUnscheduledPods(core: CoreV1Api, names: readonly string[], 
  * Sets a pod Running and Ready with an IP in one status update, as a kubelet's last step would
  * (with the container status a kubelet reports, so that the event is as large as a real one).
  */
-async function setReady(core: CoreV1Api, pod: V1Pod | undefined, ip: string): Promise<void> {
+export async function setReady(core: CoreV1Api, pod: V1Pod | undefined, ip: string, namespace = NAMESPACE): Promise<void> {
   const name = pod?.metadata?.name;
   if (pod === undefined || name === undefined) throw new Error('pod was not created');
   const now = new Date();
@@ -738,7 +738,7 @@ async function setReady(core: CoreV1Api, pod: V1Pod | undefined, ip: string): Pr
       state: { running: { startedAt: now } },
     }],
   };
-  await core.replaceNamespacedPodStatus({ name, namespace: NAMESPACE, body: pod });
+  await core.replaceNamespacedPodStatus({ name, namespace, body: pod });
 }
 
 export async function createReadyPods(core: CoreV1Api, from: number, to: number): Promise<number> {

@@ -19,6 +19,7 @@ import { SharedConnectionKubeConfig } from '../src/source/kube-config.ts';
 import { listPage, watchStream } from '../src/source/kube-http.ts';
 import { toSlimPod } from '../src/source/slim.ts';
 import type { SlimPod } from '../src/types.ts';
+import { setReady } from './bench.ts';
 
 const NAMESPACE = 'intake';
 const PAGE = 500;
@@ -162,31 +163,6 @@ function summary(name: string, r: { samples: Sample[] }, extra = ''): string {
   return `${name.padEnd(28)} wall ms [${ms}] cpu ms [${cpu}] warm median ${med(warm.map((s) => s.ms)).toFixed(0)} ms / ${med(warm.map((s) => s.cpuMs)).toFixed(0)} ms cpu ${extra}`;
 }
 
-async function setReady(core: CoreV1Api, pod: V1Pod, ip: string): Promise<void> {
-  const name = pod.metadata?.name ?? '';
-  const now = new Date();
-  pod.status = {
-    phase: 'Running',
-    podIP: ip,
-    podIPs: [{ ip }],
-    hostIP: '10.243.0.10',
-    hostIPs: [{ ip: '10.243.0.10' }],
-    startTime: now,
-    qosClass: 'BestEffort',
-    conditions: ['PodReadyToStartContainers', 'Initialized', 'ContainersReady', 'Ready', 'PodScheduled'].map((type) => ({ type, status: 'True', lastTransitionTime: now })),
-    containerStatuses: [{
-      name: 'app',
-      image: 'bench:1',
-      imageID: 'docker-pullable://bench@sha256:0000000000000000000000000000000000000000000000000000000000000000',
-      containerID: `containerd://${name.padEnd(64, '0').slice(0, 64)}`,
-      ready: true,
-      started: true,
-      restartCount: 0,
-      state: { running: { startedAt: now } },
-    }],
-  };
-  await core.replaceNamespacedPodStatus({ name, namespace: NAMESPACE, body: pod });
-}
 
 async function parallel(count: number, fn: (i: number) => Promise<void>): Promise<void> {
   let next = 0;
@@ -218,9 +194,9 @@ async function main(): Promise<void> {
       });
     });
     const ip = (i: number): string => `10.249.${(i >> 8) & 255}.${i & 255}`;
-    await parallel(pods - events, (i) => setReady(core, created[i]!, ip(i)));
+    await parallel(pods - events, (i) => setReady(core, created[i], ip(i), NAMESPACE));
     const rv = (await core.listNamespacedPod({ namespace: NAMESPACE, limit: 1 })).metadata?.resourceVersion ?? '';
-    await parallel(events, (i) => setReady(core, created[pods - events + i]!, ip(pods - events + i)));
+    await parallel(events, (i) => setReady(core, created[pods - events + i], ip(pods - events + i), NAMESPACE));
     console.error(`setup: ${pods} pods, ${events} Ready from rv ${rv} in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 
     const lines: string[] = [`${events} watch events from one resourceVersion, ${reps} reps each (first rep cold):`];

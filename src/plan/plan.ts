@@ -46,16 +46,9 @@ export function plan(input: PlanInput): Plan {
   const ours = (lease: string): boolean =>
     lease !== NO_LEASE && lease !== '' && (lease === leaseId || adoptableLeases.has(lease));
 
-  let keys: string[];
-  if (input.scope !== undefined) {
-    keys = [...input.scope];
-  } else {
-    keys = [...desired.keys()];
-    // Keys neither desired nor ours are left alone below: keep them out of the sort (a full
-    // reconcile may see tens of thousands of foreign keys).
-    for (const [key, have] of current) if (!desired.has(key) && ours(have.lease)) keys.push(key);
-  }
-  keys.sort(compareKeys);
+  // Keys neither desired nor ours are left alone below, so a full reconcile visits the desired
+  // keys and our own only. The result is sorted at the end (changes are few; keys may be many).
+  const keys: Iterable<string> = input.scope ?? fullScope(desired, current, ours);
 
   const writes: Change[] = [];
   const deletes: Change[] = [];
@@ -134,7 +127,20 @@ export function plan(input: PlanInput): Plan {
       });
     }
   }
+  const byKey = (a: { key: string }, b: { key: string }): number => compareKeys(a.key, b.key);
+  writes.sort(byKey);
+  deletes.sort(byKey);
+  skips.sort(byKey);
   return { changes: [...writes, ...deletes], skips };
+}
+
+function* fullScope(
+  desired: ReadonlyMap<string, DesiredEntry>,
+  current: ReadonlyMap<string, CurrentEntry>,
+  ours: (lease: string) => boolean,
+): Generator<string> {
+  yield* desired.keys();
+  for (const [key, have] of current) if (!desired.has(key) && ours(have.lease)) yield key;
 }
 
 export interface LimitResult {

@@ -200,7 +200,9 @@ async function run(config: Config, kubeConfig: KubeConfig, mapping: MappingConfi
   const registry = new EtcdRegistry(registryOptionsOf(config, logger));
   const shutdown = new AbortController();
   const identity = env('POD_NAME') ?? `${hostname()}-${process.pid}`;
-  const recorder = new EventRecorder({ kubeConfig, logger: logger.child({ module: 'events' }), reportingInstance: identity });
+  let busy = (): boolean => false;
+  // Events wait (up to a second at a time) while registrations are being written.
+  const recorder = new EventRecorder({ kubeConfig, logger: logger.child({ module: 'events' }), reportingInstance: identity, yieldTo: () => busy() });
   // The election needs a started registry; the controller asks for it only after that.
   let leadership: Leadership | undefined;
   const leadershipPort: LeadershipPort | undefined = config.leaderElection
@@ -215,6 +217,7 @@ async function run(config: Config, kubeConfig: KubeConfig, mapping: MappingConfi
       }
     : undefined;
   const { controller, metrics } = assemble(config, kubeConfig, mapping, registry, logger, recorder, leadershipPort);
+  busy = () => controller.busy();
   registry.on('etcdError', ({ op }: { op: string }) => metrics.etcdErrors.inc({ op }));
 
   let health: HealthServer | undefined;

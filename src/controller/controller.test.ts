@@ -49,6 +49,8 @@ class FakeRegistry extends EventEmitter implements RegistryPort {
   lease = '100';
   readonly adoptable = new Set<string>();
   applied: Change[][] = [];
+  /** When set, apply() waits for it (a write in flight). */
+  gate: Promise<void> | undefined;
   revision = 1;
   leaseId(): string {
     return this.lease;
@@ -77,6 +79,7 @@ class FakeRegistry extends EventEmitter implements RegistryPort {
     return this.marked.size - before;
   }
   async apply(changes: readonly Change[]): Promise<ApplyResult[]> {
+    await this.gate;
     this.applied.push([...changes]);
     for (const change of changes) if (change.action === 'register' || change.action === 'repair') this.marked.add(keyDirectory('/', change.key));
     return changes.map((change) => {
@@ -200,6 +203,21 @@ describe('Controller', () => {
     assert.ok(!registry.kv.has(key('10.1.0.9')));
     assert.equal(registry.kv.get('/other_PRE/x')?.value, 'foreign');
     assert.equal(records.filter((r) => r.action === 'orphan-delete').length, 1);
+  });
+
+  it('is busy while keys wait or are being written (Events yield to it)', async (t) => {
+    const { source, registry, controller } = setup(t);
+    await controller.start();
+    assert.equal(controller.busy(), false);
+    let open = (): void => {};
+    registry.gate = new Promise<void>((resolve) => { open = resolve; });
+    source.emit({ type: 'upsert', pod: makePod({ uid: 'a', name: 'a', podIPs: ['10.1.0.1'] }) });
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    assert.equal(controller.busy(), true);
+    open();
+    await controller.whenIdle();
+    assert.equal(controller.busy(), false);
+    assert.ok(registry.kv.has(key('10.1.0.1')));
   });
 
   it('with a full-read interval of 0 every reconcile reads every key', async (t) => {

@@ -177,6 +177,11 @@ export class Controller {
     return this.#standby;
   }
 
+  /** Keys are waiting for a worker or being written: Events wait for this (EventRecorder yieldTo). */
+  busy(): boolean {
+    return this.#queue.readyCount > 0 || this.#queue.processingCount > 0;
+  }
+
   get queueDepth(): number {
     return this.#queue.readyCount + this.#queue.delayedCount;
   }

@@ -289,3 +289,26 @@ test('truncateUtf8', () => {
 test('constructor requires a kubeConfig or a send function', () => {
   assert.throws(() => new EventRecorder({ logger: silent }), /kubeConfig/);
 });
+
+test('yieldTo: sending waits while more important work is pending, at most maxYieldMs at a time', async () => {
+  let busy = true;
+  const { timers, sent, recorder } = setup({ yieldTo: () => busy, maxYieldMs: 1000 });
+  recorder.record(pod(1), 'Normal', 'Registered', 'a');
+  recorder.record(pod(2), 'Normal', 'Registered', 'b');
+  await timers.advance(500);
+  assert.equal(sent.length, 0, 'held while busy');
+  busy = false;
+  await timers.advance(50);
+  assert.equal(sent.length, 2, 'sent once the work is done');
+
+  // Busy for longer than maxYieldMs: events go out anyway, after at most that long.
+  busy = true;
+  recorder.record(pod(3), 'Normal', 'Registered', 'c');
+  await timers.advance(900);
+  assert.equal(sent.length, 2);
+  await timers.advance(200);
+  assert.equal(sent.length, 3);
+  recorder.record(pod(4), 'Normal', 'Registered', 'd');
+  await timers.advance(0);
+  assert.equal(sent.length, 4, 'still busy: no second wait in the same busy spell');
+});

@@ -74,6 +74,14 @@ export interface EventRecorderOptions {
   readonly queueSize?: number;
   /** Requests in flight at once. Default 4. */
   readonly concurrency?: number;
+  /**
+   * True while more important work is pending (the controller's etcd writes): sending waits,
+   * for at most `maxYieldMs` at a time, so that Events never compete with registrations in a
+   * burst. Events are informational; registrations are what traffic depends on.
+   */
+  readonly yieldTo?: () => boolean;
+  /** Longest wait for `yieldTo` before sending anyway (sustained load). Default 1,000 ms. */
+  readonly maxYieldMs?: number;
   /** Clock and timers (tests). */
   readonly timers?: RecorderTimers;
 }
@@ -102,6 +110,8 @@ const DEFAULT_ACTIONS: Readonly<Record<string, string>> = {
 };
 
 const MAX_NOTE_BYTES = 1024;
+/** How often sending checks again whether `yieldTo` still holds it back. */
+const YIELD_POLL_MS = 20;
 const MAX_FIELD = 128;
 const MAX_NAME = 253;
 
@@ -198,6 +208,10 @@ export class EventRecorder {
   readonly #queue: { event: RecordedEvent; key: string }[] = [];
   #inFlight = 0;
   #timer: unknown;
+  readonly #yieldTo: (() => boolean) | undefined;
+  readonly #maxYieldMs: number;
+  /** Since when sending has been waiting for `yieldTo`; undefined when not waiting. */
+  #yieldingSince: number | undefined;
   #stopped = false;
   #lastWarnAt = -Infinity;
   readonly #idle = new Set<() => void>();
@@ -223,6 +237,8 @@ export class EventRecorder {
     this.#perPodMax = opts.perPodMaxEntries ?? 10_000;
     this.#queueSize = opts.queueSize ?? 1000;
     this.#concurrency = opts.concurrency ?? 4;
+    this.#yieldTo = opts.yieldTo;
+    this.#maxYieldMs = opts.maxYieldMs ?? 1000;
     this.#global = { tokens: this.#burst, last: this.#timers.now() };
     if (opts.send !== undefined) {
       this.#send = opts.send;
@@ -364,15 +380,18 @@ export class EventRecorder {
   #pump(): void {
     while (this.#queue.length > 0 && this.#inFlight < this.#concurrency && !this.#stopped) {
       const now = this.#timers.now();
+      if (this.#yieldTo?.() === true) {
+        this.#yieldingSince ??= now;
+        if (now - this.#yieldingSince < this.#maxYieldMs) {
+          this.#wakeIn(YIELD_POLL_MS);
+          return;
+        }
+      } else {
+        this.#yieldingSince = undefined;
+      }
       refill(this.#global, now, this.#burst, this.#msPerToken);
       if (this.#global.tokens < 1) {
-        if (this.#timer === undefined) {
-          const waitMs = Math.max(1, Math.ceil((1 - this.#global.tokens) * this.#msPerToken));
-          this.#timer = this.#timers.setTimeout(() => {
-            this.#timer = undefined;
-            this.#pump();
-          }, waitMs);
-        }
+        this.#wakeIn(Math.max(1, Math.ceil((1 - this.#global.tokens) * this.#msPerToken)));
         return;
       }
       this.#global.tokens -= 1;
@@ -412,6 +431,14 @@ export class EventRecorder {
         if (this.#isIdle()) this.#notifyIdle();
       });
     }
+  }
+
+  #wakeIn(ms: number): void {
+    if (this.#timer !== undefined) return;
+    this.#timer = this.#timers.setTimeout(() => {
+      this.#timer = undefined;
+      this.#pump();
+    }, ms);
   }
 
   #isIdle(): boolean {

@@ -1,7 +1,7 @@
 // The etcd-registrar benchmarks (issue 6), against the real local control plane (kube-apiserver,
 // KWOK nodes), the real registry etcd and the real built controller process. Observers are
 // independent of the controller: a separate Kubernetes pod watch and a separate etcd watch.
-import { CoreV1Api, KubeConfig, Watch, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, Watch, type V1Pod, type V1PodStatus } from '@kubernetes/client-node';
 import { Etcd3, type Watcher } from 'etcd3';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { SharedConnectionKubeConfig } from '../src/source/kube-config.ts';
@@ -710,6 +710,19 @@ async function createUnscheduledPods(core: CoreV1Api, names: readonly string[], 
   return created;
 }
 
+/** A Running pod status with an IP on the bench's host and these conditions True. */
+function runningAndReady(ip: string, now: Date, conditions: readonly string[]): V1PodStatus {
+  return {
+    phase: 'Running',
+    podIP: ip,
+    podIPs: [{ ip }],
+    hostIP: '10.243.0.10',
+    hostIPs: [{ ip: '10.243.0.10' }],
+    startTime: now,
+    conditions: conditions.map((type) => ({ type, status: 'True', lastTransitionTime: now })),
+  };
+}
+
 /**
  * Sets a pod Running and Ready with an IP in one status update, as a kubelet's last step would
  * (with the container status a kubelet reports, so that the event is as large as a real one).
@@ -719,14 +732,8 @@ export async function setReady(core: CoreV1Api, pod: V1Pod | undefined, ip: stri
   if (pod === undefined || name === undefined) throw new Error('pod was not created');
   const now = new Date();
   pod.status = {
-    phase: 'Running',
-    podIP: ip,
-    podIPs: [{ ip }],
-    hostIP: '10.243.0.10',
-    hostIPs: [{ ip: '10.243.0.10' }],
-    startTime: now,
+    ...runningAndReady(ip, now, ['PodReadyToStartContainers', 'Initialized', 'ContainersReady', 'Ready', 'PodScheduled']),
     qosClass: 'BestEffort',
-    conditions: ['PodReadyToStartContainers', 'Initialized', 'ContainersReady', 'Ready', 'PodScheduled'].map((type) => ({ type, status: 'True', lastTransitionTime: now })),
     containerStatuses: [{
       name: 'app',
       image: 'bench:1',
@@ -754,15 +761,7 @@ export async function createReadyPods(core: CoreV1Api, from: number, to: number)
     const now = new Date();
     for (let attempt = 0; attempt < 5; attempt++) {
       if (pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')) return;
-      pod.status = {
-        phase: 'Running',
-        podIP: ip,
-        podIPs: [{ ip }],
-        hostIP: '10.243.0.10',
-        hostIPs: [{ ip: '10.243.0.10' }],
-        startTime: now,
-        conditions: ['PodScheduled', 'Initialized', 'ContainersReady', 'Ready'].map((type) => ({ type, status: 'True', lastTransitionTime: now })),
-      };
+      pod.status = runningAndReady(ip, now, ['PodScheduled', 'Initialized', 'ContainersReady', 'Ready']);
       try {
         await core.replaceNamespacedPodStatus({ name, namespace: REC_NAMESPACE, body: pod });
         return;

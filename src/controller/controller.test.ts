@@ -73,9 +73,9 @@ class FakeRegistry extends EventEmitter implements RegistryPort {
     const ours = (lease: string): boolean => lease === this.lease || this.adoptable.has(lease);
     return { entries: new Map([...this.kv].filter(([key, entry]) => dirs.has(keyDirectory('/', key)) || (options.full === true && ours(entry.lease)))) };
   }
-  async markDirectories(keys: Iterable<string>): Promise<number> {
+  async markDirectories(entries: Iterable<CurrentEntry>): Promise<number> {
     const before = this.marked.size;
-    for (const key of keys) this.marked.add(keyDirectory('/', key));
+    for (const entry of entries) if (entry.lease === this.lease || this.adoptable.has(entry.lease)) this.marked.add(keyDirectory('/', entry.key));
     return this.marked.size - before;
   }
   async apply(changes: readonly Change[]): Promise<ApplyResult[]> {

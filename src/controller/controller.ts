@@ -300,12 +300,8 @@ export class Controller {
     // Keys of ours in directories without a marker (written by a version before markers, or a
     // marker deleted by hand) would be invisible to scoped reads: mark them. If that fails, the
     // next read is a full one again.
-    const owned: string[] = [];
-    const lease = registry.leaseId();
-    const adoptable = registry.adoptableLeases();
-    for (const [key, entry] of current) if (entry.lease !== '0' && (entry.lease === lease || adoptable.has(entry.lease))) owned.push(key);
     try {
-      await registry.markDirectories(owned);
+      await registry.markDirectories(current.values());
     } catch (error) {
       this.#lastFullReadAt = undefined;
       metrics?.etcdErrors.inc({ op: 'mark' });

@@ -59,8 +59,8 @@ export interface RegistryPort {
    * `full`, read from every key under the root, and with our keys in unmarked directories too.
    */
   readScoped(wantedKeys: Iterable<string>, options?: { readonly full?: boolean }): Promise<{ readonly entries: Map<string, CurrentEntry> }>;
-  /** Marks the directories of these keys of ours (found by a full read) for later scoped reads. */
-  markDirectories(keys: Iterable<string>): Promise<number>;
+  /** Marks the directories of the entries on our leases (found by a full read) for later scoped reads. */
+  markDirectories(entries: Iterable<CurrentEntry>): Promise<number>;
   /** With a fence, every transaction also requires the leader's campaign key to be unchanged. */
   apply(changes: readonly Change[], fence?: Fence): Promise<readonly ApplyResult[]>;
   on(event: 'leaseChanged', listener: (event: { previous: string; current: string }) => void): unknown;

@@ -298,8 +298,8 @@ describe('EtcdRegistry reads and writes', () => {
       const full = await scoped.readScoped([`${root}wanted_PRE/free`], { full: true });
       assert.deepEqual(full.directories, [root]);
       assert.deepEqual([...full.entries.keys()].sort(), [`${root}mine_PRE/a`, `${root}mine_PRE/b`, `${root}wanted_PRE/taken`]);
-      assert.equal(await scoped.markDirectories([...all.keys()].filter((k) => all.get(k)?.lease === lease)), 1);
-      assert.equal(await scoped.markDirectories([`${root}mine_PRE/a`]), 0, 'already marked on this lease');
+      assert.equal(await scoped.markDirectories(all.values()), 1, 'only the directory of our keys; foreign ones are not marked');
+      assert.equal(await scoped.markDirectories([all.get(`${root}mine_PRE/a`)!]), 0, 'already marked on this lease');
       assert.deepEqual([...(await scoped.readScoped([])).entries.keys()].sort(), [`${root}mine_PRE/a`, `${root}mine_PRE/b`]);
     } finally {
       await scoped.revoke();

@@ -301,17 +301,19 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
   }
 
   /**
-   * Marks the directories of keys found on our leases (a full read found them; keys written
+   * Marks the directories of the entries on our leases (a full read found them; keys written
    * before markers existed, or a marker deleted by hand), so that scoped reads see them again.
-   * Only directories not yet marked on the current lease are written; no-op without a lease.
+   * Entries of others are ignored. Only directories not yet marked on the current lease are
+   * written; no-op without a lease.
    */
-  async markDirectories(keys: Iterable<string>): Promise<number> {
+  async markDirectories(entries: Iterable<CurrentEntry>): Promise<number> {
     const client = this.#need();
     const lease = this.#keeper?.current;
     if (lease === undefined || this.#mode === 'read-only') return 0;
     const dirs = new Set<string>();
-    for (const key of keys) {
-      const dir = this.#directoryOf(key);
+    for (const entry of entries) {
+      if (!this.ownsLease(entry.lease)) continue;
+      const dir = this.#directoryOf(entry.key);
       if (this.#markedDirs.get(dir) !== lease) dirs.add(dir);
     }
     if (dirs.size === 0) return 0;

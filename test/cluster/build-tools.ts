@@ -17,6 +17,7 @@ import {
   TOOL_NAMES,
   type ToolName,
 } from './tools.ts';
+import { ensureSystemPackages, SYSTEM_PACKAGES, SystemPackageError } from './system-packages.ts';
 
 const MODULES_DIR = join(dirname(fileURLToPath(import.meta.url)), 'tools');
 const MIN_GO_MINOR = 26; // kwok v0.8 and helm v4 need Go 1.26
@@ -210,9 +211,11 @@ export async function buildTools(
 async function main(): Promise<void> {
   const started = Date.now();
   try {
+    ensureSystemPackages(SYSTEM_PACKAGES, (line) => console.log(line));
     await buildTools(TOOL_NAMES, (line) => console.log(line));
   } catch (err) {
-    console.error(err instanceof BuildError ? err.message : `build failed: ${String(err)}`);
+    const known = err instanceof BuildError || err instanceof SystemPackageError;
+    console.error(known ? err.message : `build failed: ${String(err)}`);
     process.exit(1);
   }
   console.log(`tools ready in ${binDir()} (${formatDuration(Date.now() - started)})`);

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cacheRoot } from '../../test/cluster/tools.ts';
-import { missingSystemPackages, SYSTEM_PACKAGES } from '../../test/cluster/system-packages.ts';
+import { missingSystemPackages, SYSTEM_PACKAGES, type SystemPackage } from '../../test/cluster/system-packages.ts';
 
 export class ImageToolchainError extends Error {
   override name = 'ImageToolchainError';
@@ -104,8 +104,8 @@ const IMAGE_TOOLS = ['mmdebstrap', 'buildah', 'podman', 'runc', 'binutils'];
  * packages, root (podman and buildah run rootful here), and a kernel that gives podman
  * its storage (overlay) and namespaces. Throws one line naming the first missing piece.
  */
-export async function checkImageToolchain(): Promise<void> {
-  const missing = missingSystemPackages(SYSTEM_PACKAGES.filter((p) => IMAGE_TOOLS.includes(p.name)));
+export async function checkImageToolchain(packages: readonly SystemPackage[] = SYSTEM_PACKAGES.filter((p) => IMAGE_TOOLS.includes(p.name))): Promise<void> {
+  const missing = missingSystemPackages(packages);
   if (missing.length > 0) {
     const names = missing.map((p) => p.name).join(' ');
     throw new ImageToolchainError(`missing ${names} (needed to build and run the image): run \`npm run tools\` as root or apt-get install ${names}`);
@@ -115,8 +115,7 @@ export async function checkImageToolchain(): Promise<void> {
   }
   const info = await podman(['info', '--format', '{{.Store.GraphDriverName}}']);
   if (info.code !== 0) throw new ImageToolchainError(`podman cannot start on this kernel/machine: ${lastErrorLine(info)}`);
-  // A container that does nothing: proves namespaces, mounts and the runtime work before
-  // the build spends minutes (kernel features missing show up here).
+  // podman, buildah and runc need these namespaces from the kernel.
   if (!existsSync('/proc/self/ns/mnt') || !existsSync('/proc/self/ns/pid')) {
     throw new ImageToolchainError('the kernel has no mount/pid namespaces, which podman needs to run the image');
   }

@@ -14,12 +14,12 @@ import { after, before, describe, it } from 'node:test';
 import { startCluster, type Cluster } from '../cluster/cluster.ts';
 import { freePort } from '../cluster/process.ts';
 import { SYSTEM_PACKAGES } from '../cluster/system-packages.ts';
-import { eventually, keyState, waitPodReadyIp } from '../e2e/support.ts';
+import { eventually, keyState, repoRoot, waitPodReadyIp } from '../e2e/support.ts';
 import { template } from '../chart/helm.ts';
 import { parseLogLinesStrict } from '../../src/observability/testing.ts';
 import { buildImage, megabytes, type BuiltImage } from '../../scripts/image.ts';
 import { NONROOT_UID } from '../../scripts/image/bases.ts';
-import { checkImageToolchain, podman, podmanOk, type RunResult } from '../../scripts/image/toolchain.ts';
+import { checkImageToolchain, podman, podmanOk, run, type RunResult } from '../../scripts/image/toolchain.ts';
 
 const NS = 'image-demo';
 const RELEASE_NS = 'etcd-registrar';
@@ -188,6 +188,21 @@ describe('the container image', () => {
     const ttl = await cluster.registryAdmin().leaseClient.leaseTimeToLive({ ID: kv.lease });
     assert.ok(Number(ttl.TTL) > 0, `the lease is still alive (TTL ${ttl.TTL})`);
     assert.deepEqual(await containerWrites(), [], 'nothing written on the way out either');
+  });
+});
+
+describe('npm run image', () => {
+  it('builds with --tag NAME and prints the name and the size', async () => {
+    const tag = `localhost/etcd-registrar:cli-${process.pid}`;
+    try {
+      const result = await run(process.execPath, [join(repoRoot, 'scripts', 'image.ts'), '--tag', tag], { env: process.env });
+      assert.equal(result.code, 0, result.stderr.slice(-2000));
+      assert.match(result.stdout, new RegExp(`^${tag.replaceAll('.', '\\.')} \\d+\\.\\d MB \\(uncompressed\\)\\n$`));
+      const id = (await podmanOk(['image', 'inspect', '--format', '{{.Id}}', tag])).trim();
+      assert.equal(id, image.id, 'the same sources give the same image (layers from the cache)');
+    } finally {
+      await podman(['untag', tag]);
+    }
   });
 });
 

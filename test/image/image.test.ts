@@ -163,6 +163,21 @@ describe('the container image', () => {
     process.stderr.write(`[image] RSS at rest ${/VmRSS:\s+(\d+ kB)/.exec(status)?.[1] ?? '?'}\n`);
   });
 
+  it('runs the chart\'s `helm test` pod command (Node\'s fetch of /readyz in this image) with success', async () => {
+    const objects = await template({ set: [`image.repository=${image.name.slice(0, image.name.lastIndexOf(':'))}`, `image.tag=${image.name.slice(image.name.lastIndexOf(':') + 1)}`] });
+    const pod = objects.find((o) => o.kind === 'Pod' && o.metadata.annotations?.['helm.sh/hook'] === 'test');
+    assert.ok(pod !== undefined, 'the chart has a helm test pod');
+    const [testContainer] = (pod['spec'] as { containers: Array<{ image: string; command: string[] }> }).containers;
+    assert.ok(testContainer !== undefined);
+    assert.equal(testContainer.image, image.name);
+    const [entrypoint, ...args] = testContainer.command;
+    assert.ok(entrypoint !== undefined);
+    // The Service URL the pod would call is the container's metrics address here.
+    const result = await podman(['run', '--rm', '--read-only', '--user', `${NONROOT_UID}:${NONROOT_UID}`, '--cap-drop=ALL', '--network', 'host', '--entrypoint', entrypoint, image.name, ...args.slice(0, -1), `${metricsUrl}/readyz`]);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.match(result.stdout, /: 200 /);
+  });
+
   it('writes nothing to its filesystem, and every log line is one JSON object with one key per field', async () => {
     assert.deepEqual(await containerWrites(), [], 'the container changed its filesystem');
     const logs = await podmanOk(['logs', container]);

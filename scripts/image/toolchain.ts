@@ -79,7 +79,12 @@ export function run(command: string, args: readonly string[], opts: RunOptions =
 export function lastErrorLine(result: RunResult): string {
   const lines = `${result.stdout}\n${result.stderr}`.split('\n').map((l) => l.trim()).filter((l) => l !== '');
   const error = lines.findLast((l) => /^(Error|error|E:|fatal)\b/.test(l));
-  return (error ?? lines.at(-1) ?? `exit ${result.code}`).slice(0, 400);
+  // buildah ends with `Error: building at STEP "…": exit status 1`; the step's own first
+  // error line (npm, tsc, esbuild) says why.
+  const cause = error?.includes('building at STEP') === true
+    ? lines.find((l) => /^npm error (?!code|errno|A complete log)|error TS\d+|\[ERROR\]/.test(l))
+    : undefined;
+  return `${error ?? lines.at(-1) ?? `exit ${result.code}`}${cause === undefined ? '' : `: ${cause}`}`.slice(0, 400);
 }
 
 /** Runs a command and throws one line naming it and its error when it fails. */

@@ -19,7 +19,7 @@ import { template } from '../chart/helm.ts';
 import { parseLogLinesStrict } from '../../src/observability/testing.ts';
 import { buildImage, megabytes, type BuiltImage } from '../../scripts/image.ts';
 import { NONROOT_UID } from '../../scripts/image/bases.ts';
-import { checkImageToolchain, podman, podmanOk, run, type RunResult } from '../../scripts/image/toolchain.ts';
+import { checkImageToolchain, lastErrorLine, podman, podmanOk, run, type RunResult } from '../../scripts/image/toolchain.ts';
 
 const NS = 'image-demo';
 const RELEASE_NS = 'etcd-registrar';
@@ -232,6 +232,15 @@ describe('image build failures name their cause in one line', () => {
         return true;
       },
     );
+  });
+
+  it('a failing Dockerfile step: buildah\'s error with the step\'s own cause (output recorded from a build behind a TLS proxy)', () => {
+    const line = lastErrorLine({
+      code: 1,
+      stdout: '[1/2] STEP 6/11: RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts\nnpm error code SELF_SIGNED_CERT_IN_CHAIN\nnpm error errno SELF_SIGNED_CERT_IN_CHAIN\nnpm error request to https://registry.npmjs.org/yargs-parser failed, reason: self-signed certificate in certificate chain\nnpm error A complete log of this run can be found in: /root/.npm/_logs/x.log\nsubprocess exited with status 1\n',
+      stderr: 'Error: building at STEP "RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts": exit status 1\n',
+    });
+    assert.equal(line, 'Error: building at STEP "RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts": exit status 1: npm error request to https://registry.npmjs.org/yargs-parser failed, reason: self-signed certificate in certificate chain');
   });
 
   it('a missing tool (podman, buildah, mmdebstrap, runc, strip)', async () => {

@@ -6,8 +6,7 @@ import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { startCluster, type Cluster } from '../../test/cluster/cluster.ts';
 import { waitFor } from '../../test/cluster/process.ts';
 import { SharedConnectionKubeConfig } from './kube-config.ts';
-import { KubeHttpError, listPage, watchStream } from './kube-http.ts';
-import { statusCodeOf } from './pod-source.ts';
+import { KubeHttpError, listPage, statusCodeOf, watchStream } from './kube-http.ts';
 
 const NS = 'kube-http';
 const PATH = `/api/v1/namespaces/${NS}/configmaps`;

@@ -25,6 +25,17 @@ function setup(api: FakeApi<V1Pod>): { source: PodSource; events: PodEvent[] } {
   return { source, events };
 }
 
+/** A started source over `pods`, its watch open, the events of the initial list cleared. */
+async function watching(...pods: V1Pod[]): Promise<{ api: FakeApi<V1Pod>; source: PodSource; events: PodEvent[] }> {
+  const api = new FakeApi<V1Pod>();
+  for (const pod of pods) api.put(pod);
+  const { source, events } = setup(api);
+  await source.start();
+  await until('the watch', () => api.live().length === 1);
+  events.length = 0;
+  return { api, source, events };
+}
+
 test('pods are kept slim by uid; a status heartbeat is silent, a real change is an upsert', async () => {
   const api = new FakeApi<V1Pod>();
   api.put(mkPod('a', 'p0', 'u0'));
@@ -47,12 +58,7 @@ test('pods are kept slim by uid; a status heartbeat is silent, a real change is 
 });
 
 test('a delete carries the cached record (the one that was registered), not the final object', async () => {
-  const api = new FakeApi<V1Pod>();
-  api.put(mkPod('a', 'p1', 'u1', { ip: '10.0.0.7' }));
-  const { source, events } = setup(api);
-  await source.start();
-  await until('the watch', () => api.live().length === 1);
-  events.length = 0;
+  const { api, source, events } = await watching(mkPod('a', 'p1', 'u1', { ip: '10.0.0.7' }));
   api.current.onEvent('DELETED', mkPod('a', 'p1', 'u1', { ip: '10.0.0.8' }));
   assert.deepEqual(events.map((e) => [e.type, e.pod.podIPs]), [['delete', ['10.0.0.7']]]);
   assert.equal(source.size, 0);
@@ -60,12 +66,7 @@ test('a delete carries the cached record (the one that was registered), not the 
 });
 
 test('a recreated pod (same name, new uid) during a gap: delete old uid, upsert new uid', async () => {
-  const api = new FakeApi<V1Pod>();
-  api.put(mkPod('a', 'sts-0', 'old', { ip: '10.0.0.1' }));
-  const { source, events } = setup(api);
-  await source.start();
-  await until('the watch', () => api.live().length === 1);
-  events.length = 0;
+  const { api, source, events } = await watching(mkPod('a', 'sts-0', 'old', { ip: '10.0.0.1' }));
   api.silently(() => {
     api.remove('old');
     api.put(mkPod('a', 'sts-0', 'new', { ip: '10.0.0.2' }));
@@ -77,10 +78,7 @@ test('a recreated pod (same name, new uid) during a gap: delete old uid, upsert 
 });
 
 test('pods without uid/name/namespace are ignored', async () => {
-  const api = new FakeApi<V1Pod>();
-  const { source, events } = setup(api);
-  await source.start();
-  await until('the watch', () => api.live().length === 1);
+  const { api, source, events } = await watching();
   api.broadcast('a', 'ADDED', { metadata: { name: 'x' } });
   api.broadcast('a', 'ADDED', { metadata: { name: 'x', uid: 'u' } });
   api.broadcast('a', 'DELETED', null);

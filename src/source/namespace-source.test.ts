@@ -53,7 +53,7 @@ describe('NamespaceSource', () => {
       { type: 'delete', name: 'team-a' },
     ]);
     assert.equal(source.annotation('team-b'), 'search');
-    assert.equal(source.has('team-a'), false);
+    assert.equal(source.get('team-a'), undefined);
     // A normal close resumes from the last resourceVersion, without a relist.
     api.current.onDone(null);
     await until('watch reopened', () => api.watchCalls.length === 2 && api.live().length === 1);

@@ -62,7 +62,7 @@ test('start resolves after the initial list; watch starts at the list RV with a 
   assert.equal(source.stale(), false);
   assert.deepEqual(summary(events), ['upsert a/x', 'upsert b/y']);
   assert.equal(source.get('a/x')?.text, 'v1');
-  assert.equal(source.has('b/y'), true);
+  assert.equal(source.get('b/y')?.text, 'v1');
   assert.equal(source.list().length, 2);
   assert.equal(source.size, 2);
   assert.equal(api.listCalls[0]?.labelSelector, 'app=web');
@@ -115,7 +115,7 @@ test('watch events: add, an unchanged record is silent but kept, change, delete,
   api.put(item('a', 'x', 'two'));
   api.remove('a/x');
   assert.deepEqual(events.slice(1), [{ type: 'upsert', key: 'a/x', text: 'two' }, { type: 'delete', key: 'a/x', text: 'two' }]);
-  assert.equal(source.has('a/x'), false);
+  assert.equal(source.get('a/x'), undefined);
   // A delete of an object the cache never held, objects it does not keep, bookmarks and
   // unknown types change nothing.
   api.broadcast('a', 'DELETED', item('a', 'never'));

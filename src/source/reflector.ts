@@ -37,7 +37,7 @@ export interface Kind<V, E> {
   eventOf(type: 'upsert' | 'delete', value: V): E;
 }
 
-/** Loop tuning (the defaults suit production; tests shorten them). */
+/** The loop's logger and tuning (the defaults suit production; tests shorten them). */
 export interface ReflectorTuning {
   readonly logger: Logger;
   /** Restart a watch that delivered nothing (not even a bookmark) for this long. Default 5 min. */
@@ -91,6 +91,7 @@ export interface ReflectorStats {
   readonly goneRelists: number;
   readonly listFailures: number;
   readonly relists: number;
+  /** Watch events applied (an ERROR event ends the watch instead, counted above). */
   readonly watchEvents: number;
   /** Streams that went stale (a watch or list error after their first list). */
   readonly syncLosses: number;
@@ -198,10 +199,6 @@ export class Reflector<V, E> {
       if (value !== undefined) return value;
     }
     return undefined;
-  }
-
-  has(key: string): boolean {
-    return this.#streams.some((s) => s.cache.has(key));
   }
 
   /** Every record in the cache. */

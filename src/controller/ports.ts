@@ -76,6 +76,8 @@ export interface LeadershipPort {
   /** Resolves once this replica leads. */
   campaign(): Promise<Fence>;
   fence(): Fence | undefined;
+  /** Called when an elected term ends without a resign (campaign lease lost, etcd unreachable). */
+  onLost(listener: (reason: string) => void): void;
 }
 
 export type EventType = 'Normal' | 'Warning';

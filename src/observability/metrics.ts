@@ -76,6 +76,17 @@ export class Metrics {
     help: 'Times the data lease was lost and replaced by a new one',
     registers: [this.registry],
   });
+  readonly leadershipChanges = new Counter({
+    name: 'etcd_registrar_leadership_changes_total',
+    help: 'Leadership transitions of this replica: elected (also re-elected after stepping down) and lost (stepped down to standby)',
+    labelNames: ['event'] as const,
+    registers: [this.registry],
+  });
+  readonly leader = new Gauge({
+    name: 'etcd_registrar_leader',
+    help: '1 while this replica leads (writes), 0 while it is a standby',
+    registers: [this.registry],
+  });
 
   constructor(sources: MetricsSources) {
     collectDefaultMetrics({ register: this.registry, prefix: 'etcd_registrar_' });

@@ -14,6 +14,7 @@ import {
   KWOK_VERSION,
   missingTools,
   toolPath,
+  TOXIPROXY_VERSION,
   TOOL_NAMES,
   type ToolName,
 } from './tools.ts';
@@ -62,6 +63,18 @@ const GROUPS: BuildGroup[] = [
       'install', '-v', '-trimpath',
       '-ldflags', `-s -w -X helm.sh/helm/v4/internal/version.version=${HELM_VERSION}`,
       `helm.sh/helm/v4/cmd/helm@${HELM_VERSION}`,
+    ],
+    env: (out) => ({ GOBIN: out }),
+  },
+  {
+    // Network faults (partitions, latency, resets) between the controller and etcd or the API server.
+    label: 'toxiproxy',
+    version: TOXIPROXY_VERSION,
+    outputs: { 'toxiproxy-server': 'server' },
+    args: () => [
+      'install', '-v', '-trimpath',
+      '-ldflags', `-s -w -X github.com/Shopify/toxiproxy/v2.Version=${TOXIPROXY_VERSION}`,
+      `github.com/Shopify/toxiproxy/v2/cmd/server@${TOXIPROXY_VERSION}`,
     ],
     env: (out) => ({ GOBIN: out }),
   },

@@ -8,6 +8,8 @@ export const KUBERNETES_VERSION = 'v1.35.4';
 export const ETCD_VERSION = 'v3.6.16';
 export const KWOK_VERSION = 'v0.8.0';
 export const HELM_VERSION = 'v4.3.1';
+/** Network fault proxy for the fault suite; the newest v2 the Go module proxy serves. */
+export const TOXIPROXY_VERSION = 'v2.5.0';
 
 export const TOOL_VERSIONS = {
   'kube-apiserver': KUBERNETES_VERSION,
@@ -18,6 +20,7 @@ export const TOOL_VERSIONS = {
   etcdctl: ETCD_VERSION,
   kwok: KWOK_VERSION,
   helm: HELM_VERSION,
+  'toxiproxy-server': TOXIPROXY_VERSION,
 } as const;
 
 export type ToolName = keyof typeof TOOL_VERSIONS;

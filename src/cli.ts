@@ -148,6 +148,7 @@ function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig
     ownedKeys: () => controller?.ownedKeyCount() ?? 0,
     watchedPods: () => source.size,
     sourceRestarts: () => source.stats().restarts,
+    outOfSpace: () => registry.outOfSpace() !== undefined,
     ...(events.stats === undefined ? {} : { events: events.stats.bind(events) }),
   });
   controller = new Controller(

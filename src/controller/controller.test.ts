@@ -63,6 +63,9 @@ class FakeRegistry extends EventEmitter implements RegistryPort {
   healthy(): boolean {
     return true;
   }
+  outOfSpace(): string | undefined {
+    return undefined;
+  }
   /** Directories marked by puts, like the real registry's markers (key root '/'). */
   readonly marked = new Set<string>();
   fullReads = 0;

@@ -174,6 +174,8 @@ export class Controller {
     if (!this.#started || !this.#initialReconcileDone) return 'starting';
     if (!this.#deps.source.synced()) return 'pod cache not synced';
     if (!this.#deps.registry.healthy()) return 'etcd data lease not healthy';
+    const noSpace = this.#deps.registry.outOfSpace();
+    if (noSpace !== undefined) return `etcd out of space (NOSPACE alarm), writes rejected: ${noSpace}`;
     return undefined;
   }
 

@@ -10,6 +10,8 @@ export interface MetricsSources {
   readonly events?: () => { readonly sent: number; readonly deduped: number; readonly dropped: number; readonly failed: number };
   /** Cumulative restarts of the pod watch. */
   readonly sourceRestarts?: () => number;
+  /** etcd rejects our writes for lack of space (NOSPACE alarm). */
+  readonly outOfSpace?: () => boolean;
 }
 
 export class Metrics {
@@ -122,6 +124,14 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         this.set(sources.ownedKeys());
+      },
+    });
+    new Gauge({
+      name: 'etcd_registrar_etcd_out_of_space',
+      help: '1 while etcd rejects registrations for lack of space (NOSPACE alarm raised), else 0',
+      registers: [this.registry],
+      collect() {
+        this.set(sources.outOfSpace?.() === true ? 1 : 0);
       },
     });
     new Gauge({

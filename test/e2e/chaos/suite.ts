@@ -359,9 +359,11 @@ export class ChaosSuite {
   /**
    * Fencing check: every change etcd made under the prefix after `revision` matches, key by
    * key, a write that one of `writers` audited as applied since `sinceMs`. Returns the
-   * unexplained changes (one would have come from a fenced-off replica) and how many there were.
+   * unexplained changes (one would have come from a fenced-off replica, or lacks its audit
+   * record) and the applied-audits no change matches (a duplicate record, or a write that
+   * never happened).
    */
-  changesExplainedBy(writers: readonly ControllerProcess[], sinceMs: number, revision: bigint): { later: WatchedEvent[]; unexplained: WatchedEvent[] } {
+  changesExplainedBy(writers: readonly ControllerProcess[], sinceMs: number, revision: bigint): { later: WatchedEvent[]; unexplained: WatchedEvent[]; unmatchedAudits: string[] } {
     const pool = new Map<string, number>();
     for (const replica of writers) {
       for (const record of replica.audits() as unknown as Array<AuditRecord & { time: string }>) {
@@ -378,7 +380,8 @@ export class ChaosSuite {
       pool.set(id, left - 1);
       return left <= 0;
     });
-    return { later, unexplained };
+    const unmatchedAudits = [...pool].filter(([, left]) => left > 0).map(([id, left]) => `${id} ×${left}`);
+    return { later, unexplained, unmatchedAudits };
   }
 }
 

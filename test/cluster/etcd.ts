@@ -31,6 +31,8 @@ export interface EtcdOptions {
   tls?: EtcdTls;
   extraArgs?: string[];
   startTimeoutMs?: number;
+  /** etcd release to run (built and cached per version by `npm run tools`); default ETCD_VERSION. */
+  version?: string | undefined;
 }
 
 export interface EtcdTls {
@@ -161,9 +163,10 @@ class EtcdMember implements EtcdServer {
 
   async start(waitReady = true): Promise<void> {
     if (this.isRunning()) return;
-    const binary = toolPath('etcd');
+    const binary = toolPath('etcd', this.#opts.version);
     if (!existsSync(binary)) {
-      throw new Error(`etcd binary not found at ${binary}: run \`npm run tools\` first`);
+      const flag = this.#opts.version === undefined ? '' : ` -- --registry-etcd-version ${this.#opts.version}`;
+      throw new Error(`etcd binary not found at ${binary}: run \`npm run tools${flag}\` first`);
     }
     this.#proc = spawnManaged({
       name: `etcd ${this.name}`,

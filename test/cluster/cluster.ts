@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
 import { startEtcd, type EtcdServer, type EtcdTls } from './etcd.ts';
-import { etcdLeader, moveEtcdLeader, startEtcdCluster } from './etcd-cluster.ts';
+import { etcdLeader, moveEtcdLeader, replaceEtcdMember, startEtcdCluster } from './etcd-cluster.ts';
 import {
   makeClusterPki,
   makeRegistryPki,
@@ -147,6 +147,8 @@ export interface Cluster {
    * MoveLeader and resolves with the new leader once the members agree.
    */
   moveRegistryLeader(to?: EtcdServer): Promise<EtcdServer>;
+  /** Replaces a registry member: removed, data wiped, added back and started empty (same ports). */
+  replaceRegistryMember(member: EtcdServer): Promise<void>;
   /**
    * With `registryTls`: the registry's CA (key included, to issue more certificates with
    * pki.ts issueClientCert), serving and client certificates. Undefined otherwise.
@@ -271,6 +273,10 @@ class LocalCluster implements Cluster {
     return moveEtcdLeader(this.#registry, (endpoint) => this.#registryClient([endpoint]), to);
   }
 
+  replaceRegistryMember(member: EtcdServer): Promise<void> {
+    return replaceEtcdMember(this.#registry, member, (endpoint) => this.#registryClient([endpoint]));
+  }
+
   get registryPki(): RegistryPki | undefined {
     return this.#registryPki;
   }
@@ -342,7 +348,8 @@ class LocalCluster implements Cluster {
     await mkdir(pkiDir, { recursive: true });
     const [pki, apiEtcd, registry, apiPort] = await settleAll([
       makeClusterPki(pkiDir),
-      startEtcd({ dir: join(this.dir, 'etcd-api'), name: 'api' }).then((e) => (this.#apiEtcd = e)),
+      // The API server's own etcd stays at the pinned version whatever the registry runs.
+      startEtcd({ dir: join(this.dir, 'etcd-api'), name: 'api', version: ETCD_VERSION }).then((e) => (this.#apiEtcd = e)),
       this.#startRegistry(),
       freePort(),
     ] as const);

@@ -8,6 +8,12 @@ export const KUBERNETES_VERSION = 'v1.35.4';
 export const ETCD_VERSION = 'v3.6.16';
 export const KWOK_VERSION = 'v0.8.0';
 export const HELM_VERSION = 'v4.3.1';
+/**
+ * Registry etcd releases besides ETCD_VERSION that `npm run test:compat` (and CI) checks: the
+ * latest 3.5 patch the Go module proxy serves. 3.4 is not buildable from the proxy (its
+ * v3.4.x tags are not valid versions of the module go.etcd.io/etcd; see docs/compatibility.md).
+ */
+export const COMPAT_ETCD_VERSIONS: readonly string[] = ['v3.5.35'];
 /** Network fault proxy for the fault suite; the newest v2 the Go module proxy serves. */
 export const TOXIPROXY_VERSION = 'v2.5.0';
 

@@ -214,8 +214,9 @@ async function run(config: Config, kubeConfig: KubeConfig, mapping: MappingConfi
         campaign: () =>
           retryUntilDone(async () => {
             // A previous term (lost, or a campaign that failed) is given up first: its key
-            // would otherwise stand ahead of the new campaign until its lease expires.
-            await leadership?.resign();
+            // would otherwise stand ahead of the new campaign until its lease expires. At most
+            // 1 s: a revoke stuck on a dead connection must not hold the new campaign back.
+            await Promise.race([leadership?.resign(), new Promise((resolve) => setTimeout(resolve, 1_000).unref())]);
             const term = registry.leadership(identity, config.electionTtlSeconds);
             leadership = term;
             term.on('lost', (reason) => {

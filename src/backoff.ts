@@ -4,12 +4,16 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 
-export interface RetryOptions {
+/** The two numbers of an exponential backoff: the delay after the first failure, and its cap. */
+export interface BackoffOptions {
+  readonly baseMs: number;
+  readonly maxMs: number;
+}
+
+export interface RetryOptions extends Partial<BackoffOptions> {
   readonly logger: Logger;
   /** What is being tried, for the log line. */
   readonly what: string;
-  readonly baseMs?: number;
-  readonly maxMs?: number;
   readonly signal?: AbortSignal;
 }
 

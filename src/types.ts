@@ -109,7 +109,7 @@ export interface Plan {
 export type AuditAction = ChangeAction | 'skip';
 export type AuditOutcome = 'ok' | 'error' | 'dry-run';
 
-/** DESIGN.md §3 audit schema: one JSON line per change. */
+/** The audit schema (README, Audit log): one JSON line per change. */
 export interface AuditRecord {
   readonly audit: true;
   readonly action: AuditAction;

@@ -1,5 +1,5 @@
-// Pod -> registrations: the pure, validated mapping of DESIGN.md §3 (annotations, key and
-// value templates). Never throws; anything unexpected becomes an `invalid` mapping.
+// Pod -> registrations: the pure, validated mapping of the README's contract (annotations,
+// key and value templates). Never throws; anything unexpected becomes an `invalid` mapping.
 
 import type { IpFamily, PodMapping, Registration, SlimPod } from '../types.ts';
 import { MAX_LONG_NAME, MAX_PORTS, MAX_SHORT_NAME, keyProblem, prepareConfig } from './config.ts';

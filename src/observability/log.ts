@@ -70,7 +70,7 @@ export type AuditEntry = Omit<AuditRecord, 'audit' | 'owner'>;
 export type AuditSink = (record: AuditRecord) => void;
 
 /**
- * The audit trail: one JSON line per change with the DESIGN.md §3 schema. It has its own
+ * The audit trail: one JSON line per change with the schema in the README (Audit log). It has its own
  * logger fixed at info so that --log-level never silences it, on the same stdout stream.
  */
 export class AuditLog {

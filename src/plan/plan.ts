@@ -1,7 +1,7 @@
 // The pure plan: desired state (per key, from the pod cache) against current state (etcd
 // keys with their lease ids) gives the writes to make. No I/O; deterministic order.
 //
-// Ownership (ExternalDNS-style, DESIGN.md §4): a key is ours only when it is attached to our
+// Ownership (ExternalDNS-style, docs/decisions/0006): a key is ours only when it is attached to our
 // data lease, or to an earlier lease of the same owner (adoptable). Keys without a lease or
 // on another lease are never changed or deleted.
 
@@ -152,7 +152,7 @@ export interface LimitResult {
 }
 
 /**
- * The safety valve (DESIGN.md §4). Counts the plan's orphan-deletes (deletes backed by no
+ * The safety valve (docs/decisions/0007). Counts the plan's orphan-deletes (deletes backed by no
  * pod: what an empty or partial pod cache produces) against `maxDeleteShare` of the keys
  * we own. Over the limit, every orphan-delete is refused and the rest of the plan kept.
  * - a single orphan-delete is always allowed (a one-pod service must be able to go away);

@@ -6,8 +6,7 @@ import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { startCluster, type Cluster } from '../../test/cluster/cluster.ts';
 import { waitFor } from '../../test/cluster/process.ts';
 import { SharedConnectionKubeConfig } from './kube-config.ts';
-import { KubeHttpError, listPage, watchStream } from './kube-http.ts';
-import { statusCodeOf } from './pod-source.ts';
+import { KubeHttpError, kubeListerWatcher, listPage, statusCodeOf, watchStream } from './kube-http.ts';
 
 const NS = 'kube-http';
 const PATH = `/api/v1/namespaces/${NS}/configmaps`;
@@ -138,6 +137,27 @@ describe('kube-http against a real API server', () => {
     await until('ADDED w-3 on the resumed watch', () => resumed.events.some((e) => e.object.metadata?.name === 'w-3'));
     assert.deepEqual(resumed.events.filter((e) => e.type !== 'BOOKMARK').map((e) => e.object.metadata?.name), ['w-3']);
     assert.deepEqual(resumed.done, []);
+  });
+
+  it('the ListerWatcher of a resource: per-namespace collection, field selector on list and watch', async () => {
+    const lw = kubeListerWatcher(kc, { apiPath: '/api/v1', resource: 'configmaps' }, { watchInactivityMs: 60_000 });
+    await Promise.all([configMap('fs-a'), configMap('fs-b')]);
+    const select = { namespace: NS, labelSelector: undefined, fieldSelector: 'metadata.name=fs-a' };
+    const page = await lw.list({ ...select, limit: 100, continueToken: undefined });
+    assert.deepEqual(page.items.map((i) => (i as { metadata: { name: string } }).metadata.name), ['fs-a']);
+    const seen: string[] = [];
+    const done: unknown[] = [];
+    const handle = await lw.watch(
+      { ...select, resourceVersion: page.resourceVersion, timeoutSeconds: 60 },
+      (type, object) => seen.push(`${type} ${(object as { metadata?: { name?: string } }).metadata?.name ?? ''}`),
+      (err) => done.push(err),
+    );
+    open.push(handle);
+    await core.patchNamespacedConfigMap({ name: 'fs-b', namespace: NS, body: [{ op: 'add', path: '/data/n', value: '1' }] });
+    await core.patchNamespacedConfigMap({ name: 'fs-a', namespace: NS, body: [{ op: 'add', path: '/data/n', value: '1' }] });
+    await until('MODIFIED fs-a', () => seen.includes('MODIFIED fs-a'));
+    assert.deepEqual(seen.filter((e) => !e.startsWith('BOOKMARK')), ['MODIFIED fs-a'], 'fs-b is outside the selection');
+    assert.deepEqual(done, []);
   });
 
   it('abort ends the watch: onDone exactly once with an AbortError, no events after', async () => {

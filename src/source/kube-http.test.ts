@@ -1,8 +1,9 @@
-// The watch stream's line splitter (the HTTP side is in kube-http.int.test.ts).
+// The watch stream's line splitter, error status codes and collection paths (the HTTP side is
+// in kube-http.int.test.ts).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { LineSplitter } from './kube-http.ts';
+import { LineSplitter, collectionPath, statusCodeOf } from './kube-http.ts';
 
 /** Feeds `chunks` and returns the lines, ended (trailing line flushed) unless told otherwise. */
 function split(chunks: readonly Uint8Array[], end = true): string[] {
@@ -96,5 +97,22 @@ describe('LineSplitter', () => {
       ),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('statusCodeOf', () => {
+  it('reads KubeHttpError and ApiException codes, nothing else', () => {
+    assert.equal(statusCodeOf(Object.assign(new Error('x'), { statusCode: 410 })), 410);
+    assert.equal(statusCodeOf({ code: 403 }), 403);
+    assert.equal(statusCodeOf({ code: 'ECONNRESET' }), undefined);
+    assert.equal(statusCodeOf(null), undefined);
+  });
+});
+
+describe('collectionPath', () => {
+  it('covers every namespace, one namespace (escaped), and other API groups', () => {
+    assert.equal(collectionPath('/api/v1', 'pods', undefined), '/api/v1/pods');
+    assert.equal(collectionPath('/api/v1', 'pods', 'team a'), '/api/v1/namespaces/team%20a/pods');
+    assert.equal(collectionPath('/apis/discovery.k8s.io/v1', 'endpointslices', 'web'), '/apis/discovery.k8s.io/v1/namespaces/web/endpointslices');
   });
 });

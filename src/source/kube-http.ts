@@ -1,4 +1,6 @@
-// Raw list and watch requests to the API server, returning plain parsed JSON.
+// Raw list and watch requests to the API server, returning plain parsed JSON, and the
+// ListerWatcher the reflector (reflector.ts) runs on. The content type is chosen here: the
+// reflector and the kinds only ever see decoded objects.
 //
 // Why not client-node's CoreV1Api and Watch: measured in docs/intake.md (bench/intake.ts),
 // CoreV1Api's ObjectSerializer turns every listed pod into typed model objects (Date fields and
@@ -26,6 +28,31 @@ export class KubeHttpError extends Error {
     this.statusCode = statusCode;
     this.status = status;
   }
+}
+
+/** HTTP status of an error (KubeHttpError.statusCode; client-node's ApiException.code). */
+export function statusCodeOf(err: unknown): number | undefined {
+  if (err === null || typeof err !== 'object') return undefined;
+  const e = err as { code?: unknown; statusCode?: unknown };
+  if (typeof e.statusCode === 'number') return e.statusCode;
+  if (typeof e.code === 'number') return e.code;
+  return undefined;
+}
+
+/** One line for a log: HTTP status, message and cause of an Error, or an in-stream Status. */
+export function describeError(err: unknown): string {
+  if (err instanceof Error) {
+    const code = statusCodeOf(err);
+    const text = code === undefined ? `${err.name}: ${err.message}` : `HTTP ${code}: ${err.message}`;
+    // undici's "fetch failed" keeps the reason (ECONNREFUSED, certificate errors) in `cause`.
+    const cause = (err as { cause?: unknown }).cause;
+    return cause instanceof Error ? `${text} (${cause.message})` : text;
+  }
+  if (err !== null && typeof err === 'object') {
+    const s = err as { code?: unknown; message?: unknown; reason?: unknown };
+    return `status ${String(s.code)} ${String(s.reason ?? '')}: ${String(s.message ?? '')}`;
+  }
+  return String(err);
 }
 
 export interface RawListPage {
@@ -158,11 +185,17 @@ export async function listPage(
     readonly limit: number;
     readonly continueToken: string | undefined;
     readonly labelSelector?: string | undefined;
+    readonly fieldSelector?: string | undefined;
     /** Abort the request after this long (default 5 min). */
     readonly timeoutMs?: number | undefined;
   },
 ): Promise<RawListPage> {
-  const url = urlOf(kc, path, { limit: req.limit, continue: req.continueToken, labelSelector: req.labelSelector });
+  const url = urlOf(kc, path, {
+    limit: req.limit,
+    continue: req.continueToken,
+    labelSelector: req.labelSelector,
+    fieldSelector: req.fieldSelector,
+  });
   const res = await get(kc, url, AbortSignal.timeout(req.timeoutMs ?? LIST_BACKSTOP_MS));
   if (res.status !== 200) throw await httpError(res);
   const list = JSON.parse(await readAll(res.body)) as {
@@ -180,6 +213,7 @@ export interface WatchRequest {
   readonly resourceVersion: string;
   readonly timeoutSeconds: number;
   readonly labelSelector?: string | undefined;
+  readonly fieldSelector?: string | undefined;
   /**
    * Abort with a TimeoutError when no byte arrived for this long (also before the headers).
    * A backstop: the sources run their own watchdog, shorter than this.
@@ -208,6 +242,7 @@ export async function watchStream(
     allowWatchBookmarks: true,
     timeoutSeconds: req.timeoutSeconds,
     labelSelector: req.labelSelector,
+    fieldSelector: req.fieldSelector,
   });
   const controller = new AbortController();
   const handle = { abort: (): void => controller.abort() };
@@ -261,4 +296,57 @@ export async function watchStream(
 /** After an abort the signal's reason (TimeoutError, AbortError) says why, not the stream's echo. */
 function abortReason(signal: AbortSignal, err: unknown): unknown {
   return signal.aborted && signal.reason !== undefined ? signal.reason : err;
+}
+
+/** Which objects a list or watch of one kind covers. */
+export interface Selection {
+  /** undefined: every namespace, or a cluster-scoped kind. */
+  readonly namespace: string | undefined;
+  readonly labelSelector?: string | undefined;
+  readonly fieldSelector?: string | undefined;
+}
+
+export interface ListRequest extends Selection {
+  readonly limit: number;
+  readonly continueToken: string | undefined;
+}
+
+export interface WatchFromRequest extends Selection {
+  readonly resourceVersion: string;
+  readonly timeoutSeconds: number;
+}
+
+export interface WatchHandle {
+  abort(): void;
+}
+
+/**
+ * The two API calls of a reflector (client-go's ListerWatcher). Items and event objects come
+ * decoded (plain JSON objects today); the kind's adapter reads them. `watch` resolves once the
+ * response headers arrived; `onDone` is called once when the stream ends (null = closed by
+ * the server), see watchStream.
+ */
+export interface ListerWatcher {
+  list(req: ListRequest): Promise<RawListPage>;
+  watch(req: WatchFromRequest, onEvent: (type: string, object: unknown) => void, onDone: (err: unknown) => void): Promise<WatchHandle>;
+}
+
+/**
+ * The collection path of a resource under `apiPath` ('/api/v1', '/apis/discovery.k8s.io/v1'):
+ * /api/v1/pods for every namespace, /api/v1/namespaces/{ns}/pods for one.
+ */
+export function collectionPath(apiPath: string, resource: string, namespace: string | undefined): string {
+  return namespace === undefined ? `${apiPath}/${resource}` : `${apiPath}/namespaces/${encodeURIComponent(namespace)}/${resource}`;
+}
+
+/**
+ * The real ListerWatcher of one resource, on the kubeconfig's credentials. `watchInactivityMs`
+ * is only a backstop: the reflector's own watchdog detects silence (set it a minute beyond).
+ */
+export function kubeListerWatcher(kc: KubeConfig, resource: { readonly apiPath: string; readonly resource: string }, opts: { readonly watchInactivityMs: number }): ListerWatcher {
+  const pathOf = (namespace: string | undefined): string => collectionPath(resource.apiPath, resource.resource, namespace);
+  return {
+    list: (req) => listPage(kc, pathOf(req.namespace), req),
+    watch: (req, onEvent, onDone) => watchStream(kc, pathOf(req.namespace), { ...req, inactivityMs: opts.watchInactivityMs }, onEvent, onDone),
+  };
 }

@@ -1,20 +1,12 @@
-// Node source: list + watch over Nodes, keeping only name -> zone label (for the JSON value's
-// "zone" and the {zone} placeholder, docs/decisions/0008). Same loop as the namespace source.
-// Only started when the mapping needs zones; nodes are cluster-scoped, so the chart's
-// ClusterRole then needs nodes get/list/watch.
-import type { KubeConfig } from '@kubernetes/client-node';
-import { MetadataValueSource, kubeClusterScopedTransport, ownString, transportOf, type ObjectTransport, type SourceTuning, type ValueEvent } from './namespace-source.ts';
+// Node source: the reflector over Nodes, keeping only name -> zone label (for the JSON value's
+// "zone" and the {zone} placeholder, docs/decisions/0008). Only started when the mapping needs
+// zones; nodes are cluster-scoped, so the chart's ClusterRole then needs nodes get/list/watch.
+import { MetadataValueSource, ownString, type ValueEvent, type ValueSourceOptions } from './value-source.ts';
 
 /** The well-known zone label (set by cloud providers and by the test cluster's KWOK nodes). */
 export const ZONE_LABEL = 'topology.kubernetes.io/zone';
 
-export function kubeNodeTransport(kc: KubeConfig, opts: { watchInactivityMs: number }): ObjectTransport {
-  return kubeClusterScopedTransport(kc, opts, '/api/v1/nodes');
-}
-
-export interface NodeSourceOptions extends SourceTuning {
-  readonly kubeConfig?: KubeConfig;
-  readonly transport?: ObjectTransport;
+export interface NodeSourceOptions extends ValueSourceOptions {
   /** Label holding the zone; default topology.kubernetes.io/zone. */
   readonly label?: string;
 }
@@ -39,9 +31,8 @@ export interface NodeZones {
 export class NodeSource extends MetadataValueSource implements NodeZones {
   constructor(opts: NodeSourceOptions) {
     const label = opts.label ?? ZONE_LABEL;
-    const transport = transportOf(opts, 'NodeSource', kubeNodeTransport);
     // Slim: only the zone label is kept; a node without it maps to ''.
-    super({ ...opts, what: 'node', transport, valueOf: (metadata) => ownString(metadata.labels, label) ?? '' });
+    super({ what: 'node', apiPath: '/api/v1', resource: 'nodes', valueOf: (metadata) => ownString(metadata.labels, label) ?? '' }, opts);
   }
 
   zone(node: string): string | undefined {

@@ -8,7 +8,8 @@ import { pino } from 'pino';
 import { startCluster, type Cluster } from '../../test/cluster/cluster.ts';
 import { waitFor } from '../../test/cluster/process.ts';
 import type { SlimPod } from '../types.ts';
-import { PodSource, kubeTransport, type PodEvent, type PodTransport, type WatchHandle } from './pod-source.ts';
+import { kubeListerWatcher, type ListerWatcher, type WatchHandle } from './kube-http.ts';
+import { PodSource, podKind, type PodEvent } from './pod-source.ts';
 
 const logger = pino({ level: process.env['TEST_LOG_LEVEL'] ?? 'silent' });
 
@@ -39,7 +40,7 @@ class Recorder {
 }
 
 /** A real transport with a switch that cuts it off, like a network partition. */
-function partitionable(inner: PodTransport): PodTransport & { cut(): void; heal(): void; liveWatches(): number } {
+function partitionable(inner: ListerWatcher): ListerWatcher & { cut(): void; heal(): void; liveWatches(): number } {
   let cut = false;
   const live = new Set<{ handle: WatchHandle; onDone: (err: unknown) => void }>();
   const refused = (): Error => Object.assign(new Error('connect ECONNREFUSED (partition)'), { code: 'ECONNREFUSED' });
@@ -102,7 +103,7 @@ describe('PodSource against a real API server', () => {
       kubeConfig: kc,
       namespaces: [],
       logger,
-      backoff: { initialMs: 100, maxMs: 1000 },
+      backoff: { baseMs: 100, maxMs: 1000 },
       ...opts,
     });
     sources.push(source);
@@ -181,13 +182,9 @@ describe('PodSource against a real API server', () => {
   it('after a partition: relist deletes exactly the pods gone meanwhile, upserts changes, no false deletes', async () => {
     const ns = 'src-gap';
     await Promise.all(['keep', 'change', 'vanish'].map((n) => apply(ns, n)));
-    const transport = partitionable(kubeTransport(kc, { watchInactivityMs: 120_000 }));
+    const transport = partitionable(kubeListerWatcher(kc, podKind, { watchInactivityMs: 120_000 }));
     const source = newSource({ namespaces: [ns], transport });
     const rec = new Recorder(source);
-    let lost = 0;
-    let restored = 0;
-    source.onSyncLost(() => lost++);
-    source.onSyncRestored(() => restored++);
     await source.start();
     await Promise.all(['keep', 'change', 'vanish'].map((n) => readyIn(source, n)));
     rec.events.length = 0;
@@ -196,7 +193,7 @@ describe('PodSource against a real API server', () => {
     transport.cut();
     assert.equal(source.stale(), true);
     assert.equal(source.synced(), false);
-    assert.equal(lost, 1);
+    assert.equal(source.stats().syncLosses, 1);
     await cluster.kubectl(['delete', 'pod', 'vanish', '-n', ns, '--grace-period=0', '--force']);
     await cluster.kubectl(['label', 'pod', 'change', '-n', ns, 'tier=gold']);
     await apply(ns, 'born');
@@ -207,7 +204,7 @@ describe('PodSource against a real API server', () => {
 
     transport.heal();
     await waitFor('fresh again', async () => !source.stale(), { timeoutMs: 10_000, intervalMs: 20 });
-    assert.equal(restored, 1);
+    assert.equal(source.stats().syncLosses, 1, 'one loss across the failed lists of the partition');
     assert.deepEqual(rec.deletes(), ['vanish']);
     assert.ok(rec.of('change').some((e) => e.type === 'upsert' && e.pod.labels['tier'] === 'gold'));
     assert.ok(rec.of('born').some((e) => e.type === 'upsert'));
@@ -250,7 +247,7 @@ describe('PodSource against a real API server', () => {
     await cluster.kubectl(['create', 'serviceaccount', 'registrar', '-n', ns]);
     const saKc = new KubeConfig();
     saKc.loadFromFile(await cluster.serviceAccountKubeconfig(ns, 'registrar'));
-    const source = newSource({ kubeConfig: saKc, namespaces: [ns], backoff: { initialMs: 200, maxMs: 800 } });
+    const source = newSource({ kubeConfig: saKc, namespaces: [ns], backoff: { baseMs: 200, maxMs: 800 } });
     let synced = false;
     const started = source.start().then(() => {
       synced = true;

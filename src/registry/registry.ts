@@ -142,7 +142,7 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
   constructor(opts: RegistryOptions) {
     super();
     this.#opts = opts;
-    this.#log = opts.logger.child({ component: 'registry' });
+    this.#log = opts.logger.child({ module: 'registry' });
     const ownerId = opts.ownerId;
     if (ownerId === '' || ownerId.includes('/') || hasControl(ownerId)) {
       throw new RegistryProgrammingError(`registry: owner id ${JSON.stringify(ownerId)} must be non-empty, without '/' or control characters`);

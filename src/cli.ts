@@ -236,7 +236,7 @@ async function run(config: Config, kubeConfig: KubeConfig, mapping: MappingConfi
   let health: HealthServer | undefined;
   if (config.metricsAddress !== '') {
     const { host, port } = parseListenAddress(config.metricsAddress);
-    health = new HealthServer({ notReadyReason: () => controller.notReadyReason() }, metrics.registry);
+    health = new HealthServer({ notReadyReason: () => controller.notReadyReason() }, metrics.registry, { latency: () => controller.recentChangeTimings() });
     const address = await health.listen(host, port);
     logger.info({ address: `${address.address}:${address.port}` }, 'serving /healthz, /readyz and /metrics');
   }

@@ -5,9 +5,14 @@ import type { SlimPod } from '../types.ts';
 import { Reflector, type Kind, type ReflectorOptions } from './reflector.ts';
 import { slimChanged, toSlimPod } from './slim.ts';
 
-export type PodEvent =
-  | { readonly type: 'upsert'; readonly pod: SlimPod }
-  | { readonly type: 'delete'; readonly pod: SlimPod };
+/**
+ * `receivedAt`: epoch ms (fractional, from the monotonic clock) at which the watch event (or the
+ * list that found the change) arrived; the controller times its latency stages from it.
+ */
+export type PodEvent = { readonly type: 'upsert' | 'delete'; readonly pod: SlimPod; readonly receivedAt?: number };
+
+/** Epoch ms with sub-millisecond resolution, comparable across processes on one machine. */
+export const preciseNow = (): number => performance.timeOrigin + performance.now();
 
 export type PodListener = (event: PodEvent) => void;
 
@@ -29,7 +34,8 @@ export const podKind: Kind<SlimPod, PodEvent> = {
   // A status heartbeat changes only the resourceVersion: no event (the cache keeps the newer).
   changed: slimChanged,
   // Every pod event, from a relist or a watch, is made here and nowhere else.
-  eventOf: (type, pod) => ({ type, pod }),
+  // Made as the watch event (or the relist) is applied, so the stamp is its arrival.
+  eventOf: (type, pod) => ({ type, pod, receivedAt: preciseNow() }),
 };
 
 export class PodSource extends Reflector<SlimPod, PodEvent> {

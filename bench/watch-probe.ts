@@ -1,24 +1,39 @@
-// The intake floor of a latency run: an idle client, in a process of its own, that watches the
-// same pods the same way as the controller's pod source (src/source/kube-http.ts: plain JSON
-// watch on a shared connection) and does nothing but note when each event arrived. Its delay
-// from the API server's acknowledgement of a change to the change's watch event is what any
-// controller on this machine would see at best.
+// The independent watchers of a latency run, in a process of their own so that the bench's
+// driver (200 requests/s) cannot delay them:
+// - the intake floor: an idle client that watches the same pods the same way as the controller's
+//   pod source (src/source/kube-http.ts: plain JSON watch on a shared connection) and does
+//   nothing but note when each event arrived. Its delay from the API server's acknowledgement of
+//   a change to the change's watch event is what any controller on this machine sees at best;
+// - t1: an etcd watch on the registry's key prefix that notes when each revision arrived.
 //
-//   node bench/watch-probe.ts KUBECONFIG NAMESPACE
+//   node bench/watch-probe.ts KUBECONFIG NAMESPACE ETCD_ENDPOINTS PREFIX
 //
-// Prints "ready" once the watch is open; on a line "dump" on stdin it prints every event it saw
-// as JSON ([[type, resourceVersion, epoch ms], ...]) and exits.
+// Prints "ready" once both watches are open; on a line "dump" on stdin it prints what it saw as
+// JSON ({pods: [[type, resourceVersion, epoch ms], ...], keys: [[put|delete, key, revision,
+// epoch ms], ...]}) and exits.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { Etcd3 } from 'etcd3';
 import { SharedConnectionKubeConfig } from '../src/source/kube-config.ts';
 import { listPage, watchStream } from '../src/source/kube-http.ts';
 
-/** [type, resourceVersion, epoch ms] of one watch event. */
+/** [type, resourceVersion, epoch ms] of one pod watch event. */
 export type ProbeEvent = [type: string, resourceVersion: string, at: number];
+/** [put|delete, key, revision, epoch ms] of one etcd watch event. */
+export type ProbeKeyEvent = [type: 'put' | 'delete', key: string, revision: string, at: number];
 
 const preciseNow = (): number => performance.timeOrigin + performance.now();
 
-async function probe(kubeconfig: string, namespace: string): Promise<void> {
+async function probe(kubeconfig: string, namespace: string, endpoints: string, prefix: string): Promise<void> {
+  const keyEvents: ProbeKeyEvent[] = [];
+  const etcd = new Etcd3({ hosts: endpoints.split(',') });
+  const watcher = await etcd.watch().prefix(prefix).create();
+  const note = (type: 'put' | 'delete') => (kv: { key: Buffer; mod_revision: string }): void => {
+    keyEvents.push([type, kv.key.toString(), kv.mod_revision, preciseNow()]);
+  };
+  watcher.on('put', note('put'));
+  watcher.on('delete', note('delete'));
+  watcher.on('error', (err: unknown) => process.stderr.write(`watch-probe: etcd watch: ${String(err)}\n`));
   const kc = new SharedConnectionKubeConfig();
   kc.loadFromFile(kubeconfig);
   const path = `/api/v1/namespaces/${namespace}/pods`;
@@ -39,19 +54,26 @@ async function probe(kubeconfig: string, namespace: string): Promise<void> {
   process.stdout.write('ready\n');
   for await (const line of createInterface({ input: process.stdin })) {
     if (line.trim() !== 'dump') continue;
-    process.stdout.write(`${JSON.stringify(events)}\n`, () => process.exit(0));
+    process.stdout.write(`${JSON.stringify({ pods: events, keys: keyEvents })}\n`, () => process.exit(0));
     return;
   }
 }
 
-/** A running probe: `dump()` ends it and returns the time each resourceVersion arrived. */
+export interface ProbeResult {
+  /** When each pod resourceVersion first arrived. */
+  readonly pods: Map<string, number>;
+  /** The etcd events per key, in order. */
+  readonly keys: Map<string, Array<{ readonly type: 'put' | 'delete'; readonly revision: string; readonly at: number }>>;
+}
+
+/** A running probe: `dump()` ends it and returns what it saw. */
 export interface WatchProbe {
-  dump(): Promise<Map<string, number>>;
+  dump(): Promise<ProbeResult>;
   kill(): void;
 }
 
-export async function startWatchProbe(kubeconfig: string, namespace: string): Promise<WatchProbe> {
-  const child: ChildProcess = spawn(process.execPath, [import.meta.filename, kubeconfig, namespace], { stdio: ['pipe', 'pipe', 'inherit'] });
+export async function startWatchProbe(kubeconfig: string, namespace: string, etcdEndpoints: readonly string[], prefix: string): Promise<WatchProbe> {
+  const child: ChildProcess = spawn(process.execPath, [import.meta.filename, kubeconfig, namespace, etcdEndpoints.join(','), prefix], { stdio: ['pipe', 'pipe', 'inherit'] });
   let out = '';
   let onData: (() => void) | undefined;
   child.stdout?.on('data', (chunk: Buffer) => {
@@ -72,10 +94,16 @@ export async function startWatchProbe(kubeconfig: string, namespace: string): Pr
     async dump() {
       child.stdin?.write('dump\n');
       await waitFor(() => out.slice('ready\n'.length).includes('\n'), 'it printed its events');
-      const events = JSON.parse(out.slice('ready\n'.length)) as ProbeEvent[];
-      const arrival = new Map<string, number>();
-      for (const [, rv, at] of events) if (!arrival.has(rv)) arrival.set(rv, at);
-      return arrival;
+      const seen = JSON.parse(out.slice('ready\n'.length)) as { pods: ProbeEvent[]; keys: ProbeKeyEvent[] };
+      const pods = new Map<string, number>();
+      for (const [, rv, at] of seen.pods) if (!pods.has(rv)) pods.set(rv, at);
+      const keys: ProbeResult['keys'] = new Map();
+      for (const [type, key, revision, at] of seen.keys) {
+        const list = keys.get(key) ?? [];
+        list.push({ type, revision, at });
+        keys.set(key, list);
+      }
+      return { pods, keys };
     },
     kill() {
       child.kill();
@@ -84,7 +112,9 @@ export async function startWatchProbe(kubeconfig: string, namespace: string): Pr
 }
 
 if (import.meta.main) {
-  const [kubeconfig, namespace] = process.argv.slice(2);
-  if (kubeconfig === undefined || namespace === undefined) throw new Error('usage: node bench/watch-probe.ts KUBECONFIG NAMESPACE');
-  await probe(kubeconfig, namespace);
+  const [kubeconfig, namespace, endpoints, prefix] = process.argv.slice(2);
+  if (kubeconfig === undefined || namespace === undefined || endpoints === undefined || prefix === undefined) {
+    throw new Error('usage: node bench/watch-probe.ts KUBECONFIG NAMESPACE ETCD_ENDPOINTS PREFIX');
+  }
+  await probe(kubeconfig, namespace, endpoints, prefix);
 }

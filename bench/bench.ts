@@ -5,6 +5,7 @@ import { CoreV1Api, KubeConfig, Watch, type V1Pod, type V1PodStatus } from '@kub
 import { Etcd3, type Watcher } from 'etcd3';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { SharedConnectionKubeConfig } from '../src/source/kube-config.ts';
+import { preciseNow } from '../src/clock.ts';
 import { startCluster, type Cluster } from '../test/cluster/cluster.ts';
 import { startController, type ControllerProcess } from '../test/e2e/support.ts';
 import { metricSum, summarize, type LatencySummary } from './stats.ts';
@@ -223,8 +224,6 @@ interface PodSeen {
   deletionAt?: number;
 }
 
-/** Epoch ms with sub-millisecond resolution, the clock the controller stamps its stages with. */
-const preciseNow = (): number => performance.timeOrigin + performance.now();
 
 /** Independent Kubernetes observer: first time each pod is seen Ready (with an IP) and terminating. */
 class PodObserver {
@@ -562,6 +561,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       const regE2e = regT0 === 'observer' ? reg.e2e.map((v) => Math.max(0, v)) : reg.e2e;
       if (regT0 === 'observer' && reg.decomposition.observer_after_etcd > 0) notes.push(`registration @${rate}/s: ${reg.decomposition.observer_after_etcd} keys were seen before the bench's own watch saw Ready (counted as 0 ms)`);
       if (driver === 'bench') benchIntakeFloor = { registration: reg.samples.intake_floor, deregistration: del.samples.intake_floor };
+      // Profiling aid: every transition with its stages, for analysis over time.
+      const samplesDir = process.env['BENCH_SAMPLES_DIR'] ?? '';
+      if (samplesDir !== '') writeFileSync(`${samplesDir}/latency-${rate}.json`, JSON.stringify({ registration: reg.rows, deregistration: del.rows }));
       const regMissing = count - reg.e2e.length;
       const delMissing = count - del.e2e.length;
       const stageP99 = (stage: string, change: string): number | null => {

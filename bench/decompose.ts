@@ -96,7 +96,7 @@ export function decompose(
   timings: readonly ControllerTiming[],
   probe: ReadonlyMap<string, number>,
   observer: ReadonlyMap<string, number>,
-): { decomposition: Decomposition; e2e: number[]; starts: number[]; samples: Record<StageName, number[]> } {
+): { decomposition: Decomposition; e2e: number[]; starts: number[]; samples: Record<StageName, number[]>; rows: Array<{ key: string; t0: number } & Partial<Record<StageName, number>>> } {
   const byRevision = new Map<string, ControllerTiming>();
   const byKey = new Map<string, ControllerTiming>();
   for (const t of timings) {
@@ -105,7 +105,7 @@ export function decompose(
     byKey.set(t.key, t);
   }
   const values = Object.fromEntries(STAGES.map((s) => [s, [] as number[]])) as Record<StageName, number[]>;
-  const rows: Array<Partial<Record<StageName, number>> & { e2e: number }> = [];
+  const rows: Array<Partial<Record<StageName, number>> & { e2e: number; key: string; t0: number }> = [];
   const starts: number[] = [];
   let missing = 0;
   let untraced = 0;
@@ -116,7 +116,7 @@ export function decompose(
       missing++;
       continue;
     }
-    const row: Partial<Record<StageName, number>> & { e2e: number } = { e2e: arrival.at - tr.t0 };
+    const row: Partial<Record<StageName, number>> & { e2e: number; key: string; t0: number } = { key: tr.key, t0: tr.t0, e2e: arrival.at - tr.t0 };
     const c = byRevision.get(`${tr.key}@${arrival.revision}`) ?? byKey.get(tr.key);
     if (c === undefined) untraced++;
     else {
@@ -157,6 +157,7 @@ export function decompose(
     e2e: rows.map((r) => r.e2e),
     starts,
     samples: values,
+    rows,
   };
 }
 
@@ -174,7 +175,8 @@ export function floorP99(intakeFloor: readonly number[], rawToWatch: readonly nu
 export function describeBreakdown(label: string, d: Decomposition): string {
   const b = d.p99_breakdown;
   const part = (stage: StageName, name: string): string => (b[stage] === undefined ? '' : ` ${name} ${b[stage]}`);
-  return `${label}: e2e p99 ${d.stages.e2e.p99_ms} ms, controller p99 ${d.stages.controller.p99_ms} ms, intake floor p99 ${d.stages.intake_floor.p99_ms} ms; slowest ${b.samples} (mean ${b.e2e_ms} ms):`
+  const q = (stage: StageName): string => `${d.stages[stage].p50_ms}/${d.stages[stage].p99_ms}`;
+  return `${label} p50/p99 ms: e2e ${q('e2e')}, API→controller ${q('api_to_controller')}, controller ${q('controller')}, intake floor ${q('intake_floor')}; slowest ${b.samples} (mean ${b.e2e_ms} ms):`
     + `${part('api_to_controller', 'API→controller')}${part('intake', '| enqueue')}${part('queue', '| queue')}${part('plan', '| plan')}${part('txn', '| txn')}${part('commit_to_watch', '| commit→etcd watch')}`
     + `${part('intake_floor', '(idle watcher')}${b.intake_floor === undefined ? '' : ')'}`
     + ` [${d.transitions} transitions, ${d.missing} missing, ${d.untraced} untraced; observer ${d.stages.observer_lag.p99_ms} ms p99, after etcd ${d.observer_after_etcd}]`;

@@ -16,13 +16,12 @@ import { createInterface } from 'node:readline';
 import { Etcd3 } from 'etcd3';
 import { SharedConnectionKubeConfig } from '../src/source/kube-config.ts';
 import { listPage, watchStream } from '../src/source/kube-http.ts';
+import { preciseNow } from '../src/clock.ts';
 
 /** [type, resourceVersion, epoch ms] of one pod watch event. */
 export type ProbeEvent = [type: string, resourceVersion: string, at: number];
 /** [put|delete, key, revision, epoch ms] of one etcd watch event. */
 export type ProbeKeyEvent = [type: 'put' | 'delete', key: string, revision: string, at: number];
-
-const preciseNow = (): number => performance.timeOrigin + performance.now();
 
 async function probe(kubeconfig: string, namespace: string, endpoints: string, prefix: string): Promise<void> {
   const keyEvents: ProbeKeyEvent[] = [];

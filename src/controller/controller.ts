@@ -9,6 +9,7 @@ import type { AuditLog } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { Change, CurrentEntry, DesiredEntry, Plan, PodMapping, Policy, SlimPod } from '../types.ts';
 import { retryUntilDone } from '../backoff.ts';
+import { preciseNow } from '../clock.ts';
 import { KeyedWorkQueue, type BackoffOptions } from './workqueue.ts';
 import { ChangeLatency, type ChangeKind, type ChangeTiming } from './latency.ts';
 import { verdictFor, type GrantStatus, type Verdict } from '../grants/grants.ts';
@@ -74,9 +75,6 @@ export interface ReconcileReport {
 
 const podName = (pod: { namespace: string; name: string }): string => `${pod.namespace}/${pod.name}`;
 
-/** Epoch ms with sub-millisecond resolution (the pod source stamps events on the same clock). */
-const preciseNow = (): number => performance.timeOrigin + performance.now();
-
 const isRemoval = (action: Change['action']): boolean => action === 'deregister' || action === 'orphan-delete';
 const changeKind = (action: Change['action']): ChangeKind => (isRemoval(action) ? 'deregistration' : 'registration');
 
@@ -100,6 +98,8 @@ export class Controller {
   /** Pods registered although not granted (open), by uid: warned about once per service. */
   readonly #ungranted = new Map<string, UngrantedClaim>();
   #workersDone: Promise<void> | undefined;
+  /** Batches of urgent keys (deregistrations) being written. */
+  #urgentInFlight = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #reconciling: Promise<ReconcileReport> | undefined;
   #reconcileRequested = false;
@@ -202,6 +202,11 @@ export class Controller {
   /** The last changes committed in response to pod events, with their stage times (GET /debug/latency). */
   recentChangeTimings(): ChangeTiming[] {
     return this.#latency.recent();
+  }
+
+  /** Deregistrations are queued or being written: Events wait for this without a cap (EventRecorder holdWhile). */
+  deregistering(): boolean {
+    return this.#queue.urgentCount > 0 || this.#urgentInFlight > 0;
   }
 
   get queueDepth(): number {
@@ -506,6 +511,7 @@ export class Controller {
       const keys = queue.take(this.#options.maxBatchKeys);
       if (keys.length === 0) continue;
       this.#latency.taken(keys, preciseNow());
+      if (urgent) this.#urgentInFlight++;
       void this.#writers.add(async () => {
         try {
           await this.#processKeys(keys);
@@ -513,6 +519,7 @@ export class Controller {
           this.#deps.logger.error({ err: error, keys: keys.length }, 'batch failed; retrying with backoff');
           for (const key of keys) queue.addRateLimited(key, this.#deps.desired.desiredFor(key) === undefined);
         } finally {
+          if (urgent) this.#urgentInFlight--;
           queue.done(keys);
         }
       });

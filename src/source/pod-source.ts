@@ -1,6 +1,7 @@
 // Pod source: the reflector (reflector.ts, docs/decisions/0020) over pods, keeping only slim
 // records keyed by uid; one stream per --namespaces entry (or one over all namespaces).
 import type { V1Pod } from '@kubernetes/client-node';
+import { preciseNow } from '../clock.ts';
 import type { SlimPod } from '../types.ts';
 import { Reflector, type Kind, type ReflectorOptions } from './reflector.ts';
 import { slimChanged, toSlimPod } from './slim.ts';
@@ -10,9 +11,6 @@ import { slimChanged, toSlimPod } from './slim.ts';
  * list that found the change) arrived; the controller times its latency stages from it.
  */
 export type PodEvent = { readonly type: 'upsert' | 'delete'; readonly pod: SlimPod; readonly receivedAt?: number };
-
-/** Epoch ms with sub-millisecond resolution, comparable across processes on one machine. */
-export const preciseNow = (): number => performance.timeOrigin + performance.now();
 
 export type PodListener = (event: PodEvent) => void;
 

@@ -94,7 +94,7 @@ function decompositionSection(result: BenchResult): string[] {
     out.push(
       ...decompositionTable(`registration @${run.target_rate}/s`, run.decomposition.registration),
       ...decompositionTable(`deregistration @${run.target_rate}/s`, run.decomposition.deregistration),
-      `Controller over the run: event-loop delay max ${c.event_loop_delay_max_ms} ms (p99 ${c.event_loop_delay_p99_ms} ms), GC ${c.gc_seconds} s in ${c.gcs} collections, CPU ${c.cpu_seconds} s, watch restarts ${c.watch_restarts}; stage histogram p99 (ms, bucket bounds): ${Object.entries(c.stage_p99_ms).map(([k, v]) => `${k} ${v ?? '–'}`).join(', ')}.`,
+      `Controller over the run: event-loop delay max ${c.event_loop_delay_max_ms} ms (p99 ${c.event_loop_delay_p99_ms} ms), GC ${c.gc_seconds} s in ${c.gcs} collections, CPU ${c.cpu_seconds} s, watch restarts ${c.watch_restarts}; stage histogram p99 (ms, bucket bounds): ${Object.entries(c.stage_p99_ms).map(([k, v]) => `${k} ${v ?? '–'}`).join(', ')}. The bench's own event-loop delay (how late its t0 stamps can be): p99 ${run.bench_event_loop_delay.p99_ms} ms, max ${run.bench_event_loop_delay.max_ms} ms.`,
       '',
     );
   }

@@ -12,6 +12,7 @@ import { metricSum, summarize, type LatencySummary } from './stats.ts';
 import { decompose, describeBreakdown, floorP99, histogramQuantile, quantiles, type ControllerTiming, type Decomposition, type KeyArrival, type Quantiles, type Transition } from './decompose.ts';
 import { cpuSnapshot, LoadMonitor, type LoadReport } from './load.ts';
 import { startWatchProbe, type ProbeResult, type WatchProbe } from './watch-probe.ts';
+import { DriverDelay, PodDriver } from './driver.ts';
 
 export type BenchSize = 'tiny' | 'quick' | 'full';
 
@@ -75,6 +76,8 @@ export interface LatencyRun {
   readonly deregistration: LatencySummary;
   readonly decomposition: { readonly registration: Decomposition; readonly deregistration: Decomposition };
   readonly controller: ControllerDuringRun;
+  /** The bench process's own event-loop delay over the run: how late its t0 stamps can be. */
+  readonly bench_event_loop_delay: { readonly p99_ms: number; readonly max_ms: number };
   /** Raw samples (ms), for the CDF chart. */
   readonly registrationSamples: number[];
   readonly deregistrationSamples: number[];
@@ -460,6 +463,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     const debugUrl = `${controller.metricsUrl}/debug/latency`;
     const observer = pods;
     const keyObserver = keys;
+    const driverClient = new PodDriver(kc);
     /** The idle watcher's delays of the last bench-driven run, for the floor. */
     let benchIntakeFloor: Record<'registration' | 'deregistration', number[]> = { registration: [], deregistration: [] };
     for (const [index, [rate, count, driver = 'kwok']] of profile.latencyRuns.entries()) {
@@ -467,9 +471,17 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       const ipOf = new Map<string, string>();
       const regAcks = new Map<string, { t0: number; rv: string }>();
       let created: V1Pod[] = [];
+      const readyBodies: string[] = [];
       if (driver === 'bench') {
         log(`registration: creating ${count} unscheduled pods (with a finalizer, so that a DELETE sets a deletionTimestamp)`);
-        created = await createUnscheduledPods(core, names, `reg${index}`, [HOLD_FINALIZER]);
+        created = await createHeldPods(driverClient, names, `reg${index}`);
+        // Serialised before the clock starts: the paced loop only sends.
+        const now = new Date();
+        created.forEach((pod, i) => {
+          const ip = `10.${250 + index}.${(i >> 8) & 255}.${i & 255}`;
+          ipOf.set(names[i] ?? '', ip);
+          readyBodies[i] = JSON.stringify(withReadyStatus(pod, ip, now));
+        });
       }
       // The idle watcher (intake floor) and the controller's counters start before the clock.
       const probe: WatchProbe = await startWatchProbe(cluster.kubeconfigPath, NAMESPACE, cluster.registry.endpoints, PREFIX);
@@ -481,6 +493,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       let delAcks: Map<string, { t0: number; rv: string }>;
       let delStart: number;
       let probed: ProbeResult;
+      const driverDelay = new DriverDelay();
+      let benchDelay: { p99_ms: number; max_ms: number };
       try {
         scrapeBefore = await fetchText(metricsUrl);
         loadBefore = cpuSnapshot();
@@ -493,10 +507,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
           log(`registration: setting ${count} pods Ready at ${rate}/s`);
           const readyFailures = await paced(count, rate, async (i) => {
             const name = names[i] ?? '';
-            const ip = `10.${250 + index}.${(i >> 8) & 255}.${i & 255}`;
-            ipOf.set(name, ip);
-            const pod = await setReady(core, created[i], ip);
-            regAcks.set(name, { t0: preciseNow(), rv: pod.metadata?.resourceVersion ?? '' });
+            const ack = await driverClient.replaceStatus(NAMESPACE, name, readyBodies[i] ?? '');
+            regAcks.set(name, { t0: ack.at, rv: ack.resourceVersion });
           });
           if (readyFailures > 0) notes.push(`registration @${rate}/s: ${readyFailures} status updates failed`);
         }
@@ -515,9 +527,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         delStart = Date.now();
         const delFailures = await paced(count, rate, async (i) => {
           const name = names[i] ?? '';
-          const pod = await core.deleteNamespacedPod({ namespace: NAMESPACE, name });
-          acks.set(name, { t0: preciseNow(), rv: pod.metadata?.resourceVersion ?? '' });
-          if (driver === 'bench') created[i] = pod;
+          const ack = await driverClient.delete(NAMESPACE, name);
+          acks.set(name, { t0: ack.at, rv: ack.resourceVersion });
+          if (driver === 'bench') created[i] = ack.pod;
         });
         if (delFailures > 0) notes.push(`deregistration @${rate}/s: ${delFailures} pod deletions failed`);
         const deletedAt = (name: string): number | undefined => {
@@ -528,10 +540,13 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         trace.push(...(await fetchJson<ControllerTiming[]>(debugUrl)));
         scrapeAfter = await fetchText(metricsUrl);
         options.load?.record(`latency @${rate}/s`, loadBefore);
+        benchDelay = driverDelay.stop();
       } catch (error) {
+        driverDelay.stop();
         probe.kill();
         throw error;
       }
+      if (benchDelay.p99_ms > 10) notes.push(`latency @${rate}/s: the bench's own event loop was late by up to ${benchDelay.p99_ms} ms (p99; max ${benchDelay.max_ms} ms): its t0 stamps can be that late, so end-to-end figures that much too low`);
       probed = await probe.dump().catch((error: unknown) => {
         notes.push(`latency @${rate}/s: the watch probe failed (no intake floor; t1 from the bench's in-process etcd watch): ${String(error)}`);
         probe.kill();
@@ -542,7 +557,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         probed.keys.get(key)?.find((e) => e.type === type && e.at >= since) ?? keyObserver.firstEvent(key, type, since);
       if (driver === 'bench') {
         // Out of the clock: the finalizers go, and with them the pods.
-        await releasePods(core, created);
+        const stuck = await releasePods(driverClient, created);
+        if (stuck > 0) notes.push(`latency @${rate}/s: ${stuck} pods kept the bench's finalizer`);
       }
 
       const ipOfPod = (name: string): string | undefined => ipOf.get(name) ?? observer.pods.get(name)?.ip;
@@ -586,6 +602,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
           watch_restarts: delta('etcd_registrar_watch_restarts_total'),
           stage_p99_ms: Object.fromEntries(['registration', 'deregistration'].flatMap((change) => ['intake', 'queue', 'plan', 'txn', 'total'].map((stage) => [`${change}.${stage}`, stageP99(stage, change)]))),
         },
+        bench_event_loop_delay: benchDelay,
         registrationSamples: regE2e,
         deregistrationSamples: del.e2e,
       };
@@ -890,14 +907,13 @@ export async function writeForeignKeys(client: Etcd3, count: number): Promise<vo
 const HOLD_FINALIZER = 'bench.etcd-registrar.io/hold';
 
 /** Pods no scheduler picks up (so KWOK never touches them), created before the clock starts. */
-async function createUnscheduledPods(core: CoreV1Api, names: readonly string[], app: string, finalizers: readonly string[] = []): Promise<V1Pod[]> {
+async function createUnscheduledPods(core: CoreV1Api, names: readonly string[], app: string): Promise<V1Pod[]> {
   const created: V1Pod[] = [];
   let next = 0;
   const worker = async (): Promise<void> => {
     for (let i = next++; i < names.length; i = next++) {
       const body = podBody(names[i] ?? '', app);
       body.spec = { ...body.spec!, schedulerName: 'bench-none' };
-      if (finalizers.length > 0) body.metadata = { ...body.metadata, finalizers: [...finalizers] };
       created[i] = await core.createNamespacedPod({ namespace: NAMESPACE, body });
     }
   };
@@ -905,28 +921,35 @@ async function createUnscheduledPods(core: CoreV1Api, names: readonly string[], 
   return created;
 }
 
-/** Removes the bench's finalizer from deleted pods (the DELETE responses), 32 at a time, so that they go. */
-async function releasePods(core: CoreV1Api, deleted: readonly V1Pod[]): Promise<void> {
+/** `count` pods (plain JSON) no scheduler picks up, holding the bench's finalizer, 32 at a time. */
+async function createHeldPods(driver: PodDriver, names: readonly string[], app: string): Promise<V1Pod[]> {
+  const created: V1Pod[] = [];
   let next = 0;
-  const release = async (pod: V1Pod): Promise<void> => {
-    const name = pod.metadata?.name ?? '';
-    for (let attempt = 0; attempt < 5; attempt++) {
-      if (!(pod.metadata?.finalizers ?? []).includes(HOLD_FINALIZER)) return;
-      try {
-        await core.replaceNamespacedPod({ name, namespace: NAMESPACE, body: { ...pod, metadata: { ...pod.metadata, finalizers: pod.metadata?.finalizers?.filter((f) => f !== HOLD_FINALIZER) ?? [] } } });
-        return;
-      } catch {
-        // Conflict: read it again (a 404 means it is gone).
-        pod = await core.readNamespacedPod({ name, namespace: NAMESPACE }).catch(() => ({}) as V1Pod);
-      }
+  await Promise.all(Array.from({ length: 32 }, async () => {
+    for (let i = next++; i < names.length; i = next++) {
+      const body = podBody(names[i] ?? '', app);
+      body.spec = { ...body.spec!, schedulerName: 'bench-none' };
+      body.metadata = { ...body.metadata, finalizers: [HOLD_FINALIZER] };
+      created[i] = (await driver.create(NAMESPACE, body)).pod;
     }
-  };
+  }));
+  return created;
+}
+
+/** Removes the bench's finalizer from deleted pods (the DELETE responses), 32 at a time, so that they go; returns how many kept it. */
+async function releasePods(driver: PodDriver, deleted: readonly V1Pod[]): Promise<number> {
+  let next = 0;
+  let stuck = 0;
   await Promise.all(Array.from({ length: 32 }, async () => {
     for (let i = next++; i < deleted.length; i = next++) {
       const pod = deleted[i];
-      if (pod !== undefined) await release(pod).catch(() => undefined);
+      const name = pod?.metadata?.name;
+      if (pod === undefined || name === undefined) continue;
+      const finalizers = (pod.metadata?.finalizers ?? []).filter((f) => f !== HOLD_FINALIZER);
+      await driver.replace(NAMESPACE, name, { ...pod, metadata: { ...pod.metadata, finalizers } }).catch(() => { stuck++; });
     }
   }));
+  return stuck;
 }
 
 /** A Running pod status with an IP on the bench's host and these conditions True. */
@@ -949,7 +972,12 @@ function runningAndReady(ip: string, now: Date, conditions: readonly string[]): 
 export async function setReady(core: CoreV1Api, pod: V1Pod | undefined, ip: string, namespace = NAMESPACE): Promise<V1Pod> {
   const name = pod?.metadata?.name;
   if (pod === undefined || name === undefined) throw new Error('pod was not created');
-  const now = new Date();
+  return core.replaceNamespacedPodStatus({ name, namespace, body: withReadyStatus(pod, ip, new Date()) });
+}
+
+/** The pod with the status a kubelet's last update gives a Running, Ready pod (set in place). */
+function withReadyStatus(pod: V1Pod, ip: string, now: Date): V1Pod {
+  const name = pod.metadata?.name ?? '';
   pod.status = {
     ...runningAndReady(ip, now, ['PodReadyToStartContainers', 'Initialized', 'ContainersReady', 'Ready', 'PodScheduled']),
     qosClass: 'BestEffort',
@@ -964,7 +992,7 @@ export async function setReady(core: CoreV1Api, pod: V1Pod | undefined, ip: stri
       state: { running: { startedAt: now } },
     }],
   };
-  return core.replaceNamespacedPodStatus({ name, namespace, body: pod });
+  return pod;
 }
 
 export async function createReadyPods(core: CoreV1Api, from: number, to: number): Promise<number> {

@@ -75,6 +75,9 @@ export interface ReconcileReport {
 
 const podName = (pod: { namespace: string; name: string }): string => `${pod.namespace}/${pod.name}`;
 
+/** How long after the last deregistration Events still wait (see Controller.deregistering). */
+const DEREGISTRATION_QUIET_MS = 250;
+
 const isRemoval = (action: Change['action']): boolean => action === 'deregister' || action === 'orphan-delete';
 const changeKind = (action: Change['action']): ChangeKind => (isRemoval(action) ? 'deregistration' : 'registration');
 
@@ -100,6 +103,8 @@ export class Controller {
   #workersDone: Promise<void> | undefined;
   /** Batches of urgent keys (deregistrations) being written. */
   #urgentInFlight = 0;
+  /** performance.now() of the last deregistration an event asked for. */
+  #lastUrgentAt = -Infinity;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #reconciling: Promise<ReconcileReport> | undefined;
   #reconcileRequested = false;
@@ -204,9 +209,15 @@ export class Controller {
     return this.#latency.recent();
   }
 
-  /** Deregistrations are queued or being written: Events wait for this without a cap (EventRecorder holdWhile). */
+  /**
+   * Deregistrations are queued or being written, or one was asked for in the last
+   * DEREGISTRATION_QUIET_MS (pods terminate in waves: the next is likely on its way): Events wait
+   * for this without a cap (EventRecorder holdWhile). An Event POST costs milliseconds of this
+   * event loop (client-node serialises, re-reads its credentials, parses the answer), which a
+   * deregistration arriving meanwhile would wait for.
+   */
   deregistering(): boolean {
-    return this.#queue.urgentCount > 0 || this.#urgentInFlight > 0;
+    return this.#queue.urgentCount > 0 || this.#urgentInFlight > 0 || performance.now() - this.#lastUrgentAt < DEREGISTRATION_QUIET_MS;
   }
 
   get queueDepth(): number {
@@ -418,7 +429,9 @@ export class Controller {
     const now = preciseNow();
     for (const key of keys) {
       this.#latency.received(key, event.receivedAt ?? now, now);
-      this.#queue.add(key, this.#deps.desired.desiredFor(key) === undefined);
+      const urgent = this.#deps.desired.desiredFor(key) === undefined;
+      if (urgent) this.#lastUrgentAt = performance.now();
+      this.#queue.add(key, urgent);
     }
   }
 

@@ -40,7 +40,8 @@ test('the benchmark runs end to end at tiny size and reports finite non-negative
     for (const stage of ['e2e', 'api_to_controller', 'queue', 'txn', 'commit_to_watch', 'controller', 'intake_floor'] as const) {
       assert.equal(d.stages[stage].samples, 10, `${kind} ${stage}`);
     }
-    assert.ok(d.stages.controller.p99_ms >= 0 && d.stages.controller.p99_ms <= d.stages.e2e.max_ms + 1, `${kind}: the controller's part fits in end to end`);
+    // The controller's own stages are durations on one clock: never negative.
+    for (const stage of ['intake', 'queue', 'plan', 'txn', 'controller'] as const) assert.ok(d.stages[stage].p50_ms >= 0, `${kind} ${stage}`);
     assert.ok(result.targets !== undefined && Number.isFinite(result.targets.controller[kind].p99_ms));
   }
   assert.equal(result.calibration?.raw_etcd.put_txn.samples, 25);

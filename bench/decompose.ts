@@ -4,21 +4,11 @@
 // (GET /debug/latency) correlated by key and etcd revision, and two references measured in the
 // same run: an idle watcher process (the intake floor) and the bench's in-process pod watch
 // (the observer).
+import type { ChangeKind, ChangeTiming as ControllerTiming } from '../src/controller/latency.ts';
 import { percentile } from './stats.ts';
 
-export type ChangeKind = 'registration' | 'deregistration';
-
-/** One change the controller committed, as GET /debug/latency reports it (src/controller/latency.ts). */
-export interface ControllerTiming {
-  readonly key: string;
-  readonly change: ChangeKind;
-  readonly revision: string;
-  readonly receivedAt: number;
-  readonly enqueuedAt: number;
-  readonly takenAt: number;
-  readonly sentAt: number;
-  readonly committedAt: number;
-}
+/** One change the controller committed, as GET /debug/latency reports it. */
+export type { ChangeKind, ControllerTiming };
 
 /** One transition the bench caused (or, for KWOK's Ready, observed). Times are epoch ms. */
 export interface Transition {

@@ -945,8 +945,23 @@ async function releasePods(driver: PodDriver, deleted: readonly V1Pod[]): Promis
       const pod = deleted[i];
       const name = pod?.metadata?.name;
       if (pod === undefined || name === undefined) continue;
-      const finalizers = (pod.metadata?.finalizers ?? []).filter((f) => f !== HOLD_FINALIZER);
-      await driver.replace(NAMESPACE, name, { ...pod, metadata: { ...pod.metadata, finalizers } }).catch(() => { stuck++; });
+      let current: V1Pod = pod;
+      for (let attempt = 0; ; attempt++) {
+        const finalizers = (current.metadata?.finalizers ?? []).filter((f) => f !== HOLD_FINALIZER);
+        try {
+          await driver.replace(NAMESPACE, name, { ...current, metadata: { ...current.metadata, finalizers } });
+          break;
+        } catch {
+          // A conflict (the pod changed since): read it again and retry; a 404 means it is gone.
+          const fresh = await driver.get(NAMESPACE, name).catch(() => undefined);
+          if (fresh === undefined) break;
+          if (attempt >= 4) {
+            stuck++;
+            break;
+          }
+          current = fresh.pod;
+        }
+      }
     }
   }));
   return stuck;

@@ -43,11 +43,15 @@ export class PodDriver {
     return this.#send('PUT', `/api/v1/namespaces/${namespace}/pods/${name}`, JSON.stringify(pod));
   }
 
+  get(namespace: string, name: string): Promise<Ack> {
+    return this.#send('GET', `/api/v1/namespaces/${namespace}/pods/${name}`, undefined);
+  }
+
   delete(namespace: string, name: string): Promise<Ack> {
     return this.#send('DELETE', `/api/v1/namespaces/${namespace}/pods/${name}`, undefined);
   }
 
-  async #send(method: 'POST' | 'PUT' | 'DELETE', path: string, text: string | undefined): Promise<Ack> {
+  async #send(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, text: string | undefined): Promise<Ack> {
     // The credentials are the same for every call: resolved once (client-node re-reads the
     // certificate files on every request).
     this.#auth ??= await this.#authenticate();

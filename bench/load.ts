@@ -113,13 +113,22 @@ export class LoadMonitor {
     this.#allowed = allowed;
   }
 
-  /** Before anything starts: `ms` of sampling, and the load average. */
-  async preflight(ms = 3000): Promise<LoadCheck> {
+  /**
+   * Before anything starts: the load average, given up to `settleMs` to fall below the limit (the
+   * previous run's cluster leaves it high for a minute or so), then `ms` of CPU sampling.
+   */
+  async preflight(ms = 3000, settleMs = 120_000, log: (line: string) => void = () => undefined): Promise<LoadCheck> {
+    const limit = MAX_LOAD_PER_CPU * this.#cpus;
+    const deadline = performance.now() + settleMs;
+    while ((loadavg()[0] ?? 0) > limit && performance.now() < deadline) {
+      log(`load average ${(loadavg()[0] ?? 0).toFixed(2)} is above ${limit}: waiting for it to settle (up to ${Math.round((deadline - performance.now()) / 1000)} s more)`);
+      await new Promise((resolve) => setTimeout(resolve, 10_000));
+    }
     const before = cpuSnapshot();
     await new Promise((resolve) => setTimeout(resolve, ms));
     const check = this.record('preflight', before);
     const perCpu = check.loadavg_1m / this.#cpus;
-    if (perCpu > MAX_LOAD_PER_CPU) this.#reasons.push(`preflight: 1-minute load average ${check.loadavg_1m.toFixed(2)} on ${this.#cpus} CPUs (more than ${MAX_LOAD_PER_CPU} per CPU)`);
+    if (perCpu > MAX_LOAD_PER_CPU) this.#reasons.push(`preflight: 1-minute load average ${check.loadavg_1m.toFixed(2)} on ${this.#cpus} CPUs (more than ${MAX_LOAD_PER_CPU} per CPU after ${settleMs / 1000} s)`);
     return check;
   }
 

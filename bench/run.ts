@@ -34,7 +34,7 @@ function refuse(reasons: readonly string[]): never {
 
 const load = new LoadMonitor(allowLoaded);
 log('checking that the machine is quiet (3 s)');
-const pre = await load.preflight();
+const pre = await load.preflight(3000, allowLoaded ? 0 : 120_000, log);
 log(`other processes: ${pre.other_cpu_cores} cores (${pre.top.join(', ') || 'none'}), load average ${pre.loadavg_1m}`);
 if (load.loaded && !allowLoaded) refuse(load.report().reasons);
 

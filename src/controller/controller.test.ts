@@ -298,7 +298,9 @@ describe('Controller', () => {
     assert.deepEqual(registry.applied.map((batch) => batch.length), [100, 1, 100, 50]);
     assert.ok(!registry.kv.has(key('10.1.0.1')));
     assert.equal(registry.kv.size, 250);
-    await waitUntil(() => !controller.deregistering(), 2000);
+    assert.equal(controller.deregistering(), false);
+    assert.equal(controller.busy(), true, 'Events still yield (capped) right after a deregistration');
+    await waitUntil(() => !controller.busy(), 2000);
   });
 
   it('with a full-read interval of 0 every reconcile reads every key', async (t) => {

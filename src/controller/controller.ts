@@ -199,9 +199,13 @@ export class Controller {
     return this.#standby;
   }
 
-  /** Keys are waiting for a worker or being written: Events wait for this (EventRecorder yieldTo). */
+  /**
+   * Keys are waiting for a worker or being written, or a deregistration was asked for in the last
+   * DEREGISTRATION_QUIET_MS (pods terminate in waves: the next is likely on its way): Events wait
+   * for this, at most a second at a time (EventRecorder yieldTo).
+   */
   busy(): boolean {
-    return this.#queue.readyCount > 0 || this.#queue.processingCount > 0;
+    return this.#queue.readyCount > 0 || this.#queue.processingCount > 0 || performance.now() - this.#lastUrgentAt < DEREGISTRATION_QUIET_MS;
   }
 
   /** The last changes committed in response to pod events, with their stage times (GET /debug/latency). */
@@ -210,14 +214,12 @@ export class Controller {
   }
 
   /**
-   * Deregistrations are queued or being written, or one was asked for in the last
-   * DEREGISTRATION_QUIET_MS (pods terminate in waves: the next is likely on its way): Events wait
-   * for this without a cap (EventRecorder holdWhile). An Event POST costs milliseconds of this
-   * event loop (client-node serialises, re-reads its credentials, parses the answer), which a
-   * deregistration arriving meanwhile would wait for.
+   * Deregistrations are queued or being written: no Event send starts, without a cap (EventRecorder
+   * holdWhile). An Event POST costs milliseconds of this event loop (client-node serialises,
+   * re-reads its credentials, parses the answer), which the deregistration would wait for.
    */
   deregistering(): boolean {
-    return this.#queue.urgentCount > 0 || this.#urgentInFlight > 0 || performance.now() - this.#lastUrgentAt < DEREGISTRATION_QUIET_MS;
+    return this.#queue.urgentCount > 0 || this.#urgentInFlight > 0;
   }
 
   get queueDepth(): number {

@@ -573,7 +573,7 @@ export class Controller {
     const fence = this.#deps.leadership?.fence();
     if (this.#deps.leadership !== undefined && fence === undefined) {
       // Leadership is gone: write nothing; the keys are written again once re-elected.
-      for (const key of keys) this.#queue.addRateLimited(key);
+      for (const key of keys) this.#queue.addRateLimited(key, this.#deps.desired.desiredFor(key) === undefined);
       return;
     }
     this.#latency.sent(changed, preciseNow());

@@ -472,6 +472,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       const regAcks = new Map<string, { t0: number; rv: string }>();
       let created: V1Pod[] = [];
       const readyBodies: string[] = [];
+      // The bench's own pods get their IPs from it; KWOK's from KWOK, as the observer saw them.
+      const ipOfPod = (name: string): string | undefined => ipOf.get(name) ?? observer.pods.get(name)?.ip;
       if (driver === 'bench') {
         log(`registration: creating ${count} unscheduled pods (with a finalizer, so that a DELETE sets a deletionTimestamp)`);
         created = await createHeldPods(driverClient, names, `reg${index}`);
@@ -512,7 +514,6 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
           });
           if (readyFailures > 0) notes.push(`registration @${rate}/s: ${readyFailures} status updates failed`);
         }
-        const ipOfPod = (name: string): string | undefined => ipOf.get(name) ?? observer.pods.get(name)?.ip;
         const registeredAt = (name: string): number | undefined => {
           const ip = ipOfPod(name);
           return ip === undefined ? undefined : keyObserver.first(keyOf(ip), 'put', regStart);
@@ -561,7 +562,6 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         if (stuck > 0) notes.push(`latency @${rate}/s: ${stuck} pods kept the bench's finalizer`);
       }
 
-      const ipOfPod = (name: string): string | undefined => ipOf.get(name) ?? observer.pods.get(name)?.ip;
       const transitions = (acks: ReadonlyMap<string, { t0: number; rv: string }> | undefined, observed: (seen: PodSeen) => { t0?: number | undefined; rv?: string | undefined }): Transition[] =>
         names.flatMap((name) => {
           const ip = ipOfPod(name);

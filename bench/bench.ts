@@ -5,9 +5,14 @@ import { CoreV1Api, KubeConfig, Watch, type V1Pod, type V1PodStatus } from '@kub
 import { Etcd3, type Watcher } from 'etcd3';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { SharedConnectionKubeConfig } from '../src/source/kube-config.ts';
+import { preciseNow } from '../src/clock.ts';
 import { startCluster, type Cluster } from '../test/cluster/cluster.ts';
 import { startController, type ControllerProcess } from '../test/e2e/support.ts';
 import { metricSum, summarize, type LatencySummary } from './stats.ts';
+import { decompose, describeBreakdown, floorP99, histogramQuantile, quantiles, type ControllerTiming, type Decomposition, type KeyArrival, type Quantiles, type Transition } from './decompose.ts';
+import { cpuSnapshot, LoadMonitor, type LoadReport } from './load.ts';
+import { startWatchProbe, type ProbeResult, type WatchProbe } from './watch-probe.ts';
+import { DriverDelay, PodDriver } from './driver.ts';
 
 export type BenchSize = 'tiny' | 'quick' | 'full';
 
@@ -16,6 +21,8 @@ export interface BenchOptions {
   /** Overrides the size's reconcile sizes (e.g. 10,000 pods in a --quick run). */
   readonly reconcilePods?: readonly number[] | undefined;
   readonly log?: (line: string) => void;
+  /** Records the CPU other processes use during the latency runs (the caller decides what a loaded machine means). */
+  readonly load?: LoadMonitor | undefined;
 }
 
 /**
@@ -38,19 +45,39 @@ export interface Profile {
   readonly foreignKeys: number;
   /** Upper bound for waiting on any one phase to settle. */
   readonly settleMs: number;
+  /** Raw etcd txns (each a put, then a delete) of the calibration, at the last bench-driven run's rate. */
+  readonly calibrationTxns: number;
 }
 
 export const PROFILES: Record<BenchSize, Profile> = {
-  tiny: { latencyRuns: [[10, 5]], burstPods: 20, steadySeconds: 2, reconcilePods: [20], foreignKeys: 500, settleMs: 60_000 },
-  quick: { latencyRuns: [[50, 500], [200, 1000, 'bench']], burstPods: 1000, steadySeconds: 10, reconcilePods: [1000], foreignKeys: 50_000, settleMs: 90_000 },
-  full: { latencyRuns: [[50, 1000], [200, 2000, 'bench']], burstPods: 5000, steadySeconds: 10, reconcilePods: [1000, 10_000], foreignKeys: 50_000, settleMs: 300_000 },
+  tiny: { latencyRuns: [[10, 5], [50, 10, 'bench']], burstPods: 20, steadySeconds: 2, reconcilePods: [20], foreignKeys: 500, settleMs: 60_000, calibrationTxns: 25 },
+  quick: { latencyRuns: [[50, 500], [200, 1000, 'bench']], burstPods: 1000, steadySeconds: 10, reconcilePods: [1000], foreignKeys: 50_000, settleMs: 90_000, calibrationTxns: 1000 },
+  full: { latencyRuns: [[50, 1000], [200, 2000, 'bench']], burstPods: 5000, steadySeconds: 10, reconcilePods: [1000, 10_000], foreignKeys: 50_000, settleMs: 300_000, calibrationTxns: 1000 },
 };
+
+/** The controller over one latency run, from its /metrics scraped at the start and the end. */
+export interface ControllerDuringRun {
+  /** Largest and 99th-percentile event-loop delay (perf_hooks.monitorEventLoopDelay, 10 ms resolution). */
+  readonly event_loop_delay_max_ms: number;
+  readonly event_loop_delay_p99_ms: number;
+  readonly gc_seconds: number;
+  readonly gcs: number;
+  readonly cpu_seconds: number;
+  readonly watch_restarts: number;
+  /** p99 of each stage histogram (etcd_registrar_change_stage_seconds; bucket upper bounds, ms). */
+  readonly stage_p99_ms: Record<string, number | null>;
+}
 
 export interface LatencyRun {
   readonly target_rate: number;
   readonly driver: LatencyDriver;
+  /** End to end (t0 -> etcd watch; see decomposition.*.t0). */
   readonly registration: LatencySummary;
   readonly deregistration: LatencySummary;
+  readonly decomposition: { readonly registration: Decomposition; readonly deregistration: Decomposition };
+  readonly controller: ControllerDuringRun;
+  /** The bench process's own event-loop delay over the run: how late its t0 stamps can be. */
+  readonly bench_event_loop_delay: { readonly p99_ms: number; readonly max_ms: number };
   /** Raw samples (ms), for the CDF chart. */
   readonly registrationSamples: number[];
   readonly deregistrationSamples: number[];
@@ -117,6 +144,38 @@ export interface SteadyResult {
   readonly heap_used_mb: number;
 }
 
+/** The raw etcd write path at a run's rate: one guarded single-key txn at a time, paced. */
+export interface RawEtcd {
+  readonly rate: number;
+  /** txn sent -> response. */
+  readonly put_txn: Quantiles;
+  readonly delete_txn: Quantiles;
+  /** txn sent -> the revision on the bench's etcd watch. */
+  readonly put_to_watch: Quantiles;
+  readonly delete_to_watch: Quantiles;
+}
+
+export interface Calibration {
+  readonly raw_etcd: RawEtcd;
+  /** p99 of (idle watcher's delay + raw txn-to-watch), paired sample by sample: the e2e floor of this machine. */
+  readonly floor_p99_ms: { readonly registration: number; readonly deregistration: number };
+}
+
+export interface TargetCheck {
+  readonly p99_ms: number;
+  readonly limit_ms: number;
+  readonly met: boolean;
+}
+
+/** The issue-16 targets for the fastest bench-driven run. */
+export interface Targets {
+  readonly rate: number;
+  /** Watch event received -> txn committed, p99 <= 20 ms. */
+  readonly controller: { readonly registration: TargetCheck; readonly deregistration: TargetCheck };
+  /** API ack -> etcd watch, p99 <= 50 ms or within 20 ms of the floor measured in the same run. */
+  readonly e2e: { readonly registration: TargetCheck; readonly deregistration: TargetCheck };
+}
+
 export interface BenchResult {
   readonly size: BenchSize;
   readonly machine: { readonly cpus: number; readonly node: string; readonly platform: string };
@@ -131,6 +190,9 @@ export interface BenchResult {
   readonly reconcile: ReconcileResult[];
   readonly restart: RestartResult;
   readonly steady: SteadyResult;
+  readonly calibration: Calibration | undefined;
+  readonly targets: Targets | undefined;
+  readonly load: LoadReport | undefined;
   readonly notes: string[];
 }
 
@@ -154,17 +216,23 @@ const ANNOTATIONS = {
   'etcd-registrar.io/port': '86',
 };
 
+const round = (x: number, d = 10): number => Math.round(x * d) / d;
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 
 interface PodSeen {
   ip?: string;
   readyAt?: number;
+  /** resourceVersion of the event in which it was first seen Ready. */
+  readyRv?: string;
   deletionAt?: number;
 }
+
 
 /** Independent Kubernetes observer: first time each pod is seen Ready (with an IP) and terminating. */
 class PodObserver {
   readonly pods = new Map<string, PodSeen>();
+  /** When each resourceVersion arrived (the observer lag against the API server's acknowledgement). */
+  readonly arrivals = new Map<string, number>();
   #abort: AbortController | undefined;
   #stopped = false;
   readonly #watch: Watch;
@@ -175,14 +243,19 @@ class PodObserver {
 
   async start(): Promise<void> {
     const onEvent = (phase: string, pod: V1Pod): void => {
-      const now = Date.now();
+      const now = preciseNow();
       const name = pod.metadata?.name;
       if (name === undefined) return;
+      const rv = pod.metadata?.resourceVersion ?? '';
+      if (!this.arrivals.has(rv)) this.arrivals.set(rv, now);
       const seen = this.pods.get(name) ?? {};
       const ip = pod.status?.podIP;
       if (ip !== undefined && ip !== '') seen.ip = ip;
       const ready = pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
-      if (ready && seen.ip !== undefined && seen.readyAt === undefined) seen.readyAt = now;
+      if (ready && seen.ip !== undefined && seen.readyAt === undefined) {
+        seen.readyAt = now;
+        seen.readyRv = rv;
+      }
       if (pod.metadata?.deletionTimestamp !== undefined && seen.deletionAt === undefined) seen.deletionAt = now;
       // An unscheduled pod is removed at once, without a deletionTimestamp first.
       if (phase === 'DELETED' && seen.deletionAt === undefined) seen.deletionAt = now;
@@ -218,6 +291,7 @@ class PodObserver {
 interface KeyEvent {
   readonly type: 'put' | 'delete';
   readonly at: number;
+  readonly revision: string;
 }
 
 /** Independent etcd observer: every PUT and DELETE under the prefix with the time it was seen. */
@@ -232,10 +306,11 @@ class KeyObserver {
 
   async start(prefix: string): Promise<void> {
     const watcher = await this.client.watch().prefix(prefix).create();
-    const record = (type: 'put' | 'delete') => (kv: { key: Buffer }) => {
+    const record = (type: 'put' | 'delete') => (kv: { key: Buffer; mod_revision: string }) => {
+      const at = preciseNow();
       const key = kv.key.toString();
       const list = this.events.get(key) ?? [];
-      list.push({ type, at: Date.now() });
+      list.push({ type, at, revision: kv.mod_revision });
       this.events.set(key, list);
     };
     watcher.on('put', record('put'));
@@ -251,7 +326,11 @@ class KeyObserver {
 
   /** First event of `type` on `key` at or after `since`. */
   first(key: string, type: 'put' | 'delete', since: number): number | undefined {
-    return this.events.get(key)?.find((e) => e.type === type && e.at >= since)?.at;
+    return this.firstEvent(key, type, since)?.at;
+  }
+
+  firstEvent(key: string, type: 'put' | 'delete', since: number): KeyArrival | undefined {
+    return this.events.get(key)?.find((e) => e.type === type && e.at >= since);
   }
 }
 
@@ -335,6 +414,12 @@ async function fetchText(url: string): Promise<string> {
   return response.text();
 }
 
+async function fetchJson<T>(url: string): Promise<T> {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  return (await response.json()) as T;
+}
+
 export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const log = options.log ?? (() => undefined);
   const profile = { ...PROFILES[options.size], ...(options.reconcilePods === undefined ? {} : { reconcilePods: options.reconcilePods }) };
@@ -369,51 +454,191 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     await controller.waitReady(60_000);
     underTest = controller;
 
-    // 1 + 2: registration and deregistration latency at a paced transition rate.
+    // 1 + 2: registration and deregistration latency at a paced transition rate. t0 is the API
+    // server's acknowledgement of the bench's own request (the status update to Ready, the DELETE
+    // that sets the deletionTimestamp), except for KWOK's Ready, which the bench only observes;
+    // t1 is the etcd revision's arrival on the bench's etcd watch.
     const latencyRuns: LatencyRun[] = [];
+    const metricsUrl = `${controller.metricsUrl}/metrics`;
+    const debugUrl = `${controller.metricsUrl}/debug/latency`;
+    const observer = pods;
+    const keyObserver = keys;
+    const driverClient = new PodDriver(kc);
+    /** The idle watcher's delays of the last bench-driven run, for the floor. */
+    let benchIntakeFloor: Record<'registration' | 'deregistration', number[]> = { registration: [], deregistration: [] };
     for (const [index, [rate, count, driver = 'kwok']] of profile.latencyRuns.entries()) {
       const names = Array.from({ length: count }, (_, i) => `reg${index}-${i}`);
-      let regStart: number;
-      if (driver === 'kwok') {
-        log(`registration: ${count} pods at ${rate}/s (made Ready by KWOK)`);
-        regStart = Date.now();
-        const createFailures = await paced(count, rate, (i) => core.createNamespacedPod({ namespace: NAMESPACE, body: podBody(names[i] ?? '', `reg${index}`) }));
-        if (createFailures > 0) notes.push(`registration @${rate}/s: ${createFailures} pod creations failed`);
-      } else {
-        log(`registration: creating ${count} unscheduled pods, then setting them Ready at ${rate}/s`);
-        const created = await createUnscheduledPods(core, names, `reg${index}`);
-        regStart = Date.now();
-        const readyFailures = await paced(count, rate, (i) => setReady(core, created[i], `10.${250 + index}.${(i >> 8) & 255}.${i & 255}`));
-        if (readyFailures > 0) notes.push(`registration @${rate}/s: ${readyFailures} status updates failed`);
+      const ipOf = new Map<string, string>();
+      const regAcks = new Map<string, { t0: number; rv: string }>();
+      let created: V1Pod[] = [];
+      const readyBodies: string[] = [];
+      // The bench's own pods get their IPs from it; KWOK's from KWOK, as the observer saw them.
+      const ipOfPod = (name: string): string | undefined => ipOf.get(name) ?? observer.pods.get(name)?.ip;
+      if (driver === 'bench') {
+        log(`registration: creating ${count} unscheduled pods (with a finalizer, so that a DELETE sets a deletionTimestamp)`);
+        created = await createHeldPods(driverClient, names, `reg${index}`);
+        // Serialised before the clock starts: the paced loop only sends.
+        const now = new Date();
+        created.forEach((pod, i) => {
+          const ip = `10.${250 + index}.${(i >> 8) & 255}.${i & 255}`;
+          ipOf.set(names[i] ?? '', ip);
+          readyBodies[i] = JSON.stringify(withReadyStatus(pod, ip, now));
+        });
       }
-      const observer = pods;
-      const keyObserver = keys;
-      const registeredAt = (name: string): number | undefined => {
-        const seen = observer.pods.get(name);
-        return seen?.ip === undefined ? undefined : keyObserver.first(keyOf(seen.ip), 'put', regStart);
-      };
-      await waitUntil(() => names.every((n) => registeredAt(n) !== undefined), profile.settleMs);
-      const reg = latencies(names, (name) => observer.pods.get(name)?.readyAt, registeredAt);
-      if (reg.negatives > 0) notes.push(`registration @${rate}/s: ${reg.negatives} keys were seen before the bench's own watch saw Ready (counted as 0 ms)`);
+      // The idle watcher (intake floor) and the controller's counters start before the clock.
+      const probe: WatchProbe = await startWatchProbe(cluster.kubeconfigPath, NAMESPACE, cluster.registry.endpoints, PREFIX);
+      const trace: ControllerTiming[] = [];
+      let scrapeBefore: string;
+      let scrapeAfter: string;
+      let loadBefore: ReturnType<typeof cpuSnapshot>;
+      let regStart: number;
+      let delAcks: Map<string, { t0: number; rv: string }>;
+      let delStart: number;
+      let probed: ProbeResult;
+      const driverDelay = new DriverDelay();
+      let benchDelay: { p99_ms: number; max_ms: number };
+      try {
+        scrapeBefore = await fetchText(metricsUrl);
+        loadBefore = cpuSnapshot();
+        regStart = Date.now();
+        if (driver === 'kwok') {
+          log(`registration: ${count} pods at ${rate}/s (made Ready by KWOK)`);
+          const createFailures = await paced(count, rate, (i) => core.createNamespacedPod({ namespace: NAMESPACE, body: podBody(names[i] ?? '', `reg${index}`) }));
+          if (createFailures > 0) notes.push(`registration @${rate}/s: ${createFailures} pod creations failed`);
+        } else {
+          log(`registration: setting ${count} pods Ready at ${rate}/s`);
+          const readyFailures = await paced(count, rate, async (i) => {
+            const name = names[i] ?? '';
+            const ack = await driverClient.replaceStatus(NAMESPACE, name, readyBodies[i] ?? '');
+            regAcks.set(name, { t0: ack.at, rv: ack.resourceVersion });
+          });
+          if (readyFailures > 0) notes.push(`registration @${rate}/s: ${readyFailures} status updates failed`);
+        }
+        const registeredAt = (name: string): number | undefined => {
+          const ip = ipOfPod(name);
+          return ip === undefined ? undefined : keyObserver.first(keyOf(ip), 'put', regStart);
+        };
+        await waitUntil(() => names.every((n) => registeredAt(n) !== undefined), profile.settleMs);
+        // The controller keeps its last 8,192 changes: read them after each half.
+        trace.push(...(await fetchJson<ControllerTiming[]>(debugUrl)));
 
-      log(`deregistration: deleting ${count} pods at ${rate}/s`);
-      const delStart = Date.now();
-      const delFailures = await paced(count, rate, (i) => core.deleteNamespacedPod({ namespace: NAMESPACE, name: names[i] ?? '' }));
-      if (delFailures > 0) notes.push(`deregistration @${rate}/s: ${delFailures} pod deletions failed`);
-      const deletedAt = (name: string): number | undefined => {
-        const seen = observer.pods.get(name);
-        return seen?.ip === undefined ? undefined : keyObserver.first(keyOf(seen.ip), 'delete', delStart);
+        log(`deregistration: deleting ${count} pods at ${rate}/s`);
+        delAcks = new Map();
+        const acks = delAcks;
+        delStart = Date.now();
+        const delFailures = await paced(count, rate, async (i) => {
+          const name = names[i] ?? '';
+          const ack = await driverClient.delete(NAMESPACE, name);
+          acks.set(name, { t0: ack.at, rv: ack.resourceVersion });
+          if (driver === 'bench') created[i] = ack.pod;
+        });
+        if (delFailures > 0) notes.push(`deregistration @${rate}/s: ${delFailures} pod deletions failed`);
+        const deletedAt = (name: string): number | undefined => {
+          const ip = ipOfPod(name);
+          return ip === undefined ? undefined : keyObserver.first(keyOf(ip), 'delete', delStart);
+        };
+        await waitUntil(() => names.every((n) => deletedAt(n) !== undefined), profile.settleMs);
+        trace.push(...(await fetchJson<ControllerTiming[]>(debugUrl)));
+        scrapeAfter = await fetchText(metricsUrl);
+        options.load?.record(`latency @${rate}/s`, loadBefore);
+        benchDelay = driverDelay.stop();
+      } catch (error) {
+        driverDelay.stop();
+        probe.kill();
+        throw error;
+      }
+      if (benchDelay.p99_ms > 10) notes.push(`latency @${rate}/s: the bench's own event loop was late by up to ${benchDelay.p99_ms} ms (p99; max ${benchDelay.max_ms} ms): its t0 stamps can be that late, so end-to-end figures that much too low`);
+      probed = await probe.dump().catch((error: unknown) => {
+        notes.push(`latency @${rate}/s: the watch probe failed (no intake floor; t1 from the bench's in-process etcd watch): ${String(error)}`);
+        probe.kill();
+        return { pods: new Map(), keys: new Map() };
+      });
+      // t1: the probe's etcd watch (out of the driver's process); the bench's own if the probe missed it.
+      const t1 = (key: string, type: 'put' | 'delete', since: number): KeyArrival | undefined =>
+        probed.keys.get(key)?.find((e) => e.type === type && e.at >= since) ?? keyObserver.firstEvent(key, type, since);
+      if (driver === 'bench') {
+        // Out of the clock: the finalizers go, and with them the pods.
+        const stuck = await releasePods(driverClient, created);
+        if (stuck > 0) notes.push(`latency @${rate}/s: ${stuck} pods kept the bench's finalizer`);
+      }
+
+      const transitions = (acks: ReadonlyMap<string, { t0: number; rv: string }> | undefined, observed: (seen: PodSeen) => { t0?: number | undefined; rv?: string | undefined }): Transition[] =>
+        names.flatMap((name) => {
+          const ip = ipOfPod(name);
+          const ack = acks?.get(name);
+          const seen = observed(observer.pods.get(name) ?? {});
+          const t0 = ack?.t0 ?? seen.t0;
+          return ip === undefined || t0 === undefined ? [] : [{ key: keyOf(ip), t0, resourceVersion: ack?.rv ?? seen.rv ?? '' }];
+        });
+      const regT0 = driver === 'bench' ? 'api-ack' : 'observer';
+      const reg = decompose('registration', regT0, transitions(driver === 'bench' ? regAcks : undefined, (seen) => ({ t0: seen.readyAt, rv: seen.readyRv })), (key) => t1(key, 'put', regStart), trace, probed.pods, observer.arrivals);
+      const del = decompose('deregistration', 'api-ack', transitions(delAcks, () => ({})), (key) => t1(key, 'delete', delStart), trace, probed.pods, observer.arrivals);
+      // KWOK's Ready is timed from the observer, which can see it after etcd: such samples count as 0 ms (as before).
+      const regE2e = regT0 === 'observer' ? reg.e2e.map((v) => Math.max(0, v)) : reg.e2e;
+      if (regT0 === 'observer' && reg.decomposition.observer_after_etcd > 0) notes.push(`registration @${rate}/s: ${reg.decomposition.observer_after_etcd} keys were seen before the bench's own watch saw Ready (counted as 0 ms)`);
+      if (driver === 'bench') benchIntakeFloor = { registration: reg.samples.intake_floor, deregistration: del.samples.intake_floor };
+      // Profiling aid: every transition with its stages, for analysis over time.
+      const samplesDir = process.env['BENCH_SAMPLES_DIR'] ?? '';
+      if (samplesDir !== '') writeFileSync(`${samplesDir}/latency-${rate}.json`, JSON.stringify({ registration: reg.rows, deregistration: del.rows }));
+      const regMissing = count - reg.e2e.length;
+      const delMissing = count - del.e2e.length;
+      const stageP99 = (stage: string, change: string): number | null => {
+        const q = histogramQuantile(scrapeBefore, scrapeAfter, 'etcd_registrar_change_stage_seconds', { stage, change }, 0.99);
+        return q === undefined ? null : Number.isFinite(q) ? round(q * 1000, 10) : -1;
       };
-      await waitUntil(() => names.every((n) => deletedAt(n) !== undefined), profile.settleMs);
-      const del = latencies(names, (name) => observer.pods.get(name)?.deletionAt, deletedAt);
-      latencyRuns.push({
+      const delta = (name: string): number => (metricSum(scrapeAfter, name) ?? 0) - (metricSum(scrapeBefore, name) ?? 0);
+      const run: LatencyRun = {
         target_rate: rate,
         driver,
-        registration: summarize(reg.samples, reg.starts, reg.missing),
-        deregistration: summarize(del.samples, del.starts, del.missing),
-        registrationSamples: reg.samples,
-        deregistrationSamples: del.samples,
-      });
+        registration: summarize(regE2e, reg.starts, regMissing),
+        deregistration: summarize(del.e2e, del.starts, delMissing),
+        decomposition: { registration: reg.decomposition, deregistration: del.decomposition },
+        controller: {
+          event_loop_delay_max_ms: round((metricSum(scrapeAfter, 'etcd_registrar_nodejs_eventloop_lag_max_seconds') ?? 0) * 1000, 10),
+          event_loop_delay_p99_ms: round((metricSum(scrapeAfter, 'etcd_registrar_nodejs_eventloop_lag_p99_seconds') ?? 0) * 1000, 10),
+          gc_seconds: round(delta('etcd_registrar_nodejs_gc_duration_seconds_sum'), 1000),
+          gcs: delta('etcd_registrar_nodejs_gc_duration_seconds_count'),
+          cpu_seconds: round(delta('etcd_registrar_process_cpu_seconds_total'), 100),
+          watch_restarts: delta('etcd_registrar_watch_restarts_total'),
+          stage_p99_ms: Object.fromEntries(['registration', 'deregistration'].flatMap((change) => ['intake', 'queue', 'plan', 'txn', 'total'].map((stage) => [`${change}.${stage}`, stageP99(stage, change)]))),
+        },
+        bench_event_loop_delay: benchDelay,
+        registrationSamples: regE2e,
+        deregistrationSamples: del.e2e,
+      };
+      latencyRuns.push(run);
+      log(describeBreakdown(`registration @${rate}/s`, reg.decomposition));
+      log(describeBreakdown(`deregistration @${rate}/s`, del.decomposition));
+      log(`controller @${rate}/s: event-loop delay max ${run.controller.event_loop_delay_max_ms} ms (p99 ${run.controller.event_loop_delay_p99_ms} ms), GC ${run.controller.gc_seconds} s in ${run.controller.gcs} collections, CPU ${run.controller.cpu_seconds} s, watch restarts ${run.controller.watch_restarts}`);
+    }
+
+    // Calibration: the raw etcd write path at the fastest bench-driven run's rate.
+    const fastest = latencyRuns.filter((r) => r.driver === 'bench').at(-1);
+    let calibration: Calibration | undefined;
+    let targets: Targets | undefined;
+    if (fastest !== undefined) {
+      const n = profile.calibrationTxns;
+      log(`calibration: ${n} raw single-key txns (put, then delete) at ${fastest.target_rate}/s`);
+      const raw = await rawTxnLatency(keys.client, cluster.registry.endpoints, n, fastest.target_rate);
+      const d = fastest.decomposition;
+      // Floor samples: the idle watcher's delay per transition plus a raw txn-to-watch sample.
+      const floors = { registration: floorP99(benchIntakeFloor.registration, raw.putToWatch), deregistration: floorP99(benchIntakeFloor.deregistration, raw.deleteToWatch) };
+      calibration = { raw_etcd: raw.summary, floor_p99_ms: floors };
+      const check = (p99: number, limit: number): TargetCheck => ({ p99_ms: p99, limit_ms: limit, met: p99 <= limit });
+      targets = {
+        rate: fastest.target_rate,
+        controller: { registration: check(d.registration.stages.controller.p99_ms, 20), deregistration: check(d.deregistration.stages.controller.p99_ms, 20) },
+        e2e: {
+          registration: check(d.registration.stages.e2e.p99_ms, round(Math.max(50, floors.registration + 20), 10)),
+          deregistration: check(d.deregistration.stages.e2e.p99_ms, round(Math.max(50, floors.deregistration + 20), 10)),
+        },
+      };
+      log(`calibration: raw etcd txn p99 put ${raw.summary.put_txn.p99_ms} / delete ${raw.summary.delete_txn.p99_ms} ms, to the watch ${raw.summary.put_to_watch.p99_ms} / ${raw.summary.delete_to_watch.p99_ms} ms; e2e floor p99 reg ${floors.registration} / dereg ${floors.deregistration} ms`);
+      for (const kind of ['registration', 'deregistration'] as const) {
+        const c = targets.controller[kind];
+        const e = targets.e2e[kind];
+        log(`target @${targets.rate}/s ${kind}: controller p99 ${c.p99_ms} ms (≤ ${c.limit_ms}: ${c.met ? 'met' : 'NOT met'}), e2e p99 ${e.p99_ms} ms (≤ ${e.limit_ms}: ${e.met ? 'met' : 'NOT met'})`);
+      }
     }
 
     // 3: burst: N pods turn Ready together. They are created first, unscheduled and not Ready
@@ -429,8 +654,6 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     log(`burst: creating ${n} pods, unscheduled and not Ready`);
     const burstStart = Date.now();
     const burstCreated = await createUnscheduledPods(core, burstNames, 'burst');
-    const observer = pods;
-    const keyObserver = keys;
     const running = controller;
     // The controller must have taken in every ADDED event before it is paused: its cache holds
     // as many pods as the API server has in the namespace (counted by a one-item list).
@@ -491,7 +714,6 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     for (let i = 0; i < RAW_RUNS; i++) rawRuns.push(await rawWriter(keys.client, n));
     rawRuns.sort((a, b) => a - b);
     const rawKeysPerS = rawRuns[Math.floor(RAW_RUNS / 2)] ?? 0;
-    const round = (x: number, d = 10): number => Math.round(x * d) / d;
     const burst: BurstResult = {
       pods: n,
       seconds: round(Math.max(0, lastPut - Math.max(lastReady, resumedAt)) / 1000, 1000),
@@ -642,6 +864,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       reconcile,
       restart,
       steady,
+      calibration,
+      targets,
+      load: options.load?.report(),
       notes,
     };
   } finally {
@@ -676,24 +901,10 @@ export async function writeForeignKeys(client: Etcd3, count: number): Promise<vo
  * takes Pending pods: whichever of the two gets there first makes the pod Ready. Returns failures.
  */
 /**
- * Per pod: start (seen by the pod watch) -> end (seen by the etcd watch), in ms. An end seen
- * before the start counts as 0 ms (and in `negatives`); a pod without both is `missing`.
+ * Keeps a deleted pod (deletionTimestamp set, as at a real termination's start) until the bench
+ * removes it: an unscheduled pod would otherwise be removed at once, without one.
  */
-function latencies(names: readonly string[], startOf: (name: string) => number | undefined, endOf: (name: string) => number | undefined): { samples: number[]; starts: number[]; missing: number; negatives: number } {
-  const samples: number[] = [];
-  const starts: number[] = [];
-  let missing = 0;
-  let negatives = 0;
-  for (const name of names) {
-    const start = startOf(name);
-    const end = endOf(name);
-    if (start === undefined || end === undefined) { missing++; continue; }
-    if (end < start) negatives++;
-    samples.push(Math.max(0, end - start));
-    starts.push(start);
-  }
-  return { samples, starts, missing, negatives };
-}
+const HOLD_FINALIZER = 'bench.etcd-registrar.io/hold';
 
 /** Pods no scheduler picks up (so KWOK never touches them), created before the clock starts. */
 async function createUnscheduledPods(core: CoreV1Api, names: readonly string[], app: string): Promise<V1Pod[]> {
@@ -708,6 +919,52 @@ async function createUnscheduledPods(core: CoreV1Api, names: readonly string[], 
   };
   await Promise.all(Array.from({ length: 32 }, worker));
   return created;
+}
+
+/** `count` pods (plain JSON) no scheduler picks up, holding the bench's finalizer, 32 at a time. */
+async function createHeldPods(driver: PodDriver, names: readonly string[], app: string): Promise<V1Pod[]> {
+  const created: V1Pod[] = [];
+  let next = 0;
+  await Promise.all(Array.from({ length: 32 }, async () => {
+    for (let i = next++; i < names.length; i = next++) {
+      const body = podBody(names[i] ?? '', app);
+      body.spec = { ...body.spec!, schedulerName: 'bench-none' };
+      body.metadata = { ...body.metadata, finalizers: [HOLD_FINALIZER] };
+      created[i] = (await driver.create(NAMESPACE, body)).pod;
+    }
+  }));
+  return created;
+}
+
+/** Removes the bench's finalizer from deleted pods (the DELETE responses), 32 at a time, so that they go; returns how many kept it. */
+async function releasePods(driver: PodDriver, deleted: readonly V1Pod[]): Promise<number> {
+  let next = 0;
+  let stuck = 0;
+  await Promise.all(Array.from({ length: 32 }, async () => {
+    for (let i = next++; i < deleted.length; i = next++) {
+      const pod = deleted[i];
+      const name = pod?.metadata?.name;
+      if (pod === undefined || name === undefined) continue;
+      let current: V1Pod = pod;
+      for (let attempt = 0; ; attempt++) {
+        const finalizers = (current.metadata?.finalizers ?? []).filter((f) => f !== HOLD_FINALIZER);
+        try {
+          await driver.replace(NAMESPACE, name, { ...current, metadata: { ...current.metadata, finalizers } });
+          break;
+        } catch {
+          // A conflict (the pod changed since): read it again and retry; a 404 means it is gone.
+          const fresh = await driver.get(NAMESPACE, name).catch(() => undefined);
+          if (fresh === undefined) break;
+          if (attempt >= 4) {
+            stuck++;
+            break;
+          }
+          current = fresh.pod;
+        }
+      }
+    }
+  }));
+  return stuck;
 }
 
 /** A Running pod status with an IP on the bench's host and these conditions True. */
@@ -727,10 +984,15 @@ function runningAndReady(ip: string, now: Date, conditions: readonly string[]): 
  * Sets a pod Running and Ready with an IP in one status update, as a kubelet's last step would
  * (with the container status a kubelet reports, so that the event is as large as a real one).
  */
-export async function setReady(core: CoreV1Api, pod: V1Pod | undefined, ip: string, namespace = NAMESPACE): Promise<void> {
+export async function setReady(core: CoreV1Api, pod: V1Pod | undefined, ip: string, namespace = NAMESPACE): Promise<V1Pod> {
   const name = pod?.metadata?.name;
   if (pod === undefined || name === undefined) throw new Error('pod was not created');
-  const now = new Date();
+  return core.replaceNamespacedPodStatus({ name, namespace, body: withReadyStatus(pod, ip, new Date()) });
+}
+
+/** The pod with the status a kubelet's last update gives a Running, Ready pod (set in place). */
+function withReadyStatus(pod: V1Pod, ip: string, now: Date): V1Pod {
+  const name = pod.metadata?.name ?? '';
   pod.status = {
     ...runningAndReady(ip, now, ['PodReadyToStartContainers', 'Initialized', 'ContainersReady', 'Ready', 'PodScheduled']),
     qosClass: 'BestEffort',
@@ -745,7 +1007,7 @@ export async function setReady(core: CoreV1Api, pod: V1Pod | undefined, ip: stri
       state: { running: { startedAt: now } },
     }],
   };
-  await core.replaceNamespacedPodStatus({ name, namespace, body: pod });
+  return pod;
 }
 
 export async function createReadyPods(core: CoreV1Api, from: number, to: number): Promise<number> {
@@ -875,4 +1137,48 @@ async function rawWriter(client: Etcd3, count: number): Promise<number> {
   const seconds = (performance.now() - started) / 1000;
   await client.delete().prefix(RAW_PREFIX).exec();
   return seconds > 0 ? count / seconds : 0;
+}
+
+/**
+ * The raw etcd write path at `rate`: `count` guarded single-key transactions (put with a lease if
+ * the key does not exist, as a registration), then as many deletes, paced, each timed from sending
+ * to its response and to its revision's arrival on a watch of the bench's.
+ */
+async function rawTxnLatency(client: Etcd3, endpoints: readonly string[], count: number, rate: number): Promise<{ summary: RawEtcd; putToWatch: number[]; deleteToWatch: number[] }> {
+  const watch = new KeyObserver(endpoints);
+  await watch.start(RAW_PREFIX);
+  const lease = client.lease(60, { autoKeepAlive: false });
+  try {
+    await lease.grant();
+    const keyOfRaw = (i: number): string => `${RAW_PREFIX}lat-${i}`;
+    const phase = async (type: 'put' | 'delete'): Promise<{ txn: number[]; toWatch: number[] }> => {
+      const sent: number[] = [];
+      const txn: number[] = [];
+      const failures = await paced(count, rate, async (i) => {
+        const key = keyOfRaw(i);
+        const op = type === 'put'
+          ? client.if(key, 'Create', '==', 0).then(lease.put(key).value(`10.0.0.1:${i}`))
+          : client.if(key, 'Create', '>', 0).then(client.delete().key(key));
+        const at = preciseNow();
+        sent[i] = at;
+        await op.commit();
+        txn[i] = preciseNow() - at;
+      });
+      if (failures > 0) throw new Error(`calibration: ${failures} raw ${type} txns failed`);
+      const arrival = (i: number): number | undefined => watch.firstEvent(keyOfRaw(i), type, 0)?.at;
+      await waitUntil(() => Array.from({ length: count }, (_, i) => arrival(i)).every((a) => a !== undefined), 30_000);
+      const toWatch = Array.from({ length: count }, (_, i) => (arrival(i) ?? NaN) - (sent[i] ?? NaN)).filter((v) => Number.isFinite(v));
+      return { txn, toWatch };
+    };
+    const put = await phase('put');
+    const del = await phase('delete');
+    return {
+      summary: { rate, put_txn: quantiles(put.txn), delete_txn: quantiles(del.txn), put_to_watch: quantiles(put.toWatch), delete_to_watch: quantiles(del.toWatch) },
+      putToWatch: put.toWatch,
+      deleteToWatch: del.toWatch,
+    };
+  } finally {
+    await lease.revoke().catch(() => undefined);
+    await watch.close();
+  }
 }

@@ -194,9 +194,9 @@ async function main(): Promise<void> {
       });
     });
     const ip = (i: number): string => `10.249.${(i >> 8) & 255}.${i & 255}`;
-    await parallel(pods - events, (i) => setReady(core, created[i], ip(i), NAMESPACE));
+    await parallel(pods - events, async (i) => { await setReady(core, created[i], ip(i), NAMESPACE); });
     const rv = (await core.listNamespacedPod({ namespace: NAMESPACE, limit: 1 })).metadata?.resourceVersion ?? '';
-    await parallel(events, (i) => setReady(core, created[pods - events + i], ip(pods - events + i), NAMESPACE));
+    await parallel(events, async (i) => { await setReady(core, created[pods - events + i], ip(pods - events + i), NAMESPACE); });
     console.error(`setup: ${pods} pods, ${events} Ready from rv ${rv} in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 
     const lines: string[] = [`${events} watch events from one resourceVersion, ${reps} reps each (first rep cold):`];

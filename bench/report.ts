@@ -1,5 +1,6 @@
 // Markdown report with a hand-written SVG CDF chart of the latency distributions.
 import type { BenchResult, LatencyRun } from './bench.ts';
+import { STAGES, type Decomposition } from './decompose.ts';
 
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e'];
 
@@ -58,6 +59,69 @@ function latencyRow(name: string, rate: number, s: LatencyRun['registration']): 
   return `| ${name} | ${rate} | ${s.rate} | ${s.samples} | ${s.p50_ms} | ${s.p95_ms} | ${s.p99_ms} | ${s.max_ms} | ${s.missing} |`;
 }
 
+const STAGE_NAMES: Record<(typeof STAGES)[number], string> = {
+  e2e: 'end to end (t0 → etcd watch)',
+  api_to_controller: 'API server ack → controller received the event',
+  intake: 'received → key enqueued',
+  queue: 'enqueued → taken by a worker',
+  plan: 'taken → txn sent',
+  txn: 'txn sent → committed',
+  commit_to_watch: 'committed → etcd watch',
+  controller: 'controller (received → committed)',
+  intake_floor: 'idle watcher (t0 → event received): intake floor',
+  observer_lag: "bench's own pod watch (t0 → event received)",
+};
+
+function decompositionTable(label: string, d: Decomposition): string[] {
+  const b = d.p99_breakdown;
+  return [
+    `**${label}** (t0: ${d.t0 === 'api-ack' ? "the API server's acknowledgement" : "the bench's pod watch"}; ${d.transitions} transitions, ${d.missing} missing, ${d.untraced} without a controller timing)`,
+    '',
+    `| stage | p50 ms | p95 ms | p99 ms | max ms | samples | mean over the slowest ${b.samples} (ms) |`,
+    '|---|---|---|---|---|---|---|',
+    ...STAGES.map((stage) => {
+      const q = d.stages[stage];
+      return `| ${STAGE_NAMES[stage]} | ${q.p50_ms} | ${q.p95_ms} | ${q.p99_ms} | ${q.max_ms} | ${q.samples} | ${stage === 'e2e' ? b.e2e_ms : (b[stage] ?? '–')} |`;
+    }),
+    '',
+  ];
+}
+
+function decompositionSection(result: BenchResult): string[] {
+  const out: string[] = ['## Where the time goes', ''];
+  for (const run of result.latency_runs) {
+    const c = run.controller;
+    out.push(
+      ...decompositionTable(`registration @${run.target_rate}/s`, run.decomposition.registration),
+      ...decompositionTable(`deregistration @${run.target_rate}/s`, run.decomposition.deregistration),
+      `Controller over the run: event-loop delay max ${c.event_loop_delay_max_ms} ms (p99 ${c.event_loop_delay_p99_ms} ms), GC ${c.gc_seconds} s in ${c.gcs} collections, CPU ${c.cpu_seconds} s, watch restarts ${c.watch_restarts}; stage histogram p99 (ms, bucket bounds): ${Object.entries(c.stage_p99_ms).map(([k, v]) => `${k} ${v ?? '–'}`).join(', ')}. The bench's own event-loop delay (how late its t0 stamps can be): p99 ${run.bench_event_loop_delay.p99_ms} ms, max ${run.bench_event_loop_delay.max_ms} ms.`,
+      '',
+    );
+  }
+  const cal = result.calibration;
+  if (cal !== undefined) {
+    const r = cal.raw_etcd;
+    out.push(
+      `Calibration at ${r.rate}/s: raw single-key etcd txn p50/p99 put ${r.put_txn.p50_ms}/${r.put_txn.p99_ms} ms, delete ${r.delete_txn.p50_ms}/${r.delete_txn.p99_ms} ms; txn → etcd watch p99 put ${r.put_to_watch.p99_ms} ms, delete ${r.delete_to_watch.p99_ms} ms. End-to-end floor p99 (idle watcher + raw txn → watch): registration ${cal.floor_p99_ms.registration} ms, deregistration ${cal.floor_p99_ms.deregistration} ms.`,
+      '',
+    );
+  }
+  const t = result.targets;
+  if (t !== undefined) {
+    out.push('| target @' + `${t.rate}/s | p99 ms | limit ms | met |`, '|---|---|---|---|');
+    for (const kind of ['registration', 'deregistration'] as const) {
+      out.push(`| controller, ${kind} | ${t.controller[kind].p99_ms} | ${t.controller[kind].limit_ms} | ${t.controller[kind].met ? 'yes' : 'NO'} |`);
+      out.push(`| end to end, ${kind} | ${t.e2e[kind].p99_ms} | ${t.e2e[kind].limit_ms} | ${t.e2e[kind].met ? 'yes' : 'NO'} |`);
+    }
+    out.push('');
+  }
+  const load = result.load;
+  if (load !== undefined) {
+    out.push(`Load: ${load.loaded ? `LOADED (${load.reasons.join('; ')})` : 'quiet'}; other processes' CPU (cores): ${load.checks.map((c) => `${c.phase} ${c.other_cpu_cores}`).join(', ')}.`, '');
+  }
+  return out;
+}
+
 export function markdownReport(result: BenchResult): string {
   const series: Series[] = result.latency_runs.flatMap((run) => [
     { label: `registration @${run.target_rate}/s`, samples: run.registrationSamples },
@@ -72,8 +136,8 @@ export function markdownReport(result: BenchResult): string {
     '',
     '## Latency',
     '',
-    'Registration: pod seen Ready by an independent Kubernetes watch → PUT seen by an independent etcd watch.',
-    'Deregistration: deletionTimestamp seen by the Kubernetes watch → DELETE seen by the etcd watch.',
+    "Registration: the API server's acknowledgement of the bench's status update to Ready (KWOK runs: pod seen Ready by the bench's pod watch) → PUT seen by an independent etcd watch.",
+    "Deregistration: the API server's acknowledgement of the DELETE that set the deletionTimestamp → DELETE seen by the etcd watch.",
     '',
     '| figure | target rate (/s) | achieved rate (/s) | samples | p50 ms | p95 ms | p99 ms | max ms | missing |',
     '|---|---|---|---|---|---|---|---|---|',
@@ -84,6 +148,7 @@ export function markdownReport(result: BenchResult): string {
     '',
     cdfSvg(series),
     '',
+    ...decompositionSection(result),
     '## Burst',
     '',
     '| pods | Ready at resume | last Ready → last key (s) | Ready spread (s) | keys/s | raw batched-txn keys/s | ratio | missing |',

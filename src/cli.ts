@@ -202,8 +202,10 @@ async function run(config: Config, kubeConfig: KubeConfig, mapping: MappingConfi
   const shutdown = new AbortController();
   const identity = env('POD_NAME') ?? `${hostname()}-${process.pid}`;
   let busy = (): boolean => false;
-  // Events wait (up to a second at a time) while registrations are being written.
-  const recorder = new EventRecorder({ kubeConfig, logger: logger.child({ module: 'events' }), reportingInstance: identity, yieldTo: () => busy() });
+  let deregistering = (): boolean => false;
+  // Events wait (up to a second at a time) while registrations are being written, and as long as
+  // deregistrations are.
+  const recorder = new EventRecorder({ kubeConfig, logger: logger.child({ module: 'events' }), reportingInstance: identity, yieldTo: () => busy(), holdWhile: () => deregistering() });
   // The election needs a started registry; the controller asks for it only after that. Each
   // campaign is a new term; a lost term is reported to the controller, which steps down to
   // standby and campaigns again (docs/decisions/0042).
@@ -231,12 +233,13 @@ async function run(config: Config, kubeConfig: KubeConfig, mapping: MappingConfi
     : undefined;
   const { controller, metrics } = assemble(config, kubeConfig, mapping, registry, logger, recorder, leadershipPort);
   busy = () => controller.busy();
+  deregistering = () => controller.deregistering();
   registry.on('etcdError', ({ op }: { op: string }) => metrics.etcdErrors.inc({ op }));
 
   let health: HealthServer | undefined;
   if (config.metricsAddress !== '') {
     const { host, port } = parseListenAddress(config.metricsAddress);
-    health = new HealthServer({ notReadyReason: () => controller.notReadyReason() }, metrics.registry);
+    health = new HealthServer({ notReadyReason: () => controller.notReadyReason() }, metrics.registry, { latency: () => controller.recentChangeTimings() });
     const address = await health.listen(host, port);
     logger.info({ address: `${address.address}:${address.port}` }, 'serving /healthz, /readyz and /metrics');
   }

@@ -83,7 +83,10 @@ class FakeRegistry extends EventEmitter implements RegistryPort {
     for (const entry of entries) if (entry.lease === this.lease || this.adoptable.has(entry.lease)) this.marked.add(keyDirectory('/', entry.key));
     return this.marked.size - before;
   }
+  /** Every apply() call as it starts (before the gate). */
+  started: Change[][] = [];
   async apply(changes: readonly Change[], fence?: Fence): Promise<ApplyResult[]> {
+    this.started.push([...changes]);
     await this.gate;
     this.applied.push([...changes]);
     this.fences.push(fence);
@@ -207,6 +210,14 @@ function setup(t: TestContext, overrides: Partial<ControllerOptions> = {}, grant
 
 const key = (ip: string, port = 86): string => `/search_PRE/${ip}-${port}`;
 
+async function waitUntil(check: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail(`condition not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
 describe('Controller', () => {
   it('registers Ready pods at startup and a second round makes no changes', async (t) => {
     const { source, registry, controller, records } = setup(t);
@@ -261,6 +272,35 @@ describe('Controller', () => {
     await controller.whenIdle();
     assert.equal(controller.busy(), false);
     assert.ok(registry.kv.has(key('10.1.0.1')));
+  });
+
+  it('writes a deregistration enqueued behind N registrations first, in a batch of its own, while the writer slots are busy', async (t) => {
+    const { source, registry, controller } = setup(t, { maxBatchKeys: 100, maxInflightBatches: 1 });
+    const leaving = makePod({ uid: 'old', name: 'old', podIPs: ['10.1.0.1'] });
+    source.initial.push(leaving);
+    await controller.start();
+    await controller.whenIdle();
+    let open = (): void => {};
+    registry.gate = new Promise<void>((resolve) => { open = resolve; });
+    registry.started = [];
+    registry.applied = [];
+    const tick = (): Promise<void> => new Promise<void>((resolve) => setImmediate(resolve));
+    for (let i = 0; i < 250; i++) source.emit({ type: 'upsert', pod: makePod({ uid: `r${i}`, name: `r${i}`, podIPs: [`10.2.0.${i}`] }) });
+    await tick();
+    assert.equal(registry.started.length, 1, 'the only regular writer slot holds the first 100 registrations');
+    assert.equal(controller.deregistering(), false, 'registrations alone do not hold Events');
+    source.emit({ type: 'delete', pod: leaving });
+    assert.equal(controller.deregistering(), true, 'Events wait while a deregistration is pending');
+    for (let i = 0; i < 10 && registry.started.length < 2; i++) await tick();
+    assert.deepEqual(registry.started[1]?.map((c) => `${c.action} ${c.key}`), [`deregister ${key('10.1.0.1')}`], 'taken at once, alone, in the slot kept for deregistrations');
+    open();
+    await controller.whenIdle();
+    assert.deepEqual(registry.applied.map((batch) => batch.length), [100, 1, 100, 50]);
+    assert.ok(!registry.kv.has(key('10.1.0.1')));
+    assert.equal(registry.kv.size, 250);
+    assert.equal(controller.deregistering(), false);
+    assert.equal(controller.busy(), true, 'Events still yield (capped) right after a deregistration');
+    await waitUntil(() => !controller.busy(), 2000);
   });
 
   it('with a full-read interval of 0 every reconcile reads every key', async (t) => {

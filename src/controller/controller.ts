@@ -9,7 +9,9 @@ import type { AuditLog } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { Change, CurrentEntry, DesiredEntry, Plan, PodMapping, Policy, SlimPod } from '../types.ts';
 import { retryUntilDone } from '../backoff.ts';
+import { preciseNow } from '../clock.ts';
 import { KeyedWorkQueue, type BackoffOptions } from './workqueue.ts';
+import { ChangeLatency, type ChangeKind, type ChangeTiming } from './latency.ts';
 import { verdictFor, type GrantStatus, type Verdict } from '../grants/grants.ts';
 import type { GrantsPort } from '../grants/service-grants.ts';
 import type { DesiredIndex, EventSink, LeadershipPort, NodeFeed, PodEvent, PodSourcePort, RegistryPort, PodRef } from './ports.ts';
@@ -73,11 +75,18 @@ export interface ReconcileReport {
 
 const podName = (pod: { namespace: string; name: string }): string => `${pod.namespace}/${pod.name}`;
 
+/** How long after the last deregistration Events still wait (see Controller.deregistering). */
+const DEREGISTRATION_QUIET_MS = 250;
+
+const isRemoval = (action: Change['action']): boolean => action === 'deregister' || action === 'orphan-delete';
+const changeKind = (action: Change['action']): ChangeKind => (isRemoval(action) ? 'deregistration' : 'registration');
+
 export class Controller {
   readonly #deps: ControllerDeps;
   readonly #options: ControllerOptions;
   readonly #queue: KeyedWorkQueue;
   readonly #writers: PQueue;
+  readonly #latency: ChangeLatency;
   /** etcd state of the keys under the root, as last read or written by us. */
   #mirror = new Map<string, CurrentEntry>();
   /** Keys written since the last full read started: the read must not overwrite them. */
@@ -92,6 +101,10 @@ export class Controller {
   /** Pods registered although not granted (open), by uid: warned about once per service. */
   readonly #ungranted = new Map<string, UngrantedClaim>();
   #workersDone: Promise<void> | undefined;
+  /** Batches of urgent keys (deregistrations) being written. */
+  #urgentInFlight = 0;
+  /** performance.now() of the last deregistration an event asked for. */
+  #lastUrgentAt = -Infinity;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #reconciling: Promise<ReconcileReport> | undefined;
   #reconcileRequested = false;
@@ -108,7 +121,10 @@ export class Controller {
     this.#deps = deps;
     this.#options = options;
     this.#queue = new KeyedWorkQueue(options.backoff === undefined ? {} : { backoff: options.backoff });
-    this.#writers = new PQueue({ concurrency: options.maxInflightBatches });
+    // One slot more than --max-inflight-batches, kept for urgent (deregistration) batches.
+    this.#writers = new PQueue({ concurrency: options.maxInflightBatches + 1 });
+    const stages = deps.metrics?.changeStages;
+    this.#latency = new ChangeLatency({ observe: stages === undefined ? undefined : (stage, change, seconds) => stages.observe({ stage, change }, seconds) });
     deps.source.onChange((event) => this.#onPodEvent(event));
     deps.registry.on('leaseChanged', ({ previous, current }) => {
       deps.logger.warn({ previous, current }, 'data lease replaced: re-putting every registration');
@@ -183,9 +199,27 @@ export class Controller {
     return this.#standby;
   }
 
-  /** Keys are waiting for a worker or being written: Events wait for this (EventRecorder yieldTo). */
+  /**
+   * Keys are waiting for a worker or being written, or a deregistration was asked for in the last
+   * DEREGISTRATION_QUIET_MS (pods terminate in waves: the next is likely on its way): Events wait
+   * for this, at most a second at a time (EventRecorder yieldTo).
+   */
   busy(): boolean {
-    return this.#queue.readyCount > 0 || this.#queue.processingCount > 0;
+    return this.#queue.readyCount > 0 || this.#queue.processingCount > 0 || performance.now() - this.#lastUrgentAt < DEREGISTRATION_QUIET_MS;
+  }
+
+  /** The last changes committed in response to pod events, with their stage times (GET /debug/latency). */
+  recentChangeTimings(): ChangeTiming[] {
+    return this.#latency.recent();
+  }
+
+  /**
+   * Deregistrations are queued or being written: no Event send starts, without a cap (EventRecorder
+   * holdWhile). An Event POST costs milliseconds of this event loop (client-node serialises,
+   * re-reads its credentials, parses the answer), which the deregistration would wait for.
+   */
+  deregistering(): boolean {
+    return this.#queue.urgentCount > 0 || this.#urgentInFlight > 0;
   }
 
   get queueDepth(): number {
@@ -269,10 +303,9 @@ export class Controller {
       );
     }
     this.#logSkips(plan);
-    const keys = plan.changes.map((change) => change.key);
-    logger.info({ reason, desired: desired.size, current: this.#mirror.size, changes: keys.length, refused: refused.length }, 'reconcile planned');
+    logger.info({ reason, desired: desired.size, current: this.#mirror.size, changes: plan.changes.length, refused: refused.length }, 'reconcile planned');
     // The workers write (or, dry-run, audit) the changes, so a key is never handled twice at once.
-    this.#queue.addAll(keys);
+    for (const change of plan.changes) this.#queue.add(change.key, isRemoval(change.action));
     await this.#queue.whenIdle();
     return finish(refused.length > 0 ? 'refused' : 'ok', plan, refused);
   }
@@ -365,7 +398,7 @@ export class Controller {
         this.#clearInvalid(event.pod.uid);
         this.#refused.delete(event.pod.uid);
         this.#ungranted.delete(event.pod.uid);
-        this.#queue.addAll(keys);
+        this.#enqueueForEvent(keys, event);
         return;
       }
       const { grants } = this.#deps;
@@ -382,10 +415,25 @@ export class Controller {
       if (mapping.kind === 'invalid') this.#reportInvalid(event.pod, mapping.problems);
       else this.#clearInvalid(event.pod.uid);
       if (judged !== undefined) this.#reportGrant(event.pod, judged.service, judged.verdict, mapping, affectedKeys);
-      this.#queue.addAll(affectedKeys);
+      this.#enqueueForEvent(affectedKeys, event);
     } catch (error) {
       // A handler that throws would crash the process: log and rely on the next reconcile.
       this.#deps.logger.error({ err: error, pod: podName(event.pod) }, 'pod event handling failed');
+    }
+  }
+
+  /**
+   * Enqueues the keys an event touched. A key no pod wants any more is being deregistered: the
+   * most urgent change there is (traffic still goes to a pod that is terminating or not Ready),
+   * so it goes ahead of every registration.
+   */
+  #enqueueForEvent(keys: readonly string[], event: PodEvent): void {
+    const now = preciseNow();
+    for (const key of keys) {
+      this.#latency.received(key, event.receivedAt ?? now, now);
+      const urgent = this.#deps.desired.desiredFor(key) === undefined;
+      if (urgent) this.#lastUrgentAt = performance.now();
+      this.#queue.add(key, urgent);
     }
   }
 
@@ -468,19 +516,25 @@ export class Controller {
       await queue.waitForWork();
       if (queue.isShutDown) break;
       // Take keys only when a writer slot is free, so that a burst piles up into large batches.
-      if (this.#writers.pending >= this.#options.maxInflightBatches) {
-        await new Promise<void>((resolve) => this.#writers.addEventListener('next', () => resolve(), { once: true }));
+      // Urgent keys (deregistrations) may also use the one slot kept for them.
+      const urgent = queue.urgentCount > 0;
+      if (this.#writers.pending >= this.#options.maxInflightBatches + (urgent ? 1 : 0)) {
+        const slotFreed = new Promise<void>((resolve) => this.#writers.addEventListener('next', () => resolve(), { once: true }));
+        await (urgent ? slotFreed : Promise.race([slotFreed, queue.waitForUrgent()]));
         continue;
       }
       const keys = queue.take(this.#options.maxBatchKeys);
       if (keys.length === 0) continue;
+      this.#latency.taken(keys, preciseNow());
+      if (urgent) this.#urgentInFlight++;
       void this.#writers.add(async () => {
         try {
           await this.#processKeys(keys);
         } catch (error) {
           this.#deps.logger.error({ err: error, keys: keys.length }, 'batch failed; retrying with backoff');
-          for (const key of keys) queue.addRateLimited(key);
+          for (const key of keys) queue.addRateLimited(key, this.#deps.desired.desiredFor(key) === undefined);
         } finally {
+          if (urgent) this.#urgentInFlight--;
           queue.done(keys);
         }
       });
@@ -503,21 +557,28 @@ export class Controller {
     const plan = this.#plan(desiredSubset, currentSubset, scope);
     this.#logSkips(plan, scope);
     for (const key of keys) if (!this.#mirror.has(key) || desired.desiredFor(key) === undefined) this.#forgetDeparted(key, plan);
+    const changed = new Set(plan.changes.map((change) => change.key));
+    for (const key of keys) if (!changed.has(key)) this.#latency.dropped(key);
     if (plan.changes.length === 0) {
       for (const key of keys) this.#queue.forget(key);
       return;
     }
     if (this.#options.dryRun) {
-      for (const change of plan.changes) this.#auditChange(change, 'dry-run');
+      for (const change of plan.changes) {
+        this.#latency.dropped(change.key);
+        this.#auditChange(change, 'dry-run');
+      }
       return;
     }
     const fence = this.#deps.leadership?.fence();
     if (this.#deps.leadership !== undefined && fence === undefined) {
       // Leadership is gone: write nothing; the keys are written again once re-elected.
-      for (const key of keys) this.#queue.addRateLimited(key);
+      for (const key of keys) this.#queue.addRateLimited(key, this.#deps.desired.desiredFor(key) === undefined);
       return;
     }
+    this.#latency.sent(changed, preciseNow());
     const results = await registry.apply(plan.changes, fence);
+    const committedAt = preciseNow();
     const leaseId = registry.leaseId();
     const registeredByPod = new Map<string, { pod: PodRef; keys: string[] }>();
     const deregisteredByPod = new Map<string, { pod: PodRef; keys: string[] }>();
@@ -535,6 +596,7 @@ export class Controller {
           if (change.pod !== undefined) group(deregisteredByPod, change.pod, change.key);
         }
         this.#queue.forget(change.key);
+        this.#latency.committed(change.key, changeKind(change.action), result.revision ?? '0', committedAt);
         this.#auditChange(change, 'ok', leaseId);
         continue;
       }
@@ -552,8 +614,8 @@ export class Controller {
         leaseId, outcome: 'error',
       });
       // A conflict re-plans at once against the key's real state; errors back off.
-      if (result.outcome === 'conflict') this.#queue.addAfter(change.key, 0);
-      else this.#queue.addRateLimited(change.key);
+      if (result.outcome === 'conflict') this.#queue.addAfter(change.key, 0, isRemoval(change.action));
+      else this.#queue.addRateLimited(change.key, isRemoval(change.action));
     }
     for (const { pod, keys: registered } of registeredByPod.values()) {
       this.#deps.events.record(podRefToObject(pod), 'Normal', 'Registered', `registered in etcd: ${registered.join(', ')}`);

@@ -2,7 +2,8 @@
 // wired to the real pod source, registry and event recorder, or to fakes in unit tests.
 import type { Change, CurrentEntry, DesiredEntry, PodMapping, SlimPod } from '../types.ts';
 
-export type PodEvent = { readonly type: 'upsert'; readonly pod: SlimPod } | { readonly type: 'delete'; readonly pod: SlimPod };
+/** `receivedAt`: epoch ms (fractional) at which the source received the event, for the latency stages. */
+export type PodEvent = { readonly type: 'upsert' | 'delete'; readonly pod: SlimPod; readonly receivedAt?: number };
 
 export interface PodSourcePort {
   onChange(listener: (event: PodEvent) => void): void;

@@ -106,4 +106,44 @@ describe('KeyedWorkQueue', () => {
     assert.equal(queue.readyCount, 0);
     assert.equal(queue.isShutDown, true);
   });
+  it('hands out a deletion enqueued behind N registrations first, in a batch of its own', () => {
+    const queue = new KeyedWorkQueue();
+    const registrations = Array.from({ length: 500 }, (_, i) => `reg-${i}`);
+    queue.addAll(registrations);
+    queue.add('dereg-1', true);
+    queue.add('dereg-2', true);
+    assert.equal(queue.urgentCount, 2);
+    assert.deepEqual(queue.take(1000), ['dereg-1', 'dereg-2'], 'only the urgent keys, first-in first-out');
+    assert.deepEqual(queue.take(3), ['reg-0', 'reg-1', 'reg-2'], 'then the registrations in order');
+  });
+
+  it('an urgent add moves a queued key ahead; a normal add never demotes an urgent one', () => {
+    const queue = new KeyedWorkQueue();
+    queue.addAll(['a', 'b', 'c']);
+    queue.add('c', true);
+    queue.add('c');
+    assert.equal(queue.readyCount, 3);
+    assert.deepEqual(queue.take(10), ['c']);
+    assert.deepEqual(queue.take(10), ['a', 'b']);
+  });
+
+  it('keeps urgency across processing, delays and backoff', () => {
+    const clock = manualTimers();
+    const queue = new KeyedWorkQueue({ timers: clock.timers, now: clock.now });
+    queue.addAll(['r1', 'r2']);
+    queue.add('d');
+    assert.deepEqual(queue.take(1), ['r1']);
+    queue.add('r1', true); // re-added while processing: queued again, urgent, after done
+    queue.done(['r1']);
+    assert.deepEqual(queue.take(10), ['r1']);
+    queue.done(['r1']);
+    queue.addRateLimited('x', true);
+    clock.advance(1000);
+    assert.deepEqual(queue.take(10), ['x'], 'the retried urgent key comes before r2 and d');
+    queue.done(['x']);
+    queue.addAfter('y', 50, true);
+    queue.add('y'); // cancels the delay: the key stays urgent
+    assert.deepEqual(queue.take(10), ['y']);
+    assert.deepEqual(queue.take(10), ['r2', 'd']);
+  });
 });

@@ -312,3 +312,14 @@ test('yieldTo: sending waits while more important work is pending, at most maxYi
   await timers.advance(0);
   assert.equal(sent.length, 4, 'still busy: no second wait in the same busy spell');
 });
+
+test('holdWhile: sending waits while deregistrations are pending, without a cap', async () => {
+  let deregistering = true;
+  const { timers, sent, recorder } = setup({ yieldTo: () => true, maxYieldMs: 1000, holdWhile: () => deregistering });
+  recorder.record(pod(1), 'Normal', 'Deregistered', 'a');
+  await timers.advance(5000);
+  assert.equal(sent.length, 0, 'held past maxYieldMs');
+  deregistering = false;
+  await timers.advance(1100);
+  assert.equal(sent.length, 1, 'then only the capped yield applies');
+});

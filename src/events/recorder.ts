@@ -82,6 +82,11 @@ export interface EventRecorderOptions {
   readonly yieldTo?: () => boolean;
   /** Longest wait for `yieldTo` before sending anyway (sustained load). Default 1,000 ms. */
   readonly maxYieldMs?: number;
+  /**
+   * True while urgent work is pending (deregistrations: traffic still goes to a pod that is
+   * terminating or no longer Ready): sending waits for it without a cap. Such work is short.
+   */
+  readonly holdWhile?: () => boolean;
   /** Clock and timers (tests). */
   readonly timers?: RecorderTimers;
 }
@@ -209,6 +214,7 @@ export class EventRecorder {
   #inFlight = 0;
   #timer: unknown;
   readonly #yieldTo: (() => boolean) | undefined;
+  readonly #holdWhile: (() => boolean) | undefined;
   readonly #maxYieldMs: number;
   /** Since when sending has been waiting for `yieldTo`; undefined when not waiting. */
   #yieldingSince: number | undefined;
@@ -238,6 +244,7 @@ export class EventRecorder {
     this.#queueSize = opts.queueSize ?? 1000;
     this.#concurrency = opts.concurrency ?? 4;
     this.#yieldTo = opts.yieldTo;
+    this.#holdWhile = opts.holdWhile;
     this.#maxYieldMs = opts.maxYieldMs ?? 1000;
     this.#global = { tokens: this.#burst, last: this.#timers.now() };
     if (opts.send !== undefined) {
@@ -380,6 +387,10 @@ export class EventRecorder {
   #pump(): void {
     while (this.#queue.length > 0 && this.#inFlight < this.#concurrency && !this.#stopped) {
       const now = this.#timers.now();
+      if (this.#holdWhile?.() === true) {
+        this.#wakeIn(YIELD_POLL_MS);
+        return;
+      }
       if (this.#yieldTo?.() === true) {
         this.#yieldingSince ??= now;
         if (now - this.#yieldingSince < this.#maxYieldMs) {

@@ -8,7 +8,7 @@ describe('HealthServer', () => {
     let notReady: string | undefined = 'pod cache not synced';
     const metrics = new Metrics({ queueDepth: () => 3, lastKeepaliveAt: () => undefined, ownedKeys: () => 7, watchedPods: () => 9 });
     metrics.changes.inc({ action: 'register', outcome: 'ok' });
-    const server = new HealthServer({ notReadyReason: () => notReady }, metrics.registry);
+    const server = new HealthServer({ notReadyReason: () => notReady }, metrics.registry, { latency: () => [{ key: '/k', change: 'registration' }] });
     const { port } = await server.listen('127.0.0.1', 0);
     try {
       const get = async (path: string): Promise<[number, string]> => {
@@ -25,6 +25,7 @@ describe('HealthServer', () => {
       assert.match(text, /etcd_registrar_queue_depth 3/);
       assert.match(text, /etcd_registrar_registrations 7/);
       assert.match(text, /etcd_registrar_lease_keepalive_age_seconds -1/);
+      assert.deepEqual(await get('/debug/latency'), [200, '[{"key":"/k","change":"registration"}]']);
       assert.equal((await get('/nope'))[0], 404);
     } finally {
       await server.close();

@@ -1,4 +1,5 @@
-// /healthz (the process serves), /readyz (synced and holding a lease), /metrics.
+// /healthz (the process serves), /readyz (synced and holding a lease), /metrics, and
+// /debug/latency (the last changes' stage times, JSON) when given.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
@@ -11,7 +12,7 @@ export interface Probes {
 export class HealthServer {
   readonly #server: Server;
 
-  constructor(probes: Probes, metrics: Registry) {
+  constructor(probes: Probes, metrics: Registry, debug: { readonly latency?: () => unknown } = {}) {
     this.#server = createServer((request, response) => {
       const path = (request.url ?? '/').split('?')[0];
       const reply = (status: number, body: string, type = 'text/plain; charset=utf-8'): void => {
@@ -31,6 +32,7 @@ export class HealthServer {
         );
         return;
       }
+      if (path === '/debug/latency' && debug.latency !== undefined) return reply(200, JSON.stringify(debug.latency()), 'application/json');
       reply(404, 'not found\n');
     });
   }

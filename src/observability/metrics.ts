@@ -73,6 +73,13 @@ export class Metrics {
     labelNames: ['scope'] as const,
     registers: [this.registry],
   });
+  readonly changeStages = new Histogram({
+    name: 'etcd_registrar_change_stage_seconds',
+    help: 'Time a change spent in each stage, by stage (intake: watch event received -> key enqueued; queue: -> taken by a worker; plan: -> transaction sent; txn: -> committed; total: received -> committed) and change (registration, deregistration)',
+    labelNames: ['stage', 'change'] as const,
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5],
+    registers: [this.registry],
+  });
   readonly leaseChanges = new Counter({
     name: 'etcd_registrar_lease_changes_total',
     help: 'Times the data lease was lost and replaced by a new one',

@@ -126,8 +126,15 @@ function urlOf(kc: KubeConfig, path: string, query: Query): URL {
   return url;
 }
 
-/** One GET with the KubeConfig's credentials and dispatcher; resolves once the headers arrived. */
-async function get(kc: KubeConfig, url: URL, signal: AbortSignal): Promise<Response> {
+/**
+ * One GET with the KubeConfig's credentials and dispatcher; resolves once the headers arrived.
+ * `http1`: over HTTP/1.1 even where the dispatcher would negotiate HTTP/2 (undici 8 does by
+ * default). Watches use it: over undici's HTTP/2 the controller's pod watch stalled for up to
+ * several seconds under load and then delivered the held events at once, while an idle client
+ * watching the same pods did not (issue 16, docs/benchmarks.md); one long response on a
+ * connection of its own gains nothing from HTTP/2.
+ */
+async function get(kc: KubeConfig, url: URL, signal: AbortSignal, http1 = false): Promise<Response> {
   const ctx = new RequestContext(url.toString(), HttpMethod.GET);
   await kc.applySecurityAuthentication(ctx);
   const headers: Record<string, string> = { ...ctx.getHeaders(), Accept: 'application/json' };
@@ -138,13 +145,9 @@ async function get(kc: KubeConfig, url: URL, signal: AbortSignal): Promise<Respo
     return { status: res.status, body: res.body ?? emptyBody() };
   }
   // The dispatcher's own request API (the undici client-node uses): its body is a Node stream.
-  const res = await dispatcher.request({
-    origin: url.origin,
-    path: url.pathname + url.search,
-    method: 'GET',
-    headers,
-    signal,
-  });
+  // allowH2 per request: undici's Agent keeps a separate HTTP/1.1-only client for such requests.
+  const options = { origin: url.origin, path: url.pathname + url.search, method: 'GET' as const, headers, signal, ...(http1 ? { allowH2: false } : {}) };
+  const res = await dispatcher.request(options);
   return { status: res.statusCode, body: res.body };
 }
 
@@ -260,7 +263,7 @@ export async function watchStream(
   timer.unref();
   let res: Response;
   try {
-    res = await get(kc, url, controller.signal);
+    res = await get(kc, url, controller.signal, true);
   } catch (err) {
     finish(abortReason(controller.signal, err));
     return handle;

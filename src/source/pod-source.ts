@@ -1,13 +1,16 @@
 // Pod source: the reflector (reflector.ts, docs/decisions/0020) over pods, keeping only slim
 // records keyed by uid; one stream per --namespaces entry (or one over all namespaces).
 import type { V1Pod } from '@kubernetes/client-node';
+import { preciseNow } from '../clock.ts';
 import type { SlimPod } from '../types.ts';
 import { Reflector, type Kind, type ReflectorOptions } from './reflector.ts';
 import { slimChanged, toSlimPod } from './slim.ts';
 
-export type PodEvent =
-  | { readonly type: 'upsert'; readonly pod: SlimPod }
-  | { readonly type: 'delete'; readonly pod: SlimPod };
+/**
+ * `receivedAt`: epoch ms (fractional, from the monotonic clock) at which the watch event (or the
+ * list that found the change) arrived; the controller times its latency stages from it.
+ */
+export type PodEvent = { readonly type: 'upsert' | 'delete'; readonly pod: SlimPod; readonly receivedAt?: number };
 
 export type PodListener = (event: PodEvent) => void;
 
@@ -29,7 +32,8 @@ export const podKind: Kind<SlimPod, PodEvent> = {
   // A status heartbeat changes only the resourceVersion: no event (the cache keeps the newer).
   changed: slimChanged,
   // Every pod event, from a relist or a watch, is made here and nowhere else.
-  eventOf: (type, pod) => ({ type, pod }),
+  // Made as the watch event (or the relist) is applied, so the stamp is its arrival.
+  eventOf: (type, pod) => ({ type, pod, receivedAt: preciseNow() }),
 };
 
 export class PodSource extends Reflector<SlimPod, PodEvent> {

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runBench } from '../../bench/bench.ts';
 import { cdfSvg, markdownReport } from '../../bench/report.ts';
+import type { Decomposition } from '../../bench/decompose.ts';
 
 test('the benchmark runs end to end at tiny size and reports finite non-negative figures', async () => {
   const result = await runBench({ size: 'tiny' });
@@ -28,7 +29,26 @@ test('the benchmark runs end to end at tiny size and reports finite non-negative
       assert.ok(typeof value === 'number' && Number.isFinite(value) && value >= 0, `${group}.${name} = ${String(value)}`);
     }
   }
+  // The 200/s path at tiny size (10 pods at 50/s): every transition timed from the API server's
+  // acknowledgement, joined with the controller's stage times and seen by the probe.
+  const benchRun = result.latency_runs.find((run) => run.driver === 'bench');
+  assert.ok(benchRun !== undefined);
+  for (const kind of ['registration', 'deregistration'] as const) {
+    const d: Decomposition = benchRun.decomposition[kind];
+    assert.equal(d.t0, 'api-ack');
+    assert.deepEqual([d.transitions, d.missing, d.untraced], [10, 0, 0], kind);
+    for (const stage of ['e2e', 'api_to_controller', 'queue', 'txn', 'commit_to_watch', 'controller', 'intake_floor'] as const) {
+      assert.equal(d.stages[stage].samples, 10, `${kind} ${stage}`);
+    }
+    // The controller's own stages are durations on one clock: never negative.
+    for (const stage of ['intake', 'queue', 'plan', 'txn', 'controller'] as const) assert.ok(d.stages[stage].p50_ms >= 0, `${kind} ${stage}`);
+    assert.ok(result.targets !== undefined && Number.isFinite(result.targets.controller[kind].p99_ms));
+  }
+  assert.equal(result.calibration?.raw_etcd.put_txn.samples, 25);
+  assert.equal(result.calibration?.raw_etcd.delete_to_watch.samples, 25);
+  assert.ok(benchRun.controller.cpu_seconds > 0);
   const report = markdownReport(result);
+  assert.match(report, /Where the time goes/);
   assert.match(report, /<svg /);
   assert.match(report, /<\/svg>/);
 });

@@ -4,12 +4,9 @@
 // Urgent keys (a pod stopped being Ready or is terminating: its key must go) are handed out
 // before any other ready key, and never in the same batch as them.
 
-export interface BackoffOptions {
-  /** Delay after the first failure. */
-  readonly baseMs: number;
-  /** Cap of the exponential delay. */
-  readonly maxMs: number;
-}
+import type { BackoffOptions } from '../backoff.ts';
+
+export type { BackoffOptions };
 
 export const defaultBackoff: BackoffOptions = { baseMs: 5, maxMs: 1_000_000 };
 

@@ -86,6 +86,8 @@ export function mappingConfigOf(config: Config): MappingConfig {
     keyTemplate: config.keyTemplate,
     valueTemplate: config.valueTemplate,
     valueFormat: config.valueFormat,
+    dnsZone: config.dnsZone,
+    dnsTtlSeconds: config.dnsTtlSeconds,
     // Owner records (and later the election key) live in etcd beside the registrations: no
     // annotation may produce a key there.
     reservedPrefixes: [config.ownerRecordPrefix],

@@ -44,6 +44,16 @@ describe('parseConfig', () => {
     assert.equal(envName('etcd-endpoints'), 'ETCD_REGISTRAR_ETCD_ENDPOINTS');
   });
 
+  it('parses --value-format skydns with its zone and TTL', () => {
+    const config = configOf(['run', '--value-format', 'skydns', '--dns-zone', 'svc.example.org', '--dns-ttl', '1s']);
+    assert.equal(config.valueFormat, 'skydns');
+    assert.equal(config.dnsZone, 'svc.example.org');
+    assert.equal(config.dnsTtlSeconds, 1);
+    assert.equal(configOf(['run', '--value-format', 'skydns', '--dns-zone', 'example.org', '--key-root', '/skydns/org']).keyRoot, '/skydns/org');
+    assert.equal(configOf(['run'], { ETCD_REGISTRAR_VALUE_FORMAT: 'skydns', ETCD_REGISTRAR_DNS_ZONE: 'example.org' }).dnsTtlSeconds, 5);
+    assert.equal(configOf(['run']).dnsZone, undefined);
+  });
+
   it('returns help for no command and --help', () => {
     assert.equal(parseConfig([], {}).kind, 'help');
     assert.equal(parseConfig(['run', '--help'], {}).kind, 'help');
@@ -70,6 +80,18 @@ describe('parseConfig', () => {
     ['bad leader-election', ['run', '--leader-election', 'sometimes'], {}, /--leader-election \(ETCD_REGISTRAR_LEADER_ELECTION\): "sometimes" is not a boolean/],
     ['short election ttl', ['run', '--election-ttl', '1s'], {}, /--election-ttl: 1s must be whole seconds, at least 2s/],
     ['bad batch', ['run', '--max-batch-keys', '0'], {}, /from 1 to 100000/],
+    ['skydns without zone', ['run', '--value-format', 'skydns'], {}, /--dns-zone is required with --value-format skydns/],
+    ['zone without skydns', ['run', '--dns-zone', 'example.org'], {}, /--dns-zone applies only to --value-format skydns/],
+    ['zone from env without skydns', ['run'], { ETCD_REGISTRAR_DNS_ZONE: 'example.org' }, /--dns-zone applies only to --value-format skydns/],
+    ['ttl without skydns', ['run', '--value-format', 'json', '--dns-ttl', '1s'], {}, /--dns-ttl applies only to --value-format skydns/],
+    ['upper-case zone', ['run', '--value-format', 'skydns', '--dns-zone', 'Example.org'], {}, /--dns-zone: "Example.org" has the label "Example"/],
+    ['zone with empty label', ['run', '--value-format', 'skydns', '--dns-zone', 'example..org'], {}, /--dns-zone: .* has an empty label/],
+    ['zone with trailing dot', ['run', '--value-format', 'skydns', '--dns-zone', 'example.org.'], {}, /--dns-zone: .* has an empty label/],
+    ['zone with slash', ['run', '--value-format', 'skydns', '--dns-zone', 'a/b.org'], {}, /--dns-zone: .* has the label "a\/b"/],
+    ['sub-second dns ttl', ['run', '--value-format', 'skydns', '--dns-zone', 'example.org', '--dns-ttl', '500ms'], {}, /--dns-ttl: "500ms" must be whole seconds/],
+    ['key template with skydns', ['run', '--value-format', 'skydns', '--dns-zone', 'example.org', '--key-template', '/{service}/{ip}-{port}'], {}, /--key-template does not apply to --value-format skydns/],
+    ['key root outside the zone path', ['run', '--value-format', 'skydns', '--dns-zone', 'example.org', '--key-root', '/registry'], {}, /--key-root: "\/registry" must be a prefix of \/skydns\/org\/example\//],
+    ['key root below the zone path', ['run', '--value-format', 'skydns', '--dns-zone', 'example.org', '--key-root', '/skydns/org/example/pre'], {}, /--key-root: .* must be a prefix of/],
   ];
   for (const [name, argv, env, message] of bad) {
     it(`rejects ${name} with one clear line`, () => {

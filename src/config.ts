@@ -3,9 +3,10 @@
 import { parseArgs } from 'node:util';
 import type { Policy } from './types.ts';
 import { GRANTS_MODES, parseStaticGrants, type GrantsMode } from './grants/grants.ts';
+import { dnsZoneProblem, MAX_DNS_TTL_SECONDS, normalizeKeyRoot, skydnsZonePath } from './mapping/index.ts';
 
 export type Command = 'run' | 'reconcile' | 'list';
-export type ValueFormat = 'template' | 'json';
+export type ValueFormat = 'template' | 'json' | 'skydns';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
 
 export interface Config {
@@ -39,6 +40,10 @@ export interface Config {
   readonly keyTemplate: string;
   readonly valueTemplate: string;
   readonly valueFormat: ValueFormat;
+  /** --dns-zone: set exactly when valueFormat is 'skydns'. */
+  readonly dnsZone: string | undefined;
+  /** --dns-ttl in seconds (the "ttl" of skydns values). */
+  readonly dnsTtlSeconds: number;
   readonly policy: Policy;
   readonly dryRun: boolean;
   readonly once: boolean;
@@ -95,7 +100,9 @@ export const flagSpecs: readonly FlagSpec[] = [
   { name: 'key-root', kind: 'string', default: '/', description: 'every key written lives under this prefix; nothing outside it is ever read, written or deleted' },
   { name: 'key-template', kind: 'string', default: '/{service}_{environment}/{ip}-{port}', description: 'key template; placeholders {service} {environment} {ip} {port} {namespace} {pod} {node} {zone} ({zone}: the topology.kubernetes.io/zone label of the pod\'s node; nodes are then watched)' },
   { name: 'value-template', kind: 'string', default: '{ip}:{port}', description: 'value template (same placeholders; IPv6 {ip} is bracketed)' },
-  { name: 'value-format', kind: 'string', default: 'template', description: 'template (use --value-template) or json (host, port, service, environment, pod, namespace, node, zone; nodes are then watched)' },
+  { name: 'value-format', kind: 'string', default: 'template', description: 'template (use --value-template), json (host, port, service, environment, pod, namespace, node, zone; nodes are then watched) or skydns (CoreDNS etcd plugin layout; needs --dns-zone)' },
+  { name: 'dns-zone', kind: 'string', default: '', description: 'with --value-format skydns: the zone CoreDNS serves; keys are /skydns/<zone reversed>/<environment>/<service>/<ip>-<port>, so <service>.<environment>.<zone> resolves (--key-root must be a prefix of that path)' },
+  { name: 'dns-ttl', kind: 'string', default: '5s', description: 'with --value-format skydns: the record TTL written into each value (whole seconds)' },
   { name: 'policy', kind: 'string', default: 'sync', description: 'sync (create, update, delete) or upsert-only (never delete)' },
   { name: 'max-delete-share', kind: 'string', default: '0.5', description: 'a reconcile that would delete more than this share of the owned keys is refused' },
   { name: 'force-deletes', kind: 'boolean', default: 'false', description: 'apply a reconcile even when it exceeds --max-delete-share' },
@@ -276,6 +283,9 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     throw new ConfigError('reconcile needs --once (the continuous reconcile is the run command)');
   }
 
+  const valueFormat = parseChoice('value-format', text('value-format'), ['template', 'json', 'skydns'] as const);
+  const dns = parseDnsFlags(valueFormat, text('dns-zone').trim(), text('dns-ttl'), text('key-root'), (name) => values[name] !== undefined || env[envName(name)] !== undefined);
+
   const config: Config = {
     command,
     kubeconfig: optional('kubeconfig'),
@@ -304,7 +314,9 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     keyRoot: text('key-root'),
     keyTemplate: text('key-template'),
     valueTemplate: text('value-template'),
-    valueFormat: parseChoice('value-format', text('value-format'), ['template', 'json'] as const),
+    valueFormat,
+    dnsZone: dns.zone,
+    dnsTtlSeconds: dns.ttlSeconds,
     policy: parseChoice('policy', text('policy'), ['sync', 'upsert-only'] as const),
     dryRun: parseBoolean('dry-run', text('dry-run')),
     once,
@@ -321,6 +333,42 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   }
   if (config.metricsAddress !== '') parseListenAddress(config.metricsAddress);
   return { kind: 'config', config };
+}
+
+/**
+ * --dns-zone and --dns-ttl belong to --value-format skydns, whose key layout is fixed: the
+ * zone is required there and refused elsewhere, the key and value templates are refused
+ * with it, and the key root must contain the zone's path.
+ */
+function parseDnsFlags(
+  format: ValueFormat,
+  zone: string,
+  ttlText: string,
+  keyRootText: string,
+  isSet: (name: string) => boolean,
+): { zone: string | undefined; ttlSeconds: number } {
+  const ttlMs = parseDurationMs('dns-ttl', ttlText);
+  if (ttlMs < 1000 || ttlMs % 1000 !== 0 || ttlMs > MAX_DNS_TTL_SECONDS * 1000) {
+    throw new ConfigError(`--dns-ttl: ${JSON.stringify(ttlText)} must be whole seconds from 1s to ${MAX_DNS_TTL_SECONDS}s (DNS TTLs count in seconds)`);
+  }
+  if (format !== 'skydns') {
+    for (const flag of ['dns-zone', 'dns-ttl']) {
+      if (isSet(flag)) throw new ConfigError(`--${flag} applies only to --value-format skydns`);
+    }
+    return { zone: undefined, ttlSeconds: ttlMs / 1000 };
+  }
+  if (zone === '') throw new ConfigError('--dns-zone is required with --value-format skydns (example: svc.example.org)');
+  const why = dnsZoneProblem(zone);
+  if (why !== undefined) throw new ConfigError(`--dns-zone: ${JSON.stringify(zone)} ${why}`);
+  for (const flag of ['key-template', 'value-template']) {
+    if (isSet(flag)) throw new ConfigError(`--${flag} does not apply to --value-format skydns (CoreDNS fixes the key layout and the value)`);
+  }
+  const zonePath = skydnsZonePath(zone) + '/';
+  const root = normalizeKeyRoot(keyRootText);
+  if (!zonePath.startsWith(root)) {
+    throw new ConfigError(`--key-root: ${JSON.stringify(keyRootText)} must be a prefix of ${zonePath} with --value-format skydns (e.g. / or /skydns/)`);
+  }
+  return { zone, ttlSeconds: ttlMs / 1000 };
 }
 
 function parseGrantsFlag(text: string): Map<string, string[]> {

@@ -39,7 +39,7 @@ describe('validateMappingConfig', () => {
     ['bad prefix', { annotationPrefix: 'Etcd Registrar' }, /annotation prefix "Etcd Registrar" must be/],
     ['prefix without slash', { annotationPrefix: 'etcd-registrar.io' }, /annotation prefix/],
     ['empty prefix', { annotationPrefix: '' }, /annotation prefix/],
-    ['bad value format', { valueFormat: 'yaml' as 'json' }, /value format "yaml" must be "template" or "json"/],
+    ['bad value format', { valueFormat: 'yaml' as 'json' }, /value format "yaml" must be "template", "json" or "skydns"/],
     ['empty value template', { valueTemplate: '' }, /value template is empty/],
     ['control char in value template', { valueTemplate: '{ip}\r\n' }, /value template .* contains control characters/],
   ];

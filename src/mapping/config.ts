@@ -16,7 +16,14 @@ export interface MappingConfig {
   readonly keyTemplate: string;
   /** Value template, used when valueFormat is 'template'. */
   readonly valueTemplate: string;
-  readonly valueFormat: 'template' | 'json';
+  readonly valueFormat: 'template' | 'json' | 'skydns';
+  /**
+   * skydns format only: the DNS zone CoreDNS's etcd plugin serves ('svc.example.org'). The
+   * key layout is then fixed: /skydns/<zone labels reversed>/<environment>/<service>/<instance>.
+   */
+  readonly dnsZone?: string | undefined;
+  /** skydns format only: the record TTL in seconds written into each value ("ttl"). */
+  readonly dnsTtlSeconds?: number | undefined;
   /**
    * Key prefixes the controller keeps for itself (owner records, leader election): a pod
    * whose key would fall under one is invalid. Optional; each normalized like the root.
@@ -87,6 +94,10 @@ export interface PreparedConfig {
   readonly key: CompiledTemplate;
   readonly value: CompiledTemplate;
   readonly json: boolean;
+  /** CoreDNS etcd-plugin layout (decision 0014): lower-cased names, dashed IP instance labels. */
+  readonly skydns: boolean;
+  /** The "ttl" of skydns values (seconds). */
+  readonly dnsTtlSeconds: number;
   readonly annotations: AnnotationNames;
   /** Placeholders used by the key template or (template format) the value template. */
   readonly uses: ReadonlySet<Placeholder>;
@@ -99,6 +110,41 @@ export interface PreparedConfig {
   readonly reserved: readonly string[];
   /** The JSON value (field "zone") or a template ({zone}) needs each pod's node zone. */
   readonly needsZone: boolean;
+}
+
+/** Default "ttl" of skydns records: short, so resolvers drop a deregistered pod quickly. */
+export const DEFAULT_DNS_TTL_SECONDS = 5;
+export const MAX_DNS_TTL_SECONDS = 86_400;
+
+/**
+ * Why a DNS zone is unusable for the skydns layout, or undefined: 1-253 characters of
+ * dot-separated labels, each 1-63 of [a-z0-9-] not starting or ending with '-'. Lower case
+ * only, because CoreDNS lower-cases every query name before it builds the etcd path.
+ */
+export function dnsZoneProblem(zone: string): string | undefined {
+  if (zone === '') return 'is empty';
+  if (zone.length > 253) return 'is longer than 253 characters';
+  for (const label of zone.split('.')) {
+    if (label === '') return "has an empty label (no leading, trailing or double '.')";
+    if (label.length > 63) return `has a label longer than 63 characters`;
+    if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(label)) {
+      return `has the label ${quote(label)}: labels are lower-case letters, digits and '-', not starting or ending with '-'`;
+    }
+  }
+  return undefined;
+}
+
+/** The etcd path CoreDNS's etcd plugin reads for a zone: '/skydns/org/example/svc'. */
+export function skydnsZonePath(zone: string): string {
+  return '/skydns/' + zone.split('.').reverse().join('/');
+}
+
+/**
+ * The fixed key layout of the skydns format, as a template: the instance label is the pod IP
+ * (dashed, see map-pod.ts) and port, one key per port so SRV answers carry each port.
+ */
+export function skydnsKeyTemplate(zone: string): string {
+  return `${skydnsZonePath(zone)}/{environment}/{service}/{ip}-{port}`;
 }
 
 const prepared = new WeakMap<MappingConfig, PreparedConfig>();
@@ -166,8 +212,21 @@ function prepare(cfg: MappingConfig): PreparedConfig {
     if (why !== undefined) problems.push(`key root ${quote(rawRoot)} ${why}`);
   }
 
-  // Key template.
-  const keySource = str(cfg.keyTemplate);
+  // Key template (fixed by the zone in the skydns format).
+  const format = cfg.valueFormat;
+  const skydns = format === 'skydns';
+  let dnsTtlSeconds = DEFAULT_DNS_TTL_SECONDS;
+  let keySource = str(cfg.keyTemplate);
+  if (skydns) {
+    const zone = str(cfg.dnsZone);
+    const why = dnsZoneProblem(zone);
+    if (why !== undefined) problems.push(`DNS zone ${quote(zone)} ${why}`);
+    keySource = skydnsKeyTemplate(why === undefined ? zone : 'invalid.zone');
+    const ttl = cfg.dnsTtlSeconds ?? DEFAULT_DNS_TTL_SECONDS;
+    if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_DNS_TTL_SECONDS) {
+      problems.push(`DNS TTL ${quote(String(ttl))} must be whole seconds from 1 to ${String(MAX_DNS_TTL_SECONDS)}`);
+    } else dnsTtlSeconds = ttl;
+  }
   const key = compileTemplate(keySource);
   for (const p of key.problems) problems.push(`key template ${quote(keySource)}: ${p}`);
   if (!key.uses.has('ip') || !key.uses.has('port')) {
@@ -197,14 +256,13 @@ function prepare(cfg: MappingConfig): PreparedConfig {
   if (hasControlChars(keySource)) problems.push(`key template ${quote(keySource)} contains control characters`);
 
   // Value.
-  const format = cfg.valueFormat;
   const json = format === 'json';
-  if (format !== 'template' && format !== 'json') {
-    problems.push(`value format ${quote(str(format))} must be "template" or "json"`);
+  if (format !== 'template' && format !== 'json' && format !== 'skydns') {
+    problems.push(`value format ${quote(str(format))} must be "template", "json" or "skydns"`);
   }
   const valueSource = str(cfg.valueTemplate);
   const value = compileTemplate(valueSource);
-  if (!json) {
+  if (!json && !skydns) {
     for (const p of value.problems) problems.push(`value template ${quote(valueSource)}: ${p}`);
     if (valueSource === '') problems.push('value template is empty');
     if (hasControlChars(valueSource)) {
@@ -213,7 +271,7 @@ function prepare(cfg: MappingConfig): PreparedConfig {
   }
 
   const uses = new Set<Placeholder>(key.uses);
-  if (json) {
+  if (json || skydns) {
     for (const p of ['service', 'environment', 'ip', 'port'] as const) uses.add(p);
   } else {
     for (const p of value.uses) uses.add(p);
@@ -247,6 +305,8 @@ function prepare(cfg: MappingConfig): PreparedConfig {
     key,
     value,
     json,
+    skydns,
+    dnsTtlSeconds,
     annotations: {
       register: prefix + 'register',
       service: prefix + 'service',

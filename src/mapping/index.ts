@@ -1,6 +1,10 @@
 // Public surface of the pod -> registration mapping.
 export {
   defaultMappingConfig,
+  DEFAULT_DNS_TTL_SECONDS,
+  dnsZoneProblem,
+  MAX_DNS_TTL_SECONDS,
+  skydnsZonePath,
   keyProblem,
   mappingNeedsZones,
   normalizeKeyRoot,
@@ -10,7 +14,7 @@ export {
   MAX_SHORT_NAME,
 } from './config.ts';
 export type { MappingConfig } from './config.ts';
-export { isOptIn, mapPod, SERVICE_LABELS } from './map-pod.ts';
+export { dnsInstanceIp, isOptIn, mapPod, SERVICE_LABELS } from './map-pod.ts';
 export type { ZoneOf } from './map-pod.ts';
 export { PLACEHOLDERS } from './template.ts';
 export type { Placeholder } from './template.ts';

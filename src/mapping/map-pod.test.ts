@@ -383,3 +383,53 @@ describe('mapPod', () => {
     assert.ok(ms < 1000, `took ${String(ms)} ms`);
   });
 });
+
+describe('value format skydns (CoreDNS etcd plugin layout)', () => {
+  const sky: Partial<MappingConfig> = { valueFormat: 'skydns', dnsZone: 'svc.example.org', dnsTtlSeconds: 1 };
+  const cases: Case[] = [
+    {
+      name: 'one key per port, zone reversed, names lower-cased, dashed IP instance',
+      cfg: sky,
+      pod: { ann: { port: '86,http', environment: 'PRE', service: 'Search' } },
+      want: [
+        ['/skydns/org/example/svc/pre/search/172-18-100-31-86', '{"host":"172.18.100.31","port":86,"ttl":1}'],
+        ['/skydns/org/example/svc/pre/search/172-18-100-31-8080', '{"host":"172.18.100.31","port":8080,"ttl":1}'],
+      ],
+      serving: true,
+    },
+    {
+      name: 'IPv6: raw host (CoreDNS answers AAAA), colons dashed in the instance label',
+      cfg: sky,
+      pod: { podIPs: ['fd00::7'] },
+      want: [['/skydns/org/example/svc/pre/search/fd00--7-86', '{"host":"fd00::7","port":86,"ttl":1}']],
+    },
+    {
+      name: 'dual stack: one instance per family',
+      cfg: sky,
+      pod: { podIPs: ['10.1.0.7', 'fd00::7'], ann: { 'ip-families': 'ipv4,ipv6' } },
+      want: [
+        ['/skydns/org/example/svc/pre/search/10-1-0-7-86', '{"host":"10.1.0.7","port":86,"ttl":1}'],
+        ['/skydns/org/example/svc/pre/search/fd00--7-86', '{"host":"fd00::7","port":86,"ttl":1}'],
+      ],
+    },
+    {
+      name: 'default ttl',
+      cfg: { valueFormat: 'skydns', dnsZone: 'example.org' },
+      want: [['/skydns/org/example/pre/search/172-18-100-31-86', '{"host":"172.18.100.31","port":86,"ttl":5}']],
+    },
+    {
+      name: 'key root containing the zone path',
+      cfg: { ...sky, keyRoot: '/skydns/org/example/' },
+      want: [['/skydns/org/example/svc/pre/search/172-18-100-31-86', '{"host":"172.18.100.31","port":86,"ttl":1}']],
+    },
+    { name: 'a dot in the service would split a DNS label', cfg: sky, pod: { ann: { service: 'search.v2' } }, want: { invalid: [/service name "search.v2" contains '.'/] } },
+    { name: 'a dot in the environment too', cfg: sky, pod: { ann: { environment: 'pre.eu' } }, want: { invalid: [/environment "pre.eu" contains '.'/] } },
+    { name: 'zone not a DNS name', cfg: { ...sky, dnsZone: 'Example.ORG' }, want: { invalid: [/controller configuration: DNS zone "Example.ORG" has the label "Example"/] } },
+    { name: 'key root outside /skydns', cfg: { ...sky, keyRoot: '/registry/' }, want: { invalid: [/must start with the key root "\/registry\/"/] } },
+    { name: 'ttl 0', cfg: { ...sky, dnsTtlSeconds: 0 }, want: { invalid: [/DNS TTL "0" must be whole seconds/] } },
+    { name: 'not Ready: keys known, not serving', cfg: sky, pod: { ready: false }, want: [['/skydns/org/example/svc/pre/search/172-18-100-31-86', '{"host":"172.18.100.31","port":86,"ttl":1}']], serving: false },
+  ];
+  for (const c of cases) it(c.name, () => {
+    check(c);
+  });
+});

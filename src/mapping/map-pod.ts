@@ -125,6 +125,25 @@ function valueIp(ip: string, family: IpFamily): string {
 }
 
 /**
+ * The instance label of a skydns key: the IP with '.' and ':' turned into '-' (a dot would
+ * split it into DNS labels, and CoreDNS turns the key into the SRV target name), e.g.
+ * 10.0.0.7 -> 10-0-0-7, fd00::7 -> fd00--7.
+ */
+export function dnsInstanceIp(ip: string): string {
+  return ip.replaceAll('.', '-').replaceAll(':', '-');
+}
+
+/**
+ * Service and environment become DNS labels in the skydns layout: lower-cased (CoreDNS
+ * lower-cases query names) and without '.', which would split them into two labels.
+ */
+function dnsLabelProblem(what: string, name: string): string | undefined {
+  return name.includes('.')
+    ? `${what} ${quote(name)} contains '.', which would split it into two DNS labels (value format skydns)`
+    : undefined;
+}
+
+/**
  * Map a pod to its registrations.
  * - `ignored`: the register annotation is not "true" (case-insensitive).
  * - `invalid`: some annotation (or the controller config) is wrong; problems name each.
@@ -226,6 +245,13 @@ function mapPodUnsafe(pod: SlimPod, cfg: MappingConfig, zoneOf: ZoneOf | undefin
   checkPodName('namespace', 'namespace', pod.namespace);
   checkPodName('pod', 'pod name', pod.name);
 
+  if (p.skydns) {
+    for (const [what, name] of [['service name', service], ['environment', environment]] as const) {
+      const why = dnsLabelProblem(what, name);
+      if (why !== undefined) problems.push(why);
+    }
+  }
+
   if (problems.length > 0) return invalid(problems);
 
   // Addresses: none yet -> valid, nothing to register.
@@ -298,7 +324,12 @@ function mapPodUnsafe(pod: SlimPod, cfg: MappingConfig, zoneOf: ZoneOf | undefin
         node: pod.nodeName,
         zone,
       };
-      const key = renderTemplate(p.key, values);
+      const key = renderTemplate(
+        p.key,
+        p.skydns
+          ? { ...values, service: service.toLowerCase(), environment: environment.toLowerCase(), ip: dnsInstanceIp(ip) }
+          : values,
+      );
       const keyWhy = keyProblem(key, p.root);
       if (keyWhy !== undefined) {
         problems.push(`key ${quote(key)} ${keyWhy}; nothing registered`);
@@ -309,7 +340,11 @@ function mapPodUnsafe(pod: SlimPod, cfg: MappingConfig, zoneOf: ZoneOf | undefin
         problems.push(`key ${quote(key)} falls under the controller's reserved prefix ${quote(reserved)}; nothing registered`);
         continue;
       }
-      const value = p.json
+      const value = p.skydns
+        ? // CoreDNS's msg.Service fields; "ttl" explicit because the plugin would otherwise
+          // take the key's etcd lease *id* (truncated to 32 bits) as the TTL.
+          JSON.stringify({ host: ip, port, ttl: p.dnsTtlSeconds })
+        : p.json
         ? JSON.stringify({
             host: ip,
             port,

@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import {
   binDir,
   cacheRoot,
+  COREDNS_VERSION,
   ETCD_VERSION,
   HELM_VERSION,
   KUBERNETES_VERSION,
@@ -18,6 +19,7 @@ import {
   toolVersion,
   TOXIPROXY_VERSION,
   TOOL_NAMES,
+  VEGETA_VERSION,
   type ToolName,
   type ToolVersionOverrides,
   versionOverridesFromEnv,
@@ -72,6 +74,26 @@ const GROUPS: BuildGroup[] = [
       'install', '-v', '-trimpath',
       '-ldflags', `-s -w -X helm.sh/helm/v4/internal/version.version=${HELM_VERSION}`,
       `helm.sh/helm/v4/cmd/helm@${HELM_VERSION}`,
+    ],
+    env: (out) => ({ GOBIN: out }),
+  },
+  // Discovery consumers (test/discovery/): CoreDNS with its stock plugin set (etcd included),
+  // and vegeta, a constant-rate HTTP load generator with per-request results.
+  {
+    label: 'coredns',
+    version: COREDNS_VERSION,
+    outputs: { coredns: 'coredns' },
+    args: () => ['install', '-v', '-trimpath', '-ldflags', '-s -w', `github.com/coredns/coredns@${COREDNS_VERSION}`],
+    env: (out) => ({ GOBIN: out }),
+  },
+  {
+    label: 'vegeta',
+    version: VEGETA_VERSION,
+    outputs: { vegeta: 'vegeta' },
+    // vegeta -version prints main.Version, which its release builds set at link time.
+    args: () => [
+      'install', '-v', '-trimpath', '-ldflags', `-s -w -X main.Version=${VEGETA_VERSION}`,
+      `github.com/tsenart/vegeta/v12@${VEGETA_VERSION}`,
     ],
     env: (out) => ({ GOBIN: out }),
   },

@@ -17,6 +17,8 @@ const VERSION_COMMANDS: Record<ToolName, string[]> = {
   kwok: ['--version'],
   helm: ['version', '--short'],
   'toxiproxy-server': ['-version'],
+  coredns: ['-version'],
+  vegeta: ['-version'],
 };
 
 describe('cached tools', () => {

@@ -16,6 +16,9 @@ export const HELM_VERSION = 'v4.3.1';
 export const COMPAT_ETCD_VERSIONS: readonly string[] = ['v3.5.35'];
 /** Network fault proxy for the fault suite; the newest v2 the Go module proxy serves. */
 export const TOXIPROXY_VERSION = 'v2.5.0';
+/** Consumers of the registry in the discovery tests: a DNS server and an HTTP load generator. */
+export const COREDNS_VERSION = 'v1.15.0';
+export const VEGETA_VERSION = 'v12.13.0';
 
 export const TOOL_VERSIONS = {
   'kube-apiserver': KUBERNETES_VERSION,
@@ -27,6 +30,8 @@ export const TOOL_VERSIONS = {
   kwok: KWOK_VERSION,
   helm: HELM_VERSION,
   'toxiproxy-server': TOXIPROXY_VERSION,
+  coredns: COREDNS_VERSION,
+  vegeta: VEGETA_VERSION,
 } as const;
 
 export type ToolName = keyof typeof TOOL_VERSIONS;

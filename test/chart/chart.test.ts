@@ -154,6 +154,8 @@ describe('chart: lint and render', () => {
     for (const flag of flags.keys()) assert.ok(known.has(flag), `--${flag} is a controller flag`);
     // Flags a chart cannot or must not set: the in-cluster config is used, and these belong to other commands.
     const notForTheChart = new Set(['kubeconfig', 'once', 'output', 'etcd-username']);
+    // Rendered only with valueFormat skydns instead of the templates (next test).
+    for (const flag of ['dns-zone', 'dns-ttl']) notForTheChart.add(flag);
     const missing = flagSpecs
       .filter((s) => s.commands === undefined || s.commands.includes('run'))
       .map((s) => s.name)
@@ -186,6 +188,21 @@ describe('chart: lint and render', () => {
     assert.equal(parsed.config.serviceGrants, 'strict');
     assert.equal(flags.get('grants'), 'platform=*;team-a=search,web');
     assert.deepEqual([...parsed.config.staticGrants], [['platform', ['*']], ['team-a', ['search', 'web']]]);
+  });
+
+  test('valueFormat skydns: --dns-zone and --dns-ttl instead of the templates, and they parse', async () => {
+    const objects = await template({ release: 'dns', set: ['config.valueFormat=skydns', 'config.dnsZone=svc.example.org', 'config.dnsTtl=2s'] });
+    const args = controllerContainer(objects).args ?? [];
+    const flags = argMap(args);
+    assert.equal(flags.get('value-format'), 'skydns');
+    assert.equal(flags.get('dns-zone'), 'svc.example.org');
+    assert.equal(flags.get('dns-ttl'), '2s');
+    assert.ok(!flags.has('key-template') && !flags.has('value-template'), 'templates are not passed with skydns');
+    const parsed = parseConfig(args, {});
+    assert.equal(parsed.kind, 'config');
+    if (parsed.kind !== 'config') return;
+    assert.equal(parsed.config.dnsZone, 'svc.example.org');
+    assert.equal(parsed.config.dnsTtlSeconds, 2);
   });
 
   test('every value set: secrets mounted read-only, every pod field rendered, namespaced RBAC, PDB, ServiceMonitor, dashboard', async () => {
@@ -390,6 +407,7 @@ describe('chart: values schema and guards', () => {
     assert.match(await failure(['etcd.auth.enabled=true']), /etcd\.auth\.enabled=true needs etcd\.auth\.existingSecret/);
     assert.match(await failure(['etcd.auth.enabled=true', 'etcd.auth.existingSecret=s']), /needs etcd\.auth\.username or etcd\.auth\.usernameKey/);
     assert.match(await failure(['metrics.serviceMonitor.enabled=true', 'metrics.service.enabled=false', 'tests.enabled=false']), /needs metrics\.service\.enabled=true/);
+    assert.match(await failure(['config.valueFormat=skydns']), /config\.dnsZone is required with config\.valueFormat skydns/);
   });
 
   test('every value in values.yaml is documented by a comment, and described in the schema', async () => {

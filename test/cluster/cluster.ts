@@ -69,6 +69,12 @@ export interface ClusterOptions {
    */
   registryEtcdVersion?: string;
   kubernetesVersion?: string;
+  /**
+   * Range KWOK takes pod IPs from (default POD_CIDR). A range inside 127.0.0.0/8, e.g.
+   * '127.1.0.0/16', makes every pod IP a local address that test processes can listen on
+   * (test/discovery/pod-servers.ts).
+   */
+  podCidr?: string;
 }
 
 /** The etcd user the controller logs in as with `registryAuth`. */
@@ -489,7 +495,7 @@ class LocalCluster implements Cluster {
       '--kube-api-burst=1000',
       `--root-ca-file=${pki.ca.cert}`,
       `--service-account-private-key-file=${pki.serviceAccountKey}`,
-      `--cluster-cidr=${POD_CIDR}`,
+      `--cluster-cidr=${this.#opts.podCidr ?? POD_CIDR}`,
       `--service-cluster-ip-range=${SERVICE_CIDR}`,
       // KWOK hands out pod IPs itself; node IPAM is not needed.
       '--allocate-node-cidrs=false',
@@ -520,7 +526,7 @@ class LocalCluster implements Cluster {
       `--kubeconfig=${this.kubeconfigPath}`,
       `--config=${KWOK_STAGES}`,
       '--manage-all-nodes=true',
-      `--cidr=${POD_CIDR}`,
+      `--cidr=${this.#opts.podCidr ?? POD_CIDR}`,
       '--node-ip=10.243.0.1',
     ]);
     this.#others.push(proc);

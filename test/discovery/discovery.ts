@@ -68,6 +68,11 @@ export interface ScenarioReport {
   readonly terminationToDnsGone: Spread;
   /** ms from termination start until the pod object was gone (its listeners closed): the grace period KWOK honours. */
   readonly terminationToGone: Spread;
+  /**
+   * The smallest gap, over the terminated pods, between CoreDNS answering without a pod and
+   * that pod being gone: DNS caching in front (nginx valid=) must stay below it.
+   */
+  readonly dnsGoneToPodGoneMinMs: number;
   /** ms from Ready (seen through the watch) to the first request the pod served through nginx. */
   readonly readyToFirstServed: Spread;
   /** Pods that turned Ready but served no request before the load stopped. */
@@ -376,6 +381,7 @@ function measure(bench: Bench, results: readonly RequestResult[], from: number, 
   const toDelete: number[] = [];
   const toDnsGone: number[] = [];
   const toGone: number[] = [];
+  const margins: number[] = [];
   const terminating = events.filter((e) => e.event === 'terminating' && inWindow(e));
   for (const t of terminating) {
     const ip = ipOf.get(t.pod);
@@ -385,11 +391,14 @@ function measure(bench: Bench, results: readonly RequestResult[], from: number, 
     const key = `${KEY_PREFIX}${ip.replaceAll('.', '-')}-${SETTINGS.port}`;
     const del = bench.observer.events.find((e) => e.type === 'delete' && e.key === key && e.at >= since);
     if (del !== undefined) toDelete.push(del.at - t.at);
-    const before = [...bench.dnsChanges].reverse().find((c) => c.at <= since);
-    const wasInDns = before?.ips.has(ip) ?? false;
-    const gone = bench.dnsChanges.find((c) => c.at >= since && !c.ips.has(ip));
-    if (wasInDns && gone !== undefined) toDnsGone.push(gone.at - t.at);
     const closed = events.find((e) => e.event === 'gone' && e.pod === t.pod);
+    // The last answer holding the IP before the pod was gone (a later pod may reuse the IP
+    // only after that), then the first answer without it.
+    const until = closed?.at ?? to;
+    const lastPresent = bench.dnsChanges.findLastIndex((c) => c.at <= until && c.ips.has(ip));
+    const gone = lastPresent === -1 ? undefined : bench.dnsChanges.slice(lastPresent + 1).find((c) => !c.ips.has(ip));
+    if (gone !== undefined) toDnsGone.push(gone.at - t.at);
+    if (gone !== undefined && closed !== undefined) margins.push(closed.at - gone.at);
     if (closed !== undefined) toGone.push(closed.at - t.at);
   }
 
@@ -414,6 +423,7 @@ function measure(bench: Bench, results: readonly RequestResult[], from: number, 
     terminationToKeyDelete: spread(toDelete),
     terminationToDnsGone: spread(toDnsGone),
     terminationToGone: spread(toGone),
+    dnsGoneToPodGoneMinMs: margins.length === 0 ? 0 : Math.round(Math.min(...margins)),
     readyToFirstServed: spread(readyToServed),
     readyNeverServed: neverServed,
   };
@@ -421,7 +431,7 @@ function measure(bench: Bench, results: readonly RequestResult[], from: number, 
 
 /** The printed table: one row per scenario. */
 export function formatReport(report: DiscoveryReport): string {
-  const header = ['scenario', 'requests', 'failed', 'terminated', 'term→key DELETE ms p50/p99/max', 'term→DNS without pod ms p50/p99/max', 'term→pod gone ms p50/max', 'Ready→first served ms p50/p99/max'];
+  const header = ['scenario', 'requests', 'failed', 'terminated', 'term→key DELETE ms p50/p99/max', 'term→DNS without pod ms p50/p99/max', 'term→pod gone ms p50/max', 'DNS→gone min ms', 'Ready→first served ms p50/p99/max'];
   const rows = Object.entries(report.scenarios).map(([name, r]) => [
     name,
     String(r.requests),
@@ -430,6 +440,7 @@ export function formatReport(report: DiscoveryReport): string {
     `${r.terminationToKeyDelete.p50}/${r.terminationToKeyDelete.p99}/${r.terminationToKeyDelete.max}`,
     `${r.terminationToDnsGone.p50}/${r.terminationToDnsGone.p99}/${r.terminationToDnsGone.max}`,
     `${r.terminationToGone.p50}/${r.terminationToGone.max}`,
+    String(r.dnsGoneToPodGoneMinMs),
     `${r.readyToFirstServed.p50}/${r.readyToFirstServed.p99}/${r.readyToFirstServed.max}`,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)));

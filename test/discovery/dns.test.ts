@@ -226,6 +226,19 @@ describe('DNS discovery through CoreDNS (skydns layout)', () => {
     assert.deepEqual(await dig(coredns!.port, 'AAAA', `fd00-10-244--7-86.${NAME}`), [v6]);
   });
 
+  it('audits each change with the skydns key, and marks /skydns/ as a directory holding our keys (decision 0013)', async () => {
+    const registered = controller!.audits().filter((r) => r.action === 'register' && r.outcome === 'ok');
+    assert.ok(registered.length > 0);
+    for (const record of registered) assert.match(record.key ?? '', /^\/skydns\/org\/example\/svc\/pre\/search\/[0-9a-f-]+-(86|8080)$/);
+    assert.ok(controller!.audits().some((r) => r.action === 'deregister' && r.outcome === 'ok' && (r.key ?? '').startsWith('/skydns/')));
+    const admin = cluster.registryAdmin();
+    const keys = await admin.getAll().prefix('/skydns/').exec();
+    const markers = await admin.getAll().prefix('/etcd-registrar/owners/etcd-registrar/dirs').exec();
+    const dataLease = keys.kvs[0]?.lease;
+    assert.ok(dataLease !== undefined && dataLease !== '0');
+    assert.deepEqual(markers.kvs.map((kv) => [kv.key.toString().replace(/^.*\/dirs\/*/, '/'), kv.lease]), [['/skydns/', dataLease]]);
+  });
+
   it('`list` shows the skydns keys', async () => {
     const out = execFileSync(process.execPath, [
       registrarBin, 'list', '--output', 'json', '--kubeconfig', cluster.kubeconfigPath,

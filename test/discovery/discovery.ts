@@ -19,6 +19,7 @@ import { resolveA, resolverFor, startCoreDns, type CoreDns } from './coredns.ts'
 import { isFailure, startLoad, type RequestResult } from './load.ts';
 import { startNginx, type Nginx } from './nginx.ts';
 import type { PodServerEvent } from './pod-servers.ts';
+import { listPods, type PodState } from './pods.ts';
 
 export const SCENARIOS = ['rollout', 'scale-20-5-20', 'leader-kill-mid-rollout', 'delete-10-pods'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
@@ -98,13 +99,6 @@ export function spread(values: readonly number[]): Spread {
 interface DnsChange {
   readonly at: number;
   readonly ips: ReadonlySet<string>;
-}
-
-interface PodState {
-  readonly name: string;
-  readonly ip: string;
-  readonly ready: boolean;
-  readonly terminating: boolean;
 }
 
 /** The running environment: cluster, CoreDNS, pod servers, nginx, controllers, observers. */
@@ -235,19 +229,8 @@ class Bench {
       JSON.stringify({ spec: { template: { metadata: { annotations: { generation: String(this.#generation) } } } } }));
   }
 
-  async pods(): Promise<PodState[]> {
-    const list = JSON.parse(await this.kubectl('get', 'pods', '-n', SETTINGS.namespace, '-o', 'json')) as {
-      items: Array<{
-        metadata: { name: string; deletionTimestamp?: string };
-        status: { podIP?: string; conditions?: Array<{ type: string; status: string }> };
-      }>;
-    };
-    return list.items.map((p) => ({
-      name: p.metadata.name,
-      ip: p.status.podIP ?? '',
-      ready: p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
-      terminating: p.metadata.deletionTimestamp !== undefined,
-    }));
+  pods(): Promise<PodState[]> {
+    return listPods(this.cluster, SETTINGS.namespace);
   }
 
   /**

@@ -12,6 +12,7 @@ import type { Resolver } from 'node:dns/promises';
 import { startCluster, type Cluster } from '../cluster/cluster.ts';
 import { registrarBin, startController, type ControllerProcess } from '../e2e/support.ts';
 import { dig, resolveA, resolverFor, startCoreDns, type CoreDns } from './coredns.ts';
+import { listPods, type PodState } from './pods.ts';
 
 const NAMESPACE = 'dns';
 const ZONE = 'svc.example.org';
@@ -26,30 +27,12 @@ let resolver: Resolver;
 let dir: string;
 const figures: Record<string, number> = {};
 
-interface PodInfo {
-  readonly name: string;
-  readonly ip: string;
-  readonly ready: boolean;
-  readonly terminating: boolean;
-}
-
 async function kubectl(...args: string[]): Promise<string> {
   return (await cluster.kubectl(args)).stdout;
 }
 
-async function pods(): Promise<PodInfo[]> {
-  const list = JSON.parse(await kubectl('get', 'pods', '-n', NAMESPACE, '-l', 'app=search', '-o', 'json')) as {
-    items: Array<{
-      metadata: { name: string; deletionTimestamp?: string };
-      status: { podIP?: string; conditions?: Array<{ type: string; status: string }> };
-    }>;
-  };
-  return list.items.map((p) => ({
-    name: p.metadata.name,
-    ip: p.status.podIP ?? '',
-    ready: p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
-    terminating: p.metadata.deletionTimestamp !== undefined,
-  }));
+function pods(): Promise<PodState[]> {
+  return listPods(cluster, NAMESPACE, 'app=search');
 }
 
 /** IPs of the pods that should be in DNS: Ready, with an IP, not terminating. */

@@ -102,7 +102,7 @@ interface DnsChange {
 }
 
 /** The running environment: cluster, CoreDNS, pod servers, nginx, controllers, observers. */
-class Bench {
+class DiscoveryRig {
   cluster!: Cluster;
   coredns!: CoreDns;
   nginx!: Nginx;
@@ -282,55 +282,55 @@ class Bench {
 export async function runDiscovery(opts: DiscoveryOptions = {}): Promise<DiscoveryReport> {
   const log = opts.log ?? ((line: string) => console.error(line));
   const dir = await mkdtemp(join(tmpdir(), 'etcd-registrar-discovery-'));
-  const bench = new Bench(dir, log);
+  const rig = new DiscoveryRig(dir, log);
   const scenarios: Partial<Record<ScenarioName, ScenarioReport>> = {};
   try {
-    await bench.start();
+    await rig.start();
     for (const name of opts.scenarios ?? SCENARIOS) {
       log(`scenario ${name}: ${SETTINGS.rate} req/s through nginx...`);
-      scenarios[name] = await runScenario(bench, name);
+      scenarios[name] = await runScenario(rig, name);
       const r = scenarios[name];
       log(`scenario ${name}: ${r.requests} requests, ${r.failed} failed; termination -> DNS without the pod p99 ${r.terminationToDnsGone.p99} ms`);
     }
   } finally {
-    await bench.stop();
+    await rig.stop();
     await rm(dir, { recursive: true, force: true });
   }
   return { settings: SETTINGS, scenarios };
 }
 
-async function runScenario(bench: Bench, name: ScenarioName): Promise<ScenarioReport> {
+async function runScenario(rig: DiscoveryRig, name: ScenarioName): Promise<ScenarioReport> {
   const started = Date.now();
-  const load = await startLoad({ url: bench.nginx.url, rate: SETTINGS.rate, dir: bench.dir, name });
+  const load = await startLoad({ url: rig.nginx.url, rate: SETTINGS.rate, dir: rig.dir, name });
   let results: RequestResult[] = [];
   try {
     await sleep(1000); // steady traffic before the change
     switch (name) {
       case 'rollout':
-        await bench.rollout();
-        await bench.settle('the rollout to finish (old pods gone)');
+        await rig.rollout();
+        await rig.settle('the rollout to finish (old pods gone)');
         break;
       case 'scale-20-5-20':
-        await bench.kubectl('scale', `deployment/${SETTINGS.service}`, '-n', SETTINGS.namespace, '--replicas=5');
-        await bench.settle('5 pods left', 5);
-        await bench.kubectl('scale', `deployment/${SETTINGS.service}`, '-n', SETTINGS.namespace, `--replicas=${SETTINGS.replicas}`);
-        await bench.settle(`${SETTINGS.replicas} pods again`);
+        await rig.kubectl('scale', `deployment/${SETTINGS.service}`, '-n', SETTINGS.namespace, '--replicas=5');
+        await rig.settle('5 pods left', 5);
+        await rig.kubectl('scale', `deployment/${SETTINGS.service}`, '-n', SETTINGS.namespace, `--replicas=${SETTINGS.replicas}`);
+        await rig.settle(`${SETTINGS.replicas} pods again`);
         break;
       case 'leader-kill-mid-rollout': {
-        const leader = bench.leader();
+        const leader = rig.leader();
         if (leader === undefined) throw new Error('no controller leader before the rollout');
-        await bench.rollout();
+        await rig.rollout();
         // Mid-rollout: as soon as the first old pods are terminating.
-        await waitFor('old pods terminating', async () => (await bench.pods()).some((p) => p.terminating), { timeoutMs: 30_000, intervalMs: 50 });
+        await waitFor('old pods terminating', async () => (await rig.pods()).some((p) => p.terminating), { timeoutMs: 30_000, intervalMs: 50 });
         leader.proc.signal('SIGKILL');
-        bench.log(`  SIGKILLed the leader ${leader.proc.name} mid-rollout`);
-        await bench.settle('the rollout to finish under the new leader');
+        rig.log(`  SIGKILLed the leader ${leader.proc.name} mid-rollout`);
+        await rig.settle('the rollout to finish under the new leader');
         break;
       }
       case 'delete-10-pods': {
-        const victims = (await bench.pods()).slice(0, 10).map((p) => p.name);
-        await bench.kubectl('delete', 'pods', '-n', SETTINGS.namespace, '--wait=false', ...victims);
-        await bench.settle('10 replacements Ready and the deleted pods gone');
+        const victims = (await rig.pods()).slice(0, 10).map((p) => p.name);
+        await rig.kubectl('delete', 'pods', '-n', SETTINGS.namespace, '--wait=false', ...victims);
+        await rig.settle('10 replacements Ready and the deleted pods gone');
         break;
       }
     }
@@ -341,12 +341,12 @@ async function runScenario(bench: Bench, name: ScenarioName): Promise<ScenarioRe
   const ended = Date.now();
   if (name === 'leader-kill-mid-rollout') {
     // Back to a leader and a standby for whatever runs next.
-    await bench.startReplica();
+    await rig.startReplica();
   }
-  return measure(bench, results, started, ended);
+  return measure(rig, results, started, ended);
 }
 
-function measure(bench: Bench, results: readonly RequestResult[], from: number, to: number): ScenarioReport {
+function measure(rig: DiscoveryRig, results: readonly RequestResult[], from: number, to: number): ScenarioReport {
   const failures: Record<string, number> = {};
   let failed = 0;
   for (const r of results) {
@@ -356,7 +356,7 @@ function measure(bench: Bench, results: readonly RequestResult[], from: number, 
     failures[cause] = (failures[cause] ?? 0) + 1;
   }
 
-  const events = bench.podEvents();
+  const events = rig.podEvents();
   const ipOf = new Map<string, string>();
   for (const e of events) if (e.event === 'listening' && e.ip !== undefined) ipOf.set(e.pod, e.ip);
   const inWindow = (e: PodServerEvent): boolean => e.at >= from && e.at <= to;
@@ -372,14 +372,14 @@ function measure(bench: Bench, results: readonly RequestResult[], from: number, 
     // The controller and this observer watch independently: either may see the change first.
     const since = t.at - 2000;
     const key = `${KEY_PREFIX}${ip.replaceAll('.', '-')}-${SETTINGS.port}`;
-    const del = bench.observer.events.find((e) => e.type === 'delete' && e.key === key && e.at >= since);
+    const del = rig.observer.events.find((e) => e.type === 'delete' && e.key === key && e.at >= since);
     if (del !== undefined) toDelete.push(del.at - t.at);
     const closed = events.find((e) => e.event === 'gone' && e.pod === t.pod);
     // The last answer holding the IP before the pod was gone (a later pod may reuse the IP
     // only after that), then the first answer without it.
     const until = closed?.at ?? to;
-    const lastPresent = bench.dnsChanges.findLastIndex((c) => c.at <= until && c.ips.has(ip));
-    const gone = lastPresent === -1 ? undefined : bench.dnsChanges.slice(lastPresent + 1).find((c) => !c.ips.has(ip));
+    const lastPresent = rig.dnsChanges.findLastIndex((c) => c.at <= until && c.ips.has(ip));
+    const gone = lastPresent === -1 ? undefined : rig.dnsChanges.slice(lastPresent + 1).find((c) => !c.ips.has(ip));
     if (gone !== undefined) toDnsGone.push(gone.at - t.at);
     if (gone !== undefined && closed !== undefined) margins.push(closed.at - gone.at);
     if (closed !== undefined) toGone.push(closed.at - t.at);

@@ -19,7 +19,7 @@ const report = await runDiscovery({
 });
 console.log(formatReport(report));
 for (const [name, r] of Object.entries(report.scenarios)) {
-  if (r.failed > 0) console.log(`${name}: failures ${JSON.stringify(r.failures)}`);
+  if (r.failed > 0) console.log(`${name}: failures ${JSON.stringify(r.failures)}, upstreams ${JSON.stringify(r.failedUpstreams)}`);
 }
 console.log(`done in ${Math.round((Date.now() - started) / 1000)} s`);
 if (values.json !== undefined) {

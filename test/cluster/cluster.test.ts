@@ -7,7 +7,7 @@ import { waitFor } from './process.ts';
 
 interface PodView {
   metadata: { name: string; deletionTimestamp?: string };
-  status: { podIP?: string; conditions?: { type: string; status: string }[] };
+  status: { phase?: string; podIP?: string; conditions?: { type: string; status: string }[] };
 }
 
 function isReady(pod: PodView): boolean {
@@ -120,6 +120,30 @@ describe('local cluster', () => {
       intervalMs: 200,
     });
     assert.ok(Date.now() - deleted >= 1000, 'removed before any termination time');
+  });
+
+  it('opt-in pod annotations: readiness left to someone else; removal at the end of the grace period', async () => {
+    await cluster.createNamespace('opt-in');
+    const annotated = JSON.parse(podManifest('opt-in', 'external', 8)) as { metadata: Record<string, unknown> };
+    annotated.metadata['annotations'] = { 'test.etcd-registrar.io/readiness': 'external', 'pod-delete.stage.kwok.x-k8s.io/delay': '1h' };
+    await cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(annotated) });
+    await createRunningPod('opt-in', 'plain', 8);
+    await waitFor('external Running with an IP', async () => {
+      const pod = await getPod('opt-in', 'external');
+      return pod?.status.phase === 'Running' && (pod.status.podIP ?? '') !== '';
+    }, { timeoutMs: 10_000 });
+    const external = await getPod('opt-in', 'external');
+    assert.ok(external !== undefined && !isReady(external), 'KWOK leaves the annotated pod unready');
+    await cluster.kubectl(['patch', 'pod', 'external', '-n', 'opt-in', '--subresource=status', '--type=strategic', '-p',
+      JSON.stringify({ status: { conditions: [{ type: 'Ready', status: 'True' }] } })]);
+    assert.ok(isReady((await getPod('opt-in', 'external'))!), 'and keeps the Ready set by someone else');
+
+    // A delay longer than the grace period: removed at the deletionTimestamp (1 s resolution), not before.
+    const deleted = Date.now();
+    await cluster.kubectl(['delete', 'pod', 'external', '-n', 'opt-in', '--wait=false']);
+    await waitFor('external removed', async () => (await getPod('opt-in', 'external')) === undefined, { timeoutMs: 15_000, intervalMs: 100 });
+    const lived = Date.now() - deleted;
+    assert.ok(lived >= 6500 && lived < 10_000, `removed ${lived} ms after the delete (grace period 8 s)`);
   });
 
   it('gives a ServiceAccount kubeconfig exactly the RoleBinding permissions', async () => {

@@ -11,7 +11,7 @@ test('nginx routes through CoreDNS with 0 failed requests through rollouts, scal
     const r = report.scenarios[name];
     assert.ok(r !== undefined, `${name} ran`);
     assert.ok(r.requests > 0, `${name}: requests were sent`);
-    assert.equal(r.failed, 0, `${name}: ${r.failed} of ${r.requests} requests failed: ${JSON.stringify(r.failures)}`);
+    assert.equal(r.failed, 0, `${name}: ${r.failed} of ${r.requests} requests failed: ${JSON.stringify(r.failures)} (upstreams ${JSON.stringify(r.failedUpstreams)})`);
     assert.ok(r.terminated > 0 && r.started > 0, `${name}: pods terminated and started`);
     assert.ok(r.terminationToDnsGone.count > 0, `${name}: terminating pods were seen leaving DNS`);
     assert.ok(r.readyToFirstServed.count > 0, `${name}: new pods served traffic`);

@@ -17,8 +17,8 @@ import { ensureTools } from '../cluster/tools.ts';
 import { parseJsonLines, RegistryObserver, startController, type ControllerProcess } from '../e2e/support.ts';
 import { resolveA, resolverFor, startCoreDns, type CoreDns } from './coredns.ts';
 import { isFailure, startLoad, type RequestResult } from './load.ts';
-import { startNginx, type Nginx } from './nginx.ts';
-import type { PodServerEvent } from './pod-servers.ts';
+import { readAccessLog, startNginx, type Nginx } from './nginx.ts';
+import { EXTERNAL_READINESS_ANNOTATION, type PodServerEvent } from './pod-servers.ts';
 import { listPods, type PodState } from './pods.ts';
 
 export const SCENARIOS = ['rollout', 'scale-20-5-20', 'leader-kill-mid-rollout', 'delete-10-pods'] as const;
@@ -59,6 +59,8 @@ export interface ScenarioReport {
   readonly failed: number;
   /** Failed requests by cause ("502", "connection refused", ...). */
   readonly failures: Record<string, number>;
+  /** For the requests nginx failed: the upstream it tried, with the pod that had that IP. */
+  readonly failedUpstreams: Record<string, number>;
   readonly durationSeconds: number;
   /** Pods that started terminating / turned Ready during the scenario. */
   readonly terminated: number;
@@ -209,6 +211,8 @@ class DiscoveryRig {
               // KWOK's pod-delete stage then removes the pod at its deletionTimestamp, i.e.
               // after the whole grace period (its delay is capped by the time left until then).
               'pod-delete.stage.kwok.x-k8s.io/delay': '1h',
+              // Ready only once the pod server listens (set by pod-servers.ts, not by KWOK).
+              [EXTERNAL_READINESS_ANNOTATION]: 'external',
               generation: String(this.#generation),
             },
           },
@@ -396,10 +400,20 @@ function measure(rig: DiscoveryRig, results: readonly RequestResult[], from: num
     else readyToServed.push(served - e.at);
   }
 
+  const podOfIp = new Map([...ipOf].map(([pod, ip]) => [ip, pod]));
+  const failedUpstreams: Record<string, number> = {};
+  for (const entry of readAccessLog(rig.nginx.accessLog)) {
+    if (entry.at < from || entry.at > to || entry.status === 200) continue;
+    const ip = entry.upstream.split(':')[0] ?? '';
+    const name = `${entry.upstream} (${podOfIp.get(ip) ?? 'no pod'})`;
+    failedUpstreams[name] = (failedUpstreams[name] ?? 0) + 1;
+  }
+
   return {
     requests: results.length,
     failed,
     failures,
+    failedUpstreams,
     durationSeconds: Math.round((to - from) / 100) / 10,
     terminated: terminating.length,
     started: ready.length,

@@ -2,7 +2,7 @@
 // through CoreDNS on every request (proxy_pass with a variable re-resolves once the cached
 // answer is older than `valid`), on a loopback port with its own prefix, config, logs and
 // temp dirs (nothing under /etc/nginx or /var is touched).
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { freePort, spawnManaged, waitFor, type ManagedProcess } from '../cluster/process.ts';
@@ -45,7 +45,7 @@ http {
   uwsgi_temp_path ${d}/tmp/uwsgi;
   scgi_temp_path ${d}/tmp/scgi;
   log_format combined_upstream '$msec $status $upstream_addr $upstream_status $request_time';
-  access_log ${d}/access.log combined_upstream buffer=64k flush=1s;
+  access_log ${d}/access.log combined_upstream;
   # Re-resolve through CoreDNS once an answer is ${String(opts.resolverValidSeconds)} s old; IPv4 only (A records).
   resolver ${opts.resolver} valid=${String(opts.resolverValidSeconds)}s ipv6=off;
   resolver_timeout 2s;
@@ -64,6 +64,21 @@ http {
   }
 }
 `;
+}
+
+/** One access-log line: when, the status returned, and the upstream tried ('-' if none). */
+export interface AccessLogEntry {
+  readonly at: number;
+  readonly status: number;
+  readonly upstream: string;
+}
+
+export function readAccessLog(path: string): AccessLogEntry[] {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8').split('\n').filter((line) => line !== '').map((line) => {
+    const [msec = '0', status = '0', upstream = '-'] = line.split(' ');
+    return { at: Number(msec) * 1000, status: Number(status), upstream };
+  });
 }
 
 export async function startNginx(opts: NginxOptions): Promise<Nginx> {

@@ -4,6 +4,9 @@
 // answers HTTP 200 with the pod's name. It keeps serving until the pod object is gone, i.e.
 // through the termination grace period, like a container that handles SIGTERM late; only then
 // are its listeners closed (connections refused from then on, as with a stopped container).
+// Pods annotated test.etcd-registrar.io/readiness=external are left unready by KWOK
+// (kwok-stages.yaml): this process sets them Ready once all their ports listen, as a
+// readiness probe would, so no pod is Ready (and registered) before it can answer.
 //
 // Usage: node test/discovery/pod-servers.ts KUBECONFIG NAMESPACE
 // One JSON line per event on stdout, with `at` in ms since the epoch (the runner reads them):
@@ -12,7 +15,10 @@
 //   {"event":"listening","pod":...,"ip":...,"port":...,"at":...}
 //   {"event":"gone","pod":...,"requests":N,"lastRequestAt":...,"at":...}  listeners closed
 import { createServer, type Server } from 'node:http';
-import { CoreV1Api, KubeConfig, makeInformer, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, makeInformer, PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
+
+/** The pod annotation that hands a pod's readiness to this process (see kwok-stages.yaml). */
+export const EXTERNAL_READINESS_ANNOTATION = 'test.etcd-registrar.io/readiness';
 
 export interface PodServerEvent {
   readonly event: 'ready' | 'terminating' | 'listening' | 'gone' | 'started' | 'error';
@@ -28,6 +34,12 @@ export interface PodServerEvent {
 interface Served {
   readonly name: string;
   readonly servers: Map<string, Server>;
+  /** ip:port keys listening now. */
+  readonly listening: Set<string>;
+  /** Set Ready once every port listens (external readiness). */
+  onAllListening: (() => void) | undefined;
+  readyRequested: boolean;
+  wantedPorts: number;
   requests: number;
   lastRequestAt: number;
   ready: boolean;
@@ -61,7 +73,9 @@ function listen(served: Served, ip: string, port: number): void {
     else emit({ event: 'error', pod: served.name, at: Date.now(), ip, port, message: error.message });
   });
   server.listen({ host: ip, port, exclusive: true }, () => {
+    served.listening.add(key);
     emit({ event: 'listening', pod: served.name, ip, port, at: Date.now() });
+    if (served.listening.size >= served.wantedPorts) served.onAllListening?.();
   });
 }
 
@@ -73,7 +87,26 @@ function close(served: Served): void {
     server.closeAllConnections();
   }
   served.servers.clear();
+  served.listening.clear();
   emit({ event: 'gone', pod: served.name, requests: served.requests, lastRequestAt: served.lastRequestAt, at: Date.now() });
+}
+
+/** Marks the pod Ready (status subresource), retrying briefly: it listens on every port now. */
+async function setReady(api: CoreV1Api, namespace: string, served: Served): Promise<void> {
+  const now = new Date().toISOString();
+  const status = { conditions: ['Ready', 'ContainersReady'].map((type) => ({ type, status: 'True', lastTransitionTime: now })) };
+  for (let attempt = 0; attempt < 5 && !served.gone; attempt++) {
+    try {
+      await api.patchNamespacedPodStatus(
+        { name: served.name, namespace, body: { status } },
+        setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+      );
+      return;
+    } catch (error) {
+      emit({ event: 'error', pod: served.name, at: Date.now(), message: `setting Ready: ${String(error)}` });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
 }
 
 function isReady(pod: V1Pod): boolean {
@@ -93,7 +126,10 @@ export async function servePods(kubeconfigPath: string, namespace: string): Prom
     if (uid === '') return;
     let served = byUid.get(uid);
     if (served === undefined) {
-      served = { name, servers: new Map(), requests: 0, lastRequestAt: 0, ready: false, terminating: false, gone: false };
+      served = {
+        name, servers: new Map(), listening: new Set(), onAllListening: undefined, readyRequested: false, wantedPorts: 0,
+        requests: 0, lastRequestAt: 0, ready: false, terminating: false, gone: false,
+      };
       byUid.set(uid, served);
     }
     const now = Date.now();
@@ -106,9 +142,19 @@ export async function servePods(kubeconfigPath: string, namespace: string): Prom
     }
     const ip = pod.status?.podIP;
     if (pod.status?.phase !== 'Running' || ip === undefined || ip === '') return;
-    for (const container of pod.spec?.containers ?? []) {
-      for (const port of container.ports ?? []) listen(served, ip, port.containerPort);
+    const ports = (pod.spec?.containers ?? []).flatMap((c) => (c.ports ?? []).map((p) => p.containerPort));
+    served.wantedPorts = ports.length;
+    const external = pod.metadata?.annotations?.[EXTERNAL_READINESS_ANNOTATION] === 'external';
+    if (external && !ready && !served.terminating && !served.readyRequested) {
+      const target = served;
+      target.onAllListening = () => {
+        target.onAllListening = undefined;
+        target.readyRequested = true;
+        void setReady(api, namespace, target);
+      };
+      if (ports.length > 0 && target.listening.size >= ports.length) target.onAllListening();
     }
+    for (const port of ports) listen(served, ip, port);
   };
   const forget = (pod: V1Pod): void => {
     const served = byUid.get(pod.metadata?.uid ?? '');

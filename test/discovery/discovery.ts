@@ -179,8 +179,13 @@ class DiscoveryRig {
     return replica;
   }
 
+  /** The running replica whose last election is not followed by a lost term (a lost term steps down). */
   leader(): ControllerProcess | undefined {
-    return this.replicas.find((r) => r.proc.isRunning() && r.lines().some((line) => line['msg'] === 'elected leader'));
+    return this.replicas.find((r) => {
+      if (!r.proc.isRunning()) return false;
+      const messages = r.lines().map((line) => line['msg']);
+      return messages.lastIndexOf('elected leader') > messages.lastIndexOf('leadership lost');
+    });
   }
 
   podEvents(): PodServerEvent[] {

@@ -3,13 +3,13 @@
 import { hostname } from 'node:os';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { ConfigError, parseConfig, parseListenAddress, type Config } from './config.ts';
+import { ConfigError, mappingConfigOf, parseConfig, parseListenAddress, type Config } from './config.ts';
 import { retryUntilDone } from './backoff.ts';
 import { Controller, type ReconcileReport } from './controller/controller.ts';
 import type { EventSink, LeadershipPort } from './controller/ports.ts';
 import { DesiredState } from './desired/index.ts';
 import { EventRecorder } from './events/recorder.ts';
-import { mappingNeedsZones, validateMappingConfig, type MappingConfig } from './mapping/index.ts';
+import { mappingNeedsZones, type MappingConfig } from './mapping/index.ts';
 import { AuditLog, createLogger, stderrDestination, stdoutDestination } from './observability/log.ts';
 import { HealthServer } from './observability/http.ts';
 import { Metrics } from './observability/metrics.ts';
@@ -50,8 +50,6 @@ export async function main(argv: readonly string[], env: Readonly<Record<string,
     }
     config = parsed.config;
     mapping = mappingConfigOf(config);
-    const problems = validateMappingConfig(mapping);
-    if (problems.length > 0) throw new ConfigError(problems.join('; '));
     kubeConfig = loadKubeConfig(config.kubeconfig);
   } catch (error) {
     if (error instanceof ConfigError) {
@@ -76,22 +74,6 @@ export async function main(argv: readonly string[], env: Readonly<Record<string,
     logger.fatal({ err: error }, 'etcd-registrar failed');
     return EXIT_FAILURE;
   }
-}
-
-export function mappingConfigOf(config: Config): MappingConfig {
-  return {
-    annotationPrefix: config.annotationPrefix,
-    environment: config.environment,
-    keyRoot: config.keyRoot,
-    keyTemplate: config.keyTemplate,
-    valueTemplate: config.valueTemplate,
-    valueFormat: config.valueFormat,
-    dnsZone: config.dnsZone,
-    dnsTtlSeconds: config.dnsTtlSeconds,
-    // Owner records (and later the election key) live in etcd beside the registrations: no
-    // annotation may produce a key there.
-    reservedPrefixes: [config.ownerRecordPrefix],
-  };
 }
 
 function loadKubeConfig(path: string | undefined): KubeConfig {

@@ -44,12 +44,17 @@ describe('parseConfig', () => {
     assert.equal(envName('etcd-endpoints'), 'ETCD_REGISTRAR_ETCD_ENDPOINTS');
   });
 
+  it('normalises --key-root once: the mapping and the registry get the same root', () => {
+    assert.equal(configOf(['run', '--key-root', '/registry', '--key-template', '/registry/{service}/{ip}-{port}']).keyRoot, '/registry/');
+    assert.equal(configOf(['run']).keyRoot, '/');
+  });
+
   it('parses --value-format skydns with its zone and TTL', () => {
     const config = configOf(['run', '--value-format', 'skydns', '--dns-zone', 'svc.example.org', '--dns-ttl', '1s']);
     assert.equal(config.valueFormat, 'skydns');
     assert.equal(config.dnsZone, 'svc.example.org');
     assert.equal(config.dnsTtlSeconds, 1);
-    assert.equal(configOf(['run', '--value-format', 'skydns', '--dns-zone', 'example.org', '--key-root', '/skydns/org']).keyRoot, '/skydns/org');
+    assert.equal(configOf(['run', '--value-format', 'skydns', '--dns-zone', 'example.org', '--key-root', '/skydns/org']).keyRoot, '/skydns/org/');
     assert.equal(configOf(['run'], { ETCD_REGISTRAR_VALUE_FORMAT: 'skydns', ETCD_REGISTRAR_DNS_ZONE: 'example.org' }).dnsTtlSeconds, 5);
     assert.equal(configOf(['run']).dnsZone, undefined);
   });
@@ -93,6 +98,19 @@ describe('parseConfig', () => {
     ['key root outside the zone path', ['run', '--value-format', 'skydns', '--dns-zone', 'example.org', '--key-root', '/registry'], {}, /--key-root: "\/registry" must be a prefix of \/skydns\/org\/example\//],
     ['key root below the zone path', ['run', '--value-format', 'skydns', '--dns-zone', 'example.org', '--key-root', '/skydns/org/example/pre'], {}, /--key-root: .* must be a prefix of/],
   ];
+  // Mapping settings are validated in the same pass, for every command, naming the flag.
+  for (const command of [['run'], ['reconcile', '--once'], ['list']]) {
+    const c = command.join(' ');
+    bad.push(
+      [`${c}: relative key root`, [...command, '--key-root', 'registry'], {}, /^--key-root: "registry" must start with '\/'/],
+      [`${c}: key root with a '..' segment`, [...command, '--key-root', '/a/../b', '--key-template', '/a/../b/{service}/{ip}-{port}'], {}, /^--key-root: /],
+      [`${c}: bad annotation prefix`, [...command, '--annotation-prefix', 'Etcd Registrar'], {}, /^--annotation-prefix: annotation prefix "Etcd Registrar" must be a lower-case DNS subdomain/],
+      [`${c}: key template without {port}`, [...command, '--key-template', '/{service}/{ip}'], {}, /^--key-template: key template .* must contain \{ip\} and \{port\}/],
+      [`${c}: key template outside the root`, [...command, '--key-root', '/registry', '--key-template', '/{service}/{ip}-{port}'], {}, /^--key-template: key template .* must start with the key root "\/registry\/"/],
+      [`${c}: empty value template`, [...command, '--value-template', ''], {}, /^--value-template: value template is empty/],
+      [`${c}: bad environment`, [...command, '--environment', '../PRE'], {}, /^--environment: environment "..\/PRE"/],
+    );
+  }
   for (const [name, argv, env, message] of bad) {
     it(`rejects ${name} with one clear line`, () => {
       assert.throws(() => parseConfig(argv, env), (error: unknown) => {

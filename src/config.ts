@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import type { Policy } from './types.ts';
 import { GRANTS_MODES, parseStaticGrants, type GrantsMode } from './grants/grants.ts';
-import { dnsZoneProblem, MAX_DNS_TTL_SECONDS, normalizeKeyRoot, skydnsZonePath } from './mapping/index.ts';
+import { dnsZoneProblem, mappingConfigProblems, MAX_DNS_TTL_SECONDS, normalizeKeyRoot, skydnsZonePath, type MappingConfig, type MappingSetting } from './mapping/index.ts';
 
 export type Command = 'run' | 'reconcile' | 'list';
 export type ValueFormat = 'template' | 'json' | 'skydns';
@@ -311,7 +311,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     annotationPrefix: text('annotation-prefix').trim(),
     serviceGrants: parseChoice('service-grants', text('service-grants').trim(), GRANTS_MODES),
     staticGrants: parseGrantsFlag(text('grants')),
-    keyRoot: text('key-root'),
+    keyRoot: parseKeyRoot(text('key-root')),
     keyTemplate: text('key-template'),
     valueTemplate: text('value-template'),
     valueFormat,
@@ -328,11 +328,52 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     logLevel: parseChoice('log-level', text('log-level'), ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const),
     output: parseChoice('output', text('output'), ['table', 'json'] as const),
   };
-  if (config.annotationPrefix === '' || /\s/.test(config.annotationPrefix)) {
-    throw new ConfigError('--annotation-prefix: must be non-empty and contain no spaces (example: etcd-registrar.io/)');
+  const problems = mappingConfigProblems(mappingConfigOf(config));
+  if (problems.length > 0) {
+    throw new ConfigError(problems.map((p) => `--${MAPPING_FLAGS[p.setting]}: ${p.message}`).join('; '));
   }
   if (config.metricsAddress !== '') parseListenAddress(config.metricsAddress);
   return { kind: 'config', config };
+}
+
+/** The flag behind each mapping setting, so that a mapping problem names what to fix. */
+const MAPPING_FLAGS: Record<MappingSetting, string> = {
+  annotationPrefix: 'annotation-prefix',
+  environment: 'environment',
+  keyRoot: 'key-root',
+  keyTemplate: 'key-template',
+  valueTemplate: 'value-template',
+  valueFormat: 'value-format',
+  dnsZone: 'dns-zone',
+  dnsTtlSeconds: 'dns-ttl',
+};
+
+/**
+ * The mapping's view of the configuration: the same normalised values the registry gets, so
+ * the key space is decided once.
+ */
+export function mappingConfigOf(config: Config): MappingConfig {
+  return {
+    annotationPrefix: config.annotationPrefix,
+    environment: config.environment,
+    keyRoot: config.keyRoot,
+    keyTemplate: config.keyTemplate,
+    valueTemplate: config.valueTemplate,
+    valueFormat: config.valueFormat,
+    dnsZone: config.dnsZone,
+    dnsTtlSeconds: config.dnsTtlSeconds,
+    // Owner records (and the election keys) live in etcd beside the registrations: no
+    // annotation may produce a key there.
+    reservedPrefixes: [config.ownerRecordPrefix],
+  };
+}
+
+/** A key root is an absolute etcd path; normalised to end with '/' ('/registry' -> '/registry/'). */
+function parseKeyRoot(text: string): string {
+  if (!text.startsWith('/')) {
+    throw new ConfigError(`--key-root: ${JSON.stringify(text)} must start with '/' (example: /registry/)`);
+  }
+  return normalizeKeyRoot(text);
 }
 
 /**

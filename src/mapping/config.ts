@@ -88,8 +88,18 @@ export interface AnnotationNames {
 }
 
 /** A config checked and compiled once (cached per config object). */
+/** The setting a configuration problem is about, so that the command line can name its flag. */
+export type MappingSetting = 'annotationPrefix' | 'environment' | 'keyRoot' | 'keyTemplate' | 'valueTemplate' | 'valueFormat' | 'dnsZone' | 'dnsTtlSeconds';
+
+export interface MappingProblem {
+  readonly setting: MappingSetting;
+  readonly message: string;
+}
+
 export interface PreparedConfig {
   readonly problems: readonly string[];
+  /** The same problems, each with the setting it is about. */
+  readonly settingProblems: readonly MappingProblem[];
   readonly root: string;
   readonly key: CompiledTemplate;
   readonly value: CompiledTemplate;
@@ -167,6 +177,11 @@ export function validateMappingConfig(cfg: MappingConfig): string[] {
   return [...prepareConfig(cfg).problems];
 }
 
+/** The problems of a config with the setting each is about; [] when the config is usable. */
+export function mappingConfigProblems(cfg: MappingConfig): readonly MappingProblem[] {
+  return prepareConfig(cfg).settingProblems;
+}
+
 const SAMPLE: TemplateValues = {
   service: 'svc',
   environment: 'env',
@@ -184,6 +199,11 @@ function isPrefixChar(c: number): boolean {
 
 function prepare(cfg: MappingConfig): PreparedConfig {
   const problems: string[] = [];
+  const settingProblems: MappingProblem[] = [];
+  const fail = (setting: MappingSetting, message: string): void => {
+    problems.push(message);
+    settingProblems.push({ setting, message });
+  };
   const str = (v: unknown): string => (typeof v === 'string' ? v : '');
 
   // Annotation prefix: a DNS subdomain followed by '/', as Kubernetes requires.
@@ -192,7 +212,7 @@ function prepare(cfg: MappingConfig): PreparedConfig {
   let prefixOk = domain.length > 0 && domain.length <= 253;
   for (let i = 0; prefixOk && i < domain.length; i++) prefixOk = isPrefixChar(domain.charCodeAt(i));
   if (!prefixOk) {
-    problems.push(
+    fail('annotationPrefix',
       `annotation prefix ${quote(prefix)} must be a lower-case DNS subdomain followed by '/', e.g. "etcd-registrar.io/"`,
     );
   }
@@ -201,7 +221,7 @@ function prepare(cfg: MappingConfig): PreparedConfig {
   const environment = str(cfg.environment);
   if (environment !== '') {
     const why = nameProblem(environment, MAX_SHORT_NAME);
-    if (why !== undefined) problems.push(`environment ${quote(environment)} ${why}`);
+    if (why !== undefined) fail('environment', `environment ${quote(environment)} ${why}`);
   }
 
   // Key root.
@@ -209,7 +229,7 @@ function prepare(cfg: MappingConfig): PreparedConfig {
   const root = normalizeKeyRoot(rawRoot);
   if (root !== '/') {
     const why = keyProblem(root.slice(0, -1), '/');
-    if (why !== undefined) problems.push(`key root ${quote(rawRoot)} ${why}`);
+    if (why !== undefined) fail('keyRoot', `key root ${quote(rawRoot)} ${why}`);
   }
 
   // Key template (fixed by the zone in the skydns format).
@@ -220,28 +240,28 @@ function prepare(cfg: MappingConfig): PreparedConfig {
   if (skydns) {
     const zone = str(cfg.dnsZone);
     const why = dnsZoneProblem(zone);
-    if (why !== undefined) problems.push(`DNS zone ${quote(zone)} ${why}`);
+    if (why !== undefined) fail('dnsZone', `DNS zone ${quote(zone)} ${why}`);
     keySource = skydnsKeyTemplate(why === undefined ? zone : 'invalid.zone');
     const ttl = cfg.dnsTtlSeconds ?? DEFAULT_DNS_TTL_SECONDS;
     if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_DNS_TTL_SECONDS) {
-      problems.push(`DNS TTL ${quote(String(ttl))} must be whole seconds from 1 to ${String(MAX_DNS_TTL_SECONDS)}`);
+      fail('dnsTtlSeconds', `DNS TTL ${quote(String(ttl))} must be whole seconds from 1 to ${String(MAX_DNS_TTL_SECONDS)}`);
     } else dnsTtlSeconds = ttl;
   }
   const key = compileTemplate(keySource);
-  for (const p of key.problems) problems.push(`key template ${quote(keySource)}: ${p}`);
+  for (const p of key.problems) fail('keyTemplate', `key template ${quote(keySource)}: ${p}`);
   if (!key.uses.has('ip') || !key.uses.has('port')) {
-    problems.push(
+    fail('keyTemplate',
       `key template ${quote(keySource)} must contain {ip} and {port}, or the keys of different pods or ports would collide`,
     );
   }
   if (!(key.literals[0] ?? '').startsWith(root)) {
-    problems.push(
+    fail(skydns ? 'keyRoot' : 'keyTemplate',
       `key template ${quote(keySource)} must start with the key root ${quote(root)} as literal text, so that every key lies under it`,
     );
   }
   for (let i = 1; i < key.placeholders.length; i++) {
     if ((key.literals[i] ?? '') === '') {
-      problems.push(
+      fail('keyTemplate',
         `key template ${quote(keySource)}: {${key.placeholders[i - 1] ?? ''}}{${key.placeholders[i] ?? ''}} need a separator between them, or keys could collide`,
       );
     }
@@ -250,23 +270,23 @@ function prepare(cfg: MappingConfig): PreparedConfig {
     const sample = renderTemplate(key, SAMPLE);
     const why = keyProblem(sample, root);
     if (why !== undefined && sample.startsWith(root)) {
-      problems.push(`key template ${quote(keySource)} gives keys like ${quote(sample)}, which ${why}`);
+      fail('keyTemplate', `key template ${quote(keySource)} gives keys like ${quote(sample)}, which ${why}`);
     }
   }
-  if (hasControlChars(keySource)) problems.push(`key template ${quote(keySource)} contains control characters`);
+  if (hasControlChars(keySource)) fail('keyTemplate', `key template ${quote(keySource)} contains control characters`);
 
   // Value.
   const json = format === 'json';
   if (format !== 'template' && format !== 'json' && format !== 'skydns') {
-    problems.push(`value format ${quote(str(format))} must be "template", "json" or "skydns"`);
+    fail('valueFormat', `value format ${quote(str(format))} must be "template", "json" or "skydns"`);
   }
   const valueSource = str(cfg.valueTemplate);
   const value = compileTemplate(valueSource);
   if (!json && !skydns) {
-    for (const p of value.problems) problems.push(`value template ${quote(valueSource)}: ${p}`);
-    if (valueSource === '') problems.push('value template is empty');
+    for (const p of value.problems) fail('valueTemplate', `value template ${quote(valueSource)}: ${p}`);
+    if (valueSource === '') fail('valueTemplate', 'value template is empty');
     if (hasControlChars(valueSource)) {
-      problems.push(`value template ${quote(valueSource)} contains control characters`);
+      fail('valueTemplate', `value template ${quote(valueSource)} contains control characters`);
     }
   }
 
@@ -281,7 +301,7 @@ function prepare(cfg: MappingConfig): PreparedConfig {
   for (const raw of Array.isArray(cfg.reservedPrefixes) ? cfg.reservedPrefixes : []) {
     const r = normalizeKeyRoot(str(raw));
     if (r === '/' || root.startsWith(r)) {
-      problems.push(`key root ${quote(root)} lies inside the reserved prefix ${quote(r)}`);
+      fail('keyRoot', `key root ${quote(root)} lies inside the reserved prefix ${quote(r)}`);
     } else reserved.push(r);
   }
 
@@ -301,6 +321,7 @@ function prepare(cfg: MappingConfig): PreparedConfig {
 
   return {
     problems,
+    settingProblems,
     root,
     key,
     value,

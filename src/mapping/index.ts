@@ -8,12 +8,13 @@ export {
   keyProblem,
   mappingNeedsZones,
   normalizeKeyRoot,
+  mappingConfigProblems,
   validateMappingConfig,
   MAX_LONG_NAME,
   MAX_PORTS,
   MAX_SHORT_NAME,
 } from './config.ts';
-export type { MappingConfig } from './config.ts';
+export type { MappingConfig, MappingProblem, MappingSetting } from './config.ts';
 export { dnsInstanceIp, isOptIn, mapPod, SERVICE_LABELS } from './map-pod.ts';
 export type { ZoneOf } from './map-pod.ts';
 export { PLACEHOLDERS } from './template.ts';

@@ -21,7 +21,7 @@ import { NamespaceSource } from './source/namespace-source.ts';
 import { NodeSource } from './source/node-source.ts';
 import { GRANTS_ANNOTATION, formatStaticGrants } from './grants/grants.ts';
 import { ServiceGrants } from './grants/service-grants.ts';
-import type { Change } from './types.ts';
+import { podKeyOf, type Change, type PodRef } from './types.ts';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -287,7 +287,7 @@ export function formatReport(report: ReconcileReport, config: Pick<Config, 'outp
     return `${JSON.stringify({ outcome: report.outcome, dryRun: config.dryRun, changes: report.plan.changes, refused: report.refused, skips: report.plan.skips })}\n`;
   }
   const rows: string[][] = [['ACTION', 'KEY', 'VALUE', 'POD', 'REASON']];
-  const row = (action: string, change: Pick<Change, 'key' | 'value' | 'reason' | 'pod'>): string[] => [action, change.key, change.value, change.pod?.key ?? '-', change.reason];
+  const row = (action: string, change: Pick<Change, 'key' | 'value' | 'reason' | 'pod'>): string[] => [action, change.key, change.value, change.pod === undefined ? '-' : podKeyOf(change.pod), change.reason];
   for (const change of report.plan.changes) rows.push(row(change.action, change));
   for (const change of report.refused) rows.push(row(`${change.action} (refused)`, change));
   const lines = report.plan.changes.length + report.refused.length === 0 ? ['no changes'] : table(rows);
@@ -320,7 +320,7 @@ async function list(config: Config, kubeConfig: KubeConfig, mapping: MappingConf
         const state = wanted === undefined
           ? claimant === undefined ? 'orphan (no pod)' : 'stale (pod not serving)'
           : wanted.value === entry.value ? 'registered' : 'stale value';
-        return { key: entry.key, value: entry.value, pod: wanted?.podKey ?? claimant?.key ?? null, state, leaseId: entry.lease };
+        return { key: entry.key, value: entry.value, pod: podKeyOrNull(wanted?.pod ?? claimant), state, leaseId: entry.lease };
       });
     if (config.output === 'json') {
       io.stdout(`${JSON.stringify({ owner: config.ownerId, leaseId: lease, registrations })}\n`);
@@ -334,6 +334,10 @@ async function list(config: Config, kubeConfig: KubeConfig, mapping: MappingConf
     await nodes?.stop();
     await registry.close();
   }
+}
+
+function podKeyOrNull(pod: PodRef | undefined): string | null {
+  return pod === undefined ? null : podKeyOf(pod);
 }
 
 function table(rows: readonly string[][]): string[] {

@@ -59,8 +59,7 @@ export type PodMapping =
 export interface DesiredEntry {
   readonly key: string;
   readonly value: string;
-  readonly podKey: string; // "namespace/name"
-  readonly podUid: string;
+  readonly pod: PodRef;
 }
 
 /** What is in etcd under one key. `lease` is etcd's decimal lease id, '0' for none. */
@@ -72,6 +71,42 @@ export interface CurrentEntry {
 }
 
 export type Policy = 'sync' | 'upsert-only';
+
+/** A pod as changes, plans, audit records and Events name it. */
+export interface PodRef {
+  readonly namespace: string;
+  readonly name: string;
+  readonly uid: string;
+}
+
+/** "namespace/name", the form logs and audit records use. */
+export function podKeyOf(pod: Pick<PodRef, 'namespace' | 'name'>): string {
+  return `${pod.namespace}/${pod.name}`;
+}
+
+/** A pod the source saw change, or saw go (the last record it had). */
+export type PodEvent = { readonly type: 'upsert' | 'delete'; readonly pod: SlimPod; readonly receivedAt?: number };
+
+/** The outcome of one change written to etcd. */
+export interface ApplyResult {
+  readonly change: Change;
+  /** ok: written; conflict: the key was not in the state the change expected; error: not written (or unknown). */
+  readonly outcome: 'ok' | 'conflict' | 'error';
+  readonly error?: string | undefined;
+  /** State of the key after the call as far as known: the written entry on ok, what was found on conflict (undefined = absent). */
+  readonly current?: CurrentEntry | undefined;
+  /** etcd revision of the transaction that applied the change (ok only). */
+  readonly revision?: string | undefined;
+}
+
+/** Leadership fence: every transaction of the leader also requires this key's create revision. */
+export interface Fence {
+  readonly key: string;
+  readonly createRevision: string;
+}
+
+/** Kubernetes Event types. */
+export type EventType = 'Normal' | 'Warning';
 
 export type ChangeAction = 'register' | 'repair' | 'deregister' | 'orphan-delete';
 
@@ -90,7 +125,7 @@ export interface Change {
   /** Lease the key had when planned ('0' when absent): the write is fenced on it. */
   readonly expectedLease: string;
   /** Absent for orphan deletes. */
-  readonly pod?: { readonly key: string; readonly uid: string } | undefined;
+  readonly pod?: PodRef | undefined;
   readonly reason: string;
 }
 
@@ -98,7 +133,7 @@ export interface Change {
 export interface Skip {
   readonly key: string;
   readonly reason: string;
-  readonly pod?: { readonly key: string; readonly uid: string } | undefined;
+  readonly pod?: PodRef | undefined;
 }
 
 export interface Plan {

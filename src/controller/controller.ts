@@ -7,7 +7,8 @@ import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import type { AuditLog } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import type { Change, CurrentEntry, DesiredEntry, Plan, PodMapping, Policy, SlimPod } from '../types.ts';
+import { podKeyOf, type Change, type CurrentEntry, type DesiredEntry, type Plan, type PodMapping, type Policy, type SlimPod } from '../types.ts';
+import type { PlanInput } from '../plan/plan.ts';
 import { retryUntilDone } from '../backoff.ts';
 import { preciseNow } from '../clock.ts';
 import { KeyedWorkQueue, type BackoffOptions } from './workqueue.ts';
@@ -40,7 +41,7 @@ export interface ControllerDeps {
   readonly audit: AuditLog;
   readonly metrics: Metrics | undefined;
   readonly logger: Logger;
-  readonly planner: (input: PlanRequest) => Plan;
+  readonly planner: (input: PlanInput) => Plan;
   /** Absent: this is the only writer (no election). */
   readonly leadership?: LeadershipPort | undefined;
   readonly limitDeletes: (plan: Plan, ownedKeys: number, maxShare: number, force: boolean) => { plan: Plan; refused: readonly Change[] };
@@ -54,16 +55,6 @@ export interface ControllerDeps {
 interface UngrantedClaim {
   readonly service: string;
   readonly namespace: string;
-}
-
-export interface PlanRequest {
-  readonly desired: ReadonlyMap<string, DesiredEntry>;
-  readonly current: ReadonlyMap<string, CurrentEntry>;
-  readonly claimed: (key: string) => PodRef | undefined;
-  readonly leaseId: string;
-  readonly adoptableLeases: ReadonlySet<string>;
-  readonly policy: Policy;
-  readonly scope?: ReadonlySet<string>;
 }
 
 export interface ReconcileReport {
@@ -394,7 +385,7 @@ export class Controller {
       const { desired } = this.#deps;
       if (event.type === 'delete') {
         const keys = desired.removePod(event.pod.uid);
-        for (const key of keys) this.#departed.set(key, { key: podName(event.pod), uid: event.pod.uid });
+        for (const key of keys) this.#departed.set(key, { namespace: event.pod.namespace, name: event.pod.name, uid: event.pod.uid });
         this.#clearInvalid(event.pod.uid);
         this.#refused.delete(event.pod.uid);
         this.#ungranted.delete(event.pod.uid);
@@ -475,7 +466,7 @@ export class Controller {
     const claim: UngrantedClaim = { service, namespace: pod.namespace };
     if (verdict === 'refuse') {
       // Keys it held are released: their deletes name the pod ('deregister', not 'orphan-delete').
-      for (const key of affectedKeys) this.#departed.set(key, { key: podName(pod), uid: pod.uid });
+      for (const key of affectedKeys) this.#departed.set(key, { namespace: pod.namespace, name: pod.name, uid: pod.uid });
       if (this.#refused.get(pod.uid)?.service === service) return;
       this.#refused.set(pod.uid, claim);
       this.#ungranted.delete(pod.uid);
@@ -609,7 +600,7 @@ export class Controller {
       if (result.outcome === 'error') metrics?.etcdErrors.inc({ op: 'txn' });
       metrics?.changes.inc({ action: change.action, outcome: result.outcome });
       audit.write({
-        action: change.action, key: change.key, value: change.value, pod: change.pod?.key ?? null, podUid: change.pod?.uid ?? null,
+        action: change.action, key: change.key, value: change.value, pod: change.pod === undefined ? null : podKeyOf(change.pod), podUid: change.pod?.uid ?? null,
         reason: `${change.reason}; ${result.outcome === 'conflict' ? 'key changed in etcd meanwhile' : `etcd error: ${result.error ?? 'unknown'}`}`,
         leaseId, outcome: 'error',
       });
@@ -618,10 +609,10 @@ export class Controller {
       else this.#queue.addRateLimited(change.key, isRemoval(change.action));
     }
     for (const { pod, keys: registered } of registeredByPod.values()) {
-      this.#deps.events.record(podRefToObject(pod), 'Normal', 'Registered', `registered in etcd: ${registered.join(', ')}`);
+      this.#deps.events.record(pod, 'Normal', 'Registered', `registered in etcd: ${registered.join(', ')}`);
     }
     for (const { pod, keys: removed } of deregisteredByPod.values()) {
-      this.#deps.events.record(podRefToObject(pod), 'Normal', 'Deregistered', `deregistered from etcd: ${removed.join(', ')}`);
+      this.#deps.events.record(pod, 'Normal', 'Deregistered', `deregistered from etcd: ${removed.join(', ')}`);
     }
   }
 
@@ -633,7 +624,7 @@ export class Controller {
   #auditChange(change: Change, outcome: 'ok' | 'dry-run', leaseId: string = this.#deps.registry.leaseId()): void {
     this.#deps.metrics?.changes.inc({ action: change.action, outcome });
     this.#deps.audit.write({
-      action: change.action, key: change.key, value: change.value, pod: change.pod?.key ?? null, podUid: change.pod?.uid ?? null,
+      action: change.action, key: change.key, value: change.value, pod: change.pod === undefined ? null : podKeyOf(change.pod), podUid: change.pod?.uid ?? null,
       reason: change.reason, leaseId, outcome,
     });
   }
@@ -653,7 +644,7 @@ export class Controller {
       this.#skipsLogged.set(skip.key, skip.reason);
       this.#deps.metrics?.skips.inc({ reason: 'foreign-key' });
       this.#deps.audit.write({
-        action: 'skip', key: skip.key, value: null, pod: skip.pod?.key ?? null, podUid: skip.pod?.uid ?? null,
+        action: 'skip', key: skip.key, value: null, pod: skip.pod === undefined ? null : podKeyOf(skip.pod), podUid: skip.pod?.uid ?? null,
         reason: skip.reason, leaseId: null, outcome: 'ok',
       });
     }
@@ -727,7 +718,3 @@ function group(groups: Map<string, { pod: PodRef; keys: string[] }>, pod: PodRef
   else existing.keys.push(item);
 }
 
-function podRefToObject(pod: PodRef): { namespace: string; name: string; uid: string } {
-  const slash = pod.key.indexOf('/');
-  return { namespace: pod.key.slice(0, slash), name: pod.key.slice(slash + 1), uid: pod.uid };
-}

@@ -1,9 +1,8 @@
 // The small interfaces the controller needs from its collaborators, so that it can be
 // wired to the real pod source, registry and event recorder, or to fakes in unit tests.
-import type { Change, CurrentEntry, DesiredEntry, PodMapping, SlimPod } from '../types.ts';
+import type { ApplyResult, Change, CurrentEntry, DesiredEntry, EventType, Fence, PodEvent, PodMapping, PodRef, SlimPod } from '../types.ts';
 
-/** `receivedAt`: epoch ms (fractional) at which the source received the event, for the latency stages. */
-export type PodEvent = { readonly type: 'upsert' | 'delete'; readonly pod: SlimPod; readonly receivedAt?: number };
+export type { ApplyResult, EventType, Fence, PodEvent, PodRef };
 
 export interface PodSourcePort {
   onChange(listener: (event: PodEvent) => void): void;
@@ -25,12 +24,6 @@ export interface NodeFeed {
   stop(): Promise<void> | void;
 }
 
-export interface PodRef {
-  /** "namespace/name" */
-  readonly key: string;
-  readonly uid: string;
-}
-
 export interface DesiredIndex {
   /** `admit` (service grants) decides about pods with registrations; see DesiredState. */
   upsertPod(pod: SlimPod, admit?: (service: string) => 'allow' | 'refuse' | 'hold'): { mapping: PodMapping; affectedKeys: readonly string[]; admission?: 'allow' | 'refuse' | 'hold' | undefined };
@@ -39,16 +32,6 @@ export interface DesiredIndex {
   /** A known pod (serving or not) that maps to the key. */
   claimant(key: string): PodRef | undefined;
   desiredAll(): ReadonlyMap<string, DesiredEntry>;
-}
-
-export interface ApplyResult {
-  readonly change: Change;
-  readonly outcome: 'ok' | 'conflict' | 'error';
-  readonly error?: string | undefined;
-  /** The key's state in etcd after a conflict (undefined = absent). */
-  readonly current?: CurrentEntry | undefined;
-  /** etcd revision of the write, when it succeeded. */
-  readonly revision?: string | undefined;
 }
 
 export interface RegistryPort {
@@ -69,11 +52,6 @@ export interface RegistryPort {
   on(event: 'leaseChanged', listener: (event: { previous: string; current: string }) => void): unknown;
 }
 
-export interface Fence {
-  readonly key: string;
-  readonly createRevision: string;
-}
-
 /** Leader election: only the leader starts workers; its writes carry its fence. */
 export interface LeadershipPort {
   /** Resolves once this replica leads. */
@@ -83,8 +61,6 @@ export interface LeadershipPort {
   onLost(listener: (reason: string) => void): void;
 }
 
-export type EventType = 'Normal' | 'Warning';
-
 export interface EventSink {
-  record(pod: { readonly namespace: string; readonly name: string; readonly uid: string }, type: EventType, reason: string, note: string): void;
+  record(pod: PodRef, type: EventType, reason: string, note: string): void;
 }

@@ -16,11 +16,11 @@ describe('DesiredState', () => {
     const r = s.upsertPod(pod('a', { ann: { port: '86,9090' } }));
     assert.equal(r.mapping.kind, 'valid');
     assert.deepEqual(r.affectedKeys, [KEY, '/search_PRE/172.18.100.31-9090']);
-    assert.deepEqual(s.desiredFor(KEY), { key: KEY, value: '172.18.100.31:86', podKey: 'default/search-a', podUid: 'a' });
+    assert.deepEqual(s.desiredFor(KEY), { key: KEY, value: '172.18.100.31:86', pod: { namespace: 'default', name: 'search-a', uid: 'a' } });
     assert.equal(s.size, 2);
     assert.equal(s.podCount, 1);
     assert.ok(s.claimed(KEY));
-    assert.deepEqual(s.claimant(KEY), { key: 'default/search-a', uid: 'a' });
+    assert.deepEqual(s.claimant(KEY), { namespace: 'default', name: 'search-a', uid: 'a' });
   });
 
   it('a pod turning un-Ready keeps claiming its key but no longer wants it', () => {
@@ -30,10 +30,10 @@ describe('DesiredState', () => {
     assert.deepEqual(r.affectedKeys, [KEY]);
     assert.equal(s.desiredFor(KEY), undefined);
     assert.ok(s.claimed(KEY));
-    assert.deepEqual(s.claimant(KEY), { key: 'default/search-a', uid: 'a' });
+    assert.deepEqual(s.claimant(KEY), { namespace: 'default', name: 'search-a', uid: 'a' });
     assert.equal(s.size, 0);
     s.upsertPod(pod('a'));
-    assert.equal(s.desiredFor(KEY)?.podUid, 'a');
+    assert.equal(s.desiredFor(KEY)?.pod.uid, 'a');
   });
 
   it('a pod without an IP claims nothing', () => {
@@ -61,7 +61,7 @@ describe('DesiredState', () => {
     assert.deepEqual(r.affectedKeys, [KEY2, KEY]);
     assert.equal(s.desiredFor(KEY), undefined);
     assert.equal(s.claimed(KEY), false);
-    assert.equal(s.desiredFor(KEY2)?.podUid, 'a');
+    assert.equal(s.desiredFor(KEY2)?.pod.uid, 'a');
   });
 
   it('a live pod whose annotations turn invalid keeps its last valid keys, following its readiness', () => {
@@ -115,12 +115,12 @@ describe('DesiredState', () => {
       assert.equal(s.size, 0);
       zones.set('n1', 'zone-a');
       assert.deepEqual(s.upsertPod(pod('a', { nodeName: 'n1' })).affectedKeys, [zoneKey]);
-      assert.equal(s.desiredFor(zoneKey)?.podUid, 'a');
+      assert.equal(s.desiredFor(zoneKey)?.pod.uid, 'a');
       // The node vanishes from the cache (deleted, or a relist gap): the key stays.
       zones.delete('n1');
       const held = s.upsertPod(pod('a', { nodeName: 'n1' }));
       assert.equal(held.mapping.kind, 'pending');
-      assert.equal(s.desiredFor(zoneKey)?.podUid, 'a', 'an unknown node never deregisters');
+      assert.equal(s.desiredFor(zoneKey)?.pod.uid, 'a', 'an unknown node never deregisters');
       // Still following readiness while held.
       s.upsertPod(pod('a', { nodeName: 'n1', ready: false }));
       assert.equal(s.desiredFor(zoneKey), undefined);
@@ -155,7 +155,7 @@ describe('DesiredState', () => {
       zones.set('n1', '');
       const r = s.upsertPod(pod('a', { nodeName: 'n1' }));
       assert.equal(r.mapping.kind, 'invalid');
-      assert.equal(s.desiredFor(zoneKey)?.podUid, 'a');
+      assert.equal(s.desiredFor(zoneKey)?.pod.uid, 'a');
     });
   });
 
@@ -167,30 +167,30 @@ describe('DesiredState', () => {
       const s = new DesiredState(testConfig);
       s.upsertPod(old());
       s.upsertPod(fresh());
-      assert.equal(s.desiredFor(KEY)?.podUid, 'new');
+      assert.equal(s.desiredFor(KEY)?.pod.uid, 'new');
       const r = s.upsertPod(old({ terminating: true }));
       assert.deepEqual(r.affectedKeys, [KEY]);
-      assert.equal(s.desiredFor(KEY)?.podUid, 'new');
+      assert.equal(s.desiredFor(KEY)?.pod.uid, 'new');
       s.removePod('old');
-      assert.equal(s.desiredFor(KEY)?.podUid, 'new');
+      assert.equal(s.desiredFor(KEY)?.pod.uid, 'new');
     });
 
     it('old pod\'s delete event arrives after the new pod is Ready', () => {
       const s = new DesiredState(testConfig);
       s.upsertPod(fresh());
       s.upsertPod(old({ phase: 'Succeeded', ready: false }));
-      assert.equal(s.desiredFor(KEY)?.podUid, 'new');
+      assert.equal(s.desiredFor(KEY)?.pod.uid, 'new');
       assert.deepEqual(s.removePod('old'), [KEY]);
-      assert.equal(s.desiredFor(KEY)?.podUid, 'new');
+      assert.equal(s.desiredFor(KEY)?.pod.uid, 'new');
     });
 
     it('a stale "old pod Ready" update arriving late does not steal the key from the newer pod', () => {
       const s = new DesiredState(testConfig);
       s.upsertPod(fresh());
       s.upsertPod(old());
-      assert.equal(s.desiredFor(KEY)?.podUid, 'new');
+      assert.equal(s.desiredFor(KEY)?.pod.uid, 'new');
       s.removePod('old');
-      assert.equal(s.desiredFor(KEY)?.podUid, 'new');
+      assert.equal(s.desiredFor(KEY)?.pod.uid, 'new');
     });
 
     it('the new pod not Ready yet: the key is not desired while only the terminating one holds it', () => {
@@ -201,14 +201,14 @@ describe('DesiredState', () => {
       assert.ok(s.claimed(KEY));
       assert.equal(s.claimant(KEY)?.uid, 'new', 'newest non-serving claimant');
       s.upsertPod(fresh());
-      assert.equal(s.desiredFor(KEY)?.podUid, 'new');
+      assert.equal(s.desiredFor(KEY)?.pod.uid, 'new');
     });
 
     it('an old serving pod is still used while the new one is not Ready', () => {
       const s = new DesiredState(testConfig);
       s.upsertPod(old());
       s.upsertPod(fresh({ ready: false }));
-      assert.equal(s.desiredFor(KEY)?.podUid, 'old');
+      assert.equal(s.desiredFor(KEY)?.pod.uid, 'old');
       assert.equal(s.claimant(KEY)?.uid, 'old', 'serving claimant first');
     });
 
@@ -216,7 +216,7 @@ describe('DesiredState', () => {
       for (const order of [['b', 'a'], ['a', 'b']]) {
         const s = new DesiredState(testConfig);
         for (const uid of order) s.upsertPod(pod(uid));
-        assert.equal(s.desiredFor(KEY)?.podUid, 'a');
+        assert.equal(s.desiredFor(KEY)?.pod.uid, 'a');
       }
     });
 
@@ -224,7 +224,7 @@ describe('DesiredState', () => {
       const s = new DesiredState(testConfig);
       s.upsertPod(pod('a', { creationTimestamp: 'garbage' }));
       s.upsertPod(pod('b', { creationTimestamp: '2020-01-01T00:00:00Z' }));
-      assert.equal(s.desiredFor(KEY)?.podUid, 'b');
+      assert.equal(s.desiredFor(KEY)?.pod.uid, 'b');
     });
   });
 
@@ -280,8 +280,8 @@ describe('DesiredState with service grants (admit)', () => {
     assert.deepEqual(asked, ['search', 'search']);
     assert.equal(r.admission, 'refuse');
     assert.deepEqual(r.affectedKeys, []);
-    assert.equal(s.desiredFor(HOST_KEY)?.podUid, 'granted');
-    assert.deepEqual(s.claimant(HOST_KEY), { key: 'default/search-granted', uid: 'granted' });
+    assert.equal(s.desiredFor(HOST_KEY)?.pod.uid, 'granted');
+    assert.deepEqual(s.claimant(HOST_KEY), { namespace: 'default', name: 'search-granted', uid: 'granted' });
   });
 
   it('refusing a registered pod releases its keys (they become affected and undesired)', () => {
@@ -293,7 +293,7 @@ describe('DesiredState with service grants (admit)', () => {
     assert.equal(s.claimed(KEY), false);
     const back = s.upsertPod(pod('a'), () => 'allow');
     assert.deepEqual(back.affectedKeys, [KEY]);
-    assert.equal(s.desiredFor(KEY)?.podUid, 'a');
+    assert.equal(s.desiredFor(KEY)?.pod.uid, 'a');
   });
 
   it('hold keeps what the pod had and follows its readiness; a new held pod gets nothing', () => {

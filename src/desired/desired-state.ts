@@ -7,7 +7,7 @@
 
 import { mapPod, type ZoneOf } from '../mapping/map-pod.ts';
 import type { MappingConfig } from '../mapping/config.ts';
-import type { DesiredEntry, PodMapping, SlimPod } from '../types.ts';
+import type { DesiredEntry, PodMapping, PodRef, SlimPod } from '../types.ts';
 
 /** A pod, as named in changes and audit records. */
 /**
@@ -21,11 +21,7 @@ export type Admission = 'allow' | 'refuse' | 'hold';
 /** Asked once per upsert of a pod with registrations, with its service name. */
 export type Admit = (service: string) => Admission;
 
-export interface PodRef {
-  /** "namespace/name" */
-  readonly key: string;
-  readonly uid: string;
-}
+export type { PodRef };
 
 interface PodRecord {
   readonly ref: PodRef;
@@ -99,7 +95,7 @@ export class DesiredState {
       this.#pods.delete(pod.uid);
     } else {
       this.#pods.set(pod.uid, {
-        ref: { key: `${pod.namespace}/${pod.name}`, uid: pod.uid },
+        ref: { namespace: pod.namespace, name: pod.name, uid: pod.uid },
         created: parseTime(pod.creationTimestamp),
         serving,
         values,
@@ -209,7 +205,7 @@ export class DesiredState {
       return;
     }
     const prev = this.#desired.get(key);
-    if (prev !== undefined && prev.value === value && prev.podUid === best.ref.uid && prev.podKey === best.ref.key) return;
-    this.#desired.set(key, { key, value, podKey: best.ref.key, podUid: best.ref.uid });
+    if (prev !== undefined && prev.value === value && prev.pod === best.ref) return;
+    this.#desired.set(key, { key, value, pod: best.ref });
   }
 }

@@ -10,10 +10,11 @@ import { hostname } from 'node:os';
 import { EventsV1Api, V1MicroTime } from '@kubernetes/client-node';
 import type { EventsV1Event, KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import type { EventType, PodRef } from '../types.ts';
 
 export const REPORTING_CONTROLLER = 'etcd-registrar.io/controller';
 
-export type EventType = 'Normal' | 'Warning';
+export type { EventType, PodRef };
 
 /** Known reasons; any other CamelCase reason is accepted too. */
 export type EventReason =
@@ -23,12 +24,6 @@ export type EventReason =
   | 'RegistrationRefused'
   | 'DeleteRefused'
   | (string & {});
-
-export interface PodRef {
-  readonly namespace: string;
-  readonly name: string;
-  readonly uid: string;
-}
 
 /** One event as accepted by the recorder; turned into an API object by toEventBody(). */
 export interface RecordedEvent {

@@ -89,19 +89,19 @@ describe('DesiredState + plan: IP reuse and out-of-order events', () => {
     it(c.name, () => {
       const w = new World();
       for (const s of c.steps) {
-        const newServing = w.state.desiredFor(KEY)?.podUid === 'new';
+        const newServing = w.state.desiredFor(KEY)?.pod.uid === 'new';
         const before = w.log.length;
         w.step(s);
         if (newServing) {
           // Once the new pod served the key, nothing may delete it while it still serves.
           for (const ch of w.log.slice(before)) {
-            if (w.state.desiredFor(KEY)?.podUid === 'new') assert.ok(!(ch.key === KEY && isDelete(ch)), `deleted live key at ${JSON.stringify(s)}`);
+            if (w.state.desiredFor(KEY)?.pod.uid === 'new') assert.ok(!(ch.key === KEY && isDelete(ch)), `deleted live key at ${JSON.stringify(s)}`);
           }
         }
         // etcd holds exactly the desired keys after every event.
         assert.deepEqual(new Set(w.etcd.keys()), new Set(w.state.desiredAll().keys()));
       }
-      assert.equal(w.state.desiredFor(KEY)?.podUid, c.final);
+      assert.equal(w.state.desiredFor(KEY)?.pod.uid, c.final);
       assert.deepEqual(w.reconcile(), [], 'the full reconcile finds nothing left to do');
       if (c.final === undefined) assert.equal(w.etcd.has(KEY), false);
       else assert.equal(w.etcd.get(KEY)?.value, '172.18.100.31:86');

@@ -23,9 +23,9 @@ const inputArb = fc
   .map(({ desired, current, claimedKeys, policy, scope }): PlanInput => {
     const claimed = new Set(claimedKeys);
     return {
-      desired: new Map(desired.map(([key, value, uid]): [string, DesiredEntry] => [key, { key, value, podKey: `ns/${uid}`, podUid: uid }])),
+      desired: new Map(desired.map(([key, value, uid]): [string, DesiredEntry] => [key, { key, value, pod: { namespace: 'ns', name: uid, uid } }])),
       current: new Map(current.map(([key, value, lease]): [string, CurrentEntry] => [key, { key, value, lease, modRevision: '1' }])),
-      claimed: (k) => (claimed.has(k) ? { key: 'ns/gone', uid: 'u9' } : undefined),
+      claimed: (k) => (claimed.has(k) ? { namespace: 'ns', name: 'gone', uid: 'u9' } : undefined),
       leaseId: OURS,
       adoptableLeases: new Set(ADOPTABLE),
       policy,

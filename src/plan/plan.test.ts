@@ -8,7 +8,9 @@ const LEASE = '7587869';
 const OLD_LEASE = '7587001';
 const FOREIGN = '9999';
 
-const want = (key: string, value: string, pod = 'ns/p1', uid = 'u1'): DesiredEntry => ({ key, value, podKey: pod, podUid: uid });
+const want = (key: string, value: string, pod = 'ns/p1', uid = 'u1'): DesiredEntry => ({ key, value, pod: ref(pod, uid) });
+/** A PodRef from "namespace/name". */
+const ref = (podKey: string, uid: string): PodRef => ({ namespace: podKey.split('/')[0] ?? '', name: podKey.split('/')[1] ?? '', uid });
 const have = (key: string, value: string, lease: string): CurrentEntry => ({ key, value, lease, modRevision: '5' });
 
 function input(
@@ -44,7 +46,7 @@ describe('plan: rules', () => {
   it('absent and desired -> register on lease 0 fence', () => {
     const p = plan(input([want('/a', '1')], []));
     assert.deepEqual(brief(p), [['register', '/a', '1', '0', 'u1']]);
-    assert.deepEqual(p.changes[0]?.pod, { key: 'ns/p1', uid: 'u1' });
+    assert.deepEqual(p.changes[0]?.pod, ref('ns/p1', 'u1'));
     assert.match(p.changes[0]?.reason ?? '', /ns\/p1.*absent/);
     assert.deepEqual(p.skips, []);
   });
@@ -72,7 +74,7 @@ describe('plan: rules', () => {
   it('desired but on a foreign lease -> skip, never touched', () => {
     const p = plan(input([want('/a', '1')], [have('/a', 'theirs', FOREIGN)]));
     assert.deepEqual(p.changes, []);
-    assert.deepEqual(p.skips, [{ key: '/a', pod: { key: 'ns/p1', uid: 'u1' }, reason: 'owned by someone else (lease 9999); left untouched' }]);
+    assert.deepEqual(p.skips, [{ key: '/a', pod: ref('ns/p1', 'u1'), reason: 'owned by someone else (lease 9999); left untouched' }]);
   });
 
   it('desired but without a lease (old sidecar script) -> skip, never touched', () => {
@@ -82,7 +84,7 @@ describe('plan: rules', () => {
   });
 
   it('ours and not desired, pod known -> deregister naming the pod', () => {
-    const claimed = (key: string): PodRef | undefined => (key === '/a' ? { key: 'ns/p9', uid: 'u9' } : undefined);
+    const claimed = (key: string): PodRef | undefined => (key === '/a' ? ref('ns/p9', 'u9') : undefined);
     const p = plan(input([], [have('/a', '1', LEASE)], { claimed }));
     assert.deepEqual(brief(p), [['deregister', '/a', '1', LEASE, 'u9']]);
     assert.match(p.changes[0]?.reason ?? '', /ns\/p9 is not serving/);
@@ -103,12 +105,12 @@ describe('plan: rules', () => {
   });
 
   it('upsert-only: writes still happen, deletes become skips', () => {
-    const claimed = (key: string): PodRef | undefined => (key === '/b' ? { key: 'ns/p2', uid: 'u2' } : undefined);
+    const claimed = (key: string): PodRef | undefined => (key === '/b' ? ref('ns/p2', 'u2') : undefined);
     const p = plan(input([want('/c', '3')], [have('/a', '1', LEASE), have('/b', '2', LEASE)], { policy: 'upsert-only', claimed }));
     assert.deepEqual(brief(p), [['register', '/c', '3', '0', 'u1']]);
     assert.deepEqual(p.skips, [
       { key: '/a', pod: undefined, reason: 'policy upsert-only: orphaned key not deleted' },
-      { key: '/b', pod: { key: 'ns/p2', uid: 'u2' }, reason: 'policy upsert-only: key of pod ns/p2, which is not serving, not deleted' },
+      { key: '/b', pod: ref('ns/p2', 'u2'), reason: 'policy upsert-only: key of pod ns/p2, which is not serving, not deleted' },
     ]);
   });
 
@@ -204,8 +206,8 @@ describe('plan: second round makes no changes', () => {
 
 describe('limitDeletes', () => {
   const orphan = (key: string): Change => ({ action: 'orphan-delete', key, value: 'v', expectedLease: LEASE, reason: 'r' });
-  const dereg = (key: string): Change => ({ action: 'deregister', key, value: 'v', expectedLease: LEASE, pod: { key: 'ns/p', uid: 'u' }, reason: 'r' });
-  const reg = (key: string): Change => ({ action: 'register', key, value: 'v', expectedLease: '0', pod: { key: 'ns/p', uid: 'u' }, reason: 'r' });
+  const dereg = (key: string): Change => ({ action: 'deregister', key, value: 'v', expectedLease: LEASE, pod: ref('ns/p', 'u'), reason: 'r' });
+  const reg = (key: string): Change => ({ action: 'register', key, value: 'v', expectedLease: '0', pod: ref('ns/p', 'u'), reason: 'r' });
   const mk = (...changes: Change[]): Plan => ({ changes, skips: [{ key: '/s', reason: 'x' }] });
 
   it('within the share: unchanged', () => {

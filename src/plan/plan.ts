@@ -5,13 +5,9 @@
 // data lease, or to an earlier lease of the same owner (adoptable). Keys without a lease or
 // on another lease are never changed or deleted.
 
-import type { Change, CurrentEntry, DesiredEntry, Plan, Policy, Skip } from '../types.ts';
+import { podKeyOf, type Change, type CurrentEntry, type DesiredEntry, type Plan, type PodRef, type Policy, type Skip } from '../types.ts';
 
-/** A pod, as named in changes: "namespace/name" and uid. */
-export interface PodRef {
-  readonly key: string;
-  readonly uid: string;
-}
+export type { PodRef };
 
 export interface PlanInput {
   readonly desired: ReadonlyMap<string, DesiredEntry>;
@@ -58,7 +54,7 @@ export function plan(input: PlanInput): Plan {
     const want = desired.get(key);
     const have = current.get(key);
     if (want !== undefined) {
-      const pod = { key: want.podKey, uid: want.podUid };
+      const pod = want.pod;
       if (have === undefined) {
         writes.push({
           action: 'register',
@@ -66,7 +62,7 @@ export function plan(input: PlanInput): Plan {
           value: want.value,
           expectedLease: NO_LEASE,
           pod,
-          reason: `pod ${want.podKey} is serving and the key is absent`,
+          reason: `pod ${podKeyOf(pod)} is serving and the key is absent`,
         });
       } else if (ours(have.lease)) {
         const adopt = have.lease !== leaseId;
@@ -80,7 +76,7 @@ export function plan(input: PlanInput): Plan {
             reason: adopt
               ? `adopting the key from our earlier lease ${have.lease}` +
                 (have.value !== want.value ? ' and restoring its value' : '')
-              : `value differs from what pod ${want.podKey} needs`,
+              : `value differs from what pod ${podKeyOf(pod)} needs`,
           });
         }
       } else {
@@ -104,7 +100,7 @@ export function plan(input: PlanInput): Plan {
         pod: claimant,
         reason: claimant === undefined
           ? 'policy upsert-only: orphaned key not deleted'
-          : `policy upsert-only: key of pod ${claimant.key}, which is not serving, not deleted`,
+          : `policy upsert-only: key of pod ${podKeyOf(claimant)}, which is not serving, not deleted`,
       });
       continue;
     }
@@ -114,8 +110,8 @@ export function plan(input: PlanInput): Plan {
         key,
         value: have.value,
         expectedLease: have.lease,
-        pod: { key: claimant.key, uid: claimant.uid },
-        reason: `pod ${claimant.key} is not serving (not Ready, terminating or finished)`,
+        pod: claimant,
+        reason: `pod ${podKeyOf(claimant)} is not serving (not Ready, terminating or finished)`,
       });
     } else {
       deletes.push({

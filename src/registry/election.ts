@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import type { Campaign, Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
-import type { Fence } from './registry.ts';
+import type { Fence } from '../types.ts';
 
 export interface LeadershipEvents {
   elected: [fence: Fence];

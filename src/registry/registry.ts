@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events';
 import type { Etcd3, ICompare, IKeyValue, IRequestOp, ITxnResponse } from 'etcd3';
 import type { Logger } from 'pino';
 import { Leadership } from './election.ts';
-import type { Change, CurrentEntry } from '../types.ts';
+import type { ApplyResult, Change, CurrentEntry, Fence } from '../types.ts';
 import { createClient, explainConnectionError, type AuthOptions, type RegistryClient, type TlsOptions } from './client.ts';
 import {
   assertWritable,
@@ -58,16 +58,7 @@ export interface RegistryOptions {
   readonly credentialRefreshMs?: number | undefined;
 }
 
-export interface ApplyResult {
-  readonly change: Change;
-  /** ok: written; conflict: the key was not in the state the change expected; error: not written (or unknown). */
-  readonly outcome: 'ok' | 'conflict' | 'error';
-  readonly error?: string;
-  /** State of the key after the call as far as known: the written entry on ok, what was found on conflict. */
-  readonly current?: CurrentEntry | undefined;
-  /** etcd revision of the transaction that applied the change (ok only). */
-  readonly revision?: string;
-}
+export type { ApplyResult, Fence };
 
 /** What a scoped read returned: the keys of `directories`, read at `revision`. */
 export interface ScopedRead {
@@ -83,12 +74,6 @@ export interface StartOptions {
 }
 
 export type { LeaseMode } from './lease.ts';
-
-/** Leadership fence: every transaction also requires this key's create revision. */
-export interface Fence {
-  readonly key: string;
-  readonly createRevision: string;
-}
 
 export interface RegistryEvents {
   keepalive: [at: number];

@@ -2,15 +2,13 @@
 // records keyed by uid; one stream per --namespaces entry (or one over all namespaces).
 import type { V1Pod } from '@kubernetes/client-node';
 import { preciseNow } from '../clock.ts';
-import type { SlimPod } from '../types.ts';
+import type { PodEvent, SlimPod } from '../types.ts';
 import { Reflector, type Kind, type ReflectorOptions } from './reflector.ts';
 import { slimChanged, toSlimPod } from './slim.ts';
 
-/**
- * `receivedAt`: epoch ms (fractional, from the monotonic clock) at which the watch event (or the
- * list that found the change) arrived; the controller times its latency stages from it.
- */
-export type PodEvent = { readonly type: 'upsert' | 'delete'; readonly pod: SlimPod; readonly receivedAt?: number };
+// PodEvent.receivedAt: epoch ms (fractional, from the monotonic clock) at which the watch event
+// (or the list that found the change) arrived; the controller times its latency stages from it.
+export type { PodEvent };
 
 export type PodListener = (event: PodEvent) => void;
 

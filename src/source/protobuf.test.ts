@@ -2,7 +2,7 @@
 // bytes built by hand with the field numbers of core/v1 and meta/v1 generated.proto; the real
 // API server's bytes are compared with JSON in protobuf.int.test.ts.
 import assert from 'node:assert/strict';
-import { describe, it, test } from 'node:test';
+import { describe, it, test, type TestContext } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
 import fc from 'fast-check';
 import { pumpWatchBody } from './kube-http.ts';
@@ -17,7 +17,7 @@ import {
   Reader,
 } from './protobuf.ts';
 import { toSlimPod } from './slim.ts';
-import { capturingLogger, fast, FakeApi, pb, pushedBody, until, type FakeWatch } from './testing.ts';
+import { capturingLogger, cut, fast, FakeApi, pb, pushedBody, until, type FakeWatch } from './testing.ts';
 
 /** Unknown fields of every wire type, as a newer API server would add them. */
 const junk = (field: number): Buffer[] => [pb.int(field, 300), pb.fixed64(field + 1), pb.bytes(field + 2, pb.message(pb.bytes(1, 'nested'), pb.int(2, 7))), pb.fixed32(field + 3)];
@@ -280,25 +280,17 @@ describe('FrameSplitter', () => {
     const expected = frames.map((f) => f.subarray(4));
     fc.assert(
       fc.property(fc.array(fc.nat({ max: stream.length }), { maxLength: 12 }), (cuts) => {
-        const points = [...new Set(cuts)].sort((a, b) => a - b);
-        const chunks: Buffer[] = [];
-        let start = 0;
-        for (const p of points) {
-          chunks.push(stream.subarray(start, p));
-          start = p;
-        }
-        chunks.push(stream.subarray(start));
-        assert.deepEqual(split(chunks), expected);
+        assert.deepEqual(split(cut(stream, cuts)), expected);
       }),
     );
     assert.deepEqual(split([...stream].map((b) => Buffer.of(b))), expected, 'one byte at a time');
   });
 
   it('a stream that ends inside a frame, or its length prefix, is an error', () => {
-    for (const cut of [2, 4, 100, frames[0]!.length - 1]) {
+    for (const at of [2, 4, 100, frames[0]!.length - 1]) {
       const splitter = new FrameSplitter(() => undefined);
-      splitter.push(stream.subarray(0, cut));
-      assert.throws(() => splitter.end(), { name: 'ProtobufDecodeError', message: /watch stream ended inside a .*truncated/ }, `cut at ${cut}`);
+      splitter.push(stream.subarray(0, at));
+      assert.throws(() => splitter.end(), { name: 'ProtobufDecodeError', message: /watch stream ended inside a .*truncated/ }, `cut at ${at}`);
     }
   });
 
@@ -328,7 +320,8 @@ describe('a malformed protobuf watch frame ends the watch, the reflector relists
     }
   }
 
-  test('events before the bad frame are applied; then one clear log line, a relist, a new watch', async (t) => {
+  /** A started PodSource over one listed pod, its first watch open. */
+  async function watching(t: TestContext): Promise<{ api: ByteWatchApi; source: PodSource; lines: Record<string, unknown>[]; events: PodEvent[] }> {
     const api = new ByteWatchApi();
     api.put(podJson('u-1', 'listed'));
     const { logger, lines } = capturingLogger();
@@ -339,6 +332,11 @@ describe('a malformed protobuf watch frame ends the watch, the reflector relists
     await source.start();
     await until('the first watch', () => api.bodies.length === 1);
     assert.equal(api.listCalls.length, 1);
+    return { api, source, lines, events };
+  }
+
+  test('events before the bad frame are applied; then one clear log line, a relist, a new watch', async (t) => {
+    const { api, source, lines, events } = await watching(t);
 
     const good = pb.frame('ADDED', 'Pod', encodePod(podJson('u-2', 'watched')));
     const bad = pb.frame('MODIFIED', 'Pod', Buffer.from([0x0a, 0x7f, 0x01]));
@@ -358,13 +356,7 @@ describe('a malformed protobuf watch frame ends the watch, the reflector relists
   });
 
   test('a watch body cut inside a frame is an error (relist), not a clean close', async (t) => {
-    const api = new ByteWatchApi();
-    api.put(podJson('u-1', 'listed'));
-    const { logger, lines } = capturingLogger();
-    const source = new PodSource({ namespaces: [], logger, transport: api, backoff: fast });
-    t.after(() => source.stop());
-    await source.start();
-    await until('the first watch', () => api.bodies.length === 1);
+    const { api, source, lines } = await watching(t);
     api.bodies[0]!.push(pb.frame('ADDED', 'Pod', encodePod(podJson('u-3', 'half'))).subarray(0, 40));
     api.bodies[0]!.end();
     await until('a relist', () => api.listCalls.length === 2, 3000);

@@ -166,6 +166,19 @@ function keyOf(object: FakeObject): string {
   return m?.namespace === undefined ? m?.name ?? '' : `${m.namespace}/${m.name ?? ''}`;
 }
 
+/** Cuts `buf` at the given offsets (sorted, deduplicated, within bounds): the chunks a body may arrive in. */
+export function cut(buf: Buffer, at: readonly number[]): Buffer[] {
+  const points = [...new Set(at.map((n) => n % (buf.length + 1)))].sort((a, b) => a - b);
+  const out: Buffer[] = [];
+  let start = 0;
+  for (const p of points) {
+    out.push(buf.subarray(start, p));
+    start = p;
+  }
+  out.push(buf.subarray(start));
+  return out;
+}
+
 // --- a minimal protobuf encoder, to build the bytes the API server would send -----------------
 
 function varintBytes(n: number): number[] {

@@ -23,6 +23,10 @@ const WIRE_I32 = 5;
 /** The 4 bytes before every protobuf-encoded object of the API server ("k8s\0"). */
 const MAGIC = [0x6b, 0x38, 0x73, 0x00] as const;
 
+const SHARED_MAX_LENGTH = 64;
+const SHARED_MAX_ENTRIES = 8192;
+const shared = new Map<string, string>();
+
 /** A cursor over one message's bytes [pos, end) of `buf`. */
 export class Reader {
   readonly buf: Buffer;
@@ -74,6 +78,22 @@ export class Reader {
     const end = this.lengthEnd();
     const s = this.buf.toString('utf8', this.pos, end);
     this.pos = end;
+    return s;
+  }
+
+  /**
+   * A string that many objects share (a namespace, a phase, a label value, a host IP): one copy
+   * is kept for all of them, as JSON.parse does for short repeated values, instead of one per pod
+   * in the cache.
+   */
+  sharedString(): string {
+    const s = this.string();
+    if (s.length > SHARED_MAX_LENGTH) return s;
+    const known = shared.get(s);
+    if (known !== undefined) return known;
+    // Bounded: values unique per pod (hashes) must not grow the table for ever.
+    if (shared.size >= SHARED_MAX_ENTRIES) shared.clear();
+    shared.set(s, s);
     return s;
   }
 
@@ -153,7 +173,7 @@ function mapEntry(r: Reader, into: Record<string, string>): void {
       key = r.string();
     } else if (field === 2) {
       want(t, WIRE_LEN, r);
-      value = r.string();
+      value = r.sharedString();
     } else r.skip(t & 7);
   }
   // Like JSON.parse, a '__proto__' key becomes an own property, never the prototype.
@@ -186,7 +206,7 @@ function objectMeta(r: Reader): DecodedMeta {
         break;
       case 3:
         want(t, WIRE_LEN, r);
-        m.namespace = r.string();
+        m.namespace = r.sharedString();
         break;
       case 5:
         want(t, WIRE_LEN, r);
@@ -293,7 +313,7 @@ function containerPort(r: Reader): DecodedPort {
     const field = t >>> 3;
     if (field === 1) {
       want(t, WIRE_LEN, r);
-      p.name = r.string();
+      p.name = r.sharedString();
     } else if (field === 3) {
       want(t, WIRE_VARINT, r);
       p.containerPort = r.varint() | 0;
@@ -326,20 +346,20 @@ function podSpec(r: Reader): { containers?: { ports?: DecodedPort[] }[]; nodeNam
       (s.containers ??= []).push(container(r.message()));
     } else if (field === 10) {
       want(t, WIRE_LEN, r);
-      s.nodeName = r.string();
+      s.nodeName = r.sharedString();
     } else r.skip(t & 7);
   }
   return s;
 }
 
-/** core/v1 PodIP and HostIP: ip = 1. */
-function ipEntry(r: Reader): { ip?: string } {
+/** core/v1 PodIP and HostIP: ip = 1 (a host IP is shared by the pods of its node). */
+function ipEntry(r: Reader, share: boolean): { ip?: string } {
   const e: { ip?: string } = {};
   while (r.more()) {
     const t = tag(r);
     if (t >>> 3 === 1) {
       want(t, WIRE_LEN, r);
-      e.ip = r.string();
+      e.ip = share ? r.sharedString() : r.string();
     } else r.skip(t & 7);
   }
   return e;
@@ -379,7 +399,7 @@ function podStatus(r: Reader): DecodedPodStatus {
     switch (t >>> 3) {
       case 1:
         want(t, WIRE_LEN, r);
-        s.phase = r.string();
+        s.phase = r.sharedString();
         break;
       case 2:
         want(t, WIRE_LEN, r);
@@ -387,7 +407,7 @@ function podStatus(r: Reader): DecodedPodStatus {
         break;
       case 5:
         want(t, WIRE_LEN, r);
-        s.hostIP = r.string();
+        s.hostIP = r.sharedString();
         break;
       case 6:
         want(t, WIRE_LEN, r);
@@ -395,11 +415,11 @@ function podStatus(r: Reader): DecodedPodStatus {
         break;
       case 12:
         want(t, WIRE_LEN, r);
-        (s.podIPs ??= []).push(ipEntry(r.message()));
+        (s.podIPs ??= []).push(ipEntry(r.message(), false));
         break;
       case 16:
         want(t, WIRE_LEN, r);
-        (s.hostIPs ??= []).push(ipEntry(r.message()));
+        (s.hostIPs ??= []).push(ipEntry(r.message(), true));
         break;
       default:
         r.skip(t & 7);

@@ -197,7 +197,7 @@ function serviceGrantsOf(config: Config, kubeConfig: KubeConfig, logger: Logger)
 }
 
 async function run(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, logger: Logger): Promise<number> {
-  logger.info({ owner: config.ownerId, endpoints: config.etcdEndpoints, environment: config.environment, namespaces: config.namespaces, dryRun: config.dryRun }, 'starting');
+  logger.info({ owner: config.ownerId, endpoints: config.etcdEndpoints, environment: config.environment, namespaces: config.namespaces, kubeContentType: config.kubeContentType, dryRun: config.dryRun }, 'starting');
   const registry = new EtcdRegistry(registryOptionsOf(config, logger));
   const shutdown = new AbortController();
   const identity = env('POD_NAME') ?? `${hostname()}-${process.pid}`;

@@ -59,7 +59,7 @@ export interface ReflectorTuning {
 /** How a source reaches its objects: the kubeconfig (or, in tests, a transport) and a selection. */
 export interface ReflectorOptions extends ReflectorTuning {
   readonly kubeConfig?: KubeConfig | undefined;
-  /** How lists and watches are asked for and decoded (--kube-content-type); default json. */
+  /** How lists and watches are asked for and decoded (--kube-content-type); default protobuf, as shipped. */
   readonly contentType?: KubeContentType | undefined;
   /** For tests: replaces the API server. */
   readonly transport?: ListerWatcher | undefined;
@@ -142,7 +142,7 @@ export class Reflector<V, E> {
     this.#t = { ...DEFAULTS, random: Math.random, ...tuning };
     this.#log = logger;
     if (transport !== undefined) this.#transport = transport;
-    else if (kubeConfig !== undefined) this.#transport = kubeListerWatcher(kubeConfig, kind, { watchInactivityMs: this.#t.watchdogMs + 60_000, contentType });
+    else if (kubeConfig !== undefined) this.#transport = kubeListerWatcher(kubeConfig, kind, { watchInactivityMs: this.#t.watchdogMs + 60_000, contentType: contentType ?? 'protobuf' });
     else throw new Error(`the ${kind.what} source needs a kubeConfig (or a transport)`);
     const namespaces = [...new Set((wanted ?? []).filter((n) => n !== ''))];
     this.#streams = (namespaces.length === 0 ? [undefined] : namespaces).map((namespace) => ({

@@ -148,6 +148,7 @@ function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig
     ownedKeys: () => controller?.ownedKeyCount() ?? 0,
     watchedPods: () => source.size,
     sourceRestarts: () => source.stats().restarts,
+    outOfSpace: () => registry.outOfSpace() !== undefined,
     ...(events.stats === undefined ? {} : { events: events.stats.bind(events) }),
   });
   controller = new Controller(
@@ -204,17 +205,29 @@ async function run(config: Config, kubeConfig: KubeConfig, mapping: MappingConfi
   let busy = (): boolean => false;
   // Events wait (up to a second at a time) while registrations are being written.
   const recorder = new EventRecorder({ kubeConfig, logger: logger.child({ module: 'events' }), reportingInstance: identity, yieldTo: () => busy() });
-  // The election needs a started registry; the controller asks for it only after that.
+  // The election needs a started registry; the controller asks for it only after that. Each
+  // campaign is a new term; a lost term is reported to the controller, which steps down to
+  // standby and campaigns again (docs/decisions/0042).
   let leadership: Leadership | undefined;
+  const lostListeners: ((reason: string) => void)[] = [];
   const leadershipPort: LeadershipPort | undefined = config.leaderElection
     ? {
         campaign: () =>
-          retryUntilDone(() => {
-            leadership = registry.leadership(identity, config.electionTtlSeconds);
-            leadership.on('lost', (reason) => loseLeadership(reason));
-            return leadership.campaign();
-          }, { logger, what: 'campaigning for leadership', baseMs: 500, signal: shutdown.signal }),
+          retryUntilDone(async () => {
+            // A previous term (lost, or a campaign that failed) is given up first: its key
+            // would otherwise stand ahead of the new campaign until its lease expires. At most
+            // 1 s: a revoke stuck on a dead connection must not hold the new campaign back.
+            await Promise.race([leadership?.resign(), new Promise((resolve) => setTimeout(resolve, 1_000).unref())]);
+            const term = registry.leadership(identity, config.electionTtlSeconds);
+            leadership = term;
+            term.on('lost', (reason) => {
+              if (leadership === term) for (const listener of lostListeners) listener(reason);
+            });
+            return term.campaign();
+            // Capped at 1 s: after a partition heals, the next attempt comes within a second.
+          }, { logger, what: 'campaigning for leadership', baseMs: 500, maxMs: 1_000, signal: shutdown.signal }),
         fence: () => leadership?.fence(),
+        onLost: (listener) => lostListeners.push(listener),
       }
     : undefined;
   const { controller, metrics } = assemble(config, kubeConfig, mapping, registry, logger, recorder, leadershipPort);
@@ -229,7 +242,6 @@ async function run(config: Config, kubeConfig: KubeConfig, mapping: MappingConfi
     logger.info({ address: `${address.address}:${address.port}` }, 'serving /healthz, /readyz and /metrics');
   }
 
-  let exitCode = EXIT_OK;
   let requestStop: (reason: string) => void = () => undefined;
   const stopped = new Promise<string>((resolve) => {
     requestStop = (reason) => {
@@ -239,13 +251,6 @@ async function run(config: Config, kubeConfig: KubeConfig, mapping: MappingConfi
     process.once('SIGTERM', () => requestStop('SIGTERM'));
     process.once('SIGINT', () => requestStop('SIGINT'));
   });
-  // A deposed leader exits (its writes are already fenced off); the pod restarts as a standby.
-  const loseLeadership = (reason: string): void => {
-    logger.error({ reason }, 'leadership lost: exiting so that this replica restarts as a standby');
-    exitCode = EXIT_FAILURE;
-    requestStop('leadership lost');
-  };
-
   // etcd may be unreachable at start: keep trying (unready) rather than crash-looping.
   const starting = retryUntilDone(() => registry.start(), { logger, what: 'connecting to etcd and taking the data lease', baseMs: 500, signal: shutdown.signal })
     .then(() => controller.start())
@@ -267,7 +272,7 @@ async function run(config: Config, kubeConfig: KubeConfig, mapping: MappingConfi
   recorder.stop();
   await health?.close();
   logger.info('stopped');
-  return exitCode;
+  return EXIT_OK;
 }
 
 function env(name: string): string | undefined {

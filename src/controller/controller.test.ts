@@ -12,7 +12,7 @@ import { limitDeletes, plan } from '../plan/index.ts';
 import type { AuditRecord, Change, CurrentEntry, SlimPod } from '../types.ts';
 import { Controller, type ControllerOptions } from './controller.ts';
 import { keyDirectory } from '../registry/keys.ts';
-import type { ApplyResult, NodeFeed, PodEvent, PodSourcePort, RegistryPort } from './ports.ts';
+import type { ApplyResult, Fence, LeadershipPort, NodeFeed, PodEvent, PodSourcePort, RegistryPort } from './ports.ts';
 import type { GrantsMode } from '../grants/grants.ts';
 import { ServiceGrants, type NamespaceFeed } from '../grants/service-grants.ts';
 import type { NamespaceEvent } from '../source/namespace-source.ts';
@@ -49,6 +49,8 @@ class FakeRegistry extends EventEmitter implements RegistryPort {
   lease = '100';
   readonly adoptable = new Set<string>();
   applied: Change[][] = [];
+  /** The fence each apply() carried. */
+  fences: (Fence | undefined)[] = [];
   /** When set, apply() waits for it (a write in flight). */
   gate: Promise<void> | undefined;
   revision = 1;
@@ -60,6 +62,9 @@ class FakeRegistry extends EventEmitter implements RegistryPort {
   }
   healthy(): boolean {
     return true;
+  }
+  outOfSpace(): string | undefined {
+    return undefined;
   }
   /** Directories marked by puts, like the real registry's markers (key root '/'). */
   readonly marked = new Set<string>();
@@ -78,9 +83,10 @@ class FakeRegistry extends EventEmitter implements RegistryPort {
     for (const entry of entries) if (entry.lease === this.lease || this.adoptable.has(entry.lease)) this.marked.add(keyDirectory('/', entry.key));
     return this.marked.size - before;
   }
-  async apply(changes: readonly Change[]): Promise<ApplyResult[]> {
+  async apply(changes: readonly Change[], fence?: Fence): Promise<ApplyResult[]> {
     await this.gate;
     this.applied.push([...changes]);
+    this.fences.push(fence);
     for (const change of changes) if (change.action === 'register' || change.action === 'repair') this.marked.add(keyDirectory('/', change.key));
     return changes.map((change) => {
       const have = this.kv.get(change.key);
@@ -130,7 +136,43 @@ class FakeNamespaces implements NamespaceFeed {
   }
 }
 
-function setup(t: TestContext, overrides: Partial<ControllerOptions> = {}, grantsMode?: GrantsMode) {
+/** An election whose terms the test grants and ends. */
+class FakeLeadership implements LeadershipPort {
+  #fence: Fence | undefined;
+  readonly #lost: ((reason: string) => void)[] = [];
+  #grant: (() => void) | undefined;
+  #terms = 0;
+  campaigns = 0;
+  campaign(): Promise<Fence> {
+    this.campaigns++;
+    return new Promise((resolve) => {
+      this.#grant = () => resolve(this.#fence = { key: 'election/test', createRevision: String(++this.#terms) });
+    });
+  }
+  elect(): void {
+    this.#grant?.();
+  }
+  lose(reason: string): void {
+    this.#fence = undefined;
+    for (const listener of this.#lost) listener(reason);
+  }
+  fence(): Fence | undefined {
+    return this.#fence;
+  }
+  onLost(listener: (reason: string) => void): void {
+    this.#lost.push(listener);
+  }
+}
+
+async function until(what: string, condition: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+function setup(t: TestContext, overrides: Partial<ControllerOptions> = {}, grantsMode?: GrantsMode, leadership?: LeadershipPort) {
   const source = new FakeSource();
   const registry = new FakeRegistry();
   const records: AuditRecord[] = [];
@@ -155,6 +197,7 @@ function setup(t: TestContext, overrides: Partial<ControllerOptions> = {}, grant
       planner: plan,
       limitDeletes,
       grants,
+      leadership,
     },
     { ...options, ...overrides },
   );
@@ -353,6 +396,37 @@ describe('Controller', () => {
     await controller.reconcileNow('wait for the requested one');
     await controller.reconcileNow('and settle');
     assert.equal(registry.kv.get(key('10.1.0.1'))?.lease, '200');
+    await controller.stop();
+  });
+
+  it('steps down on a lost term (writes nothing, keeps its cache), campaigns again and catches up once re-elected', async (t) => {
+    const leadership = new FakeLeadership();
+    const { source, registry, controller } = setup(t, {}, undefined, leadership);
+    source.initial.push(makePod({ uid: 'a', name: 'a', podIPs: ['10.1.0.1'] }));
+    const started = controller.start();
+    await until('the first campaign', () => leadership.campaigns === 1);
+    assert.ok(controller.isStandby());
+    leadership.elect();
+    await started;
+    await controller.whenIdle();
+    assert.ok(registry.kv.has(key('10.1.0.1')));
+    assert.equal(registry.fences.at(-1)?.createRevision, '1');
+
+    leadership.lose('campaign lease lost');
+    assert.ok(controller.isStandby(), 'stepped down at once');
+    await until('a new campaign', () => leadership.campaigns === 2);
+    const writes = registry.applied.length;
+    source.emit({ type: 'upsert', pod: makePod({ uid: 'b', name: 'b', podIPs: ['10.1.0.2'] }) });
+    source.emit({ type: 'upsert', pod: makePod({ uid: 'a', name: 'a', podIPs: ['10.1.0.1'], ready: false }) });
+    await controller.whenIdle();
+    assert.equal(registry.applied.length, writes, 'a standby writes nothing');
+    assert.equal((await controller.reconcileNow('periodic')).outcome, 'skipped');
+    assert.equal(controller.notReadyReason(), undefined, 'a standby with a synced cache and a healthy lease is ready');
+
+    leadership.elect();
+    await until('caught up after re-election', () => registry.kv.has(key('10.1.0.2')) && !registry.kv.has(key('10.1.0.1')));
+    assert.ok(!controller.isStandby());
+    assert.equal(registry.fences.at(-1)?.createRevision, '2', 'writes carry the new term\'s fence');
     await controller.stop();
   });
 

@@ -117,6 +117,7 @@ export class Controller {
     });
     deps.grants?.onChange((namespace) => this.#onGrantsChange(namespace));
     deps.nodes?.onChange((event) => this.#onNodeChange(event.name));
+    deps.leadership?.onLost((reason) => this.#stepDown(reason));
   }
 
   /** Waits for the pod cache, reads etcd, starts the workers and runs the first full reconcile. */
@@ -150,7 +151,10 @@ export class Controller {
       this.#deps.logger.info('standby: waiting for leadership');
       await leadership.campaign();
       this.#standby = false;
+      this.#deps.metrics?.leadershipChanges.inc({ event: 'elected' });
     }
+    // The only writer without an election; the elected one with it.
+    this.#deps.metrics?.leader.set(1);
     // Workers must see etcd's real state, or keys queued by the initial list would be
     // planned against an empty mirror.
     await retryUntilDone(() => this.#refreshMirror(), { logger: this.#deps.logger, what: 'initial etcd read', signal: this.#abort.signal });
@@ -170,6 +174,8 @@ export class Controller {
     if (!this.#started || !this.#initialReconcileDone) return 'starting';
     if (!this.#deps.source.synced()) return 'pod cache not synced';
     if (!this.#deps.registry.healthy()) return 'etcd data lease not healthy';
+    const noSpace = this.#deps.registry.outOfSpace();
+    if (noSpace !== undefined) return `etcd out of space (NOSPACE alarm), writes rejected: ${noSpace}`;
     return undefined;
   }
 
@@ -235,6 +241,11 @@ export class Controller {
       if (outcome === 'ok' || outcome === 'refused') metrics?.reconcileDuration.observe(durationMs / 1000);
       return { outcome, plan, refused, durationMs };
     };
+    // A replica that stepped down writes nothing until it leads again (which reconciles).
+    if (this.#standby) {
+      logger.debug({ reason }, 'reconcile skipped: standby');
+      return finish('skipped', empty, []);
+    }
     // Never delete on a partial view: a cache between a watch error and its relist may lack pods.
     if (!source.synced()) {
       logger.warn({ reason }, 'reconcile skipped: pod cache not synced');
@@ -502,7 +513,7 @@ export class Controller {
     }
     const fence = this.#deps.leadership?.fence();
     if (this.#deps.leadership !== undefined && fence === undefined) {
-      // Leadership is gone: write nothing (the process is on its way out).
+      // Leadership is gone: write nothing; the keys are written again once re-elected.
       for (const key of keys) this.#queue.addRateLimited(key);
       return;
     }
@@ -591,6 +602,39 @@ export class Controller {
     this.#timer = setTimeout(() => {
       void this.reconcileNow('periodic').finally(() => this.#scheduleNext());
     }, this.#options.reconcileIntervalMs);
+  }
+
+  /**
+   * An elected term ended without a resign (campaign lease lost: etcd unreachable past the
+   * election TTL, or this process was paused). Writes stop at once (the fence is gone, and
+   * in-flight transactions carry the old fence, which etcd rejects once another term exists);
+   * the pod cache, the queue and the data lease are kept; the replica campaigns again and, once
+   * re-elected, reconciles against a fresh full read (docs/decisions/0042).
+   */
+  #stepDown(reason: string): void {
+    if (this.#stopping || this.#standby) return;
+    this.#standby = true;
+    const { logger, metrics, leadership } = this.#deps;
+    metrics?.leadershipChanges.inc({ event: 'lost' });
+    metrics?.leader.set(0);
+    logger.warn({ reason }, 'leadership lost: stepping down to standby (pod cache and data lease kept), campaigning again');
+    const lostAt = performance.now();
+    void (async () => {
+      try {
+        await leadership?.campaign();
+      } catch (error) {
+        if (!this.#stopping) logger.error({ err: error }, 'campaign after stepping down failed');
+        return;
+      }
+      if (this.#stopping) return;
+      this.#standby = false;
+      // Another leader may have written meanwhile: read every key again, not only our directories.
+      this.#lastFullReadAt = undefined;
+      metrics?.leadershipChanges.inc({ event: 'elected' });
+      metrics?.leader.set(1);
+      logger.info({ standbySeconds: Math.round(performance.now() - lostAt) / 1000 }, 're-elected after stepping down: reconciling');
+      this.requestReconcile('re-elected');
+    })();
   }
 
   /** Stops taking work and lets in-flight writes finish. Never touches the lease or keys. */

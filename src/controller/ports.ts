@@ -54,6 +54,8 @@ export interface RegistryPort {
   leaseId(): string;
   adoptableLeases(): ReadonlySet<string>;
   healthy(): boolean;
+  /** Set while etcd rejects writes for lack of space (its NOSPACE alarm); cleared by the next write that applies. */
+  outOfSpace(): string | undefined;
   /**
    * The keys of the directories that hold our keys or `wantedKeys` (docs/decisions/0013); with
    * `full`, read from every key under the root, and with our keys in unmarked directories too.
@@ -76,6 +78,8 @@ export interface LeadershipPort {
   /** Resolves once this replica leads. */
   campaign(): Promise<Fence>;
   fence(): Fence | undefined;
+  /** Called when an elected term ends without a resign (campaign lease lost, etcd unreachable). */
+  onLost(listener: (reason: string) => void): void;
 }
 
 export type EventType = 'Normal' | 'Warning';

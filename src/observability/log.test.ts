@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
-import { AuditLog, createLogger } from './log.ts';
+import { AuditLog, COMPONENT, createLogger } from './log.ts';
+import { parseJsonStrict, parseLogLinesStrict } from './testing.ts';
 
 function capture(): { stream: Writable; lines: () => Array<Record<string, unknown>> } {
   const chunks: string[] = [];
@@ -13,7 +14,8 @@ function capture(): { stream: Writable; lines: () => Array<Record<string, unknow
   });
   return {
     stream,
-    lines: () => chunks.join('').split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as Record<string, unknown>),
+    // Strict: a line with a key twice fails the test (log pipelines drop such lines).
+    lines: () => parseLogLinesStrict(chunks.join('')),
   };
 }
 
@@ -46,5 +48,30 @@ describe('createLogger', () => {
     logger.info({ password: 'hunter2', etcd: { auth: { password: 'p2' } }, credentials: { privateKey: 'PRIVATE' } }, 'connecting');
     const text = JSON.stringify(out.lines());
     assert.ok(!text.includes('hunter2') && !text.includes('p2') && !text.includes('PRIVATE'), text);
+  });
+});
+
+describe('log lines', () => {
+  it('carry one key per field when a part binds what its parent bound (registry: module, then component)', () => {
+    const out = capture();
+    const logger = createLogger('info', out.stream);
+    // As wired in cli.ts, and as src/registry binds its own name again.
+    logger.child({ module: 'registry' }).child({ component: 'registry' }).info({ endpoint: 'x' }, 'connected');
+    logger.child({ module: 'controller' }).child({ module: 'controller', pass: 3 }).warn('slow');
+    logger.info('plain');
+    assert.deepEqual(
+      out.lines().map(({ time: _time, ...rest }) => rest),
+      [
+        { level: 'info', component: COMPONENT, module: 'registry', endpoint: 'x', msg: 'connected' },
+        { level: 'warn', component: COMPONENT, module: 'controller', pass: 3, msg: 'slow' },
+        { level: 'info', component: COMPONENT, msg: 'plain' },
+      ],
+    );
+  });
+
+  it('the strict parser rejects a key given twice, as the old lines had it', () => {
+    assert.throws(() => parseJsonStrict('{"component":"etcd-registrar","module":"registry","component":"registry"}'), /duplicate key "component"/);
+    assert.throws(() => parseJsonStrict('{"a":{"b":1,"b":2}}'), /duplicate key "b"/);
+    assert.deepEqual(parseJsonStrict('{"a":[1,{"b":"\\"x"}],"c":null,"d":-1.5e3,"e":true}'), { a: [1, { b: '"x' }], c: null, d: -1500, e: true });
   });
 });

@@ -19,17 +19,49 @@ export function stderrDestination(): DestinationStream {
   return pino.destination({ fd: 2, sync: true });
 }
 
+/** The program's name, in every line's `component`; the part of it is `module`. */
+export const COMPONENT = 'etcd-registrar';
+
+/**
+ * Children keep one key per field. A child's `component` names a part of the program,
+ * which is `module` here (`component` stays the program's name in every line: log
+ * pipelines filter on it). pino appends a child's bindings to its parent's as JSON text,
+ * so a key bound again (`module` by the wiring, then by the part itself) would appear twice
+ * in every line, and log pipelines drop or reject such lines: the inner value replaces it.
+ */
+function withOneKeyPerField(logger: Logger): Logger {
+  type Child = (this: Logger, bindings: pino.Bindings, options?: pino.ChildLoggerOptions) => Logger;
+  const pinoChild = logger.child as unknown as Child;
+  const child: Child = function (bindings, options) {
+    const own: pino.Bindings = {};
+    for (const [key, value] of Object.entries(bindings)) {
+      own[key === 'component' && value !== COMPONENT ? 'module' : key] = value;
+    }
+    const inherited = this.bindings();
+    const instance = pinoChild.call(this, own, options);
+    if (Object.keys(own).some((key) => key in inherited)) {
+      const merged = JSON.stringify({ ...inherited, ...own }).slice(1, -1);
+      (instance as unknown as Record<symbol, unknown>)[pino.symbols.chindingsSym] = merged === '' ? '' : `,${merged}`;
+    }
+    return instance;
+  };
+  // Children are created from their parent's prototype chain, so they inherit this child().
+  (logger as unknown as { child: unknown }).child = child;
+  return logger;
+}
+
 export function createLogger(level: LogLevel, destination: DestinationStream = stdoutDestination(), options: { readonly redact?: boolean } = {}): Logger {
-  return pino(
+  const logger = pino(
     {
       level,
-      base: { component: 'etcd-registrar' },
+      base: { component: COMPONENT },
       timestamp: pino.stdTimeFunctions.isoTime,
       ...(options.redact === false ? {} : { redact: { paths: redactedPaths, censor: '[redacted]' } }),
       formatters: { level: (label) => ({ level: label }) },
     },
     destination,
   );
+  return withOneKeyPerField(logger);
 }
 
 /** An audit record without the fields the log fills in itself. */

@@ -10,6 +10,8 @@ export interface MetricsSources {
   readonly events?: () => { readonly sent: number; readonly deduped: number; readonly dropped: number; readonly failed: number };
   /** Cumulative restarts of the pod watch. */
   readonly sourceRestarts?: () => number;
+  /** etcd rejects our writes for lack of space (NOSPACE alarm). */
+  readonly outOfSpace?: () => boolean;
 }
 
 export class Metrics {
@@ -76,6 +78,17 @@ export class Metrics {
     help: 'Times the data lease was lost and replaced by a new one',
     registers: [this.registry],
   });
+  readonly leadershipChanges = new Counter({
+    name: 'etcd_registrar_leadership_changes_total',
+    help: 'Leadership transitions of this replica: elected (also re-elected after stepping down) and lost (stepped down to standby)',
+    labelNames: ['event'] as const,
+    registers: [this.registry],
+  });
+  readonly leader = new Gauge({
+    name: 'etcd_registrar_leader',
+    help: '1 while this replica leads (writes), 0 while it is a standby',
+    registers: [this.registry],
+  });
 
   constructor(sources: MetricsSources) {
     collectDefaultMetrics({ register: this.registry, prefix: 'etcd_registrar_' });
@@ -111,6 +124,14 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         this.set(sources.ownedKeys());
+      },
+    });
+    new Gauge({
+      name: 'etcd_registrar_etcd_out_of_space',
+      help: '1 while etcd rejects registrations for lack of space (NOSPACE alarm raised), else 0',
+      registers: [this.registry],
+      collect() {
+        this.set(sources.outOfSpace?.() === true ? 1 : 0);
       },
     });
     new Gauge({

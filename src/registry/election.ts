@@ -41,7 +41,12 @@ export class Leadership extends EventEmitter<LeadershipEvents> {
     return this.#fence !== undefined;
   }
 
-  /** Campaigns; resolves once elected (a standby waits here). */
+  /**
+   * Campaigns; resolves once elected (a standby waits here). Rejects when the campaign fails
+   * (etcd unreachable, campaign lease lost); the campaign is then abandoned, its lease revoked
+   * when etcd can be reached, so that the caller's next campaign does not queue behind this
+   * one's key until its TTL runs out.
+   */
   async campaign(): Promise<Fence> {
     const campaign = this.#client.election(this.#name, this.#ttlSeconds).campaign(this.#identity);
     this.#campaign = campaign;
@@ -57,18 +62,28 @@ export class Leadership extends EventEmitter<LeadershipEvents> {
         }
       });
     });
-    await elected;
-    const key = await campaign.getCampaignKey();
-    const response = await this.#client.get(key).exec();
-    const createRevision = response.kvs[0]?.create_revision;
-    if (createRevision === undefined) throw new Error(`campaign key ${key} vanished right after the election`);
-    this.#fence = { key, createRevision };
+    try {
+      await elected;
+      const key = await campaign.getCampaignKey();
+      const response = await this.#client.get(key).exec();
+      const createRevision = response.kvs[0]?.create_revision;
+      if (createRevision === undefined) throw new Error(`campaign key ${key} vanished right after the election`);
+      if (this.#resigned) throw new Error('resigned while campaigning');
+      this.#fence = { key, createRevision };
+    } catch (error) {
+      await this.resign();
+      throw error;
+    }
     this.#log.info({ identity: this.#identity, fence: this.#fence }, 'elected leader');
     this.emit('elected', this.#fence);
     return this.#fence;
   }
 
-  /** Gives leadership up at once (SIGTERM), so a standby takes over without waiting for the TTL. */
+  /**
+   * Gives leadership (or the campaign) up at once, so a standby takes over without waiting for
+   * the TTL (SIGTERM; a lost or failed term). Never throws: if etcd cannot be reached the
+   * campaign lease simply expires.
+   */
   async resign(): Promise<void> {
     this.#resigned = true;
     this.#fence = undefined;

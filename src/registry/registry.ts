@@ -23,6 +23,7 @@ import {
   errorMessage,
   isCompacted,
   isLeaseNotFound,
+  isNoSpace,
   isTransient,
   withRetry,
   type RetryPolicy,
@@ -135,11 +136,13 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
   #keeper: LeaseKeeper | undefined;
   #state: 'new' | 'starting' | 'started' | 'closed' = 'new';
   #mode: LeaseMode = 'owner';
+  /** etcd's answer while its NOSPACE alarm rejects our writes; undefined once a write applies. */
+  #outOfSpace: string | undefined;
 
   constructor(opts: RegistryOptions) {
     super();
     this.#opts = opts;
-    this.#log = opts.logger.child({ component: 'registry' });
+    this.#log = opts.logger.child({ module: 'registry' });
     const ownerId = opts.ownerId;
     if (ownerId === '' || ownerId.includes('/') || hasControl(ownerId)) {
       throw new RegistryProgrammingError(`registry: owner id ${JSON.stringify(ownerId)} must be non-empty, without '/' or control characters`);
@@ -254,6 +257,28 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
   /** Started, and the lease was confirmed alive by etcd within the last TTL. */
   healthy(): boolean {
     return this.#state === 'started' && (this.#keeper?.healthy() ?? false);
+  }
+
+  /**
+   * Why etcd rejects our writes for lack of space (its NOSPACE alarm: backend quota exceeded),
+   * or undefined. Reads, deletes and lease keepalives still work then; the keys and the lease
+   * survive. Cleared by the first write that applies (after an operator compacted,
+   * defragmented and disarmed the alarm).
+   */
+  outOfSpace(): string | undefined {
+    return this.#outOfSpace;
+  }
+
+  #noteWriteOutcome(error: unknown): void {
+    if (error !== undefined && isNoSpace(error)) {
+      if (this.#outOfSpace === undefined) {
+        this.#log.error({ err: errorMessage(error) }, 'etcd is out of space (NOSPACE alarm): registrations cannot be written until an operator compacts, defragments and disarms the alarm; retrying with backoff');
+      }
+      this.#outOfSpace = errorMessage(error);
+    } else if (error === undefined && this.#outOfSpace !== undefined) {
+      this.#outOfSpace = undefined;
+      this.#log.info('etcd accepts writes again (NOSPACE alarm cleared)');
+    }
   }
 
   /** The normalised key root (ends with '/'). */
@@ -597,7 +622,9 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
         const out = await withRetry(this.#retry, () => client.kv.txn(req), this.#hooks('apply'));
         res = out.value;
         ambiguous ||= out.ambiguous;
+        this.#noteWriteOutcome(undefined);
       } catch (err) {
+        this.#noteWriteOutcome(err);
         if (isLeaseNotFound(err) && leaseWaits < 2 && pending.some((it) => isPut(it.change))) {
           // Our lease is gone; the keeper will replace it. Wait for that, then retry.
           leaseWaits++;

@@ -27,6 +27,11 @@ export function isLeaseNotFound(err: unknown): boolean {
   return err instanceof EtcdLeaseInvalidError;
 }
 
+/** etcd's NOSPACE alarm is raised (backend quota exceeded): it rejects puts and lease grants until disarmed. */
+export function isNoSpace(err: unknown): boolean {
+  return err instanceof Error && /database space exceeded|NOSPACE/.test(err.message);
+}
+
 /** etcd compacted the revision a paginated read was pinned to. */
 export function isCompacted(err: unknown): boolean {
   return err instanceof Error && /required revision has been compacted/.test(err.message);

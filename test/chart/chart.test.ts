@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { flagSpecs, parseConfig } from '../../src/config.ts';
 import { manifestsPath, renderManifests } from '../../scripts/render-manifests.ts';
+import { defaultImageTag } from '../../scripts/image.ts';
+import { execFileSync } from 'node:child_process';
 import {
   chartDir,
   controllerContainer,
@@ -14,6 +16,7 @@ import {
   find,
   helm,
   helmOk,
+  packagedChart,
   parseManifests,
   repoRoot,
   template,
@@ -359,7 +362,7 @@ describe('chart: values schema and guards', () => {
   test('a wrong type is rejected with the path and the expected type', async () => {
     assert.match(await failure(['replicaCount=two']), /at '\/replicaCount': got string, want integer/);
     assert.match(await failure(['config.forceDeletes=maybe']), /at '\/config\/forceDeletes': got string, want boolean/);
-    assert.match(await failure(['etcd.endpoints=http://etcd:2379']), /at '\/etcd\/endpoints': got string, want array/);
+    assert.match(await failure(['etcd.endpoints=5']), /at '\/etcd\/endpoints': got number, want string or array/);
   });
 
   test('an unknown key is rejected, at any depth', async () => {
@@ -432,6 +435,33 @@ function walkSchema(node: SchemaNode, path: string, open: string[]): void {
   }
   if (node.items !== undefined) walkSchema(node.items, `${path}/*`, open);
 }
+
+describe('chart: packaged as users get it', () => {
+  test('helm package holds the chart, its schema, the Rancher form and readme, and nothing else', async () => {
+    const files = execFileSync('tar', ['-tzf', await packagedChart()], { encoding: 'utf8' }).split('\n').filter((f) => f !== '' && !f.endsWith('/'));
+    for (const file of ['Chart.yaml', 'values.yaml', 'values.schema.json', 'questions.yaml', 'app-readme.md', 'README.md', 'templates/deployment.yaml', 'dashboards/etcd-registrar.json']) {
+      assert.ok(files.includes(`etcd-registrar/${file}`), `the package holds ${file}: ${files.join(', ')}`);
+    }
+    assert.deepEqual(files.filter((f) => !f.startsWith('etcd-registrar/')), []);
+  });
+
+  test('helm template of the package names the image npm run image builds', async () => {
+    const image = defaultImageTag();
+    const at = image.lastIndexOf(':');
+    const objects = await template({ chart: await packagedChart(), set: [`image.repository=${image.slice(0, at)}`, `image.tag=${image.slice(at + 1)}`] });
+    assert.equal(controllerContainer(objects).image, image);
+  });
+
+  test('the etcd endpoints as one comma-separated string (Rancher\'s form gives a string) render as a list does', async () => {
+    const list = controllerContainer(await template({ set: ['etcd.endpoints={https://a:2379,https://b:2379}'] }));
+    const text = controllerContainer(await template({ set: ['etcd.endpoints=https://a:2379\\,https://b:2379'] }));
+    assert.ok(list.args?.includes('--etcd-endpoints=https://a:2379,https://b:2379'), String(list.args));
+    assert.deepEqual(text.args, list.args);
+    const bad = await helm(templateArgs({ set: ['etcd.endpoints=etcd:2379'] }));
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /etcd\/endpoints/);
+  });
+});
 
 describe('deploy/ manifests', () => {
   test('deploy/etcd-registrar.yaml matches the chart (run `npm run manifests` after changing the chart)', async () => {

@@ -1,6 +1,8 @@
 // Helpers of the chart tests: run helm and kubectl from the harness's tool cache and parse
 // rendered manifests.
 import { execFile } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
@@ -30,6 +32,23 @@ export function helm(args: readonly string[], env: Record<string, string> = {}):
       },
     );
   });
+}
+
+let packaged: Promise<string> | undefined;
+
+/**
+ * The chart as users get it: `helm package` into a temp dir, once per test process. The
+ * install tests use this .tgz, not the folder, so a file the package leaves out is caught.
+ */
+export function packagedChart(): Promise<string> {
+  packaged ??= (async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'etcd-registrar-chart-'));
+    const out = await helmOk(['package', chartDir, '--destination', dir]);
+    const match = /saved it to: (\S+\.tgz)/.exec(out);
+    if (match?.[1] === undefined) throw new Error(`helm package printed no path: ${out}`);
+    return match[1];
+  })();
+  return packaged;
 }
 
 /** Runs helm and rejects with its stderr on failure. */
@@ -66,10 +85,12 @@ export interface TemplateOptions {
   readonly valuesFiles?: readonly string[];
   readonly set?: readonly string[];
   readonly extra?: readonly string[];
+  /** The chart folder (default) or a packaged .tgz. */
+  readonly chart?: string;
 }
 
 export function templateArgs(opts: TemplateOptions = {}): string[] {
-  const args = ['template', opts.release ?? 'test', chartDir, '--namespace', opts.namespace ?? 'etcd-registrar'];
+  const args = ['template', opts.release ?? 'test', opts.chart ?? chartDir, '--namespace', opts.namespace ?? 'etcd-registrar'];
   for (const file of opts.valuesFiles ?? []) args.push('--values', file);
   for (const pair of opts.set ?? []) args.push('--set', pair);
   args.push(...(opts.extra ?? []));

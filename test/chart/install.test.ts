@@ -11,7 +11,8 @@ import { startCluster, type Cluster } from '../cluster/cluster.ts';
 import { freePort, spawnManaged, waitFor } from '../cluster/process.ts';
 import { toolPath } from '../cluster/tools.ts';
 import { manifestsPath } from '../../scripts/render-manifests.ts';
-import { chartDir, helm, helmOk, parseManifests, repoRoot, templateArgs, valuesAllPath, type DeploymentSpec } from './helm.ts';
+import { defaultImageTag } from '../../scripts/image.ts';
+import { helm, helmOk, packagedChart, parseManifests, repoRoot, templateArgs, valuesAllPath, type DeploymentSpec } from './helm.ts';
 
 const RELEASE = 'reg';
 const NAMESPACE = 'registrar-system';
@@ -19,6 +20,12 @@ const SA = `${RELEASE}-etcd-registrar`;
 
 let cluster: Cluster;
 let helmEnv: Record<string, string>;
+/** The chart as users get it (`helm package`), not the folder. */
+let chart: string;
+/** The image `npm run image` builds (test/image runs it; under KWOK it only has to be named). */
+const image = defaultImageTag();
+const imageRepository = image.slice(0, image.lastIndexOf(':'));
+const imageTag = image.slice(image.lastIndexOf(':') + 1);
 
 /** helm against the test cluster, with its own config/cache/data dirs. */
 const helmIn = (args: readonly string[]): Promise<string> =>
@@ -61,6 +68,7 @@ describe('chart in the real control plane', () => {
       HELM_DATA_HOME: join(home, 'data'),
     };
     await mkdir(home, { recursive: true });
+    chart = await packagedChart();
   });
   after(async () => {
     await cluster?.stop();
@@ -76,7 +84,7 @@ describe('chart in the real control plane', () => {
 
   test('the chart with every value set passes a server-side dry run (but the ServiceMonitor: no CRD here)', async () => {
     for (const ns of ['team-a', 'team-b', 'monitoring']) await cluster.createNamespace(ns);
-    const rendered = await helmOk(templateArgs({ release: 'all', valuesFiles: [valuesAllPath] }));
+    const rendered = await helmOk(templateArgs({ release: 'all', valuesFiles: [valuesAllPath], chart }));
     const objects = parseManifests(rendered).filter((o) => o.kind !== 'ServiceMonitor');
     assert.ok(objects.length >= 10);
     const { stdout } = await cluster.kubectl(['apply', '--dry-run=server', '-f', '-'], {
@@ -88,9 +96,12 @@ describe('chart in the real control plane', () => {
 
   test('helm install: the release becomes ready and its ServiceAccount has exactly the RBAC it needs', async () => {
     await helmIn([
-      'install', RELEASE, chartDir, '--namespace', NAMESPACE, '--create-namespace',
-      '--set', 'config.environment=PRE', '--set', 'terminationGracePeriodSeconds=5', '--wait', '--timeout', '120s',
+      'install', RELEASE, chart, '--namespace', NAMESPACE, '--create-namespace',
+      '--set', 'config.environment=PRE', '--set', 'terminationGracePeriodSeconds=5',
+      '--set', `image.repository=${imageRepository}`, '--set', `image.tag=${imageTag}`, '--wait', '--timeout', '120s',
     ]);
+    const { stdout: deployedImage } = await cluster.kubectl(['get', 'deployment', SA, '-n', NAMESPACE, '-o', 'jsonpath={.spec.template.spec.containers[0].image}']);
+    assert.equal(deployedImage, image, 'the release runs the image npm run image builds');
     const { stdout: status } = await cluster.kubectl(['get', 'deployment', SA, '-n', NAMESPACE, '-o', 'jsonpath={.status.readyReplicas}']);
     assert.equal(status, '2', 'both replicas (leader and standby) ready');
     const sa = await cluster.serviceAccountKubeconfig(NAMESPACE, SA);
@@ -212,7 +223,7 @@ describe('chart in the real control plane', () => {
 
   test('namespaced mode: a Role per watched namespace; cluster-wide only reading Namespaces (service grants) and, JSON values, Nodes', async () => {
     await helmIn([
-      'install', 'regns', chartDir, '--namespace', 'registrar-ns', '--create-namespace',
+      'install', 'regns', chart, '--namespace', 'registrar-ns', '--create-namespace',
       '--set', 'rbac.namespaced=true', '--set', 'watchNamespaces={team-a}', '--set', 'config.ownerId=regns', '--set', 'terminationGracePeriodSeconds=5',
       '--set', 'config.valueFormat=json',
       '--wait', '--timeout', '120s',

@@ -8,6 +8,7 @@ import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { parseUpOptions, upArgs, UP_OPTIONS, type UpOptions } from './cli.ts';
+import { ETCD_VERSION, KUBERNETES_VERSION } from './tools.ts';
 
 const run = promisify(execFile);
 const CLI = fileURLToPath(new URL('./cli.ts', import.meta.url));
@@ -89,13 +90,13 @@ describe('cluster CLI up options', () => {
     parseUpOptions(parseArgs({ args, options: UP_OPTIONS }).values);
 
   it('defaults to one plain registry member', () => {
-    assert.deepEqual(parse([]), { nodes: 3, registryMembers: 1, registryTls: false, registryAuth: false, registryKeyRoot: '/' });
+    assert.deepEqual(parse([]), { nodes: 3, registryMembers: 1, registryTls: false, registryAuth: false, registryKeyRoot: '/', registryEtcdVersion: ETCD_VERSION, kubernetesVersion: KUBERNETES_VERSION });
   });
 
   it('passes every registry option on to the supervisor unchanged', () => {
-    const args = ['--nodes', '2', '--registry-members', '3', '--registry-tls', '--registry-auth', '--registry-key-root', '/services/'];
+    const args = ['--nodes', '2', '--registry-members', '3', '--registry-tls', '--registry-auth', '--registry-key-root', '/services/', '--registry-etcd-version', 'v3.5.35', '--kubernetes-version', 'v1.34.1'];
     const opts = parse(args);
-    assert.deepEqual(opts, { nodes: 2, registryMembers: 3, registryTls: true, registryAuth: true, registryKeyRoot: '/services/' });
+    assert.deepEqual(opts, { nodes: 2, registryMembers: 3, registryTls: true, registryAuth: true, registryKeyRoot: '/services/', registryEtcdVersion: 'v3.5.35', kubernetesVersion: 'v1.34.1' });
     assert.deepEqual(parse(upArgs(opts)), opts);
   });
 
@@ -103,5 +104,6 @@ describe('cluster CLI up options', () => {
     assert.throws(() => parse(['--registry-members', '2']), /--registry-members: 2 must be 1 or 3/);
     assert.throws(() => parse(['--registry-key-root', 'services/']), /--registry-key-root/);
     assert.throws(() => parse(['--nodes', '0']), /--nodes/);
+    assert.throws(() => parse(['--registry-etcd-version', '3.5']), /--registry-etcd-version: 3.5 is not a release version/);
   });
 });

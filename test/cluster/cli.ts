@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { envFileText, startCluster, type ClusterOptions } from './cluster.ts';
-import { ensureTools } from './tools.ts';
+import { ensureTools, ETCD_VERSION, KUBERNETES_VERSION } from './tools.ts';
 
 const USAGE = `usage: npm run cluster -- <up|down|status> --dir DIR [options]
   up      start a cluster in the background; writes DIR/env (source it)
@@ -19,7 +19,9 @@ options of up:
   --registry-members 1|3  members of the registry etcd (default 1)
   --registry-tls          registry etcd over TLS with client certificates (DIR/registry/*.crt)
   --registry-auth         etcd auth: root and a limited etcd-registrar user (DIR/registry/password)
-  --registry-key-root P   prefix the etcd-registrar user may write (default /)`;
+  --registry-key-root P   prefix the etcd-registrar user may write (default /)
+  --registry-etcd-version V  etcd release of the registry, e.g. v3.5.35 (built and cached on first use)
+  --kubernetes-version V     Kubernetes release of the control plane, e.g. v1.34.1 (built on first use, ~10+ min)`;
 
 /** The `up` options, passed on to the supervisor as the same flags. */
 export const UP_OPTIONS = {
@@ -28,9 +30,11 @@ export const UP_OPTIONS = {
   'registry-tls': { type: 'boolean', default: false },
   'registry-auth': { type: 'boolean', default: false },
   'registry-key-root': { type: 'string', default: '/' },
+  'registry-etcd-version': { type: 'string', default: ETCD_VERSION },
+  'kubernetes-version': { type: 'string', default: KUBERNETES_VERSION },
 } as const;
 
-export type UpOptions = Pick<ClusterOptions, 'nodes' | 'registryMembers' | 'registryTls' | 'registryAuth' | 'registryKeyRoot'>;
+export type UpOptions = Pick<ClusterOptions, 'nodes' | 'registryMembers' | 'registryTls' | 'registryAuth' | 'registryKeyRoot' | 'registryEtcdVersion' | 'kubernetesVersion'>;
 
 export interface UpValues {
   nodes: string;
@@ -38,6 +42,8 @@ export interface UpValues {
   'registry-tls': boolean;
   'registry-auth': boolean;
   'registry-key-root': string;
+  'registry-etcd-version': string;
+  'kubernetes-version': string;
 }
 
 export function parseUpOptions(values: UpValues): UpOptions {
@@ -47,12 +53,17 @@ export function parseUpOptions(values: UpValues): UpOptions {
   if (members !== '1' && members !== '3') throw new Error(`--registry-members: ${members} must be 1 or 3`);
   const keyRoot = values['registry-key-root'];
   if (!keyRoot.startsWith('/')) throw new Error(`--registry-key-root: ${keyRoot} must start with /`);
+  for (const flag of ['registry-etcd-version', 'kubernetes-version'] as const) {
+    if (!/^v\d+\.\d+\.\d+$/.test(values[flag])) throw new Error(`--${flag}: ${values[flag]} is not a release version like v1.2.3`);
+  }
   return {
     nodes,
     registryMembers: members === '3' ? 3 : 1,
     registryTls: values['registry-tls'],
     registryAuth: values['registry-auth'],
     registryKeyRoot: keyRoot,
+    registryEtcdVersion: values['registry-etcd-version'],
+    kubernetesVersion: values['kubernetes-version'],
   };
 }
 
@@ -61,6 +72,8 @@ export function upArgs(opts: UpOptions): string[] {
     '--nodes', String(opts.nodes ?? 3),
     '--registry-members', String(opts.registryMembers ?? 1),
     '--registry-key-root', opts.registryKeyRoot ?? '/',
+    '--registry-etcd-version', opts.registryEtcdVersion ?? ETCD_VERSION,
+    '--kubernetes-version', opts.kubernetesVersion ?? KUBERNETES_VERSION,
     ...(opts.registryTls === true ? ['--registry-tls'] : []),
     ...(opts.registryAuth === true ? ['--registry-auth'] : []),
   ];
@@ -118,7 +131,9 @@ async function up(dir: string, opts: UpOptions): Promise<number> {
     console.error(`a cluster is already running in ${dir} (npm run cluster -- down --dir ${dir})`);
     return 1;
   }
+  // Built here, with progress on this terminal, rather than silently in the supervisor.
   await ensureTools();
+  await ensureTools(undefined, { etcd: opts.registryEtcdVersion, kubernetes: opts.kubernetesVersion });
   await mkdir(dir, { recursive: true });
   const { env, supervisorLog } = files(dir);
   await rm(env, { force: true });

@@ -12,7 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
 import { startEtcd, type EtcdServer, type EtcdTls } from './etcd.ts';
-import { etcdLeader, moveEtcdLeader, startEtcdCluster } from './etcd-cluster.ts';
+import { etcdLeader, moveEtcdLeader, replaceEtcdMember, startEtcdCluster } from './etcd-cluster.ts';
 import {
   makeClusterPki,
   makeRegistryPki,
@@ -29,7 +29,7 @@ import {
   waitFor,
   type ManagedProcess,
 } from './process.ts';
-import { ensureTools, toolPath, type ToolName } from './tools.ts';
+import { ensureTools, ETCD_VERSION, KUBERNETES_VERSION, toolPath, toolVersion, versionOverridesFromEnv, type ToolName } from './tools.ts';
 
 export const SERVICE_CIDR = '10.0.0.0/24';
 export const POD_CIDR = '10.244.0.0/16';
@@ -62,6 +62,13 @@ export interface ClusterOptions {
   registryAuth?: boolean;
   /** Key root the etcd-registrar user may write under (the controller's --key-root); default "/". */
   registryKeyRoot?: string;
+  /**
+   * Versions for the compatibility matrix (built and cached per version): the registry etcd
+   * (the API server's own etcd keeps the default) and the Kubernetes control plane. Default:
+   * $ETCD_REGISTRAR_REGISTRY_ETCD_VERSION / $ETCD_REGISTRAR_KUBERNETES_VERSION, else the pinned ones.
+   */
+  registryEtcdVersion?: string;
+  kubernetesVersion?: string;
 }
 
 /** The etcd user the controller logs in as with `registryAuth`. */
@@ -140,6 +147,8 @@ export interface Cluster {
    * MoveLeader and resolves with the new leader once the members agree.
    */
   moveRegistryLeader(to?: EtcdServer): Promise<EtcdServer>;
+  /** Replaces a registry member: removed, data wiped, added back and started empty (same ports). */
+  replaceRegistryMember(member: EtcdServer): Promise<void>;
   /**
    * With `registryTls`: the registry's CA (key included, to issue more certificates with
    * pki.ts issueClientCert), serving and client certificates. Undefined otherwise.
@@ -184,9 +193,17 @@ export interface Cluster {
 const CONTROL_PLANE_TOOLS: ToolName[] = [
   'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl', 'etcd', 'kwok',
 ];
+const KUBERNETES_TOOLS: ToolName[] = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl'];
 
-export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
+export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
+  const fromEnv = versionOverridesFromEnv();
+  const opts: ClusterOptions = {
+    ...options,
+    registryEtcdVersion: options.registryEtcdVersion ?? fromEnv.etcd ?? ETCD_VERSION,
+    kubernetesVersion: options.kubernetesVersion ?? fromEnv.kubernetes ?? KUBERNETES_VERSION,
+  };
   await ensureTools(CONTROL_PLANE_TOOLS);
+  await ensureTools(['etcd', 'etcdctl', ...KUBERNETES_TOOLS], { etcd: opts.registryEtcdVersion, kubernetes: opts.kubernetesVersion });
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'etcd-registrar-cluster-')));
   await mkdir(dir, { recursive: true });
   ownDir(dir);
@@ -254,6 +271,10 @@ class LocalCluster implements Cluster {
 
   moveRegistryLeader(to?: EtcdServer): Promise<EtcdServer> {
     return moveEtcdLeader(this.#registry, (endpoint) => this.#registryClient([endpoint]), to);
+  }
+
+  replaceRegistryMember(member: EtcdServer): Promise<void> {
+    return replaceEtcdMember(this.#registry, member, (endpoint) => this.#registryClient([endpoint]));
   }
 
   get registryPki(): RegistryPki | undefined {
@@ -327,7 +348,8 @@ class LocalCluster implements Cluster {
     await mkdir(pkiDir, { recursive: true });
     const [pki, apiEtcd, registry, apiPort] = await settleAll([
       makeClusterPki(pkiDir),
-      startEtcd({ dir: join(this.dir, 'etcd-api'), name: 'api' }).then((e) => (this.#apiEtcd = e)),
+      // The API server's own etcd stays at the pinned version whatever the registry runs.
+      startEtcd({ dir: join(this.dir, 'etcd-api'), name: 'api', version: ETCD_VERSION }).then((e) => (this.#apiEtcd = e)),
       this.#startRegistry(),
       freePort(),
     ] as const);
@@ -354,7 +376,7 @@ class LocalCluster implements Cluster {
       this.#registryPki = pki;
       tls = { certFile: pki.server.cert, keyFile: pki.server.key, trustedCaFile: pki.ca.cert };
     }
-    const member = tls === undefined ? {} : { tls };
+    const member = { version: this.#opts.registryEtcdVersion, ...(tls === undefined ? {} : { tls }) };
     if (members === 1) {
       this.#registry = [await startEtcd({ ...member, dir: join(this.dir, 'etcd-registry'), name: 'registry' })];
     } else {
@@ -411,7 +433,12 @@ class LocalCluster implements Cluster {
   }
 
   #spawn(name: string, tool: ToolName, args: string[]): ManagedProcess {
-    return spawnManaged({ name, command: toolPath(tool), args, logPath: join(this.dir, `${name}.log`) });
+    return spawnManaged({ name, command: this.#toolPath(tool), args, logPath: join(this.dir, `${name}.log`) });
+  }
+
+  /** The control plane and kubectl at the cluster's Kubernetes version. */
+  #toolPath(tool: ToolName): string {
+    return toolPath(tool, toolVersion(tool, { kubernetes: this.#opts.kubernetesVersion }));
   }
 
   async #startApiServer(): Promise<void> {
@@ -578,7 +605,7 @@ class LocalCluster implements Cluster {
     ];
     return new Promise((resolve, reject) => {
       const child = execFile(
-        toolPath('kubectl'),
+        this.#toolPath('kubectl'),
         fullArgs,
         { maxBuffer: 64 * 1024 * 1024 },
         (err, stdout, stderr) => {

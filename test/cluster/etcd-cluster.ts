@@ -128,3 +128,24 @@ export async function moveEtcdLeader(
     { timeoutMs, intervalMs: 100 },
   );
 }
+
+/**
+ * Replaces `victim` the way an operator replaces a failed member: remove it from the
+ * cluster (through another member), wipe its data, add it back as a new member and start it
+ * empty; it catches up from the leader. Resolves once it is healthy again. Ports and
+ * endpoints stay the same, so clients need no new configuration.
+ */
+export async function replaceEtcdMember(members: readonly EtcdServer[], victim: EtcdServer, connect: ConnectFn, timeoutMs = 30_000): Promise<void> {
+  const other = members.find((m) => m !== victim && m.isRunning());
+  if (other === undefined) throw new Error('no other running member to replace through');
+  const { id } = await memberStatus(victim, connect);
+  const client = connect(other.endpoints[0] ?? '');
+  try {
+    await client.cluster.memberRemove({ ID: id }, { deadline: Date.now() + timeoutMs });
+    await victim.stop();
+    await client.cluster.memberAdd({ peerURLs: [victim.peerUrl] }, { deadline: Date.now() + timeoutMs });
+  } finally {
+    client.close();
+  }
+  await victim.rejoinEmpty();
+}

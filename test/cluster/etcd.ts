@@ -12,7 +12,7 @@ import {
   waitFor,
   type ManagedProcess,
 } from './process.ts';
-import { toolPath } from './tools.ts';
+import { toolPath, versionOverridesFromEnv } from './tools.ts';
 
 export interface EtcdOptions {
   /** Home of this member (data dir and log go inside); a fresh temp dir by default. */
@@ -31,6 +31,11 @@ export interface EtcdOptions {
   tls?: EtcdTls;
   extraArgs?: string[];
   startTimeoutMs?: number;
+  /**
+   * etcd release to run (built and cached per version by `npm run tools`); default
+   * $ETCD_REGISTRAR_REGISTRY_ETCD_VERSION, else ETCD_VERSION.
+   */
+  version?: string | undefined;
 }
 
 export interface EtcdTls {
@@ -67,6 +72,12 @@ export interface EtcdServer {
   start(): Promise<void>;
   /** Stops and removes the directory. */
   destroy(): Promise<void>;
+  /**
+   * Stops, removes the data dir and starts again as a new member of an existing cluster
+   * (same name, ports and peers): the second half of a member replacement, after the old
+   * member was removed and the new one added (see etcd-cluster.ts replaceEtcdMember).
+   */
+  rejoinEmpty(): Promise<void>;
 }
 
 const TERMINATING: ReadonlySet<NodeJS.Signals> = new Set(['SIGKILL', 'SIGTERM', 'SIGINT']);
@@ -110,6 +121,8 @@ class EtcdMember implements EtcdServer {
   readonly #args: string[];
   readonly #opts: EtcdOptions;
   #proc: ManagedProcess | undefined;
+  /** Joining a running cluster with an empty data dir (after rejoinEmpty). */
+  #joinExisting = false;
 
   constructor(dir: string, opts: EtcdOptions, clientPort: number, peerPort: number, metricsPort?: number) {
     this.dir = dir;
@@ -161,14 +174,16 @@ class EtcdMember implements EtcdServer {
 
   async start(waitReady = true): Promise<void> {
     if (this.isRunning()) return;
-    const binary = toolPath('etcd');
+    const binary = toolPath('etcd', this.#opts.version ?? versionOverridesFromEnv().etcd);
     if (!existsSync(binary)) {
-      throw new Error(`etcd binary not found at ${binary}: run \`npm run tools\` first`);
+      const version = this.#opts.version ?? versionOverridesFromEnv().etcd;
+      const flag = version === undefined ? '' : ` -- --registry-etcd-version ${version}`;
+      throw new Error(`etcd binary not found at ${binary}: run \`npm run tools${flag}\` first`);
     }
     this.#proc = spawnManaged({
       name: `etcd ${this.name}`,
       command: binary,
-      args: this.#args,
+      args: this.#joinExisting ? this.#args.map((arg) => (arg === '--initial-cluster-state=new' ? '--initial-cluster-state=existing' : arg)) : this.#args,
       logPath: this.logPath,
     });
     if (waitReady) await this.waitHealthy(this.#opts.startTimeoutMs);
@@ -198,6 +213,13 @@ class EtcdMember implements EtcdServer {
     if (proc === undefined) return;
     proc.signal(signal);
     if (TERMINATING.has(signal)) await proc.exited;
+  }
+
+  async rejoinEmpty(): Promise<void> {
+    await this.stop();
+    await rm(this.dataDir, { recursive: true, force: true });
+    this.#joinExisting = true;
+    await this.start();
   }
 
   async destroy(): Promise<void> {

@@ -21,6 +21,7 @@ export const SYSTEM_PACKAGES: readonly SystemPackage[] = [
   { name: 'buildah', probe: '/usr/bin/buildah', usedFor: 'the image tests build the Dockerfile with it' },
   { name: 'podman', probe: '/usr/bin/podman', usedFor: 'the image tests run the image with it' },
   { name: 'runc', probe: '/usr/sbin/runc', usedFor: 'podman runs the image through it' },
+  { name: 'binutils', probe: '/usr/bin/strip', usedFor: 'the image build strips the Node binary with it' },
 ];
 
 export class SystemPackageError extends Error {

@@ -16,6 +16,7 @@ const VERSION_COMMANDS: Record<ToolName, string[]> = {
   etcdctl: ['version'],
   kwok: ['--version'],
   helm: ['version', '--short'],
+  'toxiproxy-server': ['-version'],
 };
 
 describe('cached tools', () => {

@@ -8,6 +8,14 @@ export const KUBERNETES_VERSION = 'v1.35.4';
 export const ETCD_VERSION = 'v3.6.16';
 export const KWOK_VERSION = 'v0.8.0';
 export const HELM_VERSION = 'v4.3.1';
+/**
+ * Registry etcd releases besides ETCD_VERSION that `npm run test:compat` (and CI) checks: the
+ * latest 3.5 patch the Go module proxy serves. 3.4 is not buildable from the proxy (its
+ * v3.4.x tags are not valid versions of the module go.etcd.io/etcd; see docs/compatibility.md).
+ */
+export const COMPAT_ETCD_VERSIONS: readonly string[] = ['v3.5.35'];
+/** Network fault proxy for the fault suite; the newest v2 the Go module proxy serves. */
+export const TOXIPROXY_VERSION = 'v2.5.0';
 
 export const TOOL_VERSIONS = {
   'kube-apiserver': KUBERNETES_VERSION,
@@ -18,6 +26,7 @@ export const TOOL_VERSIONS = {
   etcdctl: ETCD_VERSION,
   kwok: KWOK_VERSION,
   helm: HELM_VERSION,
+  'toxiproxy-server': TOXIPROXY_VERSION,
 } as const;
 
 export type ToolName = keyof typeof TOOL_VERSIONS;
@@ -34,22 +43,48 @@ export function binDir(): string {
   return join(cacheRoot(), 'bin');
 }
 
-/** Where the binary for `name` lives (whether or not it has been built yet). */
-export function toolPath(name: ToolName): string {
-  return join(binDir(), `${name}-${TOOL_VERSIONS[name]}`);
+/**
+ * Versions other than the defaults, for the compatibility matrix: the registry etcd (etcd,
+ * etcdctl) and the Kubernetes control plane (kube-*, kubectl). Each is built and cached
+ * under its own version, beside the defaults.
+ */
+export interface ToolVersionOverrides {
+  readonly etcd?: string | undefined;
+  readonly kubernetes?: string | undefined;
 }
 
-export function missingTools(names: readonly ToolName[] = TOOL_NAMES): ToolName[] {
-  return names.filter((name) => !existsSync(toolPath(name)));
+/** Overrides from the environment: ETCD_REGISTRAR_REGISTRY_ETCD_VERSION, ETCD_REGISTRAR_KUBERNETES_VERSION. */
+export function versionOverridesFromEnv(env: NodeJS.ProcessEnv = process.env): ToolVersionOverrides {
+  const pick = (name: string): string | undefined => (env[name] === undefined || env[name] === '' ? undefined : env[name]);
+  return { etcd: pick('ETCD_REGISTRAR_REGISTRY_ETCD_VERSION'), kubernetes: pick('ETCD_REGISTRAR_KUBERNETES_VERSION') };
+}
+
+const KUBERNETES_TOOLS: ReadonlySet<ToolName> = new Set(['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubectl']);
+
+/** The version of `name` to use: the override of its group, else the default. */
+export function toolVersion(name: ToolName, overrides: ToolVersionOverrides = {}): string {
+  if ((name === 'etcd' || name === 'etcdctl') && overrides.etcd !== undefined) return overrides.etcd;
+  if (KUBERNETES_TOOLS.has(name) && overrides.kubernetes !== undefined) return overrides.kubernetes;
+  return TOOL_VERSIONS[name];
+}
+
+/** Where the binary for `name` at `version` lives (whether or not it has been built yet). */
+export function toolPath(name: ToolName, version: string = TOOL_VERSIONS[name]): string {
+  return join(binDir(), `${name}-${version}`);
+}
+
+export function missingTools(names: readonly ToolName[] = TOOL_NAMES, overrides: ToolVersionOverrides = {}): ToolName[] {
+  return names.filter((name) => !existsSync(toolPath(name, toolVersion(name, overrides))));
 }
 
 /** Builds whatever is missing (a no-op with a warm cache) and returns the paths. */
 export async function ensureTools(
   names: readonly ToolName[] = TOOL_NAMES,
+  overrides: ToolVersionOverrides = {},
 ): Promise<Record<ToolName, string>> {
-  if (missingTools(names).length > 0) {
+  if (missingTools(names, overrides).length > 0) {
     const { buildTools } = await import('./build-tools.ts');
-    await buildTools(names);
+    await buildTools(names, undefined, overrides);
   }
-  return Object.fromEntries(TOOL_NAMES.map((n) => [n, toolPath(n)])) as Record<ToolName, string>;
+  return Object.fromEntries(TOOL_NAMES.map((n) => [n, toolPath(n, toolVersion(n, overrides))])) as Record<ToolName, string>;
 }

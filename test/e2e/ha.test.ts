@@ -111,11 +111,13 @@ describe('two replicas', () => {
     await eventually('p6 registered by d', async () => (await observer.snapshot(PREFIX)).has(p6), 10_000);
     const resumedAt = new Date().toISOString();
     leader.proc.signal('SIGCONT');
-    const status = await leader.proc.exited;
-    assert.equal(status.code, 1, 'the deposed leader exits to restart as a standby');
+    // The deposed leader steps down to standby (no exit, no restart) and stays ready.
+    await eventually('the old leader stepped down', () => leader.lines().some((line) => String(line['msg']).startsWith('leadership lost: stepping down to standby')), 20_000);
+    assert.ok(leader.proc.isRunning(), 'the deposed leader keeps running as a standby');
+    await eventually('the old leader is a ready standby', async () => (await fetch(`${leader.metricsUrl}/readyz`)).ok, 15_000);
+    assert.match(await (await fetch(`${leader.metricsUrl}/metrics`)).text(), /etcd_registrar_leadership_changes_total\{event="lost"\} 1/);
     const applied = leader.audits().filter((r) => r.outcome === 'ok' && r.action !== 'skip' && String((r as unknown as { time: string }).time) >= resumedAt);
     assert.deepEqual(applied, [], 'no write of the old leader applied after the new election');
-    assert.ok(leader.lines().some((line) => line['msg'] === 'leadership lost: exiting so that this replica restarts as a standby'));
     // etcd converges to exactly the Ready pods' keys.
     await eventually('registry = Ready pods', async () => {
       const pods = JSON.parse((await cluster.kubectl(['get', 'pods', '-n', 'ha', '-o', 'json'])).stdout) as { items: Array<{ metadata: { deletionTimestamp?: string }; status: { podIP?: string } }> };
@@ -123,6 +125,20 @@ describe('two replicas', () => {
       return JSON.stringify([...(await observer.snapshot(PREFIX)).keys()].sort()) === JSON.stringify(expected);
     }, 15_000);
     process.stdout.write(`# frozen leader: standby elected ${electedAfterSeconds.toFixed(1)} s after the freeze (election TTL 2 s)\n`);
+  });
+
+  it('a deposed leader that stepped down takes over again when the new leader goes', async () => {
+    const current = replicas.find((replica) => replica.proc.isRunning() && replica.lines().filter((line) => line['msg'] === 'elected leader').length > 0 && !replica.lines().some((line) => String(line['msg']).startsWith('leadership lost')));
+    const steppedDown = replicas.find((replica) => replica.proc.isRunning() && replica.lines().some((line) => String(line['msg']).startsWith('leadership lost: stepping down')));
+    assert.ok(current && steppedDown, 'a leader and a replica that stepped down');
+    const electionsBefore = steppedDown.lines().filter((line) => line['msg'] === 'elected leader').length;
+    current.proc.signal('SIGKILL');
+    await current.proc.exited;
+    await eventually('the stepped-down replica leads again', () => steppedDown.lines().filter((line) => line['msg'] === 'elected leader').length > electionsBefore, 20_000);
+    await createPod('p8');
+    const p8 = `${PREFIX}${await podIp('p8')}-86`;
+    await eventually('p8 registered by the re-elected replica', async () => (await observer.snapshot(PREFIX)).has(p8), 15_000);
+    assert.ok(steppedDown.audits().some((r) => r.outcome === 'ok' && r.key === p8), 'written by the replica that had stepped down');
   });
 
   it('rides out a kube-apiserver restart without deregistering live pods', async () => {

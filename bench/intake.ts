@@ -1,8 +1,11 @@
-// Pod intake micro-benchmark (issue 6): how fast can a client receive the burst's watch events,
-// and what does a full pod list cost, with client-node's Watch/CoreV1Api vs src/source/kube-http.ts
-// vs curl (the API server's own pace).
+// Pod intake micro-benchmark (issues 6 and 15): how fast can a client receive the burst's watch
+// events, and what does a full pod list cost, with src/source/kube-http.ts as JSON and as protobuf
+// (and client-node's Watch/CoreV1Api, and curl: the API server's own pace).
 //
 //   node bench/intake.ts    [INTAKE_PODS=10000 INTAKE_EVENTS=1000 INTAKE_REPS=5 INTAKE_ROUNDS=3]
+//   INTAKE_METHODS=kube-http,kube-http-protobuf (default; client-node is the third method)
+//   INTAKE_CURL=1 also times curl (watch lines, one-page lists, gzip).
+//   INTAKE_PAGE_FILE=F saves one protobuf list page of 500 pods to F (for bench/protobuf-reader.ts).
 //   INTAKE_NODE_FLAGS='--cpu-prof --cpu-prof-dir=/tmp/prof' adds Node flags to the measuring children.
 //
 // Starts a real cluster (test/cluster), creates INTAKE_PODS pods no scheduler takes
@@ -16,7 +19,7 @@ import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { CoreV1Api, Watch, type V1Pod } from '@kubernetes/client-node';
 import { startCluster } from '../test/cluster/cluster.ts';
 import { SharedConnectionKubeConfig } from '../src/source/kube-config.ts';
-import { listPage, watchStream } from '../src/source/kube-http.ts';
+import { listPage, protobufDecoderOf, watchStream } from '../src/source/kube-http.ts';
 import { toSlimPod } from '../src/source/slim.ts';
 import type { SlimPod } from '../src/types.ts';
 import { setReady } from './bench.ts';
@@ -47,6 +50,8 @@ async function child(mode: string, method: string, kubeconfig: string, rv: strin
   const samples: Sample[] = [];
   let items = 0;
   const path = `/api/v1/namespaces/${NAMESPACE}/pods`;
+  // kube-http-protobuf: the same transport asking for protobuf, decoding only what the mapping reads.
+  const decoder = method === 'kube-http-protobuf' ? protobufDecoderOf({ apiPath: '/api/v1', resource: 'pods' }) : undefined;
   for (let rep = 0; rep < reps; rep++) {
     const t0 = performance.now();
     const c0 = process.cpuUsage();
@@ -55,8 +60,10 @@ async function child(mode: string, method: string, kubeconfig: string, rv: strin
         let n = 0;
         let abort: (() => void) | undefined;
         let finished = false;
-        const onEvent = (type: string): void => {
+        const onEvent = (type: string, object: unknown): void => {
           if (type === 'BOOKMARK' || finished) return;
+          // Slimmed as the pod source does, so both content types pay for the mapping.
+          toSlimPod(object as V1Pod);
           if (++n === events) {
             finished = true;
             resolve();
@@ -73,7 +80,7 @@ async function child(mode: string, method: string, kubeconfig: string, rv: strin
                 const w = new Watch(kc);
                 return w.watch(path, { resourceVersion: rv, allowWatchBookmarks: true, timeoutSeconds: 60 }, onEvent, onDone).then((c) => ({ abort: () => c.abort() }));
               })()
-            : watchStream(kc, path, { resourceVersion: rv, timeoutSeconds: 60, inactivityMs: 30_000 }, onEvent, onDone);
+            : watchStream(kc, path, { resourceVersion: rv, timeoutSeconds: 60, inactivityMs: 30_000, decoder }, onEvent, onDone);
         opened.then((h) => {
           abort = () => h.abort();
           if (finished) h.abort();
@@ -89,7 +96,7 @@ async function child(mode: string, method: string, kubeconfig: string, rv: strin
           const list = await core.listNamespacedPod({ namespace: NAMESPACE, limit: PAGE, ...(continueToken === undefined ? {} : { _continue: continueToken }) });
           page = { items: list.items, continueToken: list.metadata?._continue || undefined };
         } else {
-          page = await listPage(kc, path, { limit: PAGE, continueToken });
+          page = await listPage(kc, path, { limit: PAGE, continueToken, decoder });
         }
         for (const item of page.items) {
           const slim = toSlimPod(item as V1Pod);
@@ -183,7 +190,7 @@ async function main(): Promise<void> {
     const core = kc.makeApiClient(CoreV1Api);
     await cluster.createNamespace(NAMESPACE);
     const created: V1Pod[] = [];
-    let t = performance.now();
+    const t = performance.now();
     await parallel(pods, async (i) => {
       created[i] = await core.createNamespacedPod({
         namespace: NAMESPACE,
@@ -199,10 +206,11 @@ async function main(): Promise<void> {
     await parallel(events, async (i) => { await setReady(core, created[pods - events + i], ip(pods - events + i), NAMESPACE); });
     console.error(`setup: ${pods} pods, ${events} Ready from rv ${rv} in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 
+    const methods = (process.env['INTAKE_METHODS'] ?? 'kube-http,kube-http-protobuf').split(',').filter((m) => m !== '');
     const lines: string[] = [`${events} watch events from one resourceVersion, ${reps} reps each (first rep cold):`];
     // Rounds alternate the methods, so that load from elsewhere on the machine hits both alike.
     for (let round = 0; round < rounds; round++) {
-      for (const method of ['client-node', 'kube-http']) {
+      for (const method of methods) {
         const r = await runChild(['watch', method, cluster.kubeconfigPath, rv, String(events), String(reps)]);
         lines.push(summary(`watch ${method}`, r, `rss ${r.maxRssMb.toFixed(0)} MB`));
       }
@@ -210,7 +218,29 @@ async function main(): Promise<void> {
     const user = kc.getCurrentUser();
     const auth = `--cacert ${cluster.caPath} --cert ${user?.certFile ?? ''} --key ${user?.keyFile ?? ''}`;
     const url = `${cluster.apiServerUrl}/api/v1/namespaces/${NAMESPACE}/pods`;
-    const curlArgs = ['-sN', '--cacert', cluster.caPath, '--cert', user?.certFile ?? '', '--key', user?.keyFile ?? ''];
+    const pageFile = process.env['INTAKE_PAGE_FILE'];
+    if (pageFile !== undefined && pageFile !== '') {
+      await sh(`curl -sf ${auth} -H 'Accept: application/vnd.kubernetes.protobuf' '${url}?limit=${PAGE}' > '${pageFile}'`);
+      await sh(`curl -sf ${auth} -H 'Accept: application/json' '${url}?limit=${PAGE}' > '${pageFile}.json'`);
+    }
+    lines.push(`list of ${pods} pods in pages of ${PAGE}, slimmed into a Map, ${reps} reps each:`);
+    for (let round = 0; round < rounds; round++) {
+      for (const method of methods) {
+        const r = await runChild(['list', method, cluster.kubeconfigPath, rv, String(events), String(reps)]);
+        lines.push(summary(`list ${method}`, r, `items ${r.items} maxRSS ${r.maxRssMb.toFixed(0)} MB heapUsed after gc ${r.heapUsedMb.toFixed(1)} MB gc ${r.gcMs.toFixed(0)} ms`));
+      }
+    }
+    if (process.env['INTAKE_CURL'] === '1') await curlFloor(lines, { auth, url, rv, events, reps, pods, curlArgs: ['-sN', '--cacert', cluster.caPath, '--cert', user?.certFile ?? '', '--key', user?.keyFile ?? ''] });
+    console.log(lines.join('\n'));
+  } finally {
+    await cluster.stop();
+  }
+}
+
+/** The API server's own pace, by curl: watch lines, a tiny GET, one-page lists plain and gzip. */
+async function curlFloor(lines: string[], o: { auth: string; url: string; rv: string; events: number; reps: number; pods: number; curlArgs: string[] }): Promise<void> {
+  const { auth, url, rv, events, reps, pods, curlArgs } = o;
+  {
     const curl: Sample[] = [];
     let bytes = 0;
     for (let i = 0; i < reps; i++) {
@@ -223,13 +253,6 @@ async function main(): Promise<void> {
     lines.push(summary('watch curl', { samples: curl }, `(${bytes} bytes)`));
     lines.push(summary('curl one tiny GET (overhead)', { samples: small }));
 
-    lines.push(`list of ${pods} pods in pages of ${PAGE}, slimmed into a Map, ${reps} reps each:`);
-    for (let round = 0; round < rounds; round++) {
-      for (const method of ['client-node', 'kube-http']) {
-        const r = await runChild(['list', method, cluster.kubeconfigPath, rv, String(events), String(reps)]);
-        lines.push(summary(`list ${method}`, r, `items ${r.items} maxRSS ${r.maxRssMb.toFixed(0)} MB heapUsed after gc ${r.heapUsedMb.toFixed(1)} MB gc ${r.gcMs.toFixed(0)} ms`));
-      }
-    }
     const listCurl: Sample[] = [];
     for (let i = 0; i < reps; i++) {
       listCurl.push({ ms: await sh(`curl -s ${auth} '${url}?limit=${pods}' > /dev/null`), cpuMs: NaN });
@@ -240,10 +263,6 @@ async function main(): Promise<void> {
       listGzip.push({ ms: await sh(`curl -s --compressed ${auth} '${url}?limit=${pods}' > /dev/null`), cpuMs: NaN });
     }
     lines.push(summary(`list curl --compressed (gzip)`, { samples: listGzip }));
-    t = performance.now();
-    console.log(lines.join('\n'));
-  } finally {
-    await cluster.stop();
   }
 }
 

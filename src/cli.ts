@@ -121,7 +121,7 @@ interface Assembly {
 function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, registry: EtcdRegistry, logger: Logger, events: EventSink & Partial<Pick<EventRecorder, 'stats'>>, leadership?: LeadershipPort): Assembly {
   const auditDestination = config.command === 'run' ? stdoutDestination() : stderrDestination();
   const source = podSourceOf(config, kubeConfig, logger);
-  const nodes = nodeSourceOf(kubeConfig, mapping, logger);
+  const nodes = nodeSourceOf(config, kubeConfig, mapping, logger);
   const desired = desiredStateOf(mapping, nodes);
   const audit = new AuditLog(config.ownerId, auditDestination);
   const grants = serviceGrantsOf(config, kubeConfig, logger);
@@ -154,6 +154,7 @@ function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig
 function podSourceOf(config: Config, kubeConfig: KubeConfig, logger: Logger): PodSource {
   return new PodSource({
     kubeConfig,
+    contentType: config.kubeContentType,
     namespaces: config.namespaces,
     ...(config.labelSelector === undefined ? {} : { labelSelector: config.labelSelector }),
     logger: logger.child({ module: 'source' }),
@@ -166,22 +167,22 @@ function desiredStateOf(mapping: MappingConfig, nodes: NodeSource | undefined): 
 }
 
 /** Nodes are watched (name -> zone label) only when the mapping uses zones (docs/decisions/0008). */
-function nodeSourceOf(kubeConfig: KubeConfig, mapping: MappingConfig, logger: Logger): NodeSource | undefined {
+function nodeSourceOf(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, logger: Logger): NodeSource | undefined {
   if (!mappingNeedsZones(mapping)) return undefined;
-  return new NodeSource({ kubeConfig, logger: logger.child({ module: 'nodes' }) });
+  return new NodeSource({ kubeConfig, contentType: config.kubeContentType, logger: logger.child({ module: 'nodes' }) });
 }
 
 /** Service grants (docs/decisions/0009): the Namespace annotation follows --annotation-prefix. */
 function serviceGrantsOf(config: Config, kubeConfig: KubeConfig, logger: Logger): ServiceGrants {
   const annotation = `${config.annotationPrefix}${GRANTS_ANNOTATION}`;
   const log = logger.child({ module: 'grants' });
-  const namespaces = config.serviceGrants === 'off' ? undefined : new NamespaceSource({ kubeConfig, annotation, logger: log });
+  const namespaces = config.serviceGrants === 'off' ? undefined : new NamespaceSource({ kubeConfig, contentType: config.kubeContentType, annotation, logger: log });
   log.info({ mode: config.serviceGrants, annotation, static: formatStaticGrants(config.staticGrants) }, 'service grants');
   return new ServiceGrants({ mode: config.serviceGrants, annotation, staticGrants: config.staticGrants, namespaces, logger: log });
 }
 
 async function run(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, logger: Logger): Promise<number> {
-  logger.info({ owner: config.ownerId, endpoints: config.etcdEndpoints, environment: config.environment, namespaces: config.namespaces, dryRun: config.dryRun }, 'starting');
+  logger.info({ owner: config.ownerId, endpoints: config.etcdEndpoints, environment: config.environment, namespaces: config.namespaces, kubeContentType: config.kubeContentType, dryRun: config.dryRun }, 'starting');
   const registry = new EtcdRegistry(registryOptionsOf(config, logger));
   const shutdown = new AbortController();
   const identity = env('POD_NAME') ?? `${hostname()}-${process.pid}`;
@@ -300,7 +301,7 @@ async function list(config: Config, kubeConfig: KubeConfig, mapping: MappingConf
   const registry = new EtcdRegistry(registryOptionsOf(config, logger));
   await registry.start({ mode: 'read-only' });
   const source = podSourceOf(config, kubeConfig, logger);
-  const nodes = nodeSourceOf(kubeConfig, mapping, logger);
+  const nodes = nodeSourceOf(config, kubeConfig, mapping, logger);
   try {
     const desired = desiredStateOf(mapping, nodes);
     source.onChange((event) => {

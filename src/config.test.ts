@@ -25,6 +25,12 @@ describe('parseConfig', () => {
     assert.equal(config.electionTtlSeconds, 5);
     assert.equal(config.serviceGrants, 'open');
     assert.equal(config.staticGrants.size, 0);
+    assert.equal(config.kubeContentType, 'protobuf');
+  });
+
+  it('parses the content type of pod, node and namespace intake', () => {
+    assert.equal(configOf(['run', '--kube-content-type', 'json']).kubeContentType, 'json');
+    assert.equal(configOf(['run'], { ETCD_REGISTRAR_KUBE_CONTENT_TYPE: 'json' }).kubeContentType, 'json');
   });
 
   it('parses the service grants mode and the static grants', () => {
@@ -72,6 +78,7 @@ describe('parseConfig', () => {
     ['sub-second ttl', ['run', '--lease-ttl', '1500ms'], {}, /whole seconds/],
     ['bad policy', ['run', '--policy', 'delete-all'], {}, /--policy: "delete-all" is not one of sync, upsert-only/],
     ['bad grants mode', ['run', '--service-grants', 'lax'], {}, /--service-grants: "lax" is not one of off, open, strict/],
+    ['bad content type', ['run', '--kube-content-type', 'yaml'], {}, /--kube-content-type: "yaml" is not one of json, protobuf/],
     ['bad grants', ['run', '--grants', 'team-a:search'], {}, /--grants: "team-a:search" must be namespace=service/],
     ['bad granted service', ['run', '--grants', 'team-a=../x'], {}, /--grants: namespace team-a: "..\/x" is not a service name/],
     ['bad endpoint', ['run', '--etcd-endpoints', 'etcd:2379'], {}, /must use http:\/\/ or https:\/\//],

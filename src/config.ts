@@ -31,6 +31,8 @@ export interface Config {
   readonly electionTtlSeconds: number;
   readonly namespaces: readonly string[];
   readonly labelSelector: string | undefined;
+  /** How pods, nodes and namespaces are listed and watched (docs/decisions/0022). */
+  readonly kubeContentType: 'json' | 'protobuf';
   readonly annotationPrefix: string;
   /** Service grants mode (docs/decisions/0009). */
   readonly serviceGrants: GrantsMode;
@@ -94,6 +96,7 @@ export const flagSpecs: readonly FlagSpec[] = [
   { name: 'full-read-interval', kind: 'string', default: '10m', description: 'how often a reconcile reads every key under the key root; the others read only the directories that hold this owner\'s keys or wanted keys (0 = every reconcile)' },
   { name: 'namespaces', kind: 'string', default: '', description: 'comma-separated namespaces to watch; empty = all namespaces' },
   { name: 'label-selector', kind: 'string', description: 'only watch pods matching this label selector' },
+  { name: 'kube-content-type', kind: 'string', default: 'protobuf', description: 'protobuf or json: how pods, nodes and namespaces are listed and watched (protobuf, as Kubernetes\' own controllers read them, decodes only the fields used; json is the fallback)' },
   { name: 'annotation-prefix', kind: 'string', default: 'etcd-registrar.io/', description: 'prefix of the pod annotations' },
   { name: 'service-grants', kind: 'string', default: 'open', description: 'off, open or strict: strict registers a service only in namespaces granted it (Namespace annotation <annotation-prefix>allowed-services or --grants); open registers ungranted claims with a warning' },
   { name: 'grants', kind: 'string', default: '', description: 'static service grants, merged with the Namespace annotations: "namespace=service,service;namespace=*" (a trailing * matches a prefix)' },
@@ -308,6 +311,7 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     electionTtlSeconds: electionTtlMs / 1000,
     namespaces: splitList(text('namespaces')),
     labelSelector: optional('label-selector'),
+    kubeContentType: parseChoice('kube-content-type', text('kube-content-type').trim(), ['json', 'protobuf'] as const),
     annotationPrefix: text('annotation-prefix').trim(),
     serviceGrants: parseChoice('service-grants', text('service-grants').trim(), GRANTS_MODES),
     staticGrants: parseGrantsFlag(text('grants')),

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { LineSplitter, collectionPath, statusCodeOf } from './kube-http.ts';
+import { cut } from './testing.ts';
 
 /** Feeds `chunks` and returns the lines, ended (trailing line flushed) unless told otherwise. */
 function split(chunks: readonly Uint8Array[], end = true): string[] {
@@ -15,19 +16,6 @@ function split(chunks: readonly Uint8Array[], end = true): string[] {
 }
 
 const bytes = (s: string): Buffer => Buffer.from(s, 'utf8');
-
-/** Cuts `buf` at the given offsets (sorted, deduplicated, within bounds). */
-function cut(buf: Buffer, at: readonly number[]): Buffer[] {
-  const points = [...new Set(at.map((n) => n % (buf.length + 1)))].sort((a, b) => a - b);
-  const out: Buffer[] = [];
-  let start = 0;
-  for (const p of points) {
-    out.push(buf.subarray(start, p));
-    start = p;
-  }
-  out.push(buf.subarray(start));
-  return out;
-}
 
 describe('LineSplitter', () => {
   it('splits lines within and across chunks', () => {

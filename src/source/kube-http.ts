@@ -1,6 +1,7 @@
-// Raw list and watch requests to the API server, returning plain parsed JSON, and the
-// ListerWatcher the reflector (reflector.ts) runs on. The content type is chosen here: the
-// reflector and the kinds only ever see decoded objects.
+// Raw list and watch requests to the API server, returning plain decoded objects, and the
+// ListerWatcher the reflector (reflector.ts) runs on. The content type is chosen here (JSON, or
+// protobuf decoded partially by protobuf.ts into objects of the same shape): the reflector and
+// the kinds only ever see decoded objects.
 //
 // Why not client-node's CoreV1Api and Watch: measured in docs/intake.md (bench/intake.ts),
 // CoreV1Api's ObjectSerializer turns every listed pod into typed model objects (Date fields and
@@ -14,6 +15,7 @@
 // pool) while each watch gets a connection of its own.
 import { HttpMethod, RequestContext, type KubeConfig } from '@kubernetes/client-node';
 import { STATUS_CODES } from 'node:http';
+import { decodeList, decodeMetadataObject, decodeObject, decodePod, decodeStatus, decodeWatchEvent, FrameSplitter, Reader, type ObjectDecoder } from './protobuf.ts';
 
 type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
 
@@ -65,7 +67,28 @@ export type Query = Readonly<Record<string, string | number | boolean | undefine
 
 interface Response {
   readonly status: number;
+  /** The Content-Type header ('' when absent). */
+  readonly contentType: string;
   readonly body: AsyncIterable<Uint8Array>;
+}
+
+/** How list and watch bodies are asked for and decoded (--kube-content-type). */
+export type KubeContentType = 'json' | 'protobuf';
+
+const PROTOBUF = 'application/vnd.kubernetes.protobuf';
+
+/**
+ * What to ask for: protobuf first with JSON as the server's fallback (a kind it cannot encode as
+ * protobuf, e.g. a custom resource, answers JSON), as client-go does for built-in kinds. The
+ * body is decoded by the Content-Type of the answer, never by what was asked.
+ */
+function acceptOf(decoder: ObjectDecoder | undefined, watch: boolean): string {
+  if (decoder === undefined) return 'application/json';
+  return `${PROTOBUF}${watch ? ';type=watch' : ''}, application/json`;
+}
+
+function isProtobuf(contentType: string): boolean {
+  return contentType.toLowerCase().startsWith(PROTOBUF);
 }
 
 /**
@@ -134,29 +157,30 @@ function urlOf(kc: KubeConfig, path: string, query: Query): URL {
  * watching the same pods did not (issue 16, docs/benchmarks.md); one long response on a
  * connection of its own gains nothing from HTTP/2.
  */
-async function get(kc: KubeConfig, url: URL, signal: AbortSignal, http1 = false): Promise<Response> {
+async function get(kc: KubeConfig, url: URL, signal: AbortSignal, accept: string, http1 = false): Promise<Response> {
   const ctx = new RequestContext(url.toString(), HttpMethod.GET);
   await kc.applySecurityAuthentication(ctx);
-  const headers: Record<string, string> = { ...ctx.getHeaders(), Accept: 'application/json' };
+  const headers: Record<string, string> = { ...ctx.getHeaders(), Accept: accept };
   const dispatcher: Dispatcher | undefined = ctx.getDispatcher();
   if (dispatcher === undefined) {
     // No TLS material (plain http, or a CA the system already trusts): Node's own fetch.
     const res = await fetch(url, { headers, signal });
-    return { status: res.status, body: res.body ?? emptyBody() };
+    return { status: res.status, contentType: res.headers.get('content-type') ?? '', body: res.body ?? emptyBody() };
   }
   // The dispatcher's own request API (the undici client-node uses): its body is a Node stream.
   // allowH2 per request: undici's Agent keeps a separate HTTP/1.1-only client for such requests.
   const options = { origin: url.origin, path: url.pathname + url.search, method: 'GET' as const, headers, signal, ...(http1 ? { allowH2: false } : {}) };
   const res = await dispatcher.request(options);
-  return { status: res.statusCode, body: res.body };
+  const type = res.headers['content-type'];
+  return { status: res.statusCode, contentType: (Array.isArray(type) ? type[0] : type) ?? '', body: res.body };
 }
 
 async function* emptyBody(): AsyncIterable<Uint8Array> {}
 
-async function readAll(body: AsyncIterable<Uint8Array>): Promise<string> {
+async function readAll(body: AsyncIterable<Uint8Array>): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of body) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
-  return Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
 }
 
 /** The error for a non-200 answer, with the Status message when the body carries one. */
@@ -164,12 +188,12 @@ async function httpError(res: Response): Promise<KubeHttpError> {
   let status: unknown;
   let message = STATUS_CODES[res.status] ?? `HTTP ${res.status}`;
   try {
-    const text = await readAll(res.body);
-    status = JSON.parse(text) as unknown;
+    const body = await readAll(res.body);
+    status = isProtobuf(res.contentType) ? decodeObject(new Reader(body), decodeStatus) : (JSON.parse(body.toString('utf8')) as unknown);
     const m = (status as { message?: unknown } | null)?.message;
     if (typeof m === 'string' && m !== '') message = m;
   } catch {
-    // Not JSON (a proxy's error page): the status line is all we have.
+    // Not a Status (a proxy's error page): the status line is all we have.
   }
   return new KubeHttpError(res.status, message, status);
 }
@@ -180,7 +204,10 @@ async function httpError(res: Response): Promise<KubeHttpError> {
  */
 const LIST_BACKSTOP_MS = 5 * 60_000;
 
-/** One page of a list at `path` (e.g. /api/v1/pods), items as plain JSON. */
+/**
+ * One page of a list at `path` (e.g. /api/v1/pods). Items are plain JSON, or with a `decoder`
+ * (protobuf asked for) objects of the same shape holding only the fields the decoder reads.
+ */
 export async function listPage(
   kc: KubeConfig,
   path: string,
@@ -191,6 +218,8 @@ export async function listPage(
     readonly fieldSelector?: string | undefined;
     /** Abort the request after this long (default 5 min). */
     readonly timeoutMs?: number | undefined;
+    /** Ask for protobuf and decode items with this (undefined: JSON). */
+    readonly decoder?: ObjectDecoder | undefined;
   },
 ): Promise<RawListPage> {
   const url = urlOf(kc, path, {
@@ -199,9 +228,12 @@ export async function listPage(
     labelSelector: req.labelSelector,
     fieldSelector: req.fieldSelector,
   });
-  const res = await get(kc, url, AbortSignal.timeout(req.timeoutMs ?? LIST_BACKSTOP_MS));
+  const res = await get(kc, url, AbortSignal.timeout(req.timeoutMs ?? LIST_BACKSTOP_MS), acceptOf(req.decoder, false));
   if (res.status !== 200) throw await httpError(res);
-  const list = JSON.parse(await readAll(res.body)) as {
+  const body = await readAll(res.body);
+  const list = (
+    req.decoder !== undefined && isProtobuf(res.contentType) ? decodeList(body, req.decoder) : JSON.parse(body.toString('utf8'))
+  ) as {
     items?: unknown[] | null;
     metadata?: { resourceVersion?: string; continue?: string };
   };
@@ -222,14 +254,17 @@ export interface WatchRequest {
    * A backstop: the sources run their own watchdog, shorter than this.
    */
   readonly inactivityMs: number;
+  /** Ask for protobuf frames and decode objects with this (undefined: JSON lines). */
+  readonly decoder?: ObjectDecoder | undefined;
 }
 
 /**
  * Watches `path` from `req.resourceVersion` (bookmarks on). `onEvent` gets each event's type and
  * object; `onDone` is called exactly once: null when the server ended the stream, otherwise the
  * error (KubeHttpError with statusCode for a non-200 answer, a TimeoutError after `inactivityMs`
- * of silence, an AbortError after abort(), a SyntaxError for a line that is not JSON, or what
- * onEvent threw). Like client-node's Watch, it resolves once the headers arrived (or the request
+ * of silence, an AbortError after abort(), a SyntaxError for a line that is not JSON, a
+ * ProtobufDecodeError for a malformed or truncated protobuf frame, or what onEvent threw). Like
+ * client-node's Watch, it resolves once the headers arrived (or the request
  * failed: then onDone has been called already) and never rejects for request errors.
  */
 export async function watchStream(
@@ -263,7 +298,7 @@ export async function watchStream(
   timer.unref();
   let res: Response;
   try {
-    res = await get(kc, url, controller.signal, true);
+    res = await get(kc, url, controller.signal, acceptOf(req.decoder, true), true);
   } catch (err) {
     finish(abortReason(controller.signal, err));
     return handle;
@@ -273,27 +308,52 @@ export async function watchStream(
     return handle;
   }
   timer.refresh();
-  void (async () => {
-    // Checked per line: onEvent may abort() in the middle of a chunk; no event comes after that.
-    const lines = new LineSplitter((line) => {
-      if (controller.signal.aborted) return;
-      const event = JSON.parse(line) as { type?: unknown; object?: unknown };
-      onEvent(String(event.type), event.object);
-    });
-    try {
-      for await (const chunk of res.body) {
-        if (controller.signal.aborted) break;
-        timer.refresh();
-        lines.push(chunk);
-      }
-      if (controller.signal.aborted) throw controller.signal.reason;
-      lines.end();
-      finish(null);
-    } catch (err) {
-      finish(abortReason(controller.signal, err));
-    }
-  })();
+  const decoder = req.decoder !== undefined && isProtobuf(res.contentType) ? req.decoder : undefined;
+  void pumpWatchBody(res.body, decoder, controller.signal, () => timer.refresh(), onEvent).then(finish, (err: unknown) => finish(abortReason(controller.signal, err)));
   return handle;
+}
+
+/** What a watch body is split into: JSON lines, or length-prefixed protobuf frames. */
+interface Splitter {
+  push(chunk: Uint8Array): void;
+  end(): void;
+}
+
+/**
+ * Reads a watch body to its end, handing each event to `onEvent` in order: newline-delimited JSON
+ * without a decoder, length-prefixed protobuf WatchEvent frames with one. Resolves null when the
+ * body ended cleanly; rejects with the first error (a line that is not JSON, a malformed or
+ * truncated frame, what onEvent threw), which ends the watch: the reflector relists rather than
+ * silently missing an event. `onChunk` is called per chunk (the inactivity timer).
+ */
+export async function pumpWatchBody(
+  body: AsyncIterable<Uint8Array>,
+  decoder: ObjectDecoder | undefined,
+  signal: AbortSignal,
+  onChunk: () => void,
+  onEvent: (type: string, object: unknown) => void,
+): Promise<null> {
+  // Checked per event: onEvent may abort() in the middle of a chunk; no event comes after that.
+  const splitter: Splitter =
+    decoder === undefined
+      ? new LineSplitter((line) => {
+          if (signal.aborted) return;
+          const event = JSON.parse(line) as { type?: unknown; object?: unknown };
+          onEvent(String(event.type), event.object);
+        })
+      : new FrameSplitter((frame) => {
+          if (signal.aborted) return;
+          const event = decodeWatchEvent(frame, decoder);
+          onEvent(event.type, event.object);
+        });
+  for await (const chunk of body) {
+    if (signal.aborted) break;
+    onChunk();
+    splitter.push(chunk);
+  }
+  if (signal.aborted) throw signal.reason;
+  splitter.end();
+  return null;
 }
 
 /** After an abort the signal's reason (TimeoutError, AbortError) says why, not the stream's echo. */
@@ -343,13 +403,36 @@ export function collectionPath(apiPath: string, resource: string, namespace: str
 }
 
 /**
+ * The protobuf decoders of the kinds the controller watches, by API path and resource: each
+ * reads only what that kind's valueOf uses. A resource not listed here is always read as JSON
+ * (a partial decoder must never silently drop a field a new kind's adapter reads).
+ */
+const PROTOBUF_DECODERS: Readonly<Record<string, ObjectDecoder>> = {
+  '/api/v1/pods': decodePod,
+  '/api/v1/namespaces': decodeMetadataObject,
+  '/api/v1/nodes': decodeMetadataObject,
+};
+
+/** The protobuf decoder of a resource; undefined when it has none (it is then read as JSON). */
+export function protobufDecoderOf(resource: { readonly apiPath: string; readonly resource: string }): ObjectDecoder | undefined {
+  const key = `${resource.apiPath}/${resource.resource}`;
+  return Object.hasOwn(PROTOBUF_DECODERS, key) ? PROTOBUF_DECODERS[key] : undefined;
+}
+
+/**
  * The real ListerWatcher of one resource, on the kubeconfig's credentials. `watchInactivityMs`
  * is only a backstop: the reflector's own watchdog detects silence (set it a minute beyond).
+ * `contentType` protobuf (for a resource with a decoder) asks for protobuf lists and watches.
  */
-export function kubeListerWatcher(kc: KubeConfig, resource: { readonly apiPath: string; readonly resource: string }, opts: { readonly watchInactivityMs: number }): ListerWatcher {
+export function kubeListerWatcher(
+  kc: KubeConfig,
+  resource: { readonly apiPath: string; readonly resource: string },
+  opts: { readonly watchInactivityMs: number; readonly contentType?: KubeContentType | undefined },
+): ListerWatcher {
   const pathOf = (namespace: string | undefined): string => collectionPath(resource.apiPath, resource.resource, namespace);
+  const decoder = opts.contentType === 'protobuf' ? protobufDecoderOf(resource) : undefined;
   return {
-    list: (req) => listPage(kc, pathOf(req.namespace), req),
-    watch: (req, onEvent, onDone) => watchStream(kc, pathOf(req.namespace), { ...req, inactivityMs: opts.watchInactivityMs }, onEvent, onDone),
+    list: (req) => listPage(kc, pathOf(req.namespace), { ...req, decoder }),
+    watch: (req, onEvent, onDone) => watchStream(kc, pathOf(req.namespace), { ...req, inactivityMs: opts.watchInactivityMs, decoder }, onEvent, onDone),
   };
 }

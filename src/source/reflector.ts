@@ -16,7 +16,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { backoffDelay, type BackoffOptions } from '../backoff.ts';
-import { describeError, kubeListerWatcher, type ListerWatcher, type Selection } from './kube-http.ts';
+import { describeError, kubeListerWatcher, type KubeContentType, type ListerWatcher, type Selection } from './kube-http.ts';
 import { interruptibleRequest, interruptibleSleep, watchOnce, type Interruptible, type WatchOutcome } from './watch.ts';
 
 /** What the reflector needs to know about one kind of object. */
@@ -59,6 +59,8 @@ export interface ReflectorTuning {
 /** How a source reaches its objects: the kubeconfig (or, in tests, a transport) and a selection. */
 export interface ReflectorOptions extends ReflectorTuning {
   readonly kubeConfig?: KubeConfig | undefined;
+  /** How lists and watches are asked for and decoded (--kube-content-type); default protobuf, as shipped. */
+  readonly contentType?: KubeContentType | undefined;
   /** For tests: replaces the API server. */
   readonly transport?: ListerWatcher | undefined;
   /** Empty or absent: one stream over every namespace; otherwise one stream per namespace. */
@@ -135,12 +137,12 @@ export class Reflector<V, E> {
   constructor(kind: Kind<V, E>, opts: ReflectorOptions) {
     this.#kind = kind;
     this.#what = kind.what;
-    const { logger, kubeConfig, transport, namespaces: wanted, labelSelector, fieldSelector, ...tuning } = opts;
+    const { logger, kubeConfig, contentType, transport, namespaces: wanted, labelSelector, fieldSelector, ...tuning } = opts;
     this.#selectors = { labelSelector: labelSelector || undefined, fieldSelector: fieldSelector || undefined };
     this.#t = { ...DEFAULTS, random: Math.random, ...tuning };
     this.#log = logger;
     if (transport !== undefined) this.#transport = transport;
-    else if (kubeConfig !== undefined) this.#transport = kubeListerWatcher(kubeConfig, kind, { watchInactivityMs: this.#t.watchdogMs + 60_000 });
+    else if (kubeConfig !== undefined) this.#transport = kubeListerWatcher(kubeConfig, kind, { watchInactivityMs: this.#t.watchdogMs + 60_000, contentType: contentType ?? 'protobuf' });
     else throw new Error(`the ${kind.what} source needs a kubeConfig (or a transport)`);
     const namespaces = [...new Set((wanted ?? []).filter((n) => n !== ''))];
     this.#streams = (namespaces.length === 0 ? [undefined] : namespaces).map((namespace) => ({

@@ -165,3 +165,84 @@ function keyOf(object: FakeObject): string {
   if (m?.uid !== undefined) return m.uid;
   return m?.namespace === undefined ? m?.name ?? '' : `${m.namespace}/${m.name ?? ''}`;
 }
+
+/** Cuts `buf` at the given offsets (sorted, deduplicated, within bounds): the chunks a body may arrive in. */
+export function cut(buf: Buffer, at: readonly number[]): Buffer[] {
+  const points = [...new Set(at.map((n) => n % (buf.length + 1)))].sort((a, b) => a - b);
+  const out: Buffer[] = [];
+  let start = 0;
+  for (const p of points) {
+    out.push(buf.subarray(start, p));
+    start = p;
+  }
+  out.push(buf.subarray(start));
+  return out;
+}
+
+// --- a minimal protobuf encoder, to build the bytes the API server would send -----------------
+
+function varintBytes(n: number): number[] {
+  const out: number[] = [];
+  while (n >= 128) {
+    out.push((n % 128) | 128);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return out;
+}
+
+/** Protobuf fields, built by hand (field number, wire type, value). */
+export const pb = {
+  varint: (n: number): Buffer => Buffer.from(varintBytes(n)),
+  /** A varint field (wire type 0). */
+  int: (field: number, value: number): Buffer => Buffer.from([...varintBytes(field * 8), ...varintBytes(value)]),
+  /** A length-delimited field (wire type 2): a string, bytes or an embedded message. */
+  bytes: (field: number, payload: Buffer | string): Buffer => {
+    const data = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
+    return Buffer.concat([Buffer.from([...varintBytes(field * 8 + 2), ...varintBytes(data.length)]), data]);
+  },
+  /** A 64-bit (wire type 1) and a 32-bit (wire type 5) field. */
+  fixed64: (field: number): Buffer => Buffer.concat([Buffer.from(varintBytes(field * 8 + 1)), Buffer.alloc(8, 0xab)]),
+  fixed32: (field: number): Buffer => Buffer.concat([Buffer.from(varintBytes(field * 8 + 5)), Buffer.alloc(4, 0xcd)]),
+  message: (...fields: Buffer[]): Buffer => Buffer.concat(fields),
+  /** "k8s\0" + runtime.Unknown{typeMeta{apiVersion, kind}, raw}. */
+  envelope: (kind: string, raw: Buffer, extra: Buffer[] = []): Buffer =>
+    Buffer.concat([Buffer.from([0x6b, 0x38, 0x73, 0x00]), pb.bytes(1, Buffer.concat([pb.bytes(1, 'v1'), pb.bytes(2, kind)])), pb.bytes(2, raw), ...extra]),
+  /** A watch frame: 4-byte big-endian length + WatchEvent{type, object: RawExtension{raw: envelope}}. */
+  frame: (type: string, kind: string, raw: Buffer): Buffer => {
+    const event = Buffer.concat([pb.bytes(1, type), pb.bytes(2, pb.bytes(1, pb.envelope(kind, raw)))]);
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(event.length);
+    return Buffer.concat([length, event]);
+  },
+};
+
+/** A body whose chunks the test pushes, as an HTTP response body would deliver them. */
+export function pushedBody(): { body: AsyncIterable<Uint8Array>; push(chunk: Uint8Array): void; end(): void } {
+  const queue: (Uint8Array | null)[] = [];
+  let wake: (() => void) | undefined;
+  const notify = (): void => {
+    wake?.();
+    wake = undefined;
+  };
+  return {
+    push(chunk) {
+      queue.push(chunk);
+      notify();
+    },
+    end() {
+      queue.push(null);
+      notify();
+    },
+    body: {
+      async *[Symbol.asyncIterator]() {
+        for (;;) {
+          while (queue.length === 0) await new Promise<void>((r) => (wake = r));
+          const next = queue.shift()!;
+          if (next === null) return;
+          yield next;
+        }
+      },
+    },
+  };
+}

@@ -174,6 +174,7 @@ describe('chart: lint and render', () => {
     assert.deepEqual(parsed.config.namespaces, ['team-a', 'team-b']);
     assert.equal(parsed.config.policy, 'upsert-only');
     assert.equal(parsed.config.valueFormat, 'json');
+    assert.equal(parsed.config.kubeContentType, 'json');
     assert.equal(parsed.config.maxDeleteShare, 0.25);
     assert.equal(parsed.config.forceDeletes, true);
     assert.equal(parsed.config.dryRun, true);
@@ -390,6 +391,7 @@ describe('chart: values schema and guards', () => {
 
   test('enums, patterns and ranges', async () => {
     assert.match(await failure(['config.policy=delete-all']), /at '\/config\/policy': value must be one of 'sync', 'upsert-only'/);
+    assert.match(await failure(['config.kubeContentType=yaml']), /at '\/config\/kubeContentType': value must be one of 'protobuf', 'json'/);
     assert.match(await failure(['config.logLevel=verbose']), /at '\/config\/logLevel': value must be one of/);
     assert.match(await failure(['config.leaseTtl=soon']), /at '\/config\/leaseTtl': '\S+' does not match pattern/);
     assert.match(await failure(['etcd.endpoints={etcd:2379}']), /at '\/etcd\/endpoints\/0': 'etcd:2379' does not match pattern/);

@@ -19,7 +19,7 @@ import { SharedConnectionKubeConfig } from './source/kube-config.ts';
 import { PodSource } from './source/pod-source.ts';
 import { NamespaceSource } from './source/namespace-source.ts';
 import { NodeSource } from './source/node-source.ts';
-import { GRANTS_ANNOTATION, formatStaticGrants } from './grants/grants.ts';
+import { admissionOf, GRANTS_ANNOTATION, formatStaticGrants, verdictFor } from './grants/grants.ts';
 import { ServiceGrants } from './grants/service-grants.ts';
 import { podKeyOf, type Change, type PodRef } from './types.ts';
 
@@ -302,18 +302,22 @@ async function list(config: Config, kubeConfig: KubeConfig, mapping: MappingConf
   await registry.start({ mode: 'read-only' });
   const source = podSourceOf(config, kubeConfig, logger);
   const nodes = nodeSourceOf(config, kubeConfig, mapping, logger);
+  // Grants judge the pods as `run` does, so that a refused claim is not listed as registered.
+  const grants = serviceGrantsOf(config, kubeConfig, logger);
   try {
     const desired = desiredStateOf(mapping, nodes);
     source.onChange((event) => {
-      if (event.type === 'upsert') desired.upsertPod(event.pod);
+      if (event.type !== 'upsert') return;
+      const namespace = event.pod.namespace;
+      desired.upsertPod(event.pod, (service) => admissionOf(verdictFor(grants.mode, grants.status(namespace, service))));
     });
+    await grants.start();
     await nodes?.start();
     await source.start();
     const current = await registry.readAll();
     const lease = registry.leaseId();
-    const adoptable = registry.adoptableLeases();
     const registrations = [...current.values()]
-      .filter((entry) => entry.lease !== '0' && (entry.lease === lease || adoptable.has(entry.lease)))
+      .filter((entry) => registry.ownsLease(entry.lease))
       .sort((a, b) => a.key.localeCompare(b.key))
       .map((entry) => {
         const wanted = desired.desiredFor(entry.key);
@@ -333,6 +337,7 @@ async function list(config: Config, kubeConfig: KubeConfig, mapping: MappingConf
   } finally {
     await source.stop();
     await nodes?.stop();
+    await grants.stop();
     await registry.close();
   }
 }

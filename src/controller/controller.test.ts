@@ -10,7 +10,7 @@ import { makePod, testConfig } from '../mapping/testing.ts';
 import { AuditLog } from '../observability/log.ts';
 import { limitDeletes, plan } from '../plan/index.ts';
 import type { AuditRecord, Change, CurrentEntry, SlimPod } from '../types.ts';
-import { Controller, type ControllerOptions } from './controller.ts';
+import { ClaimPairs, Controller, type ControllerOptions } from './controller.ts';
 import { keyDirectory } from '../registry/keys.ts';
 import type { ApplyResult, Fence, LeadershipPort, NodeFeed, PodEvent, PodSourcePort, RegistryPort } from './ports.ts';
 import type { GrantsMode } from '../grants/grants.ts';
@@ -426,6 +426,17 @@ describe('Controller', () => {
     await controller.stop();
   });
 
+  it('counts keys on adoptable leases as owned, as the plan does (delete valve, owned-keys metric)', async (t) => {
+    const { registry, controller } = setup(t, { policy: 'upsert-only' });
+    await controller.start();
+    registry.adoptable.add('100');
+    registry.put(key('10.9.0.1'), '10.9.0.1:86', '100');
+    registry.put(key('10.9.0.2'), '10.9.0.2:86', '999');
+    await controller.reconcileNow('read the keys');
+    assert.equal(controller.ownedKeyCount(), 1, 'the key on our earlier lease is ours; the foreign one is not');
+    await controller.stop();
+  });
+
   it('moves keys to a new lease after the lease was replaced', async (t) => {
     const { source, registry, controller } = setup(t);
     source.initial.push(makePod({ uid: 'a', name: 'a', podIPs: ['10.1.0.1'] }));
@@ -681,5 +692,22 @@ describe('Controller with node zones', () => {
     nodes.set('n9', 'zone-b');
     await controller.whenIdle();
     assert.ok(registry.kv.has(zoneKey('zone-b', '10.1.0.9')));
+  });
+});
+
+describe('ClaimPairs', () => {
+  it('one first per namespace/service pair; Events: a burst of 3, then one a minute', () => {
+    let now = 0;
+    const pairs = new ClaimPairs(() => now);
+    const a = { namespace: 'team-b', service: 'search' };
+    const seen = Array.from({ length: 5 }, () => pairs.note(a));
+    assert.deepEqual(seen.map((x) => x.first), [true, false, false, false, false]);
+    assert.deepEqual(seen.map((x) => x.event), [true, true, true, false, false]);
+    assert.deepEqual(pairs.note({ namespace: 'team-b', service: 'web' }), { first: true, event: true }, 'another pair has its own budget');
+    now = 59_999;
+    assert.equal(pairs.note(a).event, false);
+    now = 60_000;
+    assert.deepEqual(pairs.note(a), { first: false, event: true });
+    assert.equal(pairs.note(a).event, false);
   });
 });

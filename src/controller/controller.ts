@@ -10,10 +10,11 @@ import type { Metrics } from '../observability/metrics.ts';
 import { podKeyOf, type Change, type CurrentEntry, type DesiredEntry, type Plan, type PodMapping, type Policy, type SlimPod } from '../types.ts';
 import type { PlanInput } from '../plan/plan.ts';
 import { retryUntilDone } from '../backoff.ts';
+import { isOurs } from '../ownership.ts';
 import { preciseNow } from '../clock.ts';
 import { KeyedWorkQueue, type BackoffOptions } from './workqueue.ts';
 import { ChangeLatency, type ChangeKind, type ChangeTiming } from './latency.ts';
-import { verdictFor, type GrantStatus, type Verdict } from '../grants/grants.ts';
+import { admissionOf, verdictFor, type GrantStatus, type Verdict } from '../grants/grants.ts';
 import type { GrantsPort } from '../grants/service-grants.ts';
 import type { DesiredIndex, EventSink, LeadershipPort, NodeFeed, PodEvent, PodSourcePort, RegistryPort, PodRef } from './ports.ts';
 
@@ -91,6 +92,8 @@ export class Controller {
   readonly #refused = new Map<string, UngrantedClaim>();
   /** Pods registered although not granted (open), by uid: warned about once per service. */
   readonly #ungranted = new Map<string, UngrantedClaim>();
+  /** Ungranted claims per namespace/service pair: one log line each, Events rate-limited (many pods of one workload share a pair). */
+  readonly #claimPairs = new ClaimPairs();
   #workersDone: Promise<void> | undefined;
   /** Batches of urgent keys (deregistrations) being written. */
   #urgentInFlight = 0;
@@ -217,10 +220,11 @@ export class Controller {
     return this.#queue.readyCount + this.#queue.delayedCount;
   }
 
+  /** Keys ours by the one ownership rule (adoptable leases included, as the plan counts them). */
   ownedKeyCount(): number {
-    const lease = this.#deps.registry.leaseId();
+    const ownership = { leaseId: this.#deps.registry.leaseId(), adoptableLeases: this.#deps.registry.adoptableLeases() };
     let count = 0;
-    for (const entry of this.#mirror.values()) if (entry.lease === lease) count++;
+    for (const entry of this.#mirror.values()) if (isOurs(entry.lease, ownership)) count++;
     return count;
   }
 
@@ -400,7 +404,7 @@ export class Controller {
             const status = grants.status(event.pod.namespace, service);
             const verdict = verdictFor(grants.mode, status);
             judged = { service, status, verdict };
-            return verdict === 'allow-ungranted' ? 'allow' : verdict;
+            return admissionOf(verdict);
           };
       const { mapping, affectedKeys } = desired.upsertPod(event.pod, admit);
       if (mapping.kind === 'invalid') this.#reportInvalid(event.pod, mapping.problems);
@@ -478,7 +482,9 @@ export class Controller {
         reason: `${notGranted(claim)} (--service-grants strict; granted by the Namespace annotation ${grants?.annotation ?? 'allowed-services'}): not registered: ${keys.join(', ')}`,
         leaseId: null, outcome: 'ok',
       });
-      events.record(pod, 'Warning', 'ServiceNotGranted', `not registered in etcd: ${notGranted(claim)}; ${howToGrant(grants)}`);
+      if (this.#claimPairs.note(claim).event) {
+        events.record(pod, 'Warning', 'ServiceNotGranted', `not registered in etcd: ${notGranted(claim)}; ${howToGrant(grants)}`);
+      }
       return;
     }
     if (verdict === 'allow-ungranted') {
@@ -486,8 +492,16 @@ export class Controller {
       if (this.#ungranted.get(pod.uid)?.service === service) return;
       this.#ungranted.set(pod.uid, claim);
       metrics?.ungrantedClaims.inc({ outcome: 'allowed' });
-      logger.warn({ pod: podName(pod), podUid: pod.uid, service, namespace: pod.namespace }, 'service not granted to the namespace; registered anyway (--service-grants open)');
-      events.record(pod, 'Warning', 'ServiceNotGranted', `registered although ${notGranted(claim)} (--service-grants open; strict mode will refuse it); ${howToGrant(grants)}`);
+      const pair = this.#claimPairs.note(claim);
+      if (pair.first) {
+        logger.warn(
+          { pod: podName(pod), podUid: pod.uid, service, namespace: pod.namespace, further: 'other pods of this namespace and service are counted in etcd_registrar_ungranted_claims_total, not logged' },
+          'service not granted to the namespace; registered anyway (--service-grants open)',
+        );
+      }
+      if (pair.event) {
+        events.record(pod, 'Warning', 'ServiceNotGranted', `registered although ${notGranted(claim)} (--service-grants open; strict mode will refuse it); ${howToGrant(grants)}`);
+      }
       return;
     }
     if (verdict === 'allow') {
@@ -706,6 +720,44 @@ export class Controller {
 
 function notGranted(claim: UngrantedClaim): string {
   return `service ${JSON.stringify(claim.service)} is not granted to namespace ${JSON.stringify(claim.namespace)}`;
+}
+
+/** Events per namespace/service pair: a burst of PAIR_EVENT_BURST, then one per PAIR_EVENT_INTERVAL_MS. */
+const PAIR_EVENT_BURST = 3;
+const PAIR_EVENT_INTERVAL_MS = 60_000;
+
+/**
+ * Ungranted claims by namespace/service pair. A workload of 50 pods in an ungranted namespace
+ * is one problem, not 50: it gets one log line per start and a few Events (on the first pods,
+ * then one a minute), while the metric and the audit records keep every pod.
+ */
+export class ClaimPairs {
+  readonly #pairs = new Map<string, { tokens: number; refilledAt: number }>();
+  readonly #now: () => number;
+
+  constructor(now: () => number = () => performance.now()) {
+    this.#now = now;
+  }
+
+  /** `first`: the pair's first claim since start; `event`: an Event may be sent for this one. */
+  note(claim: UngrantedClaim): { first: boolean; event: boolean } {
+    const id = `${claim.namespace}\u0000${claim.service}`;
+    const now = this.#now();
+    let pair = this.#pairs.get(id);
+    const first = pair === undefined;
+    if (pair === undefined) {
+      pair = { tokens: PAIR_EVENT_BURST, refilledAt: now };
+      this.#pairs.set(id, pair);
+    }
+    const refill = Math.floor((now - pair.refilledAt) / PAIR_EVENT_INTERVAL_MS);
+    if (refill > 0) {
+      pair.tokens = Math.min(PAIR_EVENT_BURST, pair.tokens + refill);
+      pair.refilledAt += refill * PAIR_EVENT_INTERVAL_MS;
+    }
+    const event = pair.tokens > 0;
+    if (event) pair.tokens--;
+    return { first, event };
+  }
 }
 
 function howToGrant(grants: GrantsPort | undefined): string {

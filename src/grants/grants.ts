@@ -169,6 +169,11 @@ export class GrantTable {
  */
 export type Verdict = 'allow' | 'allow-ungranted' | 'refuse' | 'hold';
 
+/** What the desired state does with a claim of that verdict: an ungranted claim allowed in open mode registers. */
+export function admissionOf(verdict: Verdict): 'allow' | 'refuse' | 'hold' {
+  return verdict === 'allow-ungranted' ? 'allow' : verdict;
+}
+
 export function verdictFor(mode: GrantsMode, status: GrantStatus): Verdict {
   if (mode === 'off' || status === 'granted') return 'allow';
   if (mode === 'open') return status === 'not-granted' ? 'allow-ungranted' : 'allow';

@@ -5,6 +5,7 @@
 // data lease, or to an earlier lease of the same owner (adoptable). Keys without a lease or
 // on another lease are never changed or deleted.
 
+import { isOurs, NO_LEASE } from '../ownership.ts';
 import { podKeyOf, type Change, type CurrentEntry, type DesiredEntry, type Plan, type PodRef, type Policy, type Skip } from '../types.ts';
 
 export type { PodRef };
@@ -26,8 +27,7 @@ export interface PlanInput {
   readonly scope?: ReadonlySet<string> | undefined;
 }
 
-/** etcd's "no lease". A key on it is never ours, whatever leaseId says. */
-export const NO_LEASE = '0';
+export { NO_LEASE };
 
 export function isDelete(change: Change): boolean {
   return change.action === 'deregister' || change.action === 'orphan-delete';
@@ -39,8 +39,7 @@ function compareKeys(a: string, b: string): number {
 
 export function plan(input: PlanInput): Plan {
   const { desired, current, leaseId, adoptableLeases, policy } = input;
-  const ours = (lease: string): boolean =>
-    lease !== NO_LEASE && lease !== '' && (lease === leaseId || adoptableLeases.has(lease));
+  const ours = (lease: string): boolean => isOurs(lease, { leaseId, adoptableLeases });
 
   // Keys neither desired nor ours are left alone below, so a full reconcile visits the desired
   // keys and our own only. The result is sorted at the end (changes are few; keys may be many).

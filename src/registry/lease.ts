@@ -5,6 +5,7 @@
 // talks to the lease RPCs directly. One stream, one write per TTL/3 whatever the key count.
 import type { Etcd3, ILeaseKeepAliveResponse, IRequestStream, IResponseStream } from 'etcd3';
 import type { Logger } from 'pino';
+import { isOurs, NO_LEASE } from '../ownership.ts';
 import { backoffDelay, errorMessage, isLeaseNotFound, isTransient, withRetry, type RetryPolicy } from './retry.ts';
 
 /** JSON stored (without a lease) at `${ownerRecordPrefix}${ownerId}`. */
@@ -101,9 +102,12 @@ export class LeaseKeeper {
     return new Set(this.#adoptable);
   }
 
-  /** Leases whose keys are ours: the current one, adoptable ones, ones in grace. */
+  /**
+   * Leases whose keys are ours, by the one ownership rule: the current one and the adoptable
+   * ones (a lease kept alive in grace after a switch is always among the adoptable ones).
+   */
   owned(lease: string): boolean {
-    return lease === this.#current || this.#adoptable.has(lease) || this.#grace.has(lease);
+    return isOurs(lease, { leaseId: this.#current ?? NO_LEASE, adoptableLeases: this.#adoptable });
   }
 
   healthy(now = Date.now()): boolean {

@@ -182,19 +182,6 @@ describe('EtcdRegistry reads and writes', () => {
     }
   });
 
-  test('read returns a few keys with lease and mod revision', async () => {
-    const lease = reg.leaseId();
-    const p = '/read_PRE/';
-    await reg.apply([register(`${p}a`, 'A')]);
-    await obs.put(`${p}b`).value('B');
-    const got = await reg.read([`${p}a`, `${p}b`, `${p}missing`, `${p}a`]);
-    assert.equal(got.size, 2);
-    assert.equal(got.get(`${p}a`)?.lease, lease);
-    assert.equal(got.get(`${p}b`)?.lease, '0');
-    assert.match(got.get(`${p}b`)?.modRevision ?? '', /^[1-9][0-9]*$/);
-    await assert.rejects(reg.read(['elsewhere']), RegistryProgrammingError);
-  });
-
   test('a fence that no longer matches fails every change and writes nothing', async () => {
     const fenceKey = '/etcd-registrar/election/leader';
     await obs.put(fenceKey).value('me');

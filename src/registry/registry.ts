@@ -221,10 +221,6 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
     return this.#keeper?.current ?? '0';
   }
 
-  mode(): LeaseMode {
-    return this.#mode;
-  }
-
   /** Earlier leases of this owner whose keys are still ours (repair them onto leaseId()). */
   adoptableLeases(): ReadonlySet<string> {
     return this.#keeper?.adoptable() ?? new Set();
@@ -264,11 +260,6 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
       this.#outOfSpace = undefined;
       this.#log.info('etcd accepts writes again (NOSPACE alarm cleared)');
     }
-  }
-
-  /** The normalised key root (ends with '/'). */
-  keyRoot(): string {
-    return this.#space.root;
   }
 
   /**
@@ -407,24 +398,6 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
 
   #markerOp(dir: string, lease: string): IRequestOp {
     return { request_put: { key: Buffer.from(`${this.#markerPrefix.slice(0, -1)}${dir}`), value: Buffer.from(dir), lease } };
-  }
-
-  /** A few keys, read consistently (one transaction per maxOpsPerTxn keys). */
-  async read(keys: readonly string[]): Promise<Map<string, CurrentEntry>> {
-    const client = this.#need();
-    for (const k of keys) this.#assertReadable(k);
-    const unique = [...new Set(keys)];
-    const out = new Map<string, CurrentEntry>();
-    for (let i = 0; i < unique.length; i += this.#maxOps) {
-      const chunk = unique.slice(i, i + this.#maxOps);
-      const req = { compare: [], success: chunk.map((k) => rangeOp(k)), failure: [] };
-      const { value: res } = await withRetry(this.#retry, () => client.kv.txn(req), this.#hooks('read'));
-      for (const r of res.responses) {
-        const kv = r.response_range.kvs[0];
-        if (kv !== undefined) out.set(kv.key.toString('utf8'), toEntry(kv));
-      }
-    }
-    return out;
   }
 
   /**

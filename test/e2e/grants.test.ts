@@ -4,7 +4,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { startCluster, type Cluster } from '../cluster/cluster.ts';
-import { eventually, keyState as etcdKeyState, RegistryObserver, startController, waitPodReadyIp, type ControllerProcess } from './support.ts';
+import { execFileSync } from 'node:child_process';
+import { eventually, keyState as etcdKeyState, registrarBin, RegistryObserver, startController, waitPodReadyIp, type ControllerProcess } from './support.ts';
 
 const OWNER = 'grants';
 const PREFIX = '/search_PRE/';
@@ -145,5 +146,17 @@ describe('service grants', () => {
     assert.ok(controller.lines().some((line) => line['msg'] === 'service not granted to the namespace; registered anyway (--service-grants open)' && line['pod'] === 'team-c/migrating'));
     assert.equal(await metric('etcd_registrar_ungranted_claims_total{outcome="allowed"}'), 1);
     assert.equal(controller.audits().filter((r) => r.action === 'skip').length, 0);
+
+    // `list` judges grants as `run` does: open lists the ungranted key as registered; strict
+    // (what `run` would delete it under) lists it without a pod that wants it.
+    const listed = (mode: 'strict' | 'open'): Array<{ key: string; state: string; pod: string | null }> => {
+      const out = execFileSync(process.execPath, [
+        registrarBin, 'list', '--output', 'json', '--kubeconfig', cluster.kubeconfigPath,
+        '--etcd-endpoints', cluster.registry.endpoints.join(','), ...args(mode, 'team-c'),
+      ], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+      return (JSON.parse(out) as { registrations: Array<{ key: string; state: string; pod: string | null }> }).registrations;
+    };
+    assert.deepEqual(listed('open').find((r) => r.key === key), { key, value: `${ip}:86`, pod: 'team-c/migrating', state: 'registered', leaseId: (await keyState(key))?.lease });
+    assert.equal(listed('strict').find((r) => r.key === key)?.state, 'orphan (no pod)');
   });
 });

@@ -1,0 +1,96 @@
+// Ranges over several bench runs: the table docs/benchmarks.md publishes. A single run's tail is
+// noise on a shared 2-core machine; a figure worth printing is the span of several runs.
+//
+//   node bench/ranges.ts run-1.json run-2.json ... [--rate 200]
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import type { BenchResult, LatencyRun } from './bench.ts';
+import type { StageName } from './decompose.ts';
+
+type Direction = 'registration' | 'deregistration';
+
+/** Three significant figures at most below 100, whole numbers above. */
+function figure(n: number): string {
+  if (Math.abs(n) >= 100) return String(Math.round(n));
+  return String(Number(n.toPrecision(Math.abs(n) >= 1 ? 3 : 2)));
+}
+
+/** "a" when every run gave a, otherwise "min-max" ("min to max" when the range holds a negative). */
+export function span(values: readonly number[]): string {
+  if (values.length === 0) return '-';
+  const lo = Math.min(...values);
+  const hi = Math.max(...values);
+  if (lo === hi) return figure(lo);
+  return lo < 0 ? `${figure(lo)} to ${figure(hi)}` : `${figure(lo)}-${figure(hi)}`;
+}
+
+function runAt(result: BenchResult, rate: number): LatencyRun {
+  const run = result.latency_runs.find((r) => r.target_rate === rate);
+  if (run === undefined) throw new Error(`a run started at ${result.started_at} has no latency run at ${rate}/s`);
+  return run;
+}
+
+/** Markdown rows (figure | registration | deregistration) of the latency runs at `rate`, as ranges over `results`. */
+export function latencyRanges(results: readonly BenchResult[], rate: number): string[] {
+  if (results.length === 0) throw new Error('no bench results');
+  const runs = results.map((r) => runAt(r, rate));
+  const stage = (d: Direction, name: StageName, q: 'p50_ms' | 'p95_ms' | 'p99_ms' | 'max_ms'): string =>
+    span(runs.map((r) => r.decomposition[d].stages[name][q]));
+  const quartet = (d: Direction, name: StageName): string =>
+    (['p50_ms', 'p95_ms', 'p99_ms', 'max_ms'] as const).map((q) => stage(d, name, q)).join(' / ');
+  const breakdown = (d: Direction): string => {
+    const parts: readonly StageName[] = ['api_to_controller', 'queue', 'txn', 'commit_to_watch'];
+    return parts.map((p) => `${p} ${span(runs.map((r) => r.decomposition[d].p99_breakdown?.[p] ?? Number.NaN))}`).join(', ');
+  };
+  const raw = (d: Direction): string => {
+    const txn = results.map((r) => (d === 'registration' ? r.calibration?.raw_etcd.put_txn.p99_ms : r.calibration?.raw_etcd.delete_txn.p99_ms) ?? Number.NaN);
+    return `${span(txn)} / ${span(results.map((r) => r.calibration?.floor_p99_ms[d] ?? Number.NaN))}`;
+  };
+  const met = (d: Direction, kind: 'controller' | 'e2e'): string => {
+    const checks = results.map((r) => r.targets?.[kind][d]);
+    const kept = checks.filter((c) => c?.met === true).length;
+    return `met in ${kept} of ${checks.length} runs`;
+  };
+  const row = (figure: string, cell: (d: Direction) => string): string => `| ${figure} | ${cell('registration')} | ${cell('deregistration')} |`;
+  return [
+    `| figure @${rate}/s, ranges over ${results.length} runs | registration | deregistration |`,
+    '|---|---|---|',
+    row('end to end (API ack → etcd watch): p50 / p95 / p99 / max (ms)', (d) => quartet(d, 'e2e')),
+    row('controller (event received → committed): p50 / p99 (ms)', (d) => `${stage(d, 'controller', 'p50_ms')} / ${stage(d, 'controller', 'p99_ms')}`),
+    row('controller target p99 ≤ 20 ms', (d) => met(d, 'controller')),
+    row('API ack → controller received: p50 / p99 (ms)', (d) => `${stage(d, 'api_to_controller', 'p50_ms')} / ${stage(d, 'api_to_controller', 'p99_ms')}`),
+    row('intake floor (idle watcher): p50 / p99 (ms)', (d) => `${stage(d, 'intake_floor', 'p50_ms')} / ${stage(d, 'intake_floor', 'p99_ms')}`),
+    row('committed → etcd watch: p99 (ms)', (d) => stage(d, 'commit_to_watch', 'p99_ms')),
+    row('where the p99 goes (mean ms of the slowest 1 %)', breakdown),
+    row('raw etcd txn p99 / e2e floor p99 (ms)', raw),
+    row('end-to-end target (≤ 50 ms or ≤ floor + 20 ms)', (d) => met(d, 'e2e')),
+    row('bench\'s own pod watch lag p99 (ms)', (d) => stage(d, 'observer_lag', 'p99_ms')),
+    row('missing transitions', (d) => span(runs.map((r) => r.decomposition[d].missing))),
+    `| controller over the run: event-loop delay p99 / max (ms), GC s, watch restarts | ${span(runs.map((r) => r.controller.event_loop_delay_p99_ms))} / ${span(runs.map((r) => r.controller.event_loop_delay_max_ms))}, ${span(runs.map((r) => r.controller.gc_seconds))}, ${span(runs.map((r) => r.controller.watch_restarts))} | |`,
+  ];
+}
+
+/** The other figures (burst, reconcile, restart, at rest) as ranges. */
+export function otherRanges(results: readonly BenchResult[]): string[] {
+  const of = (f: (r: BenchResult) => number): string => span(results.map(f));
+  const largest = (r: BenchResult): BenchResult['reconcile'][number] | undefined => r.reconcile.at(-1);
+  return [
+    `| figure, ranges over ${results.length} runs | value |`,
+    '|---|---|',
+    `| burst of ${span(results.map((r) => r.burst.pods))} pods: last Ready → last key (s), keys/s | ${of((r) => r.burst.seconds)}, ${of((r) => r.burst.keys_per_s)} |`,
+    `| burst: controller CPU s, ratio to the intake floor | ${of((r) => r.burst.controller_cpu_s)}, ${of((r) => r.burst.ratio_to_intake_floor)} |`,
+    `| reconcile of ${span(results.map((r) => largest(r)?.pods ?? Number.NaN))} pods: ms (CPU ms), RSS MB | ${of((r) => largest(r)?.ms ?? Number.NaN)} (${of((r) => largest(r)?.cpu_ms ?? Number.NaN)}), ${of((r) => largest(r)?.rss_mb ?? Number.NaN)} |`,
+    `| restart with ${span(results.map((r) => r.restart.pods))} pods: s to ready, keys deleted / written | ${of((r) => r.restart.seconds)}, ${of((r) => r.restart.keys_deleted)} / ${of((r) => r.restart.keys_written)} |`,
+    `| at rest with ${span(results.map((r) => r.steady.registered_keys))} keys: CPU %, RSS MB, etcd requests/s | ${of((r) => r.steady.cpu_percent)}, ${of((r) => r.steady.rss_mb)}, ${of((r) => r.steady.etcd_requests_per_s)} |`,
+  ];
+}
+
+if (import.meta.main) {
+  const { values, positionals } = parseArgs({ allowPositionals: true, options: { rate: { type: 'string', default: '200' } } });
+  if (positionals.length === 0) {
+    process.stderr.write('usage: node bench/ranges.ts RUN.json... [--rate 200]\n');
+    process.exit(2);
+  }
+  const results = positionals.map((file) => JSON.parse(readFileSync(file, 'utf8')) as BenchResult);
+  process.stdout.write(`${[...latencyRanges(results, Number(values.rate)), '', ...otherRanges(results)].join('\n')}\n`);
+}

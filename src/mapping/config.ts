@@ -87,7 +87,6 @@ export interface AnnotationNames {
   readonly ipFamilies: string;
 }
 
-/** A config checked and compiled once (cached per config object). */
 /** The setting a configuration problem is about, so that the command line can name its flag. */
 export type MappingSetting = 'annotationPrefix' | 'environment' | 'keyRoot' | 'keyTemplate' | 'valueTemplate' | 'valueFormat' | 'dnsZone' | 'dnsTtlSeconds';
 
@@ -96,6 +95,7 @@ export interface MappingProblem {
   readonly message: string;
 }
 
+/** A config checked and compiled once (cached per config object). */
 export interface PreparedConfig {
   readonly problems: readonly string[];
   /** The same problems, each with the setting it is about. */
@@ -197,17 +197,66 @@ function isPrefixChar(c: number): boolean {
   return (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x7a) || c === 0x2d || c === 0x2e;
 }
 
+/** Records one configuration problem against the setting it is about. */
+type Fail = (setting: MappingSetting, message: string) => void;
+
+/** A setting as given, or '' when it is not a string (configs may come from untyped sources). */
+function str(v: unknown): string {
+  return typeof v === 'string' ? v : '';
+}
+
+/**
+ * Checks and compiles a config. The problems come in a fixed order (annotation prefix,
+ * environment, key root, DNS zone and TTL, key template, value, reserved prefixes), each
+ * step below adding its own.
+ */
 function prepare(cfg: MappingConfig): PreparedConfig {
   const problems: string[] = [];
   const settingProblems: MappingProblem[] = [];
-  const fail = (setting: MappingSetting, message: string): void => {
+  const fail: Fail = (setting, message) => {
     problems.push(message);
     settingProblems.push({ setting, message });
   };
-  const str = (v: unknown): string => (typeof v === 'string' ? v : '');
 
-  // Annotation prefix: a DNS subdomain followed by '/', as Kubernetes requires.
   const prefix = str(cfg.annotationPrefix);
+  checkAnnotationPrefix(prefix, fail);
+  const environment = str(cfg.environment);
+  checkDefaultEnvironment(environment, fail);
+  const rawRoot = str(cfg.keyRoot);
+  const root = normalizeKeyRoot(rawRoot);
+  checkKeyRoot(rawRoot, root, fail);
+
+  const format = cfg.valueFormat;
+  const skydns = format === 'skydns';
+  const json = format === 'json';
+  const layout = skydns ? skydnsLayout(cfg, fail) : undefined;
+  const key = compileTemplate(layout?.keyTemplate ?? str(cfg.keyTemplate));
+  checkKeyTemplate(key, root, skydns, fail);
+  const value = compileTemplate(str(cfg.valueTemplate));
+  checkValue(format, value, fail);
+  const reserved = reservedPrefixes(cfg.reservedPrefixes, root, fail);
+  const uses = placeholdersUsed(key, json || skydns ? undefined : value);
+
+  return {
+    problems,
+    settingProblems,
+    root,
+    key,
+    value,
+    json,
+    skydns,
+    dnsTtlSeconds: layout?.dnsTtlSeconds ?? DEFAULT_DNS_TTL_SECONDS,
+    annotations: annotationNames(prefix),
+    uses,
+    environmentSeparator: environmentSeparatorOf(key),
+    environment,
+    reserved,
+    needsZone: json || uses.has('zone'),
+  };
+}
+
+/** Annotation prefix: a DNS subdomain followed by '/', as Kubernetes requires. */
+function checkAnnotationPrefix(prefix: string, fail: Fail): void {
   const domain = prefix.endsWith('/') ? prefix.slice(0, -1) : '';
   let prefixOk = domain.length > 0 && domain.length <= 253;
   for (let i = 0; prefixOk && i < domain.length; i++) prefixOk = isPrefixChar(domain.charCodeAt(i));
@@ -216,95 +265,111 @@ function prepare(cfg: MappingConfig): PreparedConfig {
       `annotation prefix ${quote(prefix)} must be a lower-case DNS subdomain followed by '/', e.g. "etcd-registrar.io/"`,
     );
   }
+}
 
-  // Environment default.
-  const environment = str(cfg.environment);
-  if (environment !== '') {
-    const why = nameProblem(environment, MAX_SHORT_NAME);
-    if (why !== undefined) fail('environment', `environment ${quote(environment)} ${why}`);
-  }
+function annotationNames(prefix: string): AnnotationNames {
+  return {
+    register: prefix + 'register',
+    service: prefix + 'service',
+    port: prefix + 'port',
+    environment: prefix + 'environment',
+    address: prefix + 'address',
+    ipFamilies: prefix + 'ip-families',
+  };
+}
 
-  // Key root.
-  const rawRoot = str(cfg.keyRoot);
-  const root = normalizeKeyRoot(rawRoot);
-  if (root !== '/') {
-    const why = keyProblem(root.slice(0, -1), '/');
-    if (why !== undefined) fail('keyRoot', `key root ${quote(rawRoot)} ${why}`);
-  }
+/** The default environment may be '' (every pod then names its own). */
+function checkDefaultEnvironment(environment: string, fail: Fail): void {
+  if (environment === '') return;
+  const why = nameProblem(environment, MAX_SHORT_NAME);
+  if (why !== undefined) fail('environment', `environment ${quote(environment)} ${why}`);
+}
 
-  // Key template (fixed by the zone in the skydns format).
-  const format = cfg.valueFormat;
-  const skydns = format === 'skydns';
-  let dnsTtlSeconds = DEFAULT_DNS_TTL_SECONDS;
-  let keySource = str(cfg.keyTemplate);
-  if (skydns) {
-    const zone = str(cfg.dnsZone);
-    const why = dnsZoneProblem(zone);
-    if (why !== undefined) fail('dnsZone', `DNS zone ${quote(zone)} ${why}`);
-    keySource = skydnsKeyTemplate(why === undefined ? zone : 'invalid.zone');
-    const ttl = cfg.dnsTtlSeconds ?? DEFAULT_DNS_TTL_SECONDS;
-    if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_DNS_TTL_SECONDS) {
-      fail('dnsTtlSeconds', `DNS TTL ${quote(String(ttl))} must be whole seconds from 1 to ${String(MAX_DNS_TTL_SECONDS)}`);
-    } else dnsTtlSeconds = ttl;
-  }
-  const key = compileTemplate(keySource);
-  for (const p of key.problems) fail('keyTemplate', `key template ${quote(keySource)}: ${p}`);
+function checkKeyRoot(rawRoot: string, root: string, fail: Fail): void {
+  if (root === '/') return;
+  const why = keyProblem(root.slice(0, -1), '/');
+  if (why !== undefined) fail('keyRoot', `key root ${quote(rawRoot)} ${why}`);
+}
+
+/** The skydns format fixes the key template by the zone, and writes the TTL into each value. */
+function skydnsLayout(cfg: MappingConfig, fail: Fail): { keyTemplate: string; dnsTtlSeconds: number } {
+  const zone = str(cfg.dnsZone);
+  const why = dnsZoneProblem(zone);
+  if (why !== undefined) fail('dnsZone', `DNS zone ${quote(zone)} ${why}`);
+  const keyTemplate = skydnsKeyTemplate(why === undefined ? zone : 'invalid.zone');
+  const ttl = cfg.dnsTtlSeconds ?? DEFAULT_DNS_TTL_SECONDS;
+  if (Number.isInteger(ttl) && ttl >= 1 && ttl <= MAX_DNS_TTL_SECONDS) return { keyTemplate, dnsTtlSeconds: ttl };
+  fail('dnsTtlSeconds', `DNS TTL ${quote(String(ttl))} must be whole seconds from 1 to ${String(MAX_DNS_TTL_SECONDS)}`);
+  return { keyTemplate, dnsTtlSeconds: DEFAULT_DNS_TTL_SECONDS };
+}
+
+/**
+ * A key template must give every pod, port and address its own key under the root: {ip} and
+ * {port} present, the root as literal text, a separator between placeholders, safe sample keys.
+ */
+function checkKeyTemplate(key: CompiledTemplate, root: string, skydns: boolean, fail: Fail): void {
+  const source = key.source;
+  for (const p of key.problems) fail('keyTemplate', `key template ${quote(source)}: ${p}`);
   if (!key.uses.has('ip') || !key.uses.has('port')) {
     fail('keyTemplate',
-      `key template ${quote(keySource)} must contain {ip} and {port}, or the keys of different pods or ports would collide`,
+      `key template ${quote(source)} must contain {ip} and {port}, or the keys of different pods or ports would collide`,
     );
   }
   if (!(key.literals[0] ?? '').startsWith(root)) {
+    // In the skydns format the template is fixed: only the root can be at fault.
     fail(skydns ? 'keyRoot' : 'keyTemplate',
-      `key template ${quote(keySource)} must start with the key root ${quote(root)} as literal text, so that every key lies under it`,
+      `key template ${quote(source)} must start with the key root ${quote(root)} as literal text, so that every key lies under it`,
     );
   }
   for (let i = 1; i < key.placeholders.length; i++) {
     if ((key.literals[i] ?? '') === '') {
       fail('keyTemplate',
-        `key template ${quote(keySource)}: {${key.placeholders[i - 1] ?? ''}}{${key.placeholders[i] ?? ''}} need a separator between them, or keys could collide`,
+        `key template ${quote(source)}: {${key.placeholders[i - 1] ?? ''}}{${key.placeholders[i] ?? ''}} need a separator between them, or keys could collide`,
       );
     }
   }
-  {
-    const sample = renderTemplate(key, SAMPLE);
-    const why = keyProblem(sample, root);
-    if (why !== undefined && sample.startsWith(root)) {
-      fail('keyTemplate', `key template ${quote(keySource)} gives keys like ${quote(sample)}, which ${why}`);
-    }
+  const sample = renderTemplate(key, SAMPLE);
+  const why = keyProblem(sample, root);
+  if (why !== undefined && sample.startsWith(root)) {
+    fail('keyTemplate', `key template ${quote(source)} gives keys like ${quote(sample)}, which ${why}`);
   }
-  if (hasControlChars(keySource)) fail('keyTemplate', `key template ${quote(keySource)} contains control characters`);
+  if (hasControlChars(source)) fail('keyTemplate', `key template ${quote(source)} contains control characters`);
+}
 
-  // Value.
-  const json = format === 'json';
+/** The value format, and the value template when that format uses it. */
+function checkValue(format: unknown, value: CompiledTemplate, fail: Fail): void {
   if (format !== 'template' && format !== 'json' && format !== 'skydns') {
     fail('valueFormat', `value format ${quote(str(format))} must be "template", "json" or "skydns"`);
   }
-  const valueSource = str(cfg.valueTemplate);
-  const value = compileTemplate(valueSource);
-  if (!json && !skydns) {
-    for (const p of value.problems) fail('valueTemplate', `value template ${quote(valueSource)}: ${p}`);
-    if (valueSource === '') fail('valueTemplate', 'value template is empty');
-    if (hasControlChars(valueSource)) {
-      fail('valueTemplate', `value template ${quote(valueSource)} contains control characters`);
-    }
-  }
+  if (format === 'json' || format === 'skydns') return;
+  const source = value.source;
+  for (const p of value.problems) fail('valueTemplate', `value template ${quote(source)}: ${p}`);
+  if (source === '') fail('valueTemplate', 'value template is empty');
+  if (hasControlChars(source)) fail('valueTemplate', `value template ${quote(source)} contains control characters`);
+}
 
+/** Placeholders a pod must fill: the key template's and the value template's (undefined: a JSON value). */
+function placeholdersUsed(key: CompiledTemplate, value: CompiledTemplate | undefined): Set<Placeholder> {
   const uses = new Set<Placeholder>(key.uses);
-  if (json || skydns) {
-    for (const p of ['service', 'environment', 'ip', 'port'] as const) uses.add(p);
-  } else {
-    for (const p of value.uses) uses.add(p);
-  }
+  const valueUses: Iterable<Placeholder> = value?.uses ?? (['service', 'environment', 'ip', 'port'] as const);
+  for (const p of valueUses) uses.add(p);
+  return uses;
+}
 
+/** The reserved prefixes, normalized; one that holds the key root is a problem (and dropped). */
+function reservedPrefixes(raws: unknown, root: string, fail: Fail): string[] {
   const reserved: string[] = [];
-  for (const raw of Array.isArray(cfg.reservedPrefixes) ? cfg.reservedPrefixes : []) {
+  for (const raw of Array.isArray(raws) ? (raws as unknown[]) : []) {
     const r = normalizeKeyRoot(str(raw));
     if (r === '/' || root.startsWith(r)) {
       fail('keyRoot', `key root ${quote(root)} lies inside the reserved prefix ${quote(r)}`);
     } else reserved.push(r);
   }
+  return reserved;
+}
 
+/** The literal between {service} and {environment} in the key template, when one joins them within a segment. */
+function environmentSeparatorOf(key: CompiledTemplate): string {
   let environmentSeparator = '';
   for (let i = 1; i < key.placeholders.length; i++) {
     const a = key.placeholders[i - 1];
@@ -318,28 +383,5 @@ function prepare(cfg: MappingConfig): PreparedConfig {
       environmentSeparator = sep;
     }
   }
-
-  return {
-    problems,
-    settingProblems,
-    root,
-    key,
-    value,
-    json,
-    skydns,
-    dnsTtlSeconds,
-    annotations: {
-      register: prefix + 'register',
-      service: prefix + 'service',
-      port: prefix + 'port',
-      environment: prefix + 'environment',
-      address: prefix + 'address',
-      ipFamilies: prefix + 'ip-families',
-    },
-    uses,
-    environmentSeparator,
-    environment,
-    reserved,
-    needsZone: json || uses.has('zone'),
-  };
+  return environmentSeparator;
 }

@@ -216,20 +216,51 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
   if (commandArg === undefined || commandArg === '--help' || commandArg === '-h' || commandArg === 'help') {
     return { kind: 'help', text: helpText() };
   }
-  const command = commands.find((candidate) => candidate === commandArg);
+  const command = parseCommand(commandArg);
+  const values = parseFlags(rest);
+  if (values['help'] === true) return { kind: 'help', text: helpText() };
+  const config = readConfig(command, settingsOf(command, values, env));
+  checkMappingSettings(config);
+  if (config.metricsAddress !== '') parseListenAddress(config.metricsAddress);
+  return { kind: 'config', config };
+}
+
+function parseCommand(text: string): Command {
+  const command = commands.find((candidate) => candidate === text);
   if (command === undefined) {
-    throw new ConfigError(`unknown command ${JSON.stringify(commandArg)}: expected one of ${commands.join(', ')} (see --help)`);
+    throw new ConfigError(`unknown command ${JSON.stringify(text)}: expected one of ${commands.join(', ')} (see --help)`);
   }
+  return command;
+}
+
+type FlagValues = Readonly<Record<string, string | boolean | undefined>>;
+
+/** The flags given on the command line (strict: an unknown flag is a usage error). */
+function parseFlags(args: readonly string[]): FlagValues {
   const options: Record<string, { type: Kind }> = { help: { type: 'boolean' } };
   for (const spec of flagSpecs) options[spec.name] = { type: spec.kind };
-  let values: Record<string, string | boolean | undefined>;
   try {
-    ({ values } = parseArgs({ args: [...rest], options, strict: true, allowPositionals: false }));
+    return parseArgs({ args: [...args], options, strict: true, allowPositionals: false }).values;
   } catch (error) {
     throw new ConfigError(error instanceof Error ? error.message.split('\n')[0] ?? String(error) : String(error));
   }
-  if (values['help'] === true) return { kind: 'help', text: helpText() };
+}
 
+/** Every setting's text, merged from flag, environment variable and default. */
+interface Settings {
+  /** The text of a setting ('' when unset and without default). */
+  readonly text: (name: string) => string;
+  /** The trimmed text of a setting; undefined when unset or blank. */
+  readonly optional: (name: string) => string | undefined;
+  /** Set by flag or environment variable, not left to its default. */
+  readonly isSet: (name: string) => boolean;
+}
+
+/**
+ * A flag that does not apply to the command is refused when it is read, so the order in
+ * which readConfig reads the settings decides which of several mistakes is reported.
+ */
+function settingsOf(command: Command, values: FlagValues, env: Readonly<Record<string, string | undefined>>): Settings {
   const raw = (name: string): string | undefined => {
     const fromFlag = values[name];
     if (fromFlag !== undefined) {
@@ -241,74 +272,49 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     }
     return env[envName(name)] ?? flagSpecs.find((spec) => spec.name === name)?.default;
   };
-  const text = (name: string): string => raw(name) ?? '';
-  const optional = (name: string): string | undefined => {
-    const value = raw(name);
-    return value === undefined || value.trim() === '' ? undefined : value.trim();
+  return {
+    text: (name) => raw(name) ?? '',
+    optional: (name) => {
+      const value = raw(name);
+      return value === undefined || value.trim() === '' ? undefined : value.trim();
+    },
+    isSet: (name) => values[name] !== undefined || env[envName(name)] !== undefined,
   };
+}
 
-  const leaseTtlMs = parseDurationMs('lease-ttl', text('lease-ttl'));
-  if (leaseTtlMs < 2000 || leaseTtlMs % 1000 !== 0) {
-    throw new ConfigError(`--lease-ttl: ${text('lease-ttl')} must be whole seconds, at least 2s (etcd leases count in seconds)`);
-  }
-  const electionTtlMs = parseDurationMs('election-ttl', text('election-ttl'));
-  if (electionTtlMs < 2000 || electionTtlMs % 1000 !== 0) {
-    throw new ConfigError(`--election-ttl: ${text('election-ttl')} must be whole seconds, at least 2s`);
-  }
-  const reconcileIntervalMs = parseDurationMs('reconcile-interval', text('reconcile-interval'));
-  if (reconcileIntervalMs < 1000) throw new ConfigError('--reconcile-interval: must be at least 1s');
-  const fullReadIntervalMs = parseDurationMs('full-read-interval', text('full-read-interval'));
-  const etcdCallTimeoutMs = parseDurationMs('etcd-call-timeout', text('etcd-call-timeout'));
-  if (etcdCallTimeoutMs < 100) throw new ConfigError('--etcd-call-timeout: must be at least 100ms');
-  const etcdCredentialRefreshMs = parseDurationMs('etcd-credential-refresh-interval', text('etcd-credential-refresh-interval'));
-  if (etcdCredentialRefreshMs < 100) throw new ConfigError('--etcd-credential-refresh-interval: must be at least 100ms');
-
-  const ownerId = text('owner-id').trim();
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(ownerId)) {
-    throw new ConfigError(`--owner-id: ${JSON.stringify(ownerId)} must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit`);
-  }
-  const ownerRecordPrefix = text('owner-record-prefix');
-  if (!ownerRecordPrefix.startsWith('/') || !ownerRecordPrefix.endsWith('/')) {
-    throw new ConfigError('--owner-record-prefix: must start and end with "/"');
-  }
-  const certFile = optional('etcd-cert-file');
-  const keyFile = optional('etcd-key-file');
-  if ((certFile === undefined) !== (keyFile === undefined)) {
-    throw new ConfigError('--etcd-cert-file and --etcd-key-file must be given together');
-  }
-  const username = optional('etcd-username');
-  const passwordFile = optional('etcd-password-file');
-  if ((username === undefined) !== (passwordFile === undefined)) {
-    throw new ConfigError('--etcd-username and --etcd-password-file must be given together');
-  }
+/** Reads and checks every setting; the first problem found is thrown as a ConfigError. */
+function readConfig(command: Command, s: Settings): Config {
+  const { text, optional } = s;
+  const durations = readDurations(s);
+  const owner = readOwner(s);
+  const credentials = readEtcdCredentials(s);
   const once = parseBoolean('once', text('once'));
   if (command === 'reconcile' && !once) {
     throw new ConfigError('reconcile needs --once (the continuous reconcile is the run command)');
   }
-
   const valueFormat = parseChoice('value-format', text('value-format'), ['template', 'json', 'skydns'] as const);
-  const dns = parseDnsFlags(valueFormat, text('dns-zone').trim(), text('dns-ttl'), text('key-root'), (name) => values[name] !== undefined || env[envName(name)] !== undefined);
+  const dns = parseDnsFlags(valueFormat, text('dns-zone').trim(), text('dns-ttl'), text('key-root'), s.isSet);
 
-  const config: Config = {
+  return {
     command,
     kubeconfig: optional('kubeconfig'),
     etcdEndpoints: parseEndpoints(text('etcd-endpoints')),
     etcdCaFile: optional('etcd-ca-file'),
-    etcdCertFile: certFile,
-    etcdKeyFile: keyFile,
+    etcdCertFile: credentials.certFile,
+    etcdKeyFile: credentials.keyFile,
     etcdServerName: optional('etcd-server-name'),
-    etcdUsername: username,
-    etcdPasswordFile: passwordFile,
-    etcdCallTimeoutMs,
-    etcdCredentialRefreshMs,
+    etcdUsername: credentials.username,
+    etcdPasswordFile: credentials.passwordFile,
+    etcdCallTimeoutMs: durations.etcdCallTimeoutMs,
+    etcdCredentialRefreshMs: durations.etcdCredentialRefreshMs,
     environment: text('environment').trim(),
-    ownerId,
-    ownerRecordPrefix,
-    leaseTtlSeconds: leaseTtlMs / 1000,
-    reconcileIntervalMs,
-    fullReadIntervalMs,
+    ownerId: owner.ownerId,
+    ownerRecordPrefix: owner.ownerRecordPrefix,
+    leaseTtlSeconds: durations.leaseTtlSeconds,
+    reconcileIntervalMs: durations.reconcileIntervalMs,
+    fullReadIntervalMs: durations.fullReadIntervalMs,
     leaderElection: parseBoolean('leader-election', text('leader-election')),
-    electionTtlSeconds: electionTtlMs / 1000,
+    electionTtlSeconds: durations.electionTtlSeconds,
     namespaces: splitList(text('namespaces')),
     labelSelector: optional('label-selector'),
     kubeContentType: parseChoice('kube-content-type', text('kube-content-type').trim(), ['json', 'protobuf'] as const),
@@ -332,12 +338,69 @@ export function parseConfig(argv: readonly string[], env: Readonly<Record<string
     logLevel: parseChoice('log-level', text('log-level'), ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const),
     output: parseChoice('output', text('output'), ['table', 'json'] as const),
   };
+}
+
+/** TTLs and intervals, each with its lower bound (etcd leases count in whole seconds). */
+function readDurations({ text }: Settings) {
+  const leaseTtlMs = parseDurationMs('lease-ttl', text('lease-ttl'));
+  if (leaseTtlMs < 2000 || leaseTtlMs % 1000 !== 0) {
+    throw new ConfigError(`--lease-ttl: ${text('lease-ttl')} must be whole seconds, at least 2s (etcd leases count in seconds)`);
+  }
+  const electionTtlMs = parseDurationMs('election-ttl', text('election-ttl'));
+  if (electionTtlMs < 2000 || electionTtlMs % 1000 !== 0) {
+    throw new ConfigError(`--election-ttl: ${text('election-ttl')} must be whole seconds, at least 2s`);
+  }
+  const reconcileIntervalMs = parseDurationMs('reconcile-interval', text('reconcile-interval'));
+  if (reconcileIntervalMs < 1000) throw new ConfigError('--reconcile-interval: must be at least 1s');
+  const fullReadIntervalMs = parseDurationMs('full-read-interval', text('full-read-interval'));
+  const etcdCallTimeoutMs = parseDurationMs('etcd-call-timeout', text('etcd-call-timeout'));
+  if (etcdCallTimeoutMs < 100) throw new ConfigError('--etcd-call-timeout: must be at least 100ms');
+  const etcdCredentialRefreshMs = parseDurationMs('etcd-credential-refresh-interval', text('etcd-credential-refresh-interval'));
+  if (etcdCredentialRefreshMs < 100) throw new ConfigError('--etcd-credential-refresh-interval: must be at least 100ms');
+  return {
+    leaseTtlSeconds: leaseTtlMs / 1000,
+    electionTtlSeconds: electionTtlMs / 1000,
+    reconcileIntervalMs,
+    fullReadIntervalMs,
+    etcdCallTimeoutMs,
+    etcdCredentialRefreshMs,
+  };
+}
+
+/** This installation's identity and where its owner records live. */
+function readOwner({ text }: Settings): { ownerId: string; ownerRecordPrefix: string } {
+  const ownerId = text('owner-id').trim();
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(ownerId)) {
+    throw new ConfigError(`--owner-id: ${JSON.stringify(ownerId)} must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit`);
+  }
+  const ownerRecordPrefix = text('owner-record-prefix');
+  if (!ownerRecordPrefix.startsWith('/') || !ownerRecordPrefix.endsWith('/')) {
+    throw new ConfigError('--owner-record-prefix: must start and end with "/"');
+  }
+  return { ownerId, ownerRecordPrefix };
+}
+
+/** The etcd client certificate and key, and user and password file: each pair given together or not at all. */
+function readEtcdCredentials({ optional }: Settings) {
+  const certFile = optional('etcd-cert-file');
+  const keyFile = optional('etcd-key-file');
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new ConfigError('--etcd-cert-file and --etcd-key-file must be given together');
+  }
+  const username = optional('etcd-username');
+  const passwordFile = optional('etcd-password-file');
+  if ((username === undefined) !== (passwordFile === undefined)) {
+    throw new ConfigError('--etcd-username and --etcd-password-file must be given together');
+  }
+  return { certFile, keyFile, username, passwordFile };
+}
+
+/** The mapping's own checks (annotation prefix, key root, templates), each reported against its flag. */
+function checkMappingSettings(config: Config): void {
   const problems = mappingConfigProblems(mappingConfigOf(config));
   if (problems.length > 0) {
     throw new ConfigError(problems.map((p) => `--${MAPPING_FLAGS[p.setting]}: ${p.message}`).join('; '));
   }
-  if (config.metricsAddress !== '') parseListenAddress(config.metricsAddress);
-  return { kind: 'config', config };
 }
 
 /** The flag behind each mapping setting, so that a mapping problem names what to fix. */

@@ -38,7 +38,7 @@ function compareKeys(a: string, b: string): number {
 }
 
 export function plan(input: PlanInput): Plan {
-  const { desired, current, leaseId, adoptableLeases, policy } = input;
+  const { desired, current, leaseId, adoptableLeases } = input;
   const ours = (lease: string): boolean => isOurs(lease, { leaseId, adoptableLeases });
 
   // Keys neither desired nor ours are left alone below, so a full reconcile visits the desired
@@ -48,85 +48,109 @@ export function plan(input: PlanInput): Plan {
   const writes: Change[] = [];
   const deletes: Change[] = [];
   const skips: Skip[] = [];
-
   for (const key of keys) {
-    const want = desired.get(key);
-    const have = current.get(key);
-    if (want !== undefined) {
-      const pod = want.pod;
-      if (have === undefined) {
-        writes.push({
-          action: 'register',
-          key,
-          value: want.value,
-          expectedLease: NO_LEASE,
-          pod,
-          reason: `pod ${podKeyOf(pod)} is serving and the key is absent`,
-        });
-      } else if (ours(have.lease)) {
-        const adopt = have.lease !== leaseId;
-        if (adopt || have.value !== want.value) {
-          writes.push({
-            action: 'repair',
-            key,
-            value: want.value,
-            expectedLease: have.lease,
-            pod,
-            reason: adopt
-              ? `adopting the key from our earlier lease ${have.lease}` +
-                (have.value !== want.value ? ' and restoring its value' : '')
-              : `value differs from what pod ${podKeyOf(pod)} needs`,
-          });
-        }
-      } else {
-        skips.push({
-          key,
-          pod,
-          reason:
-            have.lease === NO_LEASE
-              ? 'not leased: written by another tool; left untouched'
-              : `owned by someone else (lease ${have.lease}); left untouched`,
-        });
-      }
-      continue;
-    }
-    // Not desired: delete it if it is ours.
-    if (have === undefined || !ours(have.lease)) continue;
-    const claimant = input.claimed?.(key);
-    if (policy === 'upsert-only') {
-      skips.push({
-        key,
-        pod: claimant,
-        reason: claimant === undefined
-          ? 'policy upsert-only: orphaned key not deleted'
-          : `policy upsert-only: key of pod ${podKeyOf(claimant)}, which is not serving, not deleted`,
-      });
-      continue;
-    }
-    if (claimant !== undefined) {
-      deletes.push({
-        action: 'deregister',
-        key,
-        value: have.value,
-        expectedLease: have.lease,
-        pod: claimant,
-        reason: `pod ${podKeyOf(claimant)} is not serving (not Ready, terminating or finished)`,
-      });
-    } else {
-      deletes.push({
-        action: 'orphan-delete',
-        key,
-        value: have.value,
-        expectedLease: have.lease,
-        reason: 'no known pod maps to this key',
-      });
-    }
+    const decision = decideKey(key, input, ours);
+    if (decision === undefined) continue;
+    if (!('action' in decision)) skips.push(decision);
+    else if (isDelete(decision)) deletes.push(decision);
+    else writes.push(decision);
   }
   const byKey = (a: { key: string }, b: { key: string }): number => compareKeys(a.key, b.key);
   writes.sort(byKey);
   deletes.sort(byKey);
   skips.sort(byKey);
   return { changes: [...writes, ...deletes], skips };
+}
+
+/** What to do with one key: a change, a skip worth reporting, or nothing. */
+function decideKey(key: string, input: PlanInput, ours: (lease: string) => boolean): Change | Skip | undefined {
+  const want = input.desired.get(key);
+  const have = input.current.get(key);
+  if (want !== undefined) return decideDesiredKey(key, want, have, input.leaseId, ours);
+  // Not desired: only ours may be deleted; anyone else's is none of our business.
+  if (have === undefined || !ours(have.lease)) return undefined;
+  return decideOwnedUndesiredKey(key, have, input.claimed?.(key), input.policy);
+}
+
+/** A desired key: register it when absent, repair (or adopt) it when ours, skip it when not ours. */
+function decideDesiredKey(
+  key: string,
+  want: DesiredEntry,
+  have: CurrentEntry | undefined,
+  leaseId: string,
+  ours: (lease: string) => boolean,
+): Change | Skip | undefined {
+  const pod = want.pod;
+  if (have === undefined) {
+    return {
+      action: 'register',
+      key,
+      value: want.value,
+      expectedLease: NO_LEASE,
+      pod,
+      reason: `pod ${podKeyOf(pod)} is serving and the key is absent`,
+    };
+  }
+  if (!ours(have.lease)) {
+    return {
+      key,
+      pod,
+      reason:
+        have.lease === NO_LEASE
+          ? 'not leased: written by another tool; left untouched'
+          : `owned by someone else (lease ${have.lease}); left untouched`,
+    };
+  }
+  const adopt = have.lease !== leaseId;
+  if (!adopt && have.value === want.value) return undefined;
+  return {
+    action: 'repair',
+    key,
+    value: want.value,
+    expectedLease: have.lease,
+    pod,
+    reason: adopt
+      ? `adopting the key from our earlier lease ${have.lease}` + (have.value !== want.value ? ' and restoring its value' : '')
+      : `value differs from what pod ${podKeyOf(pod)} needs`,
+  };
+}
+
+/**
+ * A key of ours that no serving pod wants: deregister it when a known pod claims it,
+ * orphan-delete it otherwise; under upsert-only, keep it.
+ */
+function decideOwnedUndesiredKey(
+  key: string,
+  have: CurrentEntry,
+  claimant: PodRef | undefined,
+  policy: Policy,
+): Change | Skip {
+  if (policy === 'upsert-only') {
+    return {
+      key,
+      pod: claimant,
+      reason: claimant === undefined
+        ? 'policy upsert-only: orphaned key not deleted'
+        : `policy upsert-only: key of pod ${podKeyOf(claimant)}, which is not serving, not deleted`,
+    };
+  }
+  if (claimant !== undefined) {
+    return {
+      action: 'deregister',
+      key,
+      value: have.value,
+      expectedLease: have.lease,
+      pod: claimant,
+      reason: `pod ${podKeyOf(claimant)} is not serving (not Ready, terminating or finished)`,
+    };
+  }
+  return {
+    action: 'orphan-delete',
+    key,
+    value: have.value,
+    expectedLease: have.lease,
+    reason: 'no known pod maps to this key',
+  };
 }
 
 function* fullScope(

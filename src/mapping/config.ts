@@ -193,10 +193,6 @@ const SAMPLE: TemplateValues = {
   zone: 'zone-a',
 };
 
-function isPrefixChar(c: number): boolean {
-  return (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x7a) || c === 0x2d || c === 0x2e;
-}
-
 /** Records one configuration problem against the setting it is about. */
 type Fail = (setting: MappingSetting, message: string) => void;
 
@@ -265,6 +261,10 @@ function checkAnnotationPrefix(prefix: string, fail: Fail): void {
       `annotation prefix ${quote(prefix)} must be a lower-case DNS subdomain followed by '/', e.g. "etcd-registrar.io/"`,
     );
   }
+}
+
+function isPrefixChar(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x7a) || c === 0x2d || c === 0x2e;
 }
 
 function annotationNames(prefix: string): AnnotationNames {

@@ -1,7 +1,10 @@
 // The layering of the house, checked over the import graph of src/ (every non-test .ts file):
 // no import cycle; only src/registry talks to etcd; the pure core (mapping, planning, the
 // ownership rule) imports no package at all, I/O or otherwise, and no file outside the core.
+// Type-only imports count too: a cycle through types still ties two modules together.
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import { findCycle, importsOf, readImportGraph, sourceFiles, type ImportEdge, type ImportGraph } from './import-graph.ts';
@@ -148,6 +151,23 @@ describe('importsOf', () => {
       { specifier: './h.ts', typeOnly: false },
       { specifier: './i.ts', typeOnly: false },
     ]);
+  });
+});
+
+describe('readImportGraph', () => {
+  it('resolves relative imports to files and throws on one that names no file', (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'import-graph-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(join(dir, 'a.ts'), "import { b } from './b.ts';\nimport { readFileSync } from 'node:fs';\n");
+    writeFileSync(join(dir, 'b.ts'), 'export const b = 1;\n');
+    const graph = readImportGraph(dir, sourceFiles(dir));
+    assert.deepEqual(graph.get('a.ts'), [
+      { specifier: './b.ts', target: 'b.ts', typeOnly: false },
+      { specifier: 'node:fs', typeOnly: false },
+    ]);
+    assert.deepEqual(graph.get('b.ts'), []);
+    writeFileSync(join(dir, 'c.ts'), "export { gone } from './gone.ts';\n");
+    assert.throws(() => readImportGraph(dir, sourceFiles(dir)), { message: "c.ts imports './gone.ts', which is not a file" });
   });
 });
 

@@ -1,16 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import { V1MicroTime } from '@kubernetes/client-node';
-import {
-  EventRecorder,
-  REPORTING_CONTROLLER,
-  toEventBody,
-  truncateUtf8,
-  type EventRecorderOptions,
-  type RecordedEvent,
-  type RecorderTimers,
-} from './recorder.ts';
+import type { RecordedEvent } from './event-api.ts';
+import { EventRecorder, type EventRecorderOptions, type RecorderTimers } from './recorder.ts';
 
 const silent = pino({ level: 'silent' });
 
@@ -218,51 +210,6 @@ test('stop() drops the queue and later records; flush() waits for in-flight send
   await recorder.flush(100);
 });
 
-test('toEventBody: an events.k8s.io/v1 Event regarding the pod', () => {
-  const time = Date.UTC(2026, 0, 2, 3, 4, 5, 678);
-  const body = toEventBody(
-    { pod: pod(1), type: 'Warning', reason: 'InvalidRegistration', action: 'Validate', note: 'bad', time },
-    REPORTING_CONTROLLER,
-    'etcd-registrar-7d9f-abcde',
-  );
-  assert.equal(body.apiVersion, 'events.k8s.io/v1');
-  assert.equal(body.kind, 'Event');
-  assert.equal(body.metadata?.namespace, 'shop');
-  assert.match(body.metadata?.name ?? '', /^web-1\.[0-9a-f]+$/);
-  assert.ok(body.eventTime instanceof V1MicroTime);
-  assert.equal(JSON.stringify({ t: body.eventTime }), '{"t":"2026-01-02T03:04:05.678000Z"}');
-  assert.equal(body.reportingController, 'etcd-registrar.io/controller');
-  assert.equal(body.reportingInstance, 'etcd-registrar-7d9f-abcde');
-  assert.equal(body.action, 'Validate');
-  assert.equal(body.reason, 'InvalidRegistration');
-  assert.equal(body.type, 'Warning');
-  assert.equal(body.note, 'bad');
-  assert.deepEqual(body.regarding, { apiVersion: 'v1', kind: 'Pod', namespace: 'shop', name: 'web-1', uid: 'uid-1' });
-  const again = toEventBody(
-    { pod: pod(1), type: 'Warning', reason: 'InvalidRegistration', action: 'Validate', note: 'bad', time },
-    REPORTING_CONTROLLER,
-    'x',
-  );
-  assert.notEqual(again.metadata?.name, body.metadata?.name, 'unique names within one ms');
-});
-
-test('toEventBody: long names and notes are cut to the API limits', () => {
-  const long = { namespace: 'ns', name: 'p'.repeat(253), uid: 'u' };
-  const body = toEventBody(
-    { pod: long, type: 'Normal', reason: 'R'.repeat(200), action: 'A'.repeat(200), note: 'é'.repeat(2000), time: 1 },
-    'c'.repeat(200),
-    'i'.repeat(200),
-  );
-  assert.ok((body.metadata?.name ?? '').length <= 253);
-  assert.ok(Buffer.byteLength(body.note ?? '', 'utf8') <= 1024);
-  assert.ok(body.note?.endsWith('…'));
-  assert.equal(body.reason?.length, 128);
-  assert.equal(body.action?.length, 128);
-  assert.equal(body.reportingController?.length, 128);
-  assert.equal(body.reportingInstance?.length, 128);
-  assert.equal(body.regarding?.name, long.name, 'the reference keeps the full name');
-});
-
 test('default actions per reason', async () => {
   const { timers, sent, recorder } = setup();
   recorder.record(pod(1), 'Normal', 'Registered', 'a');
@@ -276,14 +223,6 @@ test('default actions per reason', async () => {
     sent.map((e) => e.action),
     ['Register', 'Deregister', 'Validate', 'Register', 'SomethingElse', 'Custom'],
   );
-});
-
-test('truncateUtf8', () => {
-  assert.equal(truncateUtf8('abc', 3), 'abc');
-  assert.equal(truncateUtf8('abcd', 3).length <= 3, true);
-  const t = truncateUtf8('😀'.repeat(10), 10);
-  assert.ok(Buffer.byteLength(t) <= 10);
-  assert.ok(!t.includes('\uFFFD'));
 });
 
 test('constructor requires a kubeConfig or a send function', () => {

@@ -6,15 +6,13 @@
 //   -> bounded FIFO queue (full = drop, counted)
 //   -> global token bucket + concurrency limit -> send.
 // So 10,000 invalid pods cost at most `burst` events at once and `ratePerSec` after that.
-import { hostname } from 'node:os';
-import { EventsV1Api, V1MicroTime } from '@kubernetes/client-node';
-import type { EventsV1Event, KubeConfig } from '@kubernetes/client-node';
+// The dedupe window and token buckets are in limits.ts, the Event object and its POST in
+// event-api.ts; this file orders them and schedules the sends.
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { EventType, PodRef } from '../types.ts';
-
-export const REPORTING_CONTROLLER = 'etcd-registrar.io/controller';
-
-export type { EventType, PodRef };
+import { apiEventSender, type RecordedEvent, type ReportingIdentity, type SendFn } from './event-api.ts';
+import { DedupeWindow, KeyedTokenBuckets, TokenBucket } from './limits.ts';
 
 /** Known reasons; any other CamelCase reason is accepted too. */
 export type EventReason =
@@ -25,34 +23,18 @@ export type EventReason =
   | 'DeleteRefused'
   | (string & {});
 
-/** One event as accepted by the recorder; turned into an API object by toEventBody(). */
-export interface RecordedEvent {
-  readonly pod: PodRef;
-  readonly type: EventType;
-  readonly reason: string;
-  readonly action: string;
-  readonly note: string;
-  /** Epoch ms when record() was called. */
-  readonly time: number;
-}
-
-export type SendFn = (event: RecordedEvent) => Promise<void>;
-
 export interface RecorderTimers {
   now(): number;
   setTimeout(fn: () => void, ms: number): unknown;
   clearTimeout(handle: unknown): void;
 }
 
-export interface EventRecorderOptions {
+export interface EventRecorderOptions extends ReportingIdentity {
   /** Used to build the default send function (EventsV1Api.createNamespacedEvent). */
   readonly kubeConfig?: KubeConfig;
   /** Replaces the API call (tests). */
   readonly send?: SendFn;
   readonly logger: Logger;
-  /** reportingInstance: this replica (pod name). Default os.hostname(). */
-  readonly reportingInstance?: string;
-  readonly reportingController?: string;
   /** Same pod uid + type + reason + note within this window is dropped. Default 10 min. */
   readonly dedupeWindowMs?: number;
   /** Entries of the dedupe LRU. Default 10,000. */
@@ -109,74 +91,8 @@ const DEFAULT_ACTIONS: Readonly<Record<string, string>> = {
   ServiceNotGranted: 'Register',
 };
 
-const MAX_NOTE_BYTES = 1024;
 /** How often sending checks again whether `yieldTo` still holds it back. */
 const YIELD_POLL_MS = 20;
-const MAX_FIELD = 128;
-const MAX_NAME = 253;
-
-/** Truncates to at most maxBytes of UTF-8 without splitting a character. */
-export function truncateUtf8(text: string, maxBytes: number): string {
-  if (Buffer.byteLength(text, 'utf8') <= maxBytes) return text;
-  const ellipsis = '…';
-  const budget = maxBytes - Buffer.byteLength(ellipsis, 'utf8');
-  let bytes = 0;
-  let out = '';
-  for (const ch of text) {
-    const n = Buffer.byteLength(ch, 'utf8');
-    if (bytes + n > budget) break;
-    bytes += n;
-    out += ch;
-  }
-  return out + ellipsis;
-}
-
-let sequence = 0;
-
-/** The events.k8s.io/v1 Event for a recorded event (pure apart from the name's sequence). */
-export function toEventBody(
-  event: RecordedEvent,
-  reportingController: string,
-  reportingInstance: string,
-): EventsV1Event {
-  sequence = (sequence + 1) % 1_000_000;
-  // Like client-go: "<object name>.<unix nanos in hex>"; the sequence keeps names unique
-  // within one millisecond.
-  const suffix = (BigInt(event.time) * 1_000_000n + BigInt(sequence)).toString(16);
-  const base = event.pod.name.slice(0, MAX_NAME - suffix.length - 1);
-  return {
-    apiVersion: 'events.k8s.io/v1',
-    kind: 'Event',
-    metadata: { name: `${base}.${suffix}`, namespace: event.pod.namespace },
-    eventTime: new V1MicroTime(event.time),
-    reportingController: reportingController.slice(0, MAX_FIELD),
-    reportingInstance: reportingInstance.slice(0, MAX_FIELD),
-    action: event.action.slice(0, MAX_FIELD),
-    reason: event.reason.slice(0, MAX_FIELD),
-    type: event.type,
-    note: truncateUtf8(event.note, MAX_NOTE_BYTES),
-    regarding: {
-      apiVersion: 'v1',
-      kind: 'Pod',
-      namespace: event.pod.namespace,
-      name: event.pod.name,
-      uid: event.pod.uid,
-    },
-  };
-}
-
-/** A token bucket; `capacity` tokens, refilled at `perMs` ms per token. */
-interface Bucket {
-  tokens: number;
-  last: number;
-}
-
-function refill(b: Bucket, now: number, capacity: number, msPerToken: number): void {
-  if (now > b.last) {
-    b.tokens = Math.min(capacity, b.tokens + (now - b.last) / msPerToken);
-    b.last = now;
-  }
-}
 
 const realTimers: RecorderTimers = {
   now: () => Date.now(),
@@ -188,24 +104,22 @@ const realTimers: RecorderTimers = {
   clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
 };
 
+/** An event waiting for a token, with its dedupe key (forgotten if it is not sent). */
+interface QueuedEvent {
+  readonly event: RecordedEvent;
+  readonly key: string;
+}
+
 export class EventRecorder {
   readonly #log: Logger;
   readonly #send: SendFn;
   readonly #timers: RecorderTimers;
-  readonly #dedupeWindowMs: number;
-  readonly #dedupeMax: number;
-  readonly #msPerToken: number;
-  readonly #burst: number;
-  readonly #perPodBurst: number;
-  readonly #perPodIntervalMs: number;
-  readonly #perPodMax: number;
   readonly #queueSize: number;
   readonly #concurrency: number;
-  /** dedupe key -> expiry (epoch ms); Map order = LRU order. */
-  readonly #seen = new Map<string, number>();
-  readonly #perPod = new Map<string, Bucket>();
-  readonly #global: Bucket;
-  readonly #queue: { event: RecordedEvent; key: string }[] = [];
+  readonly #dedupe: DedupeWindow;
+  readonly #perPod: KeyedTokenBuckets;
+  readonly #global: TokenBucket;
+  readonly #queue: QueuedEvent[] = [];
   #inFlight = 0;
   #timer: unknown;
   readonly #yieldTo: (() => boolean) | undefined;
@@ -229,31 +143,18 @@ export class EventRecorder {
   constructor(opts: EventRecorderOptions) {
     this.#log = opts.logger;
     this.#timers = opts.timers ?? realTimers;
-    this.#dedupeWindowMs = opts.dedupeWindowMs ?? 10 * 60_000;
-    this.#dedupeMax = opts.dedupeMaxEntries ?? 10_000;
-    this.#msPerToken = 1000 / (opts.ratePerSec ?? 20);
-    this.#burst = opts.burst ?? 100;
-    this.#perPodBurst = opts.perPodBurst ?? 10;
-    this.#perPodIntervalMs = opts.perPodIntervalMs ?? 30_000;
-    this.#perPodMax = opts.perPodMaxEntries ?? 10_000;
+    this.#dedupe = new DedupeWindow(opts.dedupeWindowMs ?? 10 * 60_000, opts.dedupeMaxEntries ?? 10_000);
+    this.#perPod = new KeyedTokenBuckets(opts.perPodBurst ?? 10, opts.perPodIntervalMs ?? 30_000, opts.perPodMaxEntries ?? 10_000);
+    this.#global = new TokenBucket(opts.burst ?? 100, 1000 / (opts.ratePerSec ?? 20), this.#timers.now());
     this.#queueSize = opts.queueSize ?? 1000;
     this.#concurrency = opts.concurrency ?? 4;
     this.#yieldTo = opts.yieldTo;
     this.#holdWhile = opts.holdWhile;
     this.#maxYieldMs = opts.maxYieldMs ?? 1000;
-    this.#global = { tokens: this.#burst, last: this.#timers.now() };
     if (opts.send !== undefined) {
       this.#send = opts.send;
     } else if (opts.kubeConfig !== undefined) {
-      const api = opts.kubeConfig.makeApiClient(EventsV1Api);
-      const controller = opts.reportingController ?? REPORTING_CONTROLLER;
-      const instance = opts.reportingInstance || hostname();
-      this.#send = async (event) => {
-        await api.createNamespacedEvent({
-          namespace: event.pod.namespace,
-          body: toEventBody(event, controller, instance),
-        });
-      };
+      this.#send = apiEventSender(opts.kubeConfig, opts);
     } else {
       throw new Error('EventRecorder needs a kubeConfig (or a send function)');
     }
@@ -302,7 +203,7 @@ export class EventRecorder {
     this.#stopped = true;
     if (this.#timer !== undefined) this.#timers.clearTimeout(this.#timer);
     this.#timer = undefined;
-    for (const item of this.#queue) this.#seen.delete(item.key);
+    for (const item of this.#queue) this.#dedupe.forget(item.key);
     this.#c.droppedStopped += this.#queue.length;
     this.#queue.length = 0;
     this.#notifyIdle();
@@ -320,15 +221,11 @@ export class EventRecorder {
     }
     const now = this.#timers.now();
     const key = `${pod.uid}\u0000${type}\u0000${reason}\u0000${note}`;
-    const expiry = this.#seen.get(key);
-    if (expiry !== undefined) {
-      if (expiry > now) {
-        this.#c.deduped++;
-        return;
-      }
-      this.#seen.delete(key);
+    if (this.#dedupe.isDuplicate(key, now)) {
+      this.#c.deduped++;
+      return;
     }
-    if (!this.#takePodToken(pod.uid, now)) {
+    if (!this.#perPod.take(pod.uid, now)) {
       this.#c.droppedRateLimited++;
       this.#log.debug({ pod: `${pod.namespace}/${pod.name}`, reason }, 'event dropped: pod over its event rate');
       return;
@@ -338,7 +235,7 @@ export class EventRecorder {
       this.#log.debug({ pod: `${pod.namespace}/${pod.name}`, reason }, 'event dropped: queue full');
       return;
     }
-    this.#remember(key, now + this.#dedupeWindowMs);
+    this.#dedupe.remember(key, now);
     const event: RecordedEvent = {
       pod: { namespace: pod.namespace, name: pod.name, uid: pod.uid },
       type,
@@ -351,91 +248,71 @@ export class EventRecorder {
     this.#pump();
   }
 
-  #remember(key: string, expiry: number): void {
-    this.#seen.set(key, expiry);
-    while (this.#seen.size > this.#dedupeMax) {
-      const oldest = this.#seen.keys().next().value;
-      if (oldest === undefined) break;
-      this.#seen.delete(oldest);
-    }
-  }
-
-  #takePodToken(uid: string, now: number): boolean {
-    let b = this.#perPod.get(uid);
-    if (b === undefined) {
-      b = { tokens: this.#perPodBurst, last: now };
-    } else {
-      this.#perPod.delete(uid); // re-insert below: most recently used last
-      refill(b, now, this.#perPodBurst, this.#perPodIntervalMs);
-    }
-    this.#perPod.set(uid, b);
-    while (this.#perPod.size > this.#perPodMax) {
-      const oldest = this.#perPod.keys().next().value;
-      if (oldest === undefined) break;
-      this.#perPod.delete(oldest);
-    }
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
-    return true;
-  }
-
   #pump(): void {
     while (this.#queue.length > 0 && this.#inFlight < this.#concurrency && !this.#stopped) {
-      const now = this.#timers.now();
-      if (this.#holdWhile?.() === true) {
-        this.#wakeIn(YIELD_POLL_MS);
+      const waitMs = this.#waitBeforeSending(this.#timers.now());
+      if (waitMs !== undefined) {
+        this.#wakeIn(waitMs);
         return;
       }
-      if (this.#yieldTo?.() === true) {
-        this.#yieldingSince ??= now;
-        if (now - this.#yieldingSince < this.#maxYieldMs) {
-          this.#wakeIn(YIELD_POLL_MS);
-          return;
-        }
-      } else {
-        this.#yieldingSince = undefined;
-      }
-      refill(this.#global, now, this.#burst, this.#msPerToken);
-      if (this.#global.tokens < 1) {
-        this.#wakeIn(Math.max(1, Math.ceil((1 - this.#global.tokens) * this.#msPerToken)));
-        return;
-      }
-      this.#global.tokens -= 1;
       const item = this.#queue.shift();
       if (item === undefined) return;
-      this.#inFlight++;
-      let sending: Promise<void>;
-      try {
-        sending = this.#send(item.event);
-      } catch (err) {
-        sending = Promise.reject(err);
-      }
-      sending.then(
+      this.#sendOne(item);
+    }
+  }
+
+  /**
+   * How long sending must wait (deregistrations or, for a while, other important work pending;
+   * no global token), or undefined when it may send now: a global token is then taken.
+   */
+  #waitBeforeSending(now: number): number | undefined {
+    if (this.#holdWhile?.() === true) return YIELD_POLL_MS;
+    if (this.#yieldTo?.() === true) {
+      this.#yieldingSince ??= now;
+      if (now - this.#yieldingSince < this.#maxYieldMs) return YIELD_POLL_MS;
+    } else {
+      this.#yieldingSince = undefined;
+    }
+    return this.#global.take(now) ? undefined : this.#global.msUntilToken();
+  }
+
+  #sendOne(item: QueuedEvent): void {
+    this.#inFlight++;
+    let sending: Promise<void>;
+    try {
+      sending = this.#send(item.event);
+    } catch (err) {
+      sending = Promise.reject(err);
+    }
+    sending
+      .then(
         () => {
           this.#c.sent++;
         },
-        (err: unknown) => {
-          this.#c.failed++;
-          // Not delivered: let a later record() of the same event try again.
-          this.#seen.delete(item.key);
-          const now2 = this.#timers.now();
-          const fields = {
-            pod: `${item.event.pod.namespace}/${item.event.pod.name}`,
-            reason: item.event.reason,
-            err: describeError(err),
-          };
-          if (now2 - this.#lastWarnAt >= 60_000) {
-            this.#lastWarnAt = now2;
-            this.#log.warn(fields, 'could not post event (further failures this minute at debug)');
-          } else {
-            this.#log.debug(fields, 'could not post event');
-          }
-        },
-      ).finally(() => {
+        (err: unknown) => this.#sendFailed(item, err),
+      )
+      .finally(() => {
         this.#inFlight--;
         this.#pump();
         if (this.#isIdle()) this.#notifyIdle();
       });
+  }
+
+  #sendFailed(item: QueuedEvent, err: unknown): void {
+    this.#c.failed++;
+    // Not delivered: let a later record() of the same event try again.
+    this.#dedupe.forget(item.key);
+    const now = this.#timers.now();
+    const fields = {
+      pod: `${item.event.pod.namespace}/${item.event.pod.name}`,
+      reason: item.event.reason,
+      err: describeError(err),
+    };
+    if (now - this.#lastWarnAt >= 60_000) {
+      this.#lastWarnAt = now;
+      this.#log.warn(fields, 'could not post event (further failures this minute at debug)');
+    } else {
+      this.#log.debug(fields, 'could not post event');
     }
   }
 

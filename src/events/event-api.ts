@@ -1,0 +1,95 @@
+// The API side of Events: the events.k8s.io/v1 Event built for a recorded event, and the POST
+// that creates it. The recorder (recorder.ts) decides when to send; this decides what.
+import { hostname } from 'node:os';
+import { EventsV1Api, V1MicroTime } from '@kubernetes/client-node';
+import type { EventsV1Event, KubeConfig } from '@kubernetes/client-node';
+import type { EventType, PodRef } from '../types.ts';
+
+export const REPORTING_CONTROLLER = 'etcd-registrar.io/controller';
+
+/** One event as accepted by the recorder; turned into an API object by toEventBody(). */
+export interface RecordedEvent {
+  readonly pod: PodRef;
+  readonly type: EventType;
+  readonly reason: string;
+  readonly action: string;
+  readonly note: string;
+  /** Epoch ms when record() was called. */
+  readonly time: number;
+}
+
+export type SendFn = (event: RecordedEvent) => Promise<void>;
+
+/** Who reports the events (the Event's reportingController and reportingInstance). */
+export interface ReportingIdentity {
+  /** reportingInstance: this replica (pod name). Default os.hostname(). */
+  readonly reportingInstance?: string;
+  readonly reportingController?: string;
+}
+
+const MAX_NOTE_BYTES = 1024;
+const MAX_FIELD = 128;
+const MAX_NAME = 253;
+
+/** Truncates to at most maxBytes of UTF-8 without splitting a character. */
+export function truncateUtf8(text: string, maxBytes: number): string {
+  if (Buffer.byteLength(text, 'utf8') <= maxBytes) return text;
+  const ellipsis = '…';
+  const budget = maxBytes - Buffer.byteLength(ellipsis, 'utf8');
+  let bytes = 0;
+  let out = '';
+  for (const ch of text) {
+    const n = Buffer.byteLength(ch, 'utf8');
+    if (bytes + n > budget) break;
+    bytes += n;
+    out += ch;
+  }
+  return out + ellipsis;
+}
+
+let sequence = 0;
+
+/** The events.k8s.io/v1 Event for a recorded event (pure apart from the name's sequence). */
+export function toEventBody(
+  event: RecordedEvent,
+  reportingController: string,
+  reportingInstance: string,
+): EventsV1Event {
+  sequence = (sequence + 1) % 1_000_000;
+  // Like client-go: "<object name>.<unix nanos in hex>"; the sequence keeps names unique
+  // within one millisecond.
+  const suffix = (BigInt(event.time) * 1_000_000n + BigInt(sequence)).toString(16);
+  const base = event.pod.name.slice(0, MAX_NAME - suffix.length - 1);
+  return {
+    apiVersion: 'events.k8s.io/v1',
+    kind: 'Event',
+    metadata: { name: `${base}.${suffix}`, namespace: event.pod.namespace },
+    eventTime: new V1MicroTime(event.time),
+    reportingController: reportingController.slice(0, MAX_FIELD),
+    reportingInstance: reportingInstance.slice(0, MAX_FIELD),
+    action: event.action.slice(0, MAX_FIELD),
+    reason: event.reason.slice(0, MAX_FIELD),
+    type: event.type,
+    note: truncateUtf8(event.note, MAX_NOTE_BYTES),
+    regarding: {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      namespace: event.pod.namespace,
+      name: event.pod.name,
+      uid: event.pod.uid,
+    },
+  };
+}
+
+/** Sends each event as an Event in its pod's namespace (EventsV1Api.createNamespacedEvent). */
+export function apiEventSender(kubeConfig: KubeConfig, identity: ReportingIdentity): SendFn {
+  const api = kubeConfig.makeApiClient(EventsV1Api);
+  const controller = identity.reportingController ?? REPORTING_CONTROLLER;
+  const instance = identity.reportingInstance || hostname();
+  return async (event) => {
+    await api.createNamespacedEvent({
+      namespace: event.pod.namespace,
+      body: toEventBody(event, controller, instance),
+    });
+  };
+}

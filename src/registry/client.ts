@@ -111,6 +111,25 @@ export async function createClient(settings: ClientSettings): Promise<RegistryCl
   const useTls =
     tls !== undefined || settings.endpoints.some((e) => e.trim().startsWith('https://'));
   const hosts = normaliseEndpoints(settings.endpoints, useTls);
+  const options = etcdOptions(hosts, settings.callTimeoutMs, tls?.serverName);
+  const credentials = await openCredentials(settings);
+  if (settings.auth !== undefined && credentials !== undefined) {
+    options.auth = passwordAuth(settings.auth.username, credentials, settings.callTimeoutMs);
+  }
+  const etcd = new Etcd3(options);
+  if (useTls) await useRotatingTls(etcd, credentials, tls?.serverName);
+  return {
+    etcd,
+    credentials,
+    close: () => {
+      credentials?.stop();
+      etcd.close();
+    },
+  };
+}
+
+/** etcd3's options: deadlines on unary calls, gRPC keepalive and reconnects, our fault handling. */
+function etcdOptions(hosts: string[], callTimeoutMs: number, serverName: string | undefined): IOptions {
   const grpcOptions: Record<string, string | number> = {
     // Detect a dead peer on idle channels; etcd's minimum ping interval is 5 s.
     'grpc.keepalive_time_ms': 10_000,
@@ -121,76 +140,70 @@ export async function createClient(settings: ClientSettings): Promise<RegistryCl
     'grpc.max_reconnect_backoff_ms': 2_000,
     'grpc.max_receive_message_length': 64 * 1024 * 1024,
   };
-  const options: IOptions = {
+  if (serverName !== undefined) {
+    // Also the SNI name; the verify option in useRotatingTls covers etcd3's login channel,
+    // which is created without these channel options.
+    grpcOptions['grpc.ssl_target_name_override'] = serverName;
+    grpcOptions['grpc.default_authority'] = serverName;
+  }
+  return {
     hosts,
-    dialTimeout: settings.callTimeoutMs,
+    dialTimeout: callTimeoutMs,
     grpcOptions,
     defaultCallOptions: (ctx) =>
-      ctx.isStream ? {} : { deadline: Date.now() + settings.callTimeoutMs },
+      ctx.isStream ? {} : { deadline: Date.now() + callTimeoutMs },
     faultHandling: {
       host: (h) => (hosts.length > 1 ? hostBreaker(h) : noopPolicy()),
       global: noopPolicy(),
     },
   };
-  const credentials =
-    tls !== undefined || settings.auth !== undefined
-      ? new CredentialFiles({
-          caFile: tls?.caFile,
-          certFile: tls?.certFile,
-          keyFile: tls?.keyFile,
-          passwordFile: settings.auth?.passwordFile,
-          refreshMs: settings.credentialRefreshMs ?? DEFAULT_CREDENTIAL_REFRESH_MS,
-          report: settings.report,
-        })
-      : undefined;
-  if (credentials !== undefined) {
-    await credentials.start();
-    const problem = credentials.problem;
-    if (problem !== undefined) {
-      credentials.stop();
-      throw new Error(`registry: ${problem}`);
-    }
+}
+
+/** The TLS and password files, read once and then every refresh interval; undefined when none is used. */
+async function openCredentials(settings: ClientSettings): Promise<CredentialFiles | undefined> {
+  const { tls, auth } = settings;
+  if (tls === undefined && auth === undefined) return undefined;
+  const credentials = new CredentialFiles({
+    caFile: tls?.caFile,
+    certFile: tls?.certFile,
+    keyFile: tls?.keyFile,
+    passwordFile: auth?.passwordFile,
+    refreshMs: settings.credentialRefreshMs ?? DEFAULT_CREDENTIAL_REFRESH_MS,
+    report: settings.report,
+  });
+  await credentials.start();
+  const problem = credentials.problem;
+  if (problem !== undefined) {
+    credentials.stop();
+    throw new Error(`registry: ${problem}`);
   }
-  if (settings.auth !== undefined && credentials !== undefined) {
-    const files = credentials;
-    options.auth = {
-      username: settings.auth.username,
-      // A getter: etcd3 reads it at every login, so a rotated password file takes effect.
-      get password(): string {
-        return files.password;
-      },
-      // A factory, so that later token refreshes get a fresh deadline too.
-      callOptions: () => ({ deadline: Date.now() + settings.callTimeoutMs }),
-    };
-  }
-  const serverName = tls?.serverName;
-  if (serverName !== undefined) {
-    // Also the SNI name; the verify option below covers etcd3's login channel, which is
-    // created without these channel options.
-    grpcOptions['grpc.ssl_target_name_override'] = serverName;
-    grpcOptions['grpc.default_authority'] = serverName;
-  }
-  const etcd = new Etcd3(options);
-  if (useTls) {
-    const provider = credentials ?? new CredentialFiles({ refreshMs: 0 });
-    if (credentials === undefined) await provider.start();
-    installChannelCredentials(
-      etcd,
-      grpc.experimental.createCertificateProviderChannelCredentials(
-        provider,
-        provider.hasIdentity ? provider : null,
-        serverName === undefined ? {} : { checkServerIdentity: (_host, cert) => checkServerIdentity(serverName, cert) },
-      ),
-    );
-  }
+  return credentials;
+}
+
+function passwordAuth(username: string, files: CredentialFiles, callTimeoutMs: number): NonNullable<IOptions['auth']> {
   return {
-    etcd,
-    credentials,
-    close: () => {
-      credentials?.stop();
-      etcd.close();
+    username,
+    // A getter: etcd3 reads it at every login, so a rotated password file takes effect.
+    get password(): string {
+      return files.password;
     },
+    // A factory, so that later token refreshes get a fresh deadline too.
+    callOptions: () => ({ deadline: Date.now() + callTimeoutMs }),
   };
+}
+
+/** Every connection of `etcd` uses the credential files as they are now (system roots without them). */
+async function useRotatingTls(etcd: Etcd3, credentials: CredentialFiles | undefined, serverName: string | undefined): Promise<void> {
+  const provider = credentials ?? new CredentialFiles({ refreshMs: 0 });
+  if (credentials === undefined) await provider.start();
+  installChannelCredentials(
+    etcd,
+    grpc.experimental.createCertificateProviderChannelCredentials(
+      provider,
+      provider.hasIdentity ? provider : null,
+      serverName === undefined ? {} : { checkServerIdentity: (_host, cert) => checkServerIdentity(serverName, cert) },
+    ),
+  );
 }
 
 interface PoolInternals {

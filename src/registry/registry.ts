@@ -1,72 +1,24 @@
 // The only code in etcd-registrar that talks to etcd: reads the key space with lease ids,
-// applies Changes in fenced, batched transactions, and keeps the owner's data lease.
+// applies Changes in fenced, batched transactions, and keeps the owner's data lease. This is
+// the door: its lifecycle and checks; reads.ts, writes.ts (with txn.ts and directories.ts)
+// and lease.ts do the work.
 import { EventEmitter } from 'node:events';
-import type { Etcd3, ICompare, IKeyValue, IRequestOp, ITxnResponse } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import { Leadership } from './election.ts';
 import type { ApplyResult, Change, CurrentEntry, Fence } from '../types.ts';
-import { createClient, explainConnectionError, type AuthOptions, type RegistryClient, type TlsOptions } from './client.ts';
-import {
-  assertWritable,
-  hasControl,
-  isReserved,
-  keyDirectory,
-  keySuccessor,
-  normaliseRoot,
-  prefixEnd,
-  RegistryProgrammingError,
-  type KeySpace,
-} from './keys.ts';
+import { createClient, explainConnectionError, type RegistryClient } from './client.ts';
+import { DirectoryMarkers } from './directories.ts';
+import { assertWritable, keyDirectory, RegistryProgrammingError, type KeySpace } from './keys.ts';
 import { LeaseKeeper, type LeaseChangedEvent, type LeaseLostEvent, type LeaseMode } from './lease.ts';
-import {
-  DEFAULT_RETRY,
-  errorMessage,
-  isCompacted,
-  isLeaseNotFound,
-  isNoSpace,
-  isTransient,
-  withRetry,
-  type RetryPolicy,
-} from './retry.ts';
+import { registrySettings, type RegistryOptions } from './options.ts';
+import { keepScoped, readDirectories, type ReadContext, type ScopedRead } from './reads.ts';
+import { errorMessage, isNoSpace, type RetryHooks, type RetryPolicy } from './retry.ts';
+import { refusal, type Item, type ResultSlots } from './txn.ts';
+import { applyItems, writeMarkers, type WriteContext } from './writes.ts';
 
-export interface RegistryOptions {
-  readonly endpoints: readonly string[];
-  /** Identity of this installation; one data lease per owner id. */
-  readonly ownerId: string;
-  /** Every key written or deleted lives under this prefix (normalised to end with '/'). */
-  readonly keyRoot: string;
-  /** Default '/etcd-registrar/owners/'. Never returned by readAll, never written by apply. */
-  readonly ownerRecordPrefix?: string | undefined;
-  readonly leaseTtlSeconds: number;
-  /** Deadline of every unary etcd call. */
-  readonly callTimeoutMs: number;
-  /** Changes per transaction; default 100, at most 128 (etcd's --max-txn-ops default). */
-  readonly maxOpsPerTxn?: number | undefined;
-  /** Transactions in flight at once in one apply(); default 4. */
-  readonly maxInflightTxns?: number | undefined;
-  /** Keys per page in readAll; default 5000. */
-  readonly pageSize?: number | undefined;
-  /** More prefixes that readAll hides and apply refuses (e.g. a leader-election prefix). */
-  readonly reservedPrefixes?: readonly string[] | undefined;
-  readonly retry?: Partial<RetryPolicy> | undefined;
-  /** How often the owner record is re-checked while running; default max(10 s, 2×TTL). */
-  readonly ownerRecordCheckMs?: number | undefined;
-  readonly tls?: TlsOptions | undefined;
-  readonly auth?: AuthOptions | undefined;
-  readonly logger: Logger;
-  /** How often TLS/password files are re-read so rotations apply without a restart (default 10 s). */
-  readonly credentialRefreshMs?: number | undefined;
-}
-
-export type { ApplyResult, Fence };
-
-/** What a scoped read returned: the keys of `directories`, read at `revision`. */
-export interface ScopedRead {
-  readonly entries: Map<string, CurrentEntry>;
-  /** The directories read ([root] for a full read). */
-  readonly directories: readonly string[];
-  readonly revision: string;
-}
+export { DEFAULT_OWNER_RECORD_PREFIX, type RegistryOptions } from './options.ts';
+export type { ApplyResult, Fence, ScopedRead };
 
 export interface StartOptions {
   /** Default 'owner'. See LeaseMode: 'adopt-only' never grants, 'read-only' never writes. */
@@ -84,34 +36,12 @@ export interface RegistryEvents {
 
 export type { LeaseChangedEvent, LeaseLostEvent } from './lease.ts';
 
-export const DEFAULT_OWNER_RECORD_PREFIX = '/etcd-registrar/owners/';
-const ETCD_MAX_TXN_OPS = 128;
-/** Beyond this many marked directories a scoped read would be a full read in many pieces. */
-const MAX_MARKED_DIRECTORIES = 256;
-/** Keep each txn well under etcd's 1.5 MiB request limit. */
-const MAX_TXN_BYTES = 1024 * 1024;
-
-interface BatchContext {
-  /** Set once the call cannot succeed (fence lost, etcd unavailable): later batches fail fast. */
-  abort: string | undefined;
-}
-
-interface Item {
-  readonly index: number;
-  readonly change: Change;
-}
-
 export class EtcdRegistry extends EventEmitter<RegistryEvents> {
   readonly #opts: RegistryOptions;
   readonly #log: Logger;
   readonly #space: KeySpace;
   readonly #recordKey: string;
-  /** Directory markers (docs/decisions/0013): `${recordKey}/dirs` + directory, on the data lease. */
-  readonly #markerPrefix: string;
-  /** Directories whose marker is known to be in etcd, with the lease it is attached to. */
-  readonly #markedDirs = new Map<string, string>();
-  /** Every directory handed out for a marker so far (bounded by MAX_MARKED_DIRECTORIES). */
-  readonly #directories = new Set<string>();
+  readonly #markers: DirectoryMarkers;
   readonly #retry: RetryPolicy;
   readonly #maxOps: number;
   readonly #inflight: number;
@@ -128,28 +58,14 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
     super();
     this.#opts = opts;
     this.#log = opts.logger.child({ module: 'registry' });
-    const ownerId = opts.ownerId;
-    if (ownerId === '' || ownerId.includes('/') || hasControl(ownerId)) {
-      throw new RegistryProgrammingError(`registry: owner id ${JSON.stringify(ownerId)} must be non-empty, without '/' or control characters`);
-    }
-    const recordPrefix = normaliseRoot(opts.ownerRecordPrefix ?? DEFAULT_OWNER_RECORD_PREFIX, 'owner record prefix');
-    this.#recordKey = `${recordPrefix}${ownerId}`;
-    this.#markerPrefix = `${this.#recordKey}/dirs/`;
-    this.#space = {
-      root: normaliseRoot(opts.keyRoot, 'key root'),
-      reserved: [recordPrefix, ...(opts.reservedPrefixes ?? [])],
-    };
-    this.#maxOps = opts.maxOpsPerTxn ?? 100;
-    if (!Number.isInteger(this.#maxOps) || this.#maxOps < 2 || this.#maxOps > ETCD_MAX_TXN_OPS) {
-      throw new RegistryProgrammingError(`registry: maxOpsPerTxn must be an integer in 2..${ETCD_MAX_TXN_OPS}`);
-    }
-    this.#inflight = Math.max(1, Math.floor(opts.maxInflightTxns ?? 4));
-    this.#pageSize = Math.max(1, Math.floor(opts.pageSize ?? 5_000));
-    if (!Number.isInteger(opts.leaseTtlSeconds) || opts.leaseTtlSeconds < 2) {
-      throw new RegistryProgrammingError('registry: leaseTtlSeconds must be an integer >= 2');
-    }
-    if (!(opts.callTimeoutMs > 0)) throw new RegistryProgrammingError('registry: callTimeoutMs must be > 0');
-    this.#retry = { ...DEFAULT_RETRY, ...opts.retry };
+    const settings = registrySettings(opts);
+    this.#recordKey = settings.recordKey;
+    this.#space = settings.space;
+    this.#markers = new DirectoryMarkers(this.#space.root, this.#recordKey);
+    this.#maxOps = settings.maxOps;
+    this.#inflight = settings.inflight;
+    this.#pageSize = settings.pageSize;
+    this.#retry = settings.retry;
   }
 
   /** Connects, adopts the owner's lease if still alive (else grants one), starts keepalives. */
@@ -267,7 +183,7 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
    * pages pinned to the revision of the first page, so the result is one consistent view.
    */
   async readAll(): Promise<Map<string, CurrentEntry>> {
-    return (await this.#readDirectories(() => [this.#space.root])).entries;
+    return (await readDirectories(this.#reads(), () => [this.#space.root])).entries;
   }
 
   /**
@@ -285,20 +201,16 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
       this.#assertReadable(key);
       wanted.add(keyDirectory(this.#space.root, key));
     }
-    if (options.full !== true) return this.#readDirectories((marked) => [...new Set([...marked, ...wanted])]);
+    const ctx = this.#reads();
+    if (options.full !== true) return readDirectories(ctx, (marked) => [...new Set([...marked, ...wanted])]);
     // Full: every key under the root is read (and seen), but only what a scoped read would
     // return is kept, plus keys on our leases wherever they are (markDirectories covers them).
     let relevant = new Set<string>();
-    const read = await this.#readDirectories((marked) => {
+    const read = await readDirectories(ctx, (marked) => {
       relevant = new Set([...marked, ...wanted]);
       return [this.#space.root];
     });
-    if (relevant.has(this.#space.root)) return read;
-    const kept = new Map<string, CurrentEntry>();
-    for (const [key, entry] of read.entries) {
-      if (this.ownsLease(entry.lease) || relevant.has(keyDirectory(this.#space.root, key))) kept.set(key, entry);
-    }
-    return { ...read, entries: kept };
+    return keepScoped(read, relevant, this.#space.root, (lease) => this.ownsLease(lease));
   }
 
   /**
@@ -311,93 +223,12 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
     const client = this.#need();
     const lease = this.#keeper?.current;
     if (lease === undefined || this.#mode === 'read-only') return 0;
-    const dirs = new Set<string>();
-    for (const entry of entries) {
-      if (!this.ownsLease(entry.lease)) continue;
-      const dir = this.#directoryOf(entry.key);
-      if (this.#markedDirs.get(dir) !== lease) dirs.add(dir);
-    }
-    if (dirs.size === 0) return 0;
-    const list = [...dirs];
-    for (let i = 0; i < list.length; i += this.#maxOps) {
-      const chunk = list.slice(i, i + this.#maxOps);
-      const req = { compare: [], success: chunk.map((dir) => this.#markerOp(dir, lease)), failure: [] };
-      await withRetry(this.#retry, () => client.kv.txn(req), this.#hooks('mark'));
-      for (const dir of chunk) this.#markedDirs.set(dir, lease);
-    }
+    const owned = [...entries].filter((entry) => this.ownsLease(entry.lease)).map((entry) => entry.key);
+    const list = [...this.#markers.unmarked(owned, lease)];
+    if (list.length === 0) return 0;
+    await writeMarkers(this.#writes(client), list, lease);
     this.#log.info({ directories: list }, 'directory markers written for keys found by a full read');
     return list.length;
-  }
-
-  /** Reads the markers, then every directory `pick` chooses, all at the markers' revision. */
-  async #readDirectories(pick: (marked: readonly string[]) => string[]): Promise<ScopedRead> {
-    const client = this.#need();
-    const root = this.#space.root;
-    for (let restart = 0; ; restart++) {
-      try {
-        const markerStart = Buffer.from(this.#markerPrefix);
-        const { value: markers } = await withRetry(
-          this.#retry,
-          () => client.kv.range({ key: markerStart, range_end: prefixEnd(markerStart) }),
-          this.#hooks('readMarkers'),
-        );
-        const revision = markers.header.revision;
-        const marked: string[] = [];
-        this.#markedDirs.clear();
-        for (const kv of markers.kvs) {
-          const dir = kv.key.toString('utf8').slice(this.#markerPrefix.length - 1);
-          // A marker of an earlier key root is not ours to follow.
-          if (!dir.startsWith(root)) continue;
-          marked.push(dir);
-          this.#directories.add(dir);
-          this.#markedDirs.set(dir, typeof kv.lease === 'string' ? kv.lease : String(kv.lease ?? '0'));
-        }
-        const picked = pick(marked);
-        const dirs = picked.includes(root) ? [root] : picked.sort();
-        const out = new Map<string, CurrentEntry>();
-        // A few directories at a time: etcd serves one while we decode another.
-        let next = 0;
-        const worker = async (): Promise<void> => {
-          for (let i = next++; i < dirs.length; i = next++) await this.#readPrefix(client, dirs[i]!, revision, out);
-        };
-        await Promise.all(Array.from({ length: Math.min(4, dirs.length) }, worker));
-        return { entries: out, directories: dirs, revision };
-      } catch (err) {
-        // Compaction overtook the pinned revision: read again from the current one.
-        if (isCompacted(err) && restart < 3) continue;
-        throw err;
-      }
-    }
-  }
-
-  async #readPrefix(client: Etcd3, prefix: string, revision: string, out: Map<string, CurrentEntry>): Promise<void> {
-    const first = Buffer.from(prefix);
-    const end = prefixEnd(first);
-    let start: Buffer = first;
-    for (;;) {
-      const req = { key: start, range_end: end, limit: this.#pageSize, revision };
-      const { value: res } = await withRetry(this.#retry, () => client.kv.range(req), this.#hooks('readAll'));
-      for (const kv of res.kvs) {
-        const entry = toEntry(kv);
-        if (!isReserved(this.#space, entry.key)) out.set(entry.key, entry);
-      }
-      const last = res.kvs[res.kvs.length - 1];
-      if (!res.more || last === undefined) return;
-      start = keySuccessor(last.key);
-    }
-  }
-
-  #directoryOf(key: string): string {
-    const dir = keyDirectory(this.#space.root, key);
-    if (this.#directories.has(dir)) return dir;
-    // Past MAX_MARKED_DIRECTORIES the key layout is not one a scoped read helps: mark the root.
-    if (this.#directories.size >= MAX_MARKED_DIRECTORIES) return this.#space.root;
-    this.#directories.add(dir);
-    return dir;
-  }
-
-  #markerOp(dir: string, lease: string): IRequestOp {
-    return { request_put: { key: Buffer.from(`${this.#markerPrefix.slice(0, -1)}${dir}`), value: Buffer.from(dir), lease } };
   }
 
   /**
@@ -413,47 +244,34 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
     const client = this.#need();
     if (this.#mode === 'read-only') throw new RegistryProgrammingError('registry: apply() on a read-only registry');
     for (const c of changes) assertWritable(this.#space, c.key);
-    const hasLease = this.#keeper?.current !== undefined;
     if (fence !== undefined && (fence.key === '' || !/^[0-9]+$/.test(fence.createRevision))) {
       throw new RegistryProgrammingError('registry: fence needs a key and a decimal create revision');
     }
-    const results: (ApplyResult | undefined)[] = new Array<ApplyResult | undefined>(changes.length);
-    const items: Item[] = [];
-    changes.forEach((change, index) => {
-      if (!hasLease && isPut(change)) {
-        results[index] = { change, outcome: 'error', error: `refused: no live data lease for owner ${this.#opts.ownerId} (mode ${this.#mode})` };
-      } else if (change.action !== 'register' && !this.ownsLease(change.expectedLease)) {
-        results[index] = {
-          change,
-          outcome: 'error',
-          error: `refused: expected lease ${change.expectedLease} is not a lease of owner ${this.#opts.ownerId}`,
-        };
-      } else {
-        items.push({ index, change });
-      }
-    });
-    const batches = this.#batches(items, fence !== undefined ? 1 : 0);
-    const sequential = new Set(items.map((i) => i.change.key)).size !== items.length;
-    const ctx: BatchContext = { abort: undefined };
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < batches.length) {
-        const batch = batches[next++]!;
-        if (ctx.abort !== undefined) {
-          for (const it of batch) results[it.index] = { change: it.change, outcome: 'error', error: ctx.abort };
-          continue;
-        }
-        await this.#applyBatch(client, batch, fence, results, ctx);
-      }
-    };
-    const workers = sequential ? 1 : Math.min(this.#inflight, batches.length);
-    await Promise.all(Array.from({ length: workers }, worker));
+    const results: ResultSlots = new Array<ApplyResult | undefined>(changes.length);
+    const items = this.#admit(changes, results);
+    await applyItems(this.#writes(client), items, fence, results);
     return results.map(
       (r, i) => r ?? { change: changes[i]!, outcome: 'error', error: 'internal: no result recorded' },
     );
   }
 
-  /** Stops keepalives and closes the client WITHOUT revoking: keys outlive us by the TTL. */
+  /** The changes that may be tried; the refused ones get their error result at once. */
+  #admit(changes: readonly Change[], results: ResultSlots): Item[] {
+    const admission = {
+      ownerId: this.#opts.ownerId,
+      mode: this.#mode,
+      hasLease: this.#keeper?.current !== undefined,
+      ownsLease: (lease: string) => this.ownsLease(lease),
+    };
+    const items: Item[] = [];
+    changes.forEach((change, index) => {
+      const refused = refusal(change, admission);
+      if (refused !== undefined) results[index] = { change, outcome: 'error', error: refused };
+      else items.push({ index, change });
+    });
+    return items;
+  }
+
   /**
    * A leader election among the replicas of this owner, on a campaign lease of `ttlSeconds`.
    * Its keys live outside the key root (etcd3's `election/` namespace), never in the registry.
@@ -464,6 +282,7 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
     return new Leadership(client, { name: `etcd-registrar/${this.#opts.ownerId}`, identity, ttlSeconds, logger: this.#log });
   }
 
+  /** Stops keepalives and closes the client WITHOUT revoking: keys outlive us by the TTL. */
   async close(): Promise<void> {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
@@ -507,203 +326,32 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
     }
   }
 
-  #hooks(op: string): { onError: (err: unknown) => void } {
+  #hooks(op: string): RetryHooks {
     return { onError: (err) => this.#reportError(op, err) };
   }
 
-  /**
-   * Splits into transactions: ≤ maxOps compares (fence included) and ≤ maxOps operations (a
-   * directory marker may join each put's directory), no key twice, bounded bytes.
-   */
-  #batches(items: readonly Item[], reservedOps: number): Item[][] {
-    const limit = this.#maxOps - reservedOps;
-    const out: Item[][] = [];
-    let cur: Item[] = [];
-    let keys = new Set<string>();
-    let dirs = new Set<string>();
-    let bytes = 0;
-    for (const it of items) {
-      const size = Buffer.byteLength(it.change.key) * 3 + Buffer.byteLength(it.change.value) + 64;
-      const dir = isPut(it.change) ? this.#directoryOf(it.change.key) : undefined;
-      const ops = cur.length + 1 + dirs.size + (dir === undefined || dirs.has(dir) ? 0 : 1);
-      if (cur.length > 0 && (ops > limit || keys.has(it.change.key) || bytes + size > MAX_TXN_BYTES)) {
-        out.push(cur);
-        cur = [];
-        keys = new Set();
-        dirs = new Set();
-        bytes = 0;
-      }
-      cur.push(it);
-      keys.add(it.change.key);
-      if (dir !== undefined) dirs.add(dir);
-      bytes += size;
-    }
-    if (cur.length > 0) out.push(cur);
-    return out;
-  }
-
-  async #applyBatch(
-    client: Etcd3,
-    batch: readonly Item[],
-    fence: Fence | undefined,
-    results: (ApplyResult | undefined)[],
-    ctx: BatchContext,
-  ): Promise<void> {
-    const keeper = this.#keeper!;
-    let pending = batch;
-    let ambiguous = false;
-    let leaseWaits = 0;
-    const fail = (items: readonly Item[], error: string): void => {
-      for (const it of items) results[it.index] = { change: it.change, outcome: 'error', error };
+  #writes(client: Etcd3): WriteContext {
+    return {
+      client,
+      markers: this.#markers,
+      keeper: this.#keeper!,
+      retry: this.#retry,
+      hooks: (op) => this.#hooks(op),
+      maxOps: this.#maxOps,
+      inflight: this.#inflight,
+      leaseWaitMs: Math.max(this.#opts.callTimeoutMs, 1000),
+      noteWriteOutcome: (error) => this.#noteWriteOutcome(error),
     };
-    for (let round = 0; pending.length > 0; round++) {
-      // Without a lease only deletes got this far; '0' is never attached to anything.
-      const lease = keeper.current ?? '0';
-      if (round > batch.length + 2) {
-        fail(pending, 'internal: conflict resolution did not converge');
-        return;
-      }
-      // A put into a directory not yet marked on this lease marks it in the same transaction,
-      // so no key of ours is ever outside the directories a scoped read covers.
-      const markers = new Set<string>();
-      if (lease !== '0') {
-        for (const it of pending) {
-          if (!isPut(it.change)) continue;
-          const dir = this.#directoryOf(it.change.key);
-          if (this.#markedDirs.get(dir) !== lease) markers.add(dir);
-        }
-      }
-      const req = buildTxn(pending, lease, fence);
-      for (const dir of markers) req.success.push(this.#markerOp(dir, lease));
-      let res: ITxnResponse;
-      try {
-        const out = await withRetry(this.#retry, () => client.kv.txn(req), this.#hooks('apply'));
-        res = out.value;
-        ambiguous ||= out.ambiguous;
-        this.#noteWriteOutcome(undefined);
-      } catch (err) {
-        this.#noteWriteOutcome(err);
-        if (isLeaseNotFound(err) && leaseWaits < 2 && pending.some((it) => isPut(it.change))) {
-          // Our lease is gone; the keeper will replace it. Wait for that, then retry.
-          leaseWaits++;
-          keeper.kick();
-          await keeper.waitForLeaseOtherThan(lease, Math.max(this.#opts.callTimeoutMs, 1000));
-          continue;
-        }
-        fail(pending, errorMessage(err));
-        // etcd is unreachable even after retries: fail the remaining batches at once
-        // instead of spending the retry budget again on each of them.
-        if (isTransient(err)) ctx.abort ??= `not attempted: etcd unavailable (${errorMessage(err)})`;
-        return;
-      }
-      const revision = res.header.revision;
-      if (res.succeeded) {
-        for (const dir of markers) this.#markedDirs.set(dir, lease);
-        for (const it of pending) {
-          results[it.index] = {
-            change: it.change,
-            outcome: 'ok',
-            revision,
-            current: isPut(it.change)
-              ? { key: it.change.key, value: it.change.value, lease, modRevision: revision }
-              : undefined,
-          };
-        }
-        return;
-      }
-      // The failure branch read every key (and the fence) atomically with the compares.
-      let offset = 0;
-      if (fence !== undefined) {
-        offset = 1;
-        const fkv = res.responses[0]?.response_range.kvs[0];
-        if (fkv === undefined || fkv.create_revision !== fence.createRevision) {
-          const msg = `fence lost: ${fence.key} create revision is ${fkv?.create_revision ?? 'absent'}, expected ${fence.createRevision}`;
-          ctx.abort = msg;
-          fail(pending, msg);
-          return;
-        }
-      }
-      const still: Item[] = [];
-      pending.forEach((it, j) => {
-        const kv = res.responses[offset + j]?.response_range.kvs[0];
-        const current = kv !== undefined ? toEntry(kv) : undefined;
-        if (guardHolds(it.change, current)) {
-          still.push(it);
-        } else if (ambiguous && satisfied(it.change, current, lease)) {
-          // An earlier attempt timed out but had in fact been applied.
-          results[it.index] = {
-            change: it.change,
-            outcome: 'ok',
-            current,
-            ...(current !== undefined ? { revision: current.modRevision } : {}),
-          };
-        } else {
-          results[it.index] = { change: it.change, outcome: 'conflict', current };
-        }
-      });
-      if (still.length === pending.length) {
-        fail(pending, 'internal: transaction failed but every guard holds');
-        return;
-      }
-      pending = still;
-    }
   }
-}
 
-function isPut(c: Change): boolean {
-  return c.action === 'register' || c.action === 'repair';
-}
-
-function rangeOp(key: string): IRequestOp {
-  return { request_range: { key: Buffer.from(key) } };
-}
-
-function guardOf(c: Change): ICompare {
-  const key = Buffer.from(c.key);
-  if (c.action === 'register') return { key, target: 'Create', result: 'Equal', create_revision: 0 };
-  return { key, target: 'Lease', result: 'Equal', lease: c.expectedLease };
-}
-
-function opOf(c: Change, lease: string): IRequestOp {
-  const key = Buffer.from(c.key);
-  if (isPut(c)) return { request_put: { key, value: Buffer.from(c.value), lease } };
-  return { request_delete_range: { key } };
-}
-
-function buildTxn(items: readonly Item[], lease: string, fence: Fence | undefined) {
-  const compare: ICompare[] = [];
-  const failure: IRequestOp[] = [];
-  if (fence !== undefined) {
-    compare.push({ key: Buffer.from(fence.key), target: 'Create', result: 'Equal', create_revision: fence.createRevision });
-    failure.push(rangeOp(fence.key));
+  #reads(): ReadContext {
+    return {
+      client: this.#need(),
+      space: this.#space,
+      markers: this.#markers,
+      retry: this.#retry,
+      pageSize: this.#pageSize,
+      hooks: (op) => this.#hooks(op),
+    };
   }
-  for (const it of items) {
-    compare.push(guardOf(it.change));
-    failure.push(rangeOp(it.change.key));
-  }
-  return { compare, success: items.map((it) => opOf(it.change, lease)), failure };
-}
-
-/** Local evaluation of the guard against the state the failure branch read. */
-function guardHolds(c: Change, current: CurrentEntry | undefined): boolean {
-  if (c.action === 'register') return current === undefined;
-  return (current?.lease ?? '0') === c.expectedLease;
-}
-
-/** The key already is what the change wanted (used only after an ambiguous attempt). */
-function satisfied(c: Change, current: CurrentEntry | undefined, lease: string): boolean {
-  if (isPut(c)) return current !== undefined && current.value === c.value && current.lease === lease;
-  return current === undefined;
-}
-
-function toEntry(kv: IKeyValue): CurrentEntry {
-  // etcd3 decodes int64 fields as decimal strings already; String() only guards the typings.
-  const lease = kv.lease;
-  const modRevision = kv.mod_revision;
-  return {
-    key: kv.key.toString('utf8'),
-    value: kv.value.toString('utf8'),
-    lease: typeof lease === 'string' ? lease : String(lease ?? '0'),
-    modRevision: typeof modRevision === 'string' ? modRevision : String(modRevision),
-  };
 }

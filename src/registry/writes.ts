@@ -1,0 +1,157 @@
+// The registry's writes: changes in guarded (optionally fenced) transactions, a few in flight
+// at once, conflicts judged from each failed transaction's own reads and the rest re-submitted;
+// and directory markers for keys found by a full read. What the transactions are is txn.ts.
+import type { Etcd3, ITxnResponse } from 'etcd3';
+import { NO_LEASE } from '../ownership.ts';
+import type { Fence } from '../types.ts';
+import type { DirectoryMarkers } from './directories.ts';
+import type { LeaseKeeper } from './lease.ts';
+import { errorMessage, isLeaseNotFound, isTransient, withRetry, type RetryHooks, type RetryOutcome, type RetryPolicy } from './retry.ts';
+import {
+  batches,
+  buildTxn,
+  isPut,
+  judgeFailedTxn,
+  recordApplied,
+  recordErrors,
+  type Item,
+  type ResultSlots,
+  type TxnRequest,
+} from './txn.ts';
+
+export interface WriteContext {
+  readonly client: Etcd3;
+  readonly markers: DirectoryMarkers;
+  /** The data lease, read anew at every attempt: it may be replaced during a call. */
+  readonly keeper: Pick<LeaseKeeper, 'current' | 'kick' | 'waitForLeaseOtherThan'>;
+  readonly retry: RetryPolicy;
+  /** Retry hooks that report failures of `op`. */
+  readonly hooks: (op: string) => RetryHooks;
+  readonly maxOps: number;
+  /** Transactions in flight at once. */
+  readonly inflight: number;
+  /** How long a write waits for the keeper to replace a lease etcd says is gone. */
+  readonly leaseWaitMs: number;
+  /** Told the error of every write transaction, or undefined when one applied. */
+  readonly noteWriteOutcome: (error: unknown) => void;
+}
+
+interface BatchContext {
+  /** Set once the call cannot succeed (fence lost, etcd unavailable): later batches fail fast. */
+  abort: string | undefined;
+}
+
+/** Applies `items` in batches; every item gets its result in `results`. Never throws for etcd failures. */
+export async function applyItems(ctx: WriteContext, items: readonly Item[], fence: Fence | undefined, results: ResultSlots): Promise<void> {
+  const txns = batches(items, {
+    maxOps: ctx.maxOps,
+    reservedOps: fence !== undefined ? 1 : 0,
+    directoryOf: (key) => ctx.markers.directoryOf(key),
+  });
+  // The same key twice: its changes must apply in order, one transaction at a time.
+  const sequential = new Set(items.map((i) => i.change.key)).size !== items.length;
+  const state: BatchContext = { abort: undefined };
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < txns.length) {
+      const batch = txns[next++]!;
+      if (state.abort !== undefined) recordErrors(results, batch, state.abort);
+      else await applyBatch(ctx, batch, fence, results, state);
+    }
+  };
+  const workers = sequential ? 1 : Math.min(ctx.inflight, txns.length);
+  await Promise.all(Array.from({ length: workers }, worker));
+}
+
+/**
+ * Applies one batch: one transaction, and when guards fail, another for the changes whose
+ * guards still hold, until none is left. Waits for a new lease (at most twice) when etcd
+ * says ours is gone.
+ */
+async function applyBatch(ctx: WriteContext, batch: readonly Item[], fence: Fence | undefined, results: ResultSlots, state: BatchContext): Promise<void> {
+  let pending = batch;
+  let ambiguous = false;
+  let leaseWaits = 0;
+  for (let round = 0; pending.length > 0; round++) {
+    // Without a lease only deletes got this far; '0' is never attached to anything.
+    const lease = ctx.keeper.current ?? NO_LEASE;
+    if (round > batch.length + 2) {
+      recordErrors(results, pending, 'internal: conflict resolution did not converge');
+      return;
+    }
+    const { req, markers } = txnWithMarkers(ctx.markers, pending, lease, fence);
+    const sent = await send(ctx, req);
+    if (!sent.ok) {
+      if (isLeaseNotFound(sent.error) && leaseWaits < 2 && pending.some((it) => isPut(it.change))) {
+        leaseWaits++;
+        await awaitNewLease(ctx, lease);
+        continue;
+      }
+      recordErrors(results, pending, errorMessage(sent.error));
+      // etcd is unreachable even after retries: fail the remaining batches at once
+      // instead of spending the retry budget again on each of them.
+      if (isTransient(sent.error)) state.abort ??= `not attempted: etcd unavailable (${errorMessage(sent.error)})`;
+      return;
+    }
+    ambiguous ||= sent.outcome.ambiguous;
+    const res = sent.outcome.value;
+    if (res.succeeded) {
+      ctx.markers.noteMarked(markers, lease);
+      recordApplied(results, pending, lease, res.header.revision);
+      return;
+    }
+    const verdict = judgeFailedTxn(pending, fence, res.responses, ambiguous, lease);
+    if (verdict.fenceLost !== undefined) {
+      state.abort = verdict.fenceLost;
+      recordErrors(results, pending, verdict.fenceLost);
+      return;
+    }
+    for (const { index, result } of verdict.settled) results[index] = result;
+    if (verdict.retry.length === pending.length) {
+      recordErrors(results, pending, 'internal: transaction failed but every guard holds');
+      return;
+    }
+    pending = verdict.retry;
+  }
+}
+
+/**
+ * The transaction for `items`, plus a marker for each put's directory not yet marked on this
+ * lease: in the same transaction, so no key of ours is ever outside the directories a scoped
+ * read covers.
+ */
+function txnWithMarkers(dirs: DirectoryMarkers, items: readonly Item[], lease: string, fence: Fence | undefined): { req: TxnRequest; markers: Set<string> } {
+  const puts = items.filter((it) => isPut(it.change)).map((it) => it.change.key);
+  const markers = lease !== NO_LEASE ? dirs.unmarked(puts, lease) : new Set<string>();
+  const req = buildTxn(items, lease, fence);
+  for (const dir of markers) req.success.push(dirs.markerOp(dir, lease));
+  return { req, markers };
+}
+
+/** Sends one transaction with retries; its error is returned, not thrown, and noted. */
+async function send(ctx: WriteContext, req: TxnRequest): Promise<{ ok: true; outcome: RetryOutcome<ITxnResponse> } | { ok: false; error: unknown }> {
+  try {
+    const outcome = await withRetry(ctx.retry, () => ctx.client.kv.txn(req), ctx.hooks('apply'));
+    ctx.noteWriteOutcome(undefined);
+    return { ok: true, outcome };
+  } catch (err) {
+    ctx.noteWriteOutcome(err);
+    return { ok: false, error: err };
+  }
+}
+
+/** Our lease is gone; the keeper will replace it. Waits for that (bounded). */
+async function awaitNewLease(ctx: WriteContext, lease: string): Promise<void> {
+  ctx.keeper.kick();
+  await ctx.keeper.waitForLeaseOtherThan(lease, ctx.leaseWaitMs);
+}
+
+/** Writes markers for `dirs` on `lease`, at most maxOps per transaction. */
+export async function writeMarkers(ctx: WriteContext, dirs: readonly string[], lease: string): Promise<void> {
+  for (let i = 0; i < dirs.length; i += ctx.maxOps) {
+    const chunk = dirs.slice(i, i + ctx.maxOps);
+    const req = { compare: [], success: chunk.map((dir) => ctx.markers.markerOp(dir, lease)), failure: [] };
+    await withRetry(ctx.retry, () => ctx.client.kv.txn(req), ctx.hooks('mark'));
+    ctx.markers.noteMarked(chunk, lease);
+  }
+}

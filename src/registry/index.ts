@@ -14,5 +14,5 @@ export {
 export type { AuthOptions, TlsOptions } from './client.ts';
 export { Leadership } from './election.ts';
 export { RegistryProgrammingError } from './keys.ts';
-export type { OwnerRecord } from './lease.ts';
+export type { OwnerRecord } from './owner-record.ts';
 export type { RetryPolicy } from './retry.ts';

@@ -3,54 +3,12 @@
 //
 // etcd3's Lease class always grants a fresh lease and cannot adopt an existing id, so this
 // talks to the lease RPCs directly. One stream, one write per TTL/3 whatever the key count.
-import type { Etcd3 } from 'etcd3';
-import type { Logger } from 'pino';
 import { KeepAliveSession, type KeepAlivePeer, type KeepAliveStream, type StreamEnd } from './keepalive-stream.ts';
 import { OwnerLeases } from './owner-leases.ts';
 import { newOwnerRecord, readOwnerRecord, replaceOwnerRecord, type OwnerRecord } from './owner-record.ts';
-import { backoffDelay, errorMessage, isLeaseNotFound, isTransient, withRetry, type RetryPolicy } from './retry.ts';
-
-export type { OwnerRecord };
-
-export interface LeaseChangedEvent {
-  readonly previous: string;
-  readonly current: string;
-  /** 'expired' (etcd reported it gone), 'replaced-by-peer', 'ttl-changed'. */
-  readonly reason: string;
-}
-
-export interface LeaseLostEvent {
-  readonly lease: string;
-  readonly reason: string;
-}
-
-export interface LeaseKeeperHooks {
-  keepalive(at: number): void;
-  leaseChanged(ev: LeaseChangedEvent): void;
-  leaseLost(ev: LeaseLostEvent): void;
-  etcdError(op: string, error: unknown): void;
-}
-
-/**
- * owner: adopt or grant, keep alive, replace when lost (the controller).
- * adopt-only: adopt the recorded lease if it is alive and keep it alive, never grant one
- *   (a one-off `reconcile --once` must not leave a lease behind that nobody keeps alive).
- * read-only: learn the recorded lease id, no keepalive, no writes (list, dry runs).
- */
-export type LeaseMode = 'owner' | 'adopt-only' | 'read-only';
-
-export interface LeaseKeeperOptions {
-  readonly mode: LeaseMode;
-  readonly client: Etcd3;
-  readonly ownerId: string;
-  readonly recordKey: string;
-  readonly ttlSeconds: number;
-  readonly retry: RetryPolicy;
-  readonly logger: Logger;
-  readonly hooks: LeaseKeeperHooks;
-  /** How often the owner record is re-read while running; default max(10 s, 2×TTL). */
-  readonly recordCheckMs?: number | undefined;
-}
+import type { Logger } from 'pino';
+import type { LeaseKeeperHooks, LeaseKeeperOptions } from './lease-types.ts';
+import { backoffDelay, errorMessage, isLeaseNotFound, isTransient, withRetry } from './retry.ts';
 
 interface AcquireOptions {
   /** At start: a few retries only, and a lease granted with another TTL is replaced. */

@@ -10,7 +10,8 @@ import type { ApplyResult, Change, CurrentEntry, Fence } from '../types.ts';
 import { createClient, explainConnectionError, type RegistryClient } from './client.ts';
 import { DirectoryMarkers } from './directories.ts';
 import { assertWritable, keyDirectory, RegistryProgrammingError, type KeySpace } from './keys.ts';
-import { LeaseKeeper, type LeaseChangedEvent, type LeaseLostEvent, type LeaseMode } from './lease.ts';
+import { LeaseKeeper } from './lease.ts';
+import type { LeaseChangedEvent, LeaseLostEvent, LeaseMode } from './lease-types.ts';
 import { registrySettings, type RegistryOptions } from './options.ts';
 import { keepScoped, readDirectories, type ReadContext, type ScopedRead } from './reads.ts';
 import { errorMessage, isNoSpace, type RetryHooks, type RetryPolicy } from './retry.ts';
@@ -25,7 +26,7 @@ export interface StartOptions {
   readonly mode?: LeaseMode | undefined;
 }
 
-export type { LeaseMode } from './lease.ts';
+export type { LeaseMode } from './lease-types.ts';
 
 export interface RegistryEvents {
   keepalive: [at: number];
@@ -34,7 +35,7 @@ export interface RegistryEvents {
   etcdError: [event: { op: string; error: string }];
 }
 
-export type { LeaseChangedEvent, LeaseLostEvent } from './lease.ts';
+export type { LeaseChangedEvent, LeaseLostEvent } from './lease-types.ts';
 
 export class EtcdRegistry extends EventEmitter<RegistryEvents> {
   readonly #opts: RegistryOptions;

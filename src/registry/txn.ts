@@ -3,7 +3,7 @@
 // and what a transaction's answer means for each change. registry.ts sends them.
 import type { ICompare, IKeyValue, IRequestOp, IResponseOp } from 'etcd3';
 import type { ApplyResult, Change, CurrentEntry, Fence } from '../types.ts';
-import type { LeaseMode } from './lease.ts';
+import type { LeaseMode } from './lease-types.ts';
 
 /** A change and its place in the caller's list (results come back in that order). */
 export interface Item {

@@ -13,7 +13,6 @@ import { mappingNeedsZones, type MappingConfig } from './mapping/index.ts';
 import { AuditLog, createLogger, stderrDestination, stdoutDestination } from './observability/log.ts';
 import { HealthServer } from './observability/http.ts';
 import { Metrics } from './observability/metrics.ts';
-import { limitDeletes, plan } from './plan/index.ts';
 import { EtcdRegistry, type Leadership, type RegistryOptions } from './registry/index.ts';
 import { SharedConnectionKubeConfig } from './source/kube-config.ts';
 import { PodSource } from './source/pod-source.ts';
@@ -136,7 +135,7 @@ function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig
     ...(events.stats === undefined ? {} : { events: events.stats.bind(events) }),
   });
   controller = new Controller(
-    { source, registry, desired, events, audit, metrics, logger: logger.child({ module: 'controller' }), planner: plan, limitDeletes, leadership, grants, nodes },
+    { source, registry, desired, events, audit, metrics, logger: logger.child({ module: 'controller' }), leadership, grants, nodes },
     {
       policy: config.policy,
       dryRun: config.dryRun,

@@ -7,16 +7,16 @@ import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import type { AuditLog } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import { podKeyOf, type Change, type CurrentEntry, type DesiredEntry, type Plan, type PodMapping, type Policy, type SlimPod } from '../types.ts';
-import type { PlanInput } from '../plan/plan.ts';
+import { podKeyOf, type AuditAction, type AuditOutcome, type Change, type CurrentEntry, type DesiredEntry, type Plan, type Policy, type SlimPod } from '../types.ts';
+import { limitDeletes, plan } from '../plan/index.ts';
 import { retryUntilDone } from '../backoff.ts';
-import { isOurs } from '../ownership.ts';
 import { preciseNow } from '../clock.ts';
 import { KeyedWorkQueue, type BackoffOptions } from './workqueue.ts';
 import { ChangeLatency, type ChangeKind, type ChangeTiming } from './latency.ts';
-import { admissionOf, verdictFor, type GrantStatus, type Verdict } from '../grants/grants.ts';
+import { EtcdMirror } from './mirror.ts';
+import { GrantClaims } from '../grants/claims.ts';
 import type { GrantsPort } from '../grants/service-grants.ts';
-import type { DesiredIndex, EventSink, LeadershipPort, NodeFeed, PodEvent, PodSourcePort, RegistryPort, PodRef } from './ports.ts';
+import type { ApplyResult, DesiredIndex, EventSink, LeadershipPort, NodeFeed, PodEvent, PodSourcePort, RegistryPort, PodRef } from './ports.ts';
 
 export interface ControllerOptions {
   readonly policy: Policy;
@@ -42,20 +42,12 @@ export interface ControllerDeps {
   readonly audit: AuditLog;
   readonly metrics: Metrics | undefined;
   readonly logger: Logger;
-  readonly planner: (input: PlanInput) => Plan;
   /** Absent: this is the only writer (no election). */
   readonly leadership?: LeadershipPort | undefined;
-  readonly limitDeletes: (plan: Plan, ownedKeys: number, maxShare: number, force: boolean) => { plan: Plan; refused: readonly Change[] };
   /** Service grants (docs/decisions/0009); absent = every claim allowed. */
   readonly grants?: GrantsPort | undefined;
   /** Node zones, when the mapping uses them (the desired index reads the same cache). */
   readonly nodes?: NodeFeed | undefined;
-}
-
-/** A pod's claim that its namespace is not granted: refused (strict) or allowed with a warning (open). */
-interface UngrantedClaim {
-  readonly service: string;
-  readonly namespace: string;
 }
 
 export interface ReconcileReport {
@@ -65,7 +57,19 @@ export interface ReconcileReport {
   readonly durationMs: number;
 }
 
-const podName = (pod: { namespace: string; name: string }): string => `${pod.namespace}/${pod.name}`;
+/** What one audit record is about: a change, a skipped key, or a pod left out before it had a key. */
+interface AuditSubject {
+  readonly action: AuditAction;
+  readonly key: string | null;
+  readonly value: string | null;
+  readonly pod?: PodRef | undefined;
+}
+
+/** The pods whose keys one batch registered or deregistered (one Event per pod and kind). */
+interface WrittenByPod {
+  readonly registered: Map<string, { pod: PodRef; keys: string[] }>;
+  readonly deregistered: Map<string, { pod: PodRef; keys: string[] }>;
+}
 
 /** How long after the last deregistration Events still wait (see Controller.deregistering). */
 const DEREGISTRATION_QUIET_MS = 250;
@@ -80,20 +84,14 @@ export class Controller {
   readonly #writers: PQueue;
   readonly #latency: ChangeLatency;
   /** etcd state of the keys under the root, as last read or written by us. */
-  #mirror = new Map<string, CurrentEntry>();
-  /** Keys written since the last full read started: the read must not overwrite them. */
-  #writtenDuringRead: Set<string> | undefined;
-  /** Pods deleted from the cache, remembered so their deregistration names them. */
+  readonly #mirror: EtcdMirror;
+  /** Service grants: verdicts, warnings and the audit reasons of what they caused. */
+  readonly #claims: GrantClaims;
+  /** Pods deleted from the cache (or refused by the grants), remembered so their deregistration names them. */
   readonly #departed = new Map<string, PodRef>();
   /** Last skip reason per key or pod, so repeated passes do not repeat audit records. */
   readonly #skipsLogged = new Map<string, string>();
   readonly #invalidPods = new Map<string, string>();
-  /** Pods refused by the service grants (strict), by uid. */
-  readonly #refused = new Map<string, UngrantedClaim>();
-  /** Pods registered although not granted (open), by uid: warned about once per service. */
-  readonly #ungranted = new Map<string, UngrantedClaim>();
-  /** Ungranted claims per namespace/service pair: one log line each, Events rate-limited (many pods of one workload share a pair). */
-  readonly #claimPairs = new ClaimPairs();
   #workersDone: Promise<void> | undefined;
   /** Batches of urgent keys (deregistrations) being written. */
   #urgentInFlight = 0;
@@ -106,8 +104,6 @@ export class Controller {
   #stopping = false;
   #failedWrites = 0;
   #initialReconcileDone = false;
-  /** performance.now() of the last full read of the key root; undefined = the next read is full. */
-  #lastFullReadAt: number | undefined;
   #standby = false;
   readonly #abort = new AbortController();
 
@@ -119,6 +115,8 @@ export class Controller {
     this.#writers = new PQueue({ concurrency: options.maxInflightBatches + 1 });
     const stages = deps.metrics?.changeStages;
     this.#latency = new ChangeLatency({ observe: stages === undefined ? undefined : (stage, change, seconds) => stages.observe({ stage, change }, seconds) });
+    this.#mirror = new EtcdMirror(deps, options.fullReadIntervalMs ?? 0);
+    this.#claims = new GrantClaims({ grants: deps.grants, events: deps.events, metrics: deps.metrics, logger: deps.logger, auditSkip: (pod, reason) => this.#auditPodSkip(pod, reason) });
     deps.source.onChange((event) => this.#onPodEvent(event));
     deps.registry.on('leaseChanged', ({ previous, current }) => {
       deps.logger.warn({ previous, current }, 'data lease replaced: re-putting every registration');
@@ -167,7 +165,7 @@ export class Controller {
     this.#deps.metrics?.leader.set(1);
     // Workers must see etcd's real state, or keys queued by the initial list would be
     // planned against an empty mirror.
-    await retryUntilDone(() => this.#refreshMirror(), { logger: this.#deps.logger, what: 'initial etcd read', signal: this.#abort.signal });
+    await retryUntilDone(() => this.#mirror.refresh(this.#wantedKeys()), { logger: this.#deps.logger, what: 'initial etcd read', signal: this.#abort.signal });
     this.#workersDone = this.#runWorkers();
     this.#started = true;
     return this.reconcileNow(reason, { mirrorFresh: true });
@@ -187,10 +185,6 @@ export class Controller {
     const noSpace = this.#deps.registry.outOfSpace();
     if (noSpace !== undefined) return `etcd out of space (NOSPACE alarm), writes rejected: ${noSpace}`;
     return undefined;
-  }
-
-  isStandby(): boolean {
-    return this.#standby;
   }
 
   /**
@@ -222,10 +216,7 @@ export class Controller {
 
   /** Keys ours by the one ownership rule (adoptable leases included, as the plan counts them). */
   ownedKeyCount(): number {
-    const ownership = { leaseId: this.#deps.registry.leaseId(), adoptableLeases: this.#deps.registry.adoptableLeases() };
-    let count = 0;
-    for (const entry of this.#mirror.values()) if (isOurs(entry.lease, ownership)) count++;
-    return count;
+    return this.#mirror.ownedKeyCount();
   }
 
   /** Resolves when no key is queued or being written (delayed retries aside). */
@@ -281,82 +272,45 @@ export class Controller {
       return finish('skipped', empty, []);
     }
     try {
-      if (!mirrorFresh) await this.#refreshMirror();
+      if (!mirrorFresh) await this.#mirror.refresh(this.#wantedKeys());
     } catch (error) {
       metrics?.etcdErrors.inc({ op: 'read' });
       logger.error({ err: error, reason }, 'reconcile failed: etcd read');
       return finish('error', empty, []);
     }
     const desired = this.#deps.desired.desiredAll();
-    const fullPlan = this.#plan(desired, this.#mirror, undefined);
-    const { plan, refused } = this.#deps.limitDeletes(fullPlan, this.ownedKeyCount(), this.#options.maxDeleteShare, this.#options.forceDeletes);
-    if (refused.length > 0) {
-      metrics?.deletesRefused.inc(refused.length);
-      logger.warn(
-        { refused: refused.length, owned: this.ownedKeyCount(), maxDeleteShare: this.#options.maxDeleteShare },
-        'reconcile would delete more than --max-delete-share of the owned keys: deletes refused (use --force-deletes if intended)',
-      );
-    }
+    const { plan, refused } = this.#limitDeletes(this.#plan(desired, this.#mirror.entries, undefined));
     this.#logSkips(plan);
-    logger.info({ reason, desired: desired.size, current: this.#mirror.size, changes: plan.changes.length, refused: refused.length }, 'reconcile planned');
+    logger.info({ reason, desired: desired.size, current: this.#mirror.entries.size, changes: plan.changes.length, refused: refused.length }, 'reconcile planned');
     // The workers write (or, dry-run, audit) the changes, so a key is never handled twice at once.
     for (const change of plan.changes) this.#queue.add(change.key, isRemoval(change.action));
     await this.#queue.whenIdle();
     return finish(refused.length > 0 ? 'refused' : 'ok', plan, refused);
   }
 
-  /**
-   * Replaces the mirror with a fresh read, keeping keys written while the read ran. The read
-   * covers every key under the root at start-up and every fullReadIntervalMs; otherwise only the
-   * directories that can hold our keys or the keys we want (docs/decisions/0013), so that
-   * foreign keys elsewhere under the root cost nothing.
-   */
-  async #refreshMirror(): Promise<void> {
-    const { registry, desired, metrics } = this.#deps;
-    const interval = this.#options.fullReadIntervalMs ?? 0;
-    const full = this.#lastFullReadAt === undefined || interval === 0 || performance.now() - this.#lastFullReadAt >= interval;
-    const written = new Set<string>();
-    this.#writtenDuringRead = written;
-    let current: Map<string, CurrentEntry>;
-    try {
-      const startedAt = performance.now();
-      current = (await registry.readScoped(this.#wantedKeys(desired), { full })).entries;
-      if (full) this.#lastFullReadAt = startedAt;
-      metrics?.etcdReads.inc({ scope: full ? 'full' : 'scoped' });
-      // The fresh read becomes the mirror (no merge pass over tens of thousands of keys; foreign
-      // keys outside our directories are not kept); the few keys written meanwhile keep the
-      // state their writes left.
-      for (const key of written) {
-        const entry = this.#mirror.get(key);
-        if (entry === undefined) current.delete(key);
-        else current.set(key, entry);
-      }
-      this.#mirror = current;
-    } finally {
-      this.#writtenDuringRead = undefined;
+  /** Holds back mass deletes (docs/decisions/0007), saying so. */
+  #limitDeletes(fullPlan: Plan): { plan: Plan; refused: readonly Change[] } {
+    const { maxDeleteShare, forceDeletes } = this.#options;
+    const limited = limitDeletes(fullPlan, this.ownedKeyCount(), maxDeleteShare, forceDeletes);
+    if (limited.refused.length > 0) {
+      this.#deps.metrics?.deletesRefused.inc(limited.refused.length);
+      this.#deps.logger.warn(
+        { refused: limited.refused.length, owned: this.ownedKeyCount(), maxDeleteShare },
+        'reconcile would delete more than --max-delete-share of the owned keys: deletes refused (use --force-deletes if intended)',
+      );
     }
-    if (!full) return;
-    // Keys of ours in directories without a marker (written by a version before markers, or a
-    // marker deleted by hand) would be invisible to scoped reads: mark them. If that fails, the
-    // next read is a full one again.
-    try {
-      await registry.markDirectories(current.values());
-    } catch (error) {
-      this.#lastFullReadAt = undefined;
-      metrics?.etcdErrors.inc({ op: 'mark' });
-      this.#deps.logger.warn({ err: error }, 'could not mark the directories of our keys; the next reconcile reads every key again');
-    }
+    return limited;
   }
 
   /** Keys a scoped read must cover besides our own: every desired key and every key a departed pod left. */
-  *#wantedKeys(desired: DesiredIndex): Iterable<string> {
-    yield* desired.desiredAll().keys();
+  *#wantedKeys(): Iterable<string> {
+    yield* this.#deps.desired.desiredAll().keys();
     yield* this.#departed.keys();
   }
 
   #plan(desired: ReadonlyMap<string, DesiredEntry>, current: ReadonlyMap<string, CurrentEntry>, scope: ReadonlySet<string> | undefined): Plan {
     const { registry } = this.#deps;
-    const planned = this.#deps.planner({
+    return this.#claims.explain(plan({
       desired,
       current,
       claimed: (key) => this.#deps.desired.claimant(key) ?? this.#departed.get(key),
@@ -364,57 +318,39 @@ export class Controller {
       adoptableLeases: registry.adoptableLeases(),
       policy: this.#options.policy,
       ...(scope === undefined ? {} : { scope }),
-    });
-    if (this.#refused.size === 0 && this.#ungranted.size === 0) return planned;
-    return { changes: planned.changes.map((change) => this.#explainGrant(change)), skips: planned.skips };
-  }
-
-  /** The audit reason of a change that the service grants caused or let through. */
-  #explainGrant(change: Change): Change {
-    const uid = change.pod?.uid;
-    if (uid === undefined) return change;
-    const refused = this.#refused.get(uid);
-    if (refused !== undefined && change.action === 'deregister') {
-      return { ...change, reason: `${notGranted(refused)} (--service-grants strict)` };
-    }
-    const ungranted = this.#ungranted.get(uid);
-    if (ungranted !== undefined && (change.action === 'register' || change.action === 'repair')) {
-      return { ...change, reason: `${change.reason}; warning: ${notGranted(ungranted)} (allowed by --service-grants open; strict would refuse it)` };
-    }
-    return change;
+    }));
   }
 
   #onPodEvent(event: PodEvent): void {
     try {
-      const { desired } = this.#deps;
-      if (event.type === 'delete') {
-        const keys = desired.removePod(event.pod.uid);
-        for (const key of keys) this.#departed.set(key, { namespace: event.pod.namespace, name: event.pod.name, uid: event.pod.uid });
-        this.#clearInvalid(event.pod.uid);
-        this.#refused.delete(event.pod.uid);
-        this.#ungranted.delete(event.pod.uid);
-        this.#enqueueForEvent(keys, event);
-        return;
-      }
-      const { grants } = this.#deps;
-      let judged: { service: string; status: GrantStatus; verdict: Verdict } | undefined;
-      const admit = grants === undefined
-        ? undefined
-        : (service: string) => {
-            const status = grants.status(event.pod.namespace, service);
-            const verdict = verdictFor(grants.mode, status);
-            judged = { service, status, verdict };
-            return admissionOf(verdict);
-          };
-      const { mapping, affectedKeys } = desired.upsertPod(event.pod, admit);
-      if (mapping.kind === 'invalid') this.#reportInvalid(event.pod, mapping.problems);
-      else this.#clearInvalid(event.pod.uid);
-      if (judged !== undefined) this.#reportGrant(event.pod, judged.service, judged.verdict, mapping, affectedKeys);
-      this.#enqueueForEvent(affectedKeys, event);
+      if (event.type === 'delete') this.#onPodDeleted(event);
+      else this.#onPodUpserted(event);
     } catch (error) {
       // A handler that throws would crash the process: log and rely on the next reconcile.
-      this.#deps.logger.error({ err: error, pod: podName(event.pod) }, 'pod event handling failed');
+      this.#deps.logger.error({ err: error, pod: podKeyOf(event.pod) }, 'pod event handling failed');
     }
+  }
+
+  #onPodDeleted(event: PodEvent): void {
+    const { pod } = event;
+    const keys = this.#deps.desired.removePod(pod.uid);
+    for (const key of keys) this.#departed.set(key, podRefOf(pod));
+    this.#clearInvalid(pod.uid);
+    this.#claims.forget(pod.uid);
+    this.#enqueueForEvent(keys, event);
+  }
+
+  #onPodUpserted(event: PodEvent): void {
+    const { pod } = event;
+    const judgement = this.#claims.judge(pod);
+    const { mapping, affectedKeys } = this.#deps.desired.upsertPod(pod, judgement?.admit);
+    if (mapping.kind === 'invalid') this.#reportInvalid(pod, mapping.problems);
+    else this.#clearInvalid(pod.uid);
+    if (judgement?.report(mapping) === true) {
+      // Refused: the keys it held are released, and their deletes name the pod ('deregister', not 'orphan-delete').
+      for (const key of affectedKeys) this.#departed.set(key, podRefOf(pod));
+    }
+    this.#enqueueForEvent(affectedKeys, event);
   }
 
   /**
@@ -438,8 +374,12 @@ export class Controller {
     this.#invalidPods.set(pod.uid, summary);
     this.#deps.metrics?.skips.inc({ reason: 'invalid' });
     this.#deps.metrics?.invalidPods.set(this.#invalidPods.size);
-    this.#deps.audit.write({ action: 'skip', key: null, value: null, pod: podName(pod), podUid: pod.uid, reason: `invalid registration: ${summary}`, leaseId: null, outcome: 'ok' });
+    this.#auditPodSkip(pod, `invalid registration: ${summary}`);
     this.#deps.events.record(pod, 'Warning', 'InvalidRegistration', `not registered in etcd: ${summary}`);
+  }
+
+  #clearInvalid(uid: string): void {
+    if (this.#invalidPods.delete(uid)) this.#deps.metrics?.invalidPods.set(this.#invalidPods.size);
   }
 
   /** A namespace's grants changed: every pod in it gets a new verdict (level-triggered). */
@@ -463,56 +403,6 @@ export class Controller {
       this.#onPodEvent({ type: 'upsert', pod });
     }
     return pods;
-  }
-
-  #reportGrant(pod: SlimPod, service: string, verdict: Verdict, mapping: PodMapping, affectedKeys: readonly string[]): void {
-    const { audit, events, metrics, logger, grants } = this.#deps;
-    const claim: UngrantedClaim = { service, namespace: pod.namespace };
-    if (verdict === 'refuse') {
-      // Keys it held are released: their deletes name the pod ('deregister', not 'orphan-delete').
-      for (const key of affectedKeys) this.#departed.set(key, { namespace: pod.namespace, name: pod.name, uid: pod.uid });
-      if (this.#refused.get(pod.uid)?.service === service) return;
-      this.#refused.set(pod.uid, claim);
-      this.#ungranted.delete(pod.uid);
-      const keys = mapping.kind === 'valid' ? mapping.registrations.map((r) => r.key) : [];
-      metrics?.skips.inc({ reason: 'not-granted' });
-      metrics?.ungrantedClaims.inc({ outcome: 'refused' });
-      audit.write({
-        action: 'skip', key: null, value: null, pod: podName(pod), podUid: pod.uid,
-        reason: `${notGranted(claim)} (--service-grants strict; granted by the Namespace annotation ${grants?.annotation ?? 'allowed-services'}): not registered: ${keys.join(', ')}`,
-        leaseId: null, outcome: 'ok',
-      });
-      if (this.#claimPairs.note(claim).event) {
-        events.record(pod, 'Warning', 'ServiceNotGranted', `not registered in etcd: ${notGranted(claim)}; ${howToGrant(grants)}`);
-      }
-      return;
-    }
-    if (verdict === 'allow-ungranted') {
-      this.#refused.delete(pod.uid);
-      if (this.#ungranted.get(pod.uid)?.service === service) return;
-      this.#ungranted.set(pod.uid, claim);
-      metrics?.ungrantedClaims.inc({ outcome: 'allowed' });
-      const pair = this.#claimPairs.note(claim);
-      if (pair.first) {
-        logger.warn(
-          { pod: podName(pod), podUid: pod.uid, service, namespace: pod.namespace, further: 'other pods of this namespace and service are counted in etcd_registrar_ungranted_claims_total, not logged' },
-          'service not granted to the namespace; registered anyway (--service-grants open)',
-        );
-      }
-      if (pair.event) {
-        events.record(pod, 'Warning', 'ServiceNotGranted', `registered although ${notGranted(claim)} (--service-grants open; strict mode will refuse it); ${howToGrant(grants)}`);
-      }
-      return;
-    }
-    if (verdict === 'allow') {
-      this.#refused.delete(pod.uid);
-      this.#ungranted.delete(pod.uid);
-    }
-    // hold: the namespace is unknown for now; nothing changes until it is known.
-  }
-
-  #clearInvalid(uid: string): void {
-    if (this.#invalidPods.delete(uid)) this.#deps.metrics?.invalidPods.set(this.#invalidPods.size);
   }
 
   async #runWorkers(): Promise<void> {
@@ -549,19 +439,7 @@ export class Controller {
 
   /** Makes etcd match the pod cache for these keys. */
   async #processKeys(keys: readonly string[]): Promise<void> {
-    const { desired, registry, audit, metrics } = this.#deps;
-    const scope = new Set(keys);
-    const desiredSubset = new Map<string, DesiredEntry>();
-    const currentSubset = new Map<string, CurrentEntry>();
-    for (const key of keys) {
-      const wanted = desired.desiredFor(key);
-      if (wanted !== undefined) desiredSubset.set(key, wanted);
-      const current = this.#mirror.get(key);
-      if (current !== undefined) currentSubset.set(key, current);
-    }
-    const plan = this.#plan(desiredSubset, currentSubset, scope);
-    this.#logSkips(plan, scope);
-    for (const key of keys) if (!this.#mirror.has(key) || desired.desiredFor(key) === undefined) this.#forgetDeparted(key, plan);
+    const plan = this.#planKeys(keys);
     const changed = new Set(plan.changes.map((change) => change.key));
     for (const key of keys) if (!changed.has(key)) this.#latency.dropped(key);
     if (plan.changes.length === 0) {
@@ -575,59 +453,84 @@ export class Controller {
       }
       return;
     }
-    const fence = this.#deps.leadership?.fence();
-    if (this.#deps.leadership !== undefined && fence === undefined) {
+    const { leadership, registry } = this.#deps;
+    const fence = leadership?.fence();
+    if (leadership !== undefined && fence === undefined) {
       // Leadership is gone: write nothing; the keys are written again once re-elected.
       for (const key of keys) this.#queue.addRateLimited(key, this.#deps.desired.desiredFor(key) === undefined);
       return;
     }
     this.#latency.sent(changed, preciseNow());
-    const results = await registry.apply(plan.changes, fence);
+    this.#recordResults(await registry.apply(plan.changes, fence));
+  }
+
+  /** Plans these keys alone, against the whole pod cache and the mirror. */
+  #planKeys(keys: readonly string[]): Plan {
+    const { desired } = this.#deps;
+    const scope = new Set(keys);
+    const desiredSubset = new Map<string, DesiredEntry>();
+    const currentSubset = new Map<string, CurrentEntry>();
+    for (const key of keys) {
+      const wanted = desired.desiredFor(key);
+      if (wanted !== undefined) desiredSubset.set(key, wanted);
+      const current = this.#mirror.get(key);
+      if (current !== undefined) currentSubset.set(key, current);
+    }
+    const plan = this.#plan(desiredSubset, currentSubset, scope);
+    this.#logSkips(plan, scope);
+    for (const key of keys) if (!this.#mirror.has(key) || desired.desiredFor(key) === undefined) this.#forgetDeparted(key, plan);
+    return plan;
+  }
+
+  /** Brings the mirror, the queue, the audit log and the pods' Events up to date with etcd's answers. */
+  #recordResults(results: readonly ApplyResult[]): void {
     const committedAt = preciseNow();
-    const leaseId = registry.leaseId();
-    const registeredByPod = new Map<string, { pod: PodRef; keys: string[] }>();
-    const deregisteredByPod = new Map<string, { pod: PodRef; keys: string[] }>();
+    const leaseId = this.#deps.registry.leaseId();
+    const written: WrittenByPod = { registered: new Map(), deregistered: new Map() };
     for (const result of results) {
-      const { change } = result;
-      this.#writtenDuringRead?.add(change.key);
-      if (result.outcome === 'ok') {
-        if (change.action === 'register' || change.action === 'repair') {
-          this.#mirror.set(change.key, { key: change.key, value: change.value, lease: leaseId, modRevision: result.revision ?? '0' });
-          if (change.pod !== undefined) group(registeredByPod, change.pod, `${change.key}=${change.value}`);
-        } else {
-          this.#mirror.delete(change.key);
-          this.#departed.delete(change.key);
-          if (change.action === 'orphan-delete') metrics?.orphansRemoved.inc();
-          if (change.pod !== undefined) group(deregisteredByPod, change.pod, change.key);
-        }
-        this.#queue.forget(change.key);
-        this.#latency.committed(change.key, changeKind(change.action), result.revision ?? '0', committedAt);
-        this.#auditChange(change, 'ok', leaseId);
-        continue;
-      }
-      if (result.current === undefined) {
-        if (result.outcome === 'conflict') this.#mirror.delete(change.key);
-      } else {
-        this.#mirror.set(change.key, result.current);
-      }
-      this.#failedWrites++;
-      if (result.outcome === 'error') metrics?.etcdErrors.inc({ op: 'txn' });
-      metrics?.changes.inc({ action: change.action, outcome: result.outcome });
-      audit.write({
-        action: change.action, key: change.key, value: change.value, pod: change.pod === undefined ? null : podKeyOf(change.pod), podUid: change.pod?.uid ?? null,
-        reason: `${change.reason}; ${result.outcome === 'conflict' ? 'key changed in etcd meanwhile' : `etcd error: ${result.error ?? 'unknown'}`}`,
-        leaseId, outcome: 'error',
-      });
-      // A conflict re-plans at once against the key's real state; errors back off.
-      if (result.outcome === 'conflict') this.#queue.addAfter(change.key, 0, isRemoval(change.action));
-      else this.#queue.addRateLimited(change.key, isRemoval(change.action));
+      this.#mirror.noteWrite(result.change.key);
+      if (result.outcome === 'ok') this.#recordWritten(result, leaseId, committedAt, written);
+      else this.#recordFailed(result, leaseId);
     }
-    for (const { pod, keys: registered } of registeredByPod.values()) {
-      this.#deps.events.record(pod, 'Normal', 'Registered', `registered in etcd: ${registered.join(', ')}`);
+    for (const { pod, keys } of written.registered.values()) {
+      this.#deps.events.record(pod, 'Normal', 'Registered', `registered in etcd: ${keys.join(', ')}`);
     }
-    for (const { pod, keys: removed } of deregisteredByPod.values()) {
-      this.#deps.events.record(pod, 'Normal', 'Deregistered', `deregistered from etcd: ${removed.join(', ')}`);
+    for (const { pod, keys } of written.deregistered.values()) {
+      this.#deps.events.record(pod, 'Normal', 'Deregistered', `deregistered from etcd: ${keys.join(', ')}`);
     }
+  }
+
+  #recordWritten(result: ApplyResult, leaseId: string, committedAt: number, written: WrittenByPod): void {
+    const { change } = result;
+    if (isRemoval(change.action)) {
+      this.#mirror.delete(change.key);
+      this.#departed.delete(change.key);
+      if (change.action === 'orphan-delete') this.#deps.metrics?.orphansRemoved.inc();
+      if (change.pod !== undefined) group(written.deregistered, change.pod, change.key);
+    } else {
+      this.#mirror.set(change.key, { key: change.key, value: change.value, lease: leaseId, modRevision: result.revision ?? '0' });
+      if (change.pod !== undefined) group(written.registered, change.pod, `${change.key}=${change.value}`);
+    }
+    this.#queue.forget(change.key);
+    this.#latency.committed(change.key, changeKind(change.action), result.revision ?? '0', committedAt);
+    this.#auditChange(change, 'ok', leaseId);
+  }
+
+  #recordFailed(result: ApplyResult, leaseId: string): void {
+    const { change } = result;
+    if (result.current === undefined) {
+      if (result.outcome === 'conflict') this.#mirror.delete(change.key);
+    } else {
+      this.#mirror.set(change.key, result.current);
+    }
+    this.#failedWrites++;
+    if (result.outcome === 'error') this.#deps.metrics?.etcdErrors.inc({ op: 'txn' });
+    this.#deps.metrics?.changes.inc({ action: change.action, outcome: result.outcome });
+    const why = result.outcome === 'conflict' ? 'key changed in etcd meanwhile' : `etcd error: ${result.error ?? 'unknown'}`;
+    this.#audit(change, `${change.reason}; ${why}`, 'error', leaseId);
+    // A conflict re-plans at once against the key's real state; errors back off.
+    if (result.outcome === 'conflict') this.#queue.addAfter(change.key, 0, isRemoval(change.action));
+    else this.#queue.addRateLimited(change.key, isRemoval(change.action));
   }
 
   /** A departed pod's key that is gone from etcd (or never written) needs no memory. */
@@ -637,9 +540,20 @@ export class Controller {
 
   #auditChange(change: Change, outcome: 'ok' | 'dry-run', leaseId: string = this.#deps.registry.leaseId()): void {
     this.#deps.metrics?.changes.inc({ action: change.action, outcome });
+    this.#audit(change, change.reason, outcome, leaseId);
+  }
+
+  /** A pod left unregistered before it had a key (invalid, or refused by the grants). */
+  #auditPodSkip(pod: PodRef, reason: string): void {
+    this.#audit({ action: 'skip', key: null, value: null, pod }, reason, 'ok', null);
+  }
+
+  /** Every audit record the controller writes (the schema: README, Audit log). */
+  #audit(subject: AuditSubject, reason: string, outcome: AuditOutcome, leaseId: string | null): void {
+    const { pod } = subject;
     this.#deps.audit.write({
-      action: change.action, key: change.key, value: change.value, pod: change.pod === undefined ? null : podKeyOf(change.pod), podUid: change.pod?.uid ?? null,
-      reason: change.reason, leaseId, outcome,
+      action: subject.action, key: subject.key, value: subject.value, pod: pod === undefined ? null : podKeyOf(pod), podUid: pod?.uid ?? null,
+      reason, leaseId, outcome,
     });
   }
 
@@ -657,10 +571,7 @@ export class Controller {
       if (this.#skipsLogged.get(skip.key) === skip.reason) continue;
       this.#skipsLogged.set(skip.key, skip.reason);
       this.#deps.metrics?.skips.inc({ reason: 'foreign-key' });
-      this.#deps.audit.write({
-        action: 'skip', key: skip.key, value: null, pod: skip.pod === undefined ? null : podKeyOf(skip.pod), podUid: skip.pod?.uid ?? null,
-        reason: skip.reason, leaseId: null, outcome: 'ok',
-      });
+      this.#audit({ action: 'skip', key: skip.key, value: null, pod: skip.pod }, skip.reason, 'ok', null);
     }
   }
 
@@ -696,7 +607,7 @@ export class Controller {
       if (this.#stopping) return;
       this.#standby = false;
       // Another leader may have written meanwhile: read every key again, not only our directories.
-      this.#lastFullReadAt = undefined;
+      this.#mirror.readEverythingNext();
       metrics?.leadershipChanges.inc({ event: 'elected' });
       metrics?.leader.set(1);
       logger.info({ standbySeconds: Math.round(performance.now() - lostAt) / 1000 }, 're-elected after stepping down: reconciling');
@@ -718,50 +629,9 @@ export class Controller {
   }
 }
 
-function notGranted(claim: UngrantedClaim): string {
-  return `service ${JSON.stringify(claim.service)} is not granted to namespace ${JSON.stringify(claim.namespace)}`;
-}
-
-/** Events per namespace/service pair: a burst of PAIR_EVENT_BURST, then one per PAIR_EVENT_INTERVAL_MS. */
-const PAIR_EVENT_BURST = 3;
-const PAIR_EVENT_INTERVAL_MS = 60_000;
-
-/**
- * Ungranted claims by namespace/service pair. A workload of 50 pods in an ungranted namespace
- * is one problem, not 50: it gets one log line per start and a few Events (on the first pods,
- * then one a minute), while the metric and the audit records keep every pod.
- */
-export class ClaimPairs {
-  readonly #pairs = new Map<string, { tokens: number; refilledAt: number }>();
-  readonly #now: () => number;
-
-  constructor(now: () => number = () => performance.now()) {
-    this.#now = now;
-  }
-
-  /** `first`: the pair's first claim since start; `event`: an Event may be sent for this one. */
-  note(claim: UngrantedClaim): { first: boolean; event: boolean } {
-    const id = `${claim.namespace}\u0000${claim.service}`;
-    const now = this.#now();
-    let pair = this.#pairs.get(id);
-    const first = pair === undefined;
-    if (pair === undefined) {
-      pair = { tokens: PAIR_EVENT_BURST, refilledAt: now };
-      this.#pairs.set(id, pair);
-    }
-    const refill = Math.floor((now - pair.refilledAt) / PAIR_EVENT_INTERVAL_MS);
-    if (refill > 0) {
-      pair.tokens = Math.min(PAIR_EVENT_BURST, pair.tokens + refill);
-      pair.refilledAt += refill * PAIR_EVENT_INTERVAL_MS;
-    }
-    const event = pair.tokens > 0;
-    if (event) pair.tokens--;
-    return { first, event };
-  }
-}
-
-function howToGrant(grants: GrantsPort | undefined): string {
-  return `a cluster admin grants it with the Namespace annotation ${grants?.annotation ?? 'allowed-services'} (comma-separated service names)`;
+/** The pod as changes name it: a small record, not the cached pod (whose annotations would be kept alive). */
+function podRefOf(pod: SlimPod): PodRef {
+  return { namespace: pod.namespace, name: pod.name, uid: pod.uid };
 }
 
 function group(groups: Map<string, { pod: PodRef; keys: string[] }>, pod: PodRef, item: string): void {
@@ -769,4 +639,3 @@ function group(groups: Map<string, { pod: PodRef; keys: string[] }>, pod: PodRef
   if (existing === undefined) groups.set(pod.uid, { pod, keys: [item] });
   else existing.keys.push(item);
 }
-

@@ -3,20 +3,21 @@
 // whole pod cache for those keys. The periodic full reconcile re-reads etcd and enqueues
 // every key whose state differs. Every write goes through the queue, so one key is never
 // written by two workers at once.
-import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import type { AuditLog } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import { podKeyOf, type AuditAction, type AuditOutcome, type Change, type CurrentEntry, type DesiredEntry, type Plan, type Policy, type SlimPod } from '../types.ts';
-import { limitDeletes, plan } from '../plan/index.ts';
+import { podKeyOf, type Change, type CurrentEntry, type DesiredEntry, type Plan, type Policy, type SlimPod } from '../types.ts';
+import { isDelete, limitDeletes, plan } from '../plan/index.ts';
 import { retryUntilDone } from '../backoff.ts';
 import { preciseNow } from '../clock.ts';
 import { KeyedWorkQueue, type BackoffOptions } from './workqueue.ts';
-import { ChangeLatency, type ChangeKind, type ChangeTiming } from './latency.ts';
+import { ChangeLatency, type ChangeTiming } from './latency.ts';
 import { EtcdMirror } from './mirror.ts';
+import { AuditTrail } from './audit-trail.ts';
+import { BatchWriter } from './batch-writer.ts';
 import { GrantClaims } from '../grants/claims.ts';
 import type { GrantsPort } from '../grants/service-grants.ts';
-import type { ApplyResult, DesiredIndex, EventSink, LeadershipPort, NodeFeed, PodEvent, PodSourcePort, RegistryPort, PodRef } from './ports.ts';
+import type { DesiredIndex, EventSink, LeadershipPort, NodeFeed, PodEvent, PodSourcePort, RegistryPort, PodRef } from './ports.ts';
 
 export interface ControllerOptions {
   readonly policy: Policy;
@@ -57,31 +58,13 @@ export interface ReconcileReport {
   readonly durationMs: number;
 }
 
-/** What one audit record is about: a change, a skipped key, or a pod left out before it had a key. */
-interface AuditSubject {
-  readonly action: AuditAction;
-  readonly key: string | null;
-  readonly value: string | null;
-  readonly pod?: PodRef | undefined;
-}
-
-/** The pods whose keys one batch registered or deregistered (one Event per pod and kind). */
-interface WrittenByPod {
-  readonly registered: Map<string, { pod: PodRef; keys: string[] }>;
-  readonly deregistered: Map<string, { pod: PodRef; keys: string[] }>;
-}
-
 /** How long after the last deregistration Events still wait (see Controller.deregistering). */
 const DEREGISTRATION_QUIET_MS = 250;
-
-const isRemoval = (action: Change['action']): boolean => action === 'deregister' || action === 'orphan-delete';
-const changeKind = (action: Change['action']): ChangeKind => (isRemoval(action) ? 'deregistration' : 'registration');
 
 export class Controller {
   readonly #deps: ControllerDeps;
   readonly #options: ControllerOptions;
   readonly #queue: KeyedWorkQueue;
-  readonly #writers: PQueue;
   readonly #latency: ChangeLatency;
   /** etcd state of the keys under the root, as last read or written by us. */
   readonly #mirror: EtcdMirror;
@@ -89,12 +72,9 @@ export class Controller {
   readonly #claims: GrantClaims;
   /** Pods deleted from the cache (or refused by the grants), remembered so their deregistration names them. */
   readonly #departed = new Map<string, PodRef>();
-  /** Last skip reason per key or pod, so repeated passes do not repeat audit records. */
-  readonly #skipsLogged = new Map<string, string>();
-  readonly #invalidPods = new Map<string, string>();
+  readonly #trail: AuditTrail;
+  readonly #writer: BatchWriter;
   #workersDone: Promise<void> | undefined;
-  /** Batches of urgent keys (deregistrations) being written. */
-  #urgentInFlight = 0;
   /** performance.now() of the last deregistration an event asked for. */
   #lastUrgentAt = -Infinity;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -102,7 +82,6 @@ export class Controller {
   #reconcileRequested = false;
   #started = false;
   #stopping = false;
-  #failedWrites = 0;
   #initialReconcileDone = false;
   #standby = false;
   readonly #abort = new AbortController();
@@ -111,12 +90,19 @@ export class Controller {
     this.#deps = deps;
     this.#options = options;
     this.#queue = new KeyedWorkQueue(options.backoff === undefined ? {} : { backoff: options.backoff });
-    // One slot more than --max-inflight-batches, kept for urgent (deregistration) batches.
-    this.#writers = new PQueue({ concurrency: options.maxInflightBatches + 1 });
     const stages = deps.metrics?.changeStages;
     this.#latency = new ChangeLatency({ observe: stages === undefined ? undefined : (stage, change, seconds) => stages.observe({ stage, change }, seconds) });
     this.#mirror = new EtcdMirror(deps, options.fullReadIntervalMs ?? 0);
-    this.#claims = new GrantClaims({ grants: deps.grants, events: deps.events, metrics: deps.metrics, logger: deps.logger, auditSkip: (pod, reason) => this.#auditPodSkip(pod, reason) });
+    this.#trail = new AuditTrail(deps);
+    this.#claims = new GrantClaims({ grants: deps.grants, events: deps.events, metrics: deps.metrics, logger: deps.logger, auditSkip: (pod, reason) => this.#trail.podSkip(pod, reason) });
+    this.#writer = new BatchWriter(
+      {
+        desired: deps.desired, registry: deps.registry, leadership: deps.leadership, events: deps.events, metrics: deps.metrics, logger: deps.logger,
+        queue: this.#queue, latency: this.#latency, mirror: this.#mirror, trail: this.#trail, departed: this.#departed,
+        plan: (desired, current, scope) => this.#plan(desired, current, scope),
+      },
+      options,
+    );
     deps.source.onChange((event) => this.#onPodEvent(event));
     deps.registry.on('leaseChanged', ({ previous, current }) => {
       deps.logger.warn({ previous, current }, 'data lease replaced: re-putting every registration');
@@ -166,14 +152,14 @@ export class Controller {
     // Workers must see etcd's real state, or keys queued by the initial list would be
     // planned against an empty mirror.
     await retryUntilDone(() => this.#mirror.refresh(this.#wantedKeys()), { logger: this.#deps.logger, what: 'initial etcd read', signal: this.#abort.signal });
-    this.#workersDone = this.#runWorkers();
+    this.#workersDone = this.#writer.run();
     this.#started = true;
     return this.reconcileNow(reason, { mirrorFresh: true });
   }
 
   /** Writes that failed (etcd error or conflict) since start. */
   get failedWrites(): number {
-    return this.#failedWrites;
+    return this.#writer.failedWrites;
   }
 
   /** Ready once the cache synced and the first full reconcile finished; a standby once synced with a healthy lease. */
@@ -207,7 +193,7 @@ export class Controller {
    * re-reads its credentials, parses the answer), which the deregistration would wait for.
    */
   deregistering(): boolean {
-    return this.#queue.urgentCount > 0 || this.#urgentInFlight > 0;
+    return this.#queue.urgentCount > 0 || this.#writer.urgentInFlight > 0;
   }
 
   get queueDepth(): number {
@@ -280,10 +266,10 @@ export class Controller {
     }
     const desired = this.#deps.desired.desiredAll();
     const { plan, refused } = this.#limitDeletes(this.#plan(desired, this.#mirror.entries, undefined));
-    this.#logSkips(plan);
+    this.#trail.skips(plan);
     logger.info({ reason, desired: desired.size, current: this.#mirror.entries.size, changes: plan.changes.length, refused: refused.length }, 'reconcile planned');
     // The workers write (or, dry-run, audit) the changes, so a key is never handled twice at once.
-    for (const change of plan.changes) this.#queue.add(change.key, isRemoval(change.action));
+    for (const change of plan.changes) this.#queue.add(change.key, isDelete(change));
     await this.#queue.whenIdle();
     return finish(refused.length > 0 ? 'refused' : 'ok', plan, refused);
   }
@@ -335,7 +321,7 @@ export class Controller {
     const { pod } = event;
     const keys = this.#deps.desired.removePod(pod.uid);
     for (const key of keys) this.#departed.set(key, podRefOf(pod));
-    this.#clearInvalid(pod.uid);
+    this.#trail.clearInvalid(pod.uid);
     this.#claims.forget(pod.uid);
     this.#enqueueForEvent(keys, event);
   }
@@ -344,8 +330,8 @@ export class Controller {
     const { pod } = event;
     const judgement = this.#claims.judge(pod);
     const { mapping, affectedKeys } = this.#deps.desired.upsertPod(pod, judgement?.admit);
-    if (mapping.kind === 'invalid') this.#reportInvalid(pod, mapping.problems);
-    else this.#clearInvalid(pod.uid);
+    if (mapping.kind === 'invalid') this.#trail.invalid(pod, mapping.problems);
+    else this.#trail.clearInvalid(pod.uid);
     if (judgement?.report(mapping) === true) {
       // Refused: the keys it held are released, and their deletes name the pod ('deregister', not 'orphan-delete').
       for (const key of affectedKeys) this.#departed.set(key, podRefOf(pod));
@@ -366,20 +352,6 @@ export class Controller {
       if (urgent) this.#lastUrgentAt = performance.now();
       this.#queue.add(key, urgent);
     }
-  }
-
-  #reportInvalid(pod: SlimPod, problems: readonly string[]): void {
-    const summary = problems.join('; ');
-    if (this.#invalidPods.get(pod.uid) === summary) return;
-    this.#invalidPods.set(pod.uid, summary);
-    this.#deps.metrics?.skips.inc({ reason: 'invalid' });
-    this.#deps.metrics?.invalidPods.set(this.#invalidPods.size);
-    this.#auditPodSkip(pod, `invalid registration: ${summary}`);
-    this.#deps.events.record(pod, 'Warning', 'InvalidRegistration', `not registered in etcd: ${summary}`);
-  }
-
-  #clearInvalid(uid: string): void {
-    if (this.#invalidPods.delete(uid)) this.#deps.metrics?.invalidPods.set(this.#invalidPods.size);
   }
 
   /** A namespace's grants changed: every pod in it gets a new verdict (level-triggered). */
@@ -403,176 +375,6 @@ export class Controller {
       this.#onPodEvent({ type: 'upsert', pod });
     }
     return pods;
-  }
-
-  async #runWorkers(): Promise<void> {
-    const queue = this.#queue;
-    while (!queue.isShutDown) {
-      await queue.waitForWork();
-      if (queue.isShutDown) break;
-      // Take keys only when a writer slot is free, so that a burst piles up into large batches.
-      // Urgent keys (deregistrations) may also use the one slot kept for them.
-      const urgent = queue.urgentCount > 0;
-      if (this.#writers.pending >= this.#options.maxInflightBatches + (urgent ? 1 : 0)) {
-        const slotFreed = new Promise<void>((resolve) => this.#writers.addEventListener('next', () => resolve(), { once: true }));
-        await (urgent ? slotFreed : Promise.race([slotFreed, queue.waitForUrgent()]));
-        continue;
-      }
-      const keys = queue.take(this.#options.maxBatchKeys);
-      if (keys.length === 0) continue;
-      this.#latency.taken(keys, preciseNow());
-      if (urgent) this.#urgentInFlight++;
-      void this.#writers.add(async () => {
-        try {
-          await this.#processKeys(keys);
-        } catch (error) {
-          this.#deps.logger.error({ err: error, keys: keys.length }, 'batch failed; retrying with backoff');
-          for (const key of keys) queue.addRateLimited(key, this.#deps.desired.desiredFor(key) === undefined);
-        } finally {
-          if (urgent) this.#urgentInFlight--;
-          queue.done(keys);
-        }
-      });
-    }
-    await this.#writers.onIdle();
-  }
-
-  /** Makes etcd match the pod cache for these keys. */
-  async #processKeys(keys: readonly string[]): Promise<void> {
-    const plan = this.#planKeys(keys);
-    const changed = new Set(plan.changes.map((change) => change.key));
-    for (const key of keys) if (!changed.has(key)) this.#latency.dropped(key);
-    if (plan.changes.length === 0) {
-      for (const key of keys) this.#queue.forget(key);
-      return;
-    }
-    if (this.#options.dryRun) {
-      for (const change of plan.changes) {
-        this.#latency.dropped(change.key);
-        this.#auditChange(change, 'dry-run');
-      }
-      return;
-    }
-    const { leadership, registry } = this.#deps;
-    const fence = leadership?.fence();
-    if (leadership !== undefined && fence === undefined) {
-      // Leadership is gone: write nothing; the keys are written again once re-elected.
-      for (const key of keys) this.#queue.addRateLimited(key, this.#deps.desired.desiredFor(key) === undefined);
-      return;
-    }
-    this.#latency.sent(changed, preciseNow());
-    this.#recordResults(await registry.apply(plan.changes, fence));
-  }
-
-  /** Plans these keys alone, against the whole pod cache and the mirror. */
-  #planKeys(keys: readonly string[]): Plan {
-    const { desired } = this.#deps;
-    const scope = new Set(keys);
-    const desiredSubset = new Map<string, DesiredEntry>();
-    const currentSubset = new Map<string, CurrentEntry>();
-    for (const key of keys) {
-      const wanted = desired.desiredFor(key);
-      if (wanted !== undefined) desiredSubset.set(key, wanted);
-      const current = this.#mirror.get(key);
-      if (current !== undefined) currentSubset.set(key, current);
-    }
-    const plan = this.#plan(desiredSubset, currentSubset, scope);
-    this.#logSkips(plan, scope);
-    for (const key of keys) if (!this.#mirror.has(key) || desired.desiredFor(key) === undefined) this.#forgetDeparted(key, plan);
-    return plan;
-  }
-
-  /** Brings the mirror, the queue, the audit log and the pods' Events up to date with etcd's answers. */
-  #recordResults(results: readonly ApplyResult[]): void {
-    const committedAt = preciseNow();
-    const leaseId = this.#deps.registry.leaseId();
-    const written: WrittenByPod = { registered: new Map(), deregistered: new Map() };
-    for (const result of results) {
-      this.#mirror.noteWrite(result.change.key);
-      if (result.outcome === 'ok') this.#recordWritten(result, leaseId, committedAt, written);
-      else this.#recordFailed(result, leaseId);
-    }
-    for (const { pod, keys } of written.registered.values()) {
-      this.#deps.events.record(pod, 'Normal', 'Registered', `registered in etcd: ${keys.join(', ')}`);
-    }
-    for (const { pod, keys } of written.deregistered.values()) {
-      this.#deps.events.record(pod, 'Normal', 'Deregistered', `deregistered from etcd: ${keys.join(', ')}`);
-    }
-  }
-
-  #recordWritten(result: ApplyResult, leaseId: string, committedAt: number, written: WrittenByPod): void {
-    const { change } = result;
-    if (isRemoval(change.action)) {
-      this.#mirror.delete(change.key);
-      this.#departed.delete(change.key);
-      if (change.action === 'orphan-delete') this.#deps.metrics?.orphansRemoved.inc();
-      if (change.pod !== undefined) group(written.deregistered, change.pod, change.key);
-    } else {
-      this.#mirror.set(change.key, { key: change.key, value: change.value, lease: leaseId, modRevision: result.revision ?? '0' });
-      if (change.pod !== undefined) group(written.registered, change.pod, `${change.key}=${change.value}`);
-    }
-    this.#queue.forget(change.key);
-    this.#latency.committed(change.key, changeKind(change.action), result.revision ?? '0', committedAt);
-    this.#auditChange(change, 'ok', leaseId);
-  }
-
-  #recordFailed(result: ApplyResult, leaseId: string): void {
-    const { change } = result;
-    if (result.current === undefined) {
-      if (result.outcome === 'conflict') this.#mirror.delete(change.key);
-    } else {
-      this.#mirror.set(change.key, result.current);
-    }
-    this.#failedWrites++;
-    if (result.outcome === 'error') this.#deps.metrics?.etcdErrors.inc({ op: 'txn' });
-    this.#deps.metrics?.changes.inc({ action: change.action, outcome: result.outcome });
-    const why = result.outcome === 'conflict' ? 'key changed in etcd meanwhile' : `etcd error: ${result.error ?? 'unknown'}`;
-    this.#audit(change, `${change.reason}; ${why}`, 'error', leaseId);
-    // A conflict re-plans at once against the key's real state; errors back off.
-    if (result.outcome === 'conflict') this.#queue.addAfter(change.key, 0, isRemoval(change.action));
-    else this.#queue.addRateLimited(change.key, isRemoval(change.action));
-  }
-
-  /** A departed pod's key that is gone from etcd (or never written) needs no memory. */
-  #forgetDeparted(key: string, plan: Plan): void {
-    if (!plan.changes.some((change) => change.key === key)) this.#departed.delete(key);
-  }
-
-  #auditChange(change: Change, outcome: 'ok' | 'dry-run', leaseId: string = this.#deps.registry.leaseId()): void {
-    this.#deps.metrics?.changes.inc({ action: change.action, outcome });
-    this.#audit(change, change.reason, outcome, leaseId);
-  }
-
-  /** A pod left unregistered before it had a key (invalid, or refused by the grants). */
-  #auditPodSkip(pod: PodRef, reason: string): void {
-    this.#audit({ action: 'skip', key: null, value: null, pod }, reason, 'ok', null);
-  }
-
-  /** Every audit record the controller writes (the schema: README, Audit log). */
-  #audit(subject: AuditSubject, reason: string, outcome: AuditOutcome, leaseId: string | null): void {
-    const { pod } = subject;
-    this.#deps.audit.write({
-      action: subject.action, key: subject.key, value: subject.value, pod: pod === undefined ? null : podKeyOf(pod), podUid: pod?.uid ?? null,
-      reason, leaseId, outcome,
-    });
-  }
-
-  /**
-   * Audits each foreign-key skip once per key and reason. Keys of `scope` (every key, for a
-   * full reconcile) that are no longer skipped are forgotten, so the memory is bounded by the
-   * keys currently contested, not by every key ever contested.
-   */
-  #logSkips(plan: Plan, scope?: ReadonlySet<string>): void {
-    const skipped = new Set(plan.skips.map((skip) => skip.key));
-    for (const key of scope ?? [...this.#skipsLogged.keys()]) {
-      if (!skipped.has(key)) this.#skipsLogged.delete(key);
-    }
-    for (const skip of plan.skips) {
-      if (this.#skipsLogged.get(skip.key) === skip.reason) continue;
-      this.#skipsLogged.set(skip.key, skip.reason);
-      this.#deps.metrics?.skips.inc({ reason: 'foreign-key' });
-      this.#audit({ action: 'skip', key: skip.key, value: null, pod: skip.pod }, skip.reason, 'ok', null);
-    }
   }
 
   #scheduleNext(): void {
@@ -632,10 +434,4 @@ export class Controller {
 /** The pod as changes name it: a small record, not the cached pod (whose annotations would be kept alive). */
 function podRefOf(pod: SlimPod): PodRef {
   return { namespace: pod.namespace, name: pod.name, uid: pod.uid };
-}
-
-function group(groups: Map<string, { pod: PodRef; keys: string[] }>, pod: PodRef, item: string): void {
-  const existing = groups.get(pod.uid);
-  if (existing === undefined) groups.set(pod.uid, { pod, keys: [item] });
-  else existing.keys.push(item);
 }

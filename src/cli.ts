@@ -1,27 +1,18 @@
-// The one place where the pieces are wired together: flags -> config -> Kubernetes client,
-// registry, pod source, desired state, controller, health server, signals.
-import { hostname } from 'node:os';
+// The command line: flags -> config, then one command: `run` (run.ts), `reconcile --once` or
+// `list`. The pieces are built in wiring.ts.
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { ConfigError, mappingConfigOf, parseConfig, parseListenAddress, type Config } from './config.ts';
-import { retryUntilDone } from './backoff.ts';
-import { Controller, type ReconcileReport } from './controller/controller.ts';
-import type { EventSink, LeadershipPort } from './controller/ports.ts';
-import { DesiredState } from './desired/index.ts';
-import { EventRecorder } from './events/recorder.ts';
-import { mappingNeedsZones, type MappingConfig } from './mapping/index.ts';
-import { AuditLog, createLogger, stderrDestination, stdoutDestination } from './observability/log.ts';
-import { HealthServer } from './observability/http.ts';
-import { Metrics } from './observability/metrics.ts';
-import { limitDeletes, plan } from './plan/index.ts';
-import { EtcdRegistry, type Leadership, type RegistryOptions } from './registry/index.ts';
+import { ConfigError, mappingConfigOf, parseConfig, type Config } from './config.ts';
+import type { ReconcileReport } from './controller/controller.ts';
+import type { EventSink } from './controller/ports.ts';
+import type { MappingConfig } from './mapping/index.ts';
+import { createLogger, stderrDestination, stdoutDestination } from './observability/log.ts';
+import { EtcdRegistry } from './registry/index.ts';
 import { SharedConnectionKubeConfig } from './source/kube-config.ts';
-import { PodSource } from './source/pod-source.ts';
-import { NamespaceSource } from './source/namespace-source.ts';
-import { NodeSource } from './source/node-source.ts';
-import { admissionOf, GRANTS_ANNOTATION, formatStaticGrants, verdictFor } from './grants/grants.ts';
-import { ServiceGrants } from './grants/service-grants.ts';
+import { admissionOf, verdictFor } from './grants/grants.ts';
 import { podKeyOf, type Change, type PodRef } from './types.ts';
+import { Service } from './run.ts';
+import { Assembly, desiredStateOf, nodeSourceOf, podSourceOf, registryOptionsOf, serviceGrantsOf } from './wiring.ts';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -91,180 +82,15 @@ function loadKubeConfig(path: string | undefined): KubeConfig {
   return kubeConfig;
 }
 
-function registryOptionsOf(config: Config, logger: Logger): RegistryOptions {
-  return {
-    endpoints: [...config.etcdEndpoints],
-    ownerId: config.ownerId,
-    keyRoot: config.keyRoot,
-    ownerRecordPrefix: config.ownerRecordPrefix,
-    leaseTtlSeconds: config.leaseTtlSeconds,
-    callTimeoutMs: config.etcdCallTimeoutMs,
-    credentialRefreshMs: config.etcdCredentialRefreshMs,
-    maxOpsPerTxn: 100,
-    tls: config.etcdCaFile === undefined && config.etcdCertFile === undefined
-      ? undefined
-      : { caFile: config.etcdCaFile, certFile: config.etcdCertFile, keyFile: config.etcdKeyFile, serverName: config.etcdServerName },
-    auth: config.etcdUsername === undefined || config.etcdPasswordFile === undefined
-      ? undefined
-      : { username: config.etcdUsername, passwordFile: config.etcdPasswordFile },
-    logger: logger.child({ module: 'registry' }),
-  };
-}
-
-interface Assembly {
-  readonly controller: Controller;
-  readonly source: PodSource;
-  readonly metrics: Metrics;
-  readonly audit: AuditLog;
-}
-
-function assemble(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, registry: EtcdRegistry, logger: Logger, events: EventSink & Partial<Pick<EventRecorder, 'stats'>>, leadership?: LeadershipPort): Assembly {
-  const auditDestination = config.command === 'run' ? stdoutDestination() : stderrDestination();
-  const source = podSourceOf(config, kubeConfig, logger);
-  const nodes = nodeSourceOf(config, kubeConfig, mapping, logger);
-  const desired = desiredStateOf(mapping, nodes);
-  const audit = new AuditLog(config.ownerId, auditDestination);
-  const grants = serviceGrantsOf(config, kubeConfig, logger);
-  let controller: Controller | undefined;
-  const metrics = new Metrics({
-    queueDepth: () => controller?.queueDepth ?? 0,
-    lastKeepaliveAt: () => registry.lastKeepaliveAt(),
-    ownedKeys: () => controller?.ownedKeyCount() ?? 0,
-    watchedPods: () => source.size,
-    sourceRestarts: () => source.stats().restarts,
-    outOfSpace: () => registry.outOfSpace() !== undefined,
-    ...(events.stats === undefined ? {} : { events: events.stats.bind(events) }),
-  });
-  controller = new Controller(
-    { source, registry, desired, events, audit, metrics, logger: logger.child({ module: 'controller' }), planner: plan, limitDeletes, leadership, grants, nodes },
-    {
-      policy: config.policy,
-      dryRun: config.dryRun,
-      reconcileIntervalMs: config.reconcileIntervalMs,
-      fullReadIntervalMs: config.fullReadIntervalMs,
-      maxDeleteShare: config.maxDeleteShare,
-      forceDeletes: config.forceDeletes,
-      maxBatchKeys: config.maxBatchKeys,
-      maxInflightBatches: config.maxInflightBatches,
-    },
-  );
-  return { controller, source, metrics, audit };
-}
-
-function podSourceOf(config: Config, kubeConfig: KubeConfig, logger: Logger): PodSource {
-  return new PodSource({
-    kubeConfig,
-    contentType: config.kubeContentType,
-    namespaces: config.namespaces,
-    ...(config.labelSelector === undefined ? {} : { labelSelector: config.labelSelector }),
-    logger: logger.child({ module: 'source' }),
-  });
-}
-
-/** The desired state, with zones from the node cache when the mapping uses them. */
-function desiredStateOf(mapping: MappingConfig, nodes: NodeSource | undefined): DesiredState {
-  return new DesiredState(mapping, { zoneOf: nodes === undefined ? undefined : (node) => nodes.zone(node) });
-}
-
-/** Nodes are watched (name -> zone label) only when the mapping uses zones (docs/decisions/0008). */
-function nodeSourceOf(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, logger: Logger): NodeSource | undefined {
-  if (!mappingNeedsZones(mapping)) return undefined;
-  return new NodeSource({ kubeConfig, contentType: config.kubeContentType, logger: logger.child({ module: 'nodes' }) });
-}
-
-/** Service grants (docs/decisions/0009): the Namespace annotation follows --annotation-prefix. */
-function serviceGrantsOf(config: Config, kubeConfig: KubeConfig, logger: Logger): ServiceGrants {
-  const annotation = `${config.annotationPrefix}${GRANTS_ANNOTATION}`;
-  const log = logger.child({ module: 'grants' });
-  const namespaces = config.serviceGrants === 'off' ? undefined : new NamespaceSource({ kubeConfig, contentType: config.kubeContentType, annotation, logger: log });
-  log.info({ mode: config.serviceGrants, annotation, static: formatStaticGrants(config.staticGrants) }, 'service grants');
-  return new ServiceGrants({ mode: config.serviceGrants, annotation, staticGrants: config.staticGrants, namespaces, logger: log });
-}
-
 async function run(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, logger: Logger): Promise<number> {
   logger.info({ owner: config.ownerId, endpoints: config.etcdEndpoints, environment: config.environment, namespaces: config.namespaces, kubeContentType: config.kubeContentType, dryRun: config.dryRun }, 'starting');
-  const registry = new EtcdRegistry(registryOptionsOf(config, logger));
-  const shutdown = new AbortController();
-  const identity = env('POD_NAME') ?? `${hostname()}-${process.pid}`;
-  let busy = (): boolean => false;
-  let deregistering = (): boolean => false;
-  // Events wait (up to a second at a time) while registrations are being written, and as long as
-  // deregistrations are.
-  const recorder = new EventRecorder({ kubeConfig, logger: logger.child({ module: 'events' }), reportingInstance: identity, yieldTo: () => busy(), holdWhile: () => deregistering() });
-  // The election needs a started registry; the controller asks for it only after that. Each
-  // campaign is a new term; a lost term is reported to the controller, which steps down to
-  // standby and campaigns again (docs/decisions/0042).
-  let leadership: Leadership | undefined;
-  const lostListeners: ((reason: string) => void)[] = [];
-  const leadershipPort: LeadershipPort | undefined = config.leaderElection
-    ? {
-        campaign: () =>
-          retryUntilDone(async () => {
-            // A previous term (lost, or a campaign that failed) is given up first: its key
-            // would otherwise stand ahead of the new campaign until its lease expires. At most
-            // 1 s: a revoke stuck on a dead connection must not hold the new campaign back.
-            await Promise.race([leadership?.resign(), new Promise((resolve) => setTimeout(resolve, 1_000).unref())]);
-            const term = registry.leadership(identity, config.electionTtlSeconds);
-            leadership = term;
-            term.on('lost', (reason) => {
-              if (leadership === term) for (const listener of lostListeners) listener(reason);
-            });
-            return term.campaign();
-            // Capped at 1 s: after a partition heals, the next attempt comes within a second.
-          }, { logger, what: 'campaigning for leadership', baseMs: 500, maxMs: 1_000, signal: shutdown.signal }),
-        fence: () => leadership?.fence(),
-        onLost: (listener) => lostListeners.push(listener),
-      }
-    : undefined;
-  const { controller, metrics } = assemble(config, kubeConfig, mapping, registry, logger, recorder, leadershipPort);
-  busy = () => controller.busy();
-  deregistering = () => controller.deregistering();
-  registry.on('etcdError', ({ op }: { op: string }) => metrics.etcdErrors.inc({ op }));
-
-  let health: HealthServer | undefined;
-  if (config.metricsAddress !== '') {
-    const { host, port } = parseListenAddress(config.metricsAddress);
-    health = new HealthServer({ notReadyReason: () => controller.notReadyReason() }, metrics.registry, { latency: () => controller.recentChangeTimings() });
-    const address = await health.listen(host, port);
-    logger.info({ address: `${address.address}:${address.port}` }, 'serving /healthz, /readyz and /metrics');
-  }
-
-  let requestStop: (reason: string) => void = () => undefined;
-  const stopped = new Promise<string>((resolve) => {
-    requestStop = (reason) => {
-      shutdown.abort(new Error(reason));
-      resolve(reason);
-    };
-    process.once('SIGTERM', () => requestStop('SIGTERM'));
-    process.once('SIGINT', () => requestStop('SIGINT'));
-  });
-  // etcd may be unreachable at start: keep trying (unready) rather than crash-looping.
-  const starting = retryUntilDone(() => registry.start(), { logger, what: 'connecting to etcd and taking the data lease', baseMs: 500, signal: shutdown.signal })
-    .then(() => controller.start())
-    .then(
-      (report) => logger.info({ changes: report.plan.changes.length, durationMs: Math.round(report.durationMs) }, 'ready'),
-      (error: unknown) => {
-        if (!shutdown.signal.aborted) logger.error({ err: error }, 'controller failed to start');
-      },
-    );
-  const signal = await stopped;
+  const service = new Service(config, kubeConfig, mapping, logger);
+  await service.start();
+  const signal = await service.stopRequested();
   logger.info({ signal }, 'stopping: finishing in-flight writes; the lease and keys stay (the pods are still alive)');
-  // Resign first: a standby takes over now instead of after the election TTL.
-  await leadership?.resign();
-  await controller.stop();
-  // A standby still campaigning never finishes starting: do not wait for it.
-  await Promise.race([starting, new Promise((resolve) => setTimeout(resolve, 1_000).unref())]);
-  await registry.close();
-  await recorder.flush(2_000);
-  recorder.stop();
-  await health?.close();
+  await service.stop();
   logger.info('stopped');
   return EXIT_OK;
-}
-
-function env(name: string): string | undefined {
-  const value = process.env[name];
-  return value === undefined || value === '' ? undefined : value;
 }
 
 async function reconcileOnce(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, logger: Logger, io: Io): Promise<number> {
@@ -273,7 +99,7 @@ async function reconcileOnce(config: Config, kubeConfig: KubeConfig, mapping: Ma
   // controller's lease, or (dry-run) plans without one.
   await registry.start({ mode: config.dryRun ? 'read-only' : 'adopt-only' });
   const quietEvents: EventSink = { record: () => undefined };
-  const { controller } = assemble(config, kubeConfig, mapping, registry, logger, quietEvents);
+  const { controller } = new Assembly(config, kubeConfig, mapping, registry, logger, quietEvents);
   try {
     const report = await controller.runOnce();
     io.stdout(formatReport(report, config));

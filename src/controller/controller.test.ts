@@ -8,9 +8,8 @@ import { pino } from 'pino';
 import { DesiredState } from '../desired/index.ts';
 import { makePod, testConfig } from '../mapping/testing.ts';
 import { AuditLog } from '../observability/log.ts';
-import { limitDeletes, plan } from '../plan/index.ts';
 import type { AuditRecord, Change, CurrentEntry, SlimPod } from '../types.ts';
-import { ClaimPairs, Controller, type ControllerOptions } from './controller.ts';
+import { Controller, type ControllerOptions } from './controller.ts';
 import { keyDirectory } from '../registry/keys.ts';
 import type { ApplyResult, Fence, LeadershipPort, NodeFeed, PodEvent, PodSourcePort, RegistryPort } from './ports.ts';
 import type { GrantsMode } from '../grants/grants.ts';
@@ -197,8 +196,6 @@ function setup(t: TestContext, overrides: Partial<ControllerOptions> = {}, grant
       audit,
       metrics: undefined,
       logger: pino({ level: 'silent' }),
-      planner: plan,
-      limitDeletes,
       grants,
       leadership,
     },
@@ -456,7 +453,7 @@ describe('Controller', () => {
     source.initial.push(makePod({ uid: 'a', name: 'a', podIPs: ['10.1.0.1'] }));
     const started = controller.start();
     await until('the first campaign', () => leadership.campaigns === 1);
-    assert.ok(controller.isStandby());
+    assert.equal((await controller.reconcileNow('probe')).outcome, 'skipped', 'a standby until elected');
     leadership.elect();
     await started;
     await controller.whenIdle();
@@ -464,7 +461,7 @@ describe('Controller', () => {
     assert.equal(registry.fences.at(-1)?.createRevision, '1');
 
     leadership.lose('campaign lease lost');
-    assert.ok(controller.isStandby(), 'stepped down at once');
+    assert.equal((await controller.reconcileNow('probe')).outcome, 'skipped', 'stepped down at once');
     await until('a new campaign', () => leadership.campaigns === 2);
     const writes = registry.applied.length;
     source.emit({ type: 'upsert', pod: makePod({ uid: 'b', name: 'b', podIPs: ['10.1.0.2'] }) });
@@ -476,7 +473,7 @@ describe('Controller', () => {
 
     leadership.elect();
     await until('caught up after re-election', () => registry.kv.has(key('10.1.0.2')) && !registry.kv.has(key('10.1.0.1')));
-    assert.ok(!controller.isStandby());
+    assert.equal((await controller.reconcileNow('probe')).outcome, 'ok', 'leads again');
     assert.equal(registry.fences.at(-1)?.createRevision, '2', 'writes carry the new term\'s fence');
     await controller.stop();
   });
@@ -626,7 +623,7 @@ describe('Controller with node zones', () => {
         source, registry, audit, nodes,
         desired: new DesiredState(cfg, { zoneOf: (node) => nodes.zones.get(node) }),
         events: { record: () => undefined },
-        metrics: undefined, logger: pino({ level: 'silent' }), planner: plan, limitDeletes,
+        metrics: undefined, logger: pino({ level: 'silent' }),
       },
       options,
     );
@@ -692,22 +689,5 @@ describe('Controller with node zones', () => {
     nodes.set('n9', 'zone-b');
     await controller.whenIdle();
     assert.ok(registry.kv.has(zoneKey('zone-b', '10.1.0.9')));
-  });
-});
-
-describe('ClaimPairs', () => {
-  it('one first per namespace/service pair; Events: a burst of 3, then one a minute', () => {
-    let now = 0;
-    const pairs = new ClaimPairs(() => now);
-    const a = { namespace: 'team-b', service: 'search' };
-    const seen = Array.from({ length: 5 }, () => pairs.note(a));
-    assert.deepEqual(seen.map((x) => x.first), [true, false, false, false, false]);
-    assert.deepEqual(seen.map((x) => x.event), [true, true, true, false, false]);
-    assert.deepEqual(pairs.note({ namespace: 'team-b', service: 'web' }), { first: true, event: true }, 'another pair has its own budget');
-    now = 59_999;
-    assert.equal(pairs.note(a).event, false);
-    now = 60_000;
-    assert.deepEqual(pairs.note(a), { first: false, event: true });
-    assert.equal(pairs.note(a).event, false);
   });
 });

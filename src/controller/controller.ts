@@ -3,18 +3,19 @@
 // whole pod cache for those keys. The periodic full reconcile re-reads etcd and enqueues
 // every key whose state differs. Every write goes through the queue, so one key is never
 // written by two workers at once.
-import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import type { AuditLog } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import { podKeyOf, type Change, type CurrentEntry, type DesiredEntry, type Plan, type PodMapping, type Policy, type SlimPod } from '../types.ts';
-import type { PlanInput } from '../plan/plan.ts';
+import { podKeyOf, type Change, type CurrentEntry, type DesiredEntry, type Plan, type Policy, type SlimPod } from '../types.ts';
+import { isDelete, limitDeletes, plan } from '../plan/index.ts';
 import { retryUntilDone } from '../backoff.ts';
-import { isOurs } from '../ownership.ts';
 import { preciseNow } from '../clock.ts';
 import { KeyedWorkQueue, type BackoffOptions } from './workqueue.ts';
-import { ChangeLatency, type ChangeKind, type ChangeTiming } from './latency.ts';
-import { admissionOf, verdictFor, type GrantStatus, type Verdict } from '../grants/grants.ts';
+import { ChangeLatency, type ChangeTiming } from './latency.ts';
+import { EtcdMirror } from './mirror.ts';
+import { AuditTrail } from './audit-trail.ts';
+import { BatchWriter } from './batch-writer.ts';
+import { GrantClaims } from '../grants/claims.ts';
 import type { GrantsPort } from '../grants/service-grants.ts';
 import type { DesiredIndex, EventSink, LeadershipPort, NodeFeed, PodEvent, PodSourcePort, RegistryPort, PodRef } from './ports.ts';
 
@@ -42,20 +43,12 @@ export interface ControllerDeps {
   readonly audit: AuditLog;
   readonly metrics: Metrics | undefined;
   readonly logger: Logger;
-  readonly planner: (input: PlanInput) => Plan;
   /** Absent: this is the only writer (no election). */
   readonly leadership?: LeadershipPort | undefined;
-  readonly limitDeletes: (plan: Plan, ownedKeys: number, maxShare: number, force: boolean) => { plan: Plan; refused: readonly Change[] };
   /** Service grants (docs/decisions/0009); absent = every claim allowed. */
   readonly grants?: GrantsPort | undefined;
   /** Node zones, when the mapping uses them (the desired index reads the same cache). */
   readonly nodes?: NodeFeed | undefined;
-}
-
-/** A pod's claim that its namespace is not granted: refused (strict) or allowed with a warning (open). */
-interface UngrantedClaim {
-  readonly service: string;
-  readonly namespace: string;
 }
 
 export interface ReconcileReport {
@@ -65,38 +58,23 @@ export interface ReconcileReport {
   readonly durationMs: number;
 }
 
-const podName = (pod: { namespace: string; name: string }): string => `${pod.namespace}/${pod.name}`;
-
 /** How long after the last deregistration Events still wait (see Controller.deregistering). */
 const DEREGISTRATION_QUIET_MS = 250;
-
-const isRemoval = (action: Change['action']): boolean => action === 'deregister' || action === 'orphan-delete';
-const changeKind = (action: Change['action']): ChangeKind => (isRemoval(action) ? 'deregistration' : 'registration');
 
 export class Controller {
   readonly #deps: ControllerDeps;
   readonly #options: ControllerOptions;
   readonly #queue: KeyedWorkQueue;
-  readonly #writers: PQueue;
   readonly #latency: ChangeLatency;
   /** etcd state of the keys under the root, as last read or written by us. */
-  #mirror = new Map<string, CurrentEntry>();
-  /** Keys written since the last full read started: the read must not overwrite them. */
-  #writtenDuringRead: Set<string> | undefined;
-  /** Pods deleted from the cache, remembered so their deregistration names them. */
+  readonly #mirror: EtcdMirror;
+  /** Service grants: verdicts, warnings and the audit reasons of what they caused. */
+  readonly #claims: GrantClaims;
+  /** Pods deleted from the cache (or refused by the grants), remembered so their deregistration names them. */
   readonly #departed = new Map<string, PodRef>();
-  /** Last skip reason per key or pod, so repeated passes do not repeat audit records. */
-  readonly #skipsLogged = new Map<string, string>();
-  readonly #invalidPods = new Map<string, string>();
-  /** Pods refused by the service grants (strict), by uid. */
-  readonly #refused = new Map<string, UngrantedClaim>();
-  /** Pods registered although not granted (open), by uid: warned about once per service. */
-  readonly #ungranted = new Map<string, UngrantedClaim>();
-  /** Ungranted claims per namespace/service pair: one log line each, Events rate-limited (many pods of one workload share a pair). */
-  readonly #claimPairs = new ClaimPairs();
+  readonly #trail: AuditTrail;
+  readonly #writer: BatchWriter;
   #workersDone: Promise<void> | undefined;
-  /** Batches of urgent keys (deregistrations) being written. */
-  #urgentInFlight = 0;
   /** performance.now() of the last deregistration an event asked for. */
   #lastUrgentAt = -Infinity;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -104,10 +82,7 @@ export class Controller {
   #reconcileRequested = false;
   #started = false;
   #stopping = false;
-  #failedWrites = 0;
   #initialReconcileDone = false;
-  /** performance.now() of the last full read of the key root; undefined = the next read is full. */
-  #lastFullReadAt: number | undefined;
   #standby = false;
   readonly #abort = new AbortController();
 
@@ -115,10 +90,19 @@ export class Controller {
     this.#deps = deps;
     this.#options = options;
     this.#queue = new KeyedWorkQueue(options.backoff === undefined ? {} : { backoff: options.backoff });
-    // One slot more than --max-inflight-batches, kept for urgent (deregistration) batches.
-    this.#writers = new PQueue({ concurrency: options.maxInflightBatches + 1 });
     const stages = deps.metrics?.changeStages;
     this.#latency = new ChangeLatency({ observe: stages === undefined ? undefined : (stage, change, seconds) => stages.observe({ stage, change }, seconds) });
+    this.#mirror = new EtcdMirror(deps, options.fullReadIntervalMs ?? 0);
+    this.#trail = new AuditTrail(deps);
+    this.#claims = new GrantClaims({ grants: deps.grants, events: deps.events, metrics: deps.metrics, logger: deps.logger, auditSkip: (pod, reason) => this.#trail.podSkip(pod, reason) });
+    this.#writer = new BatchWriter(
+      {
+        desired: deps.desired, registry: deps.registry, leadership: deps.leadership, events: deps.events, metrics: deps.metrics, logger: deps.logger,
+        queue: this.#queue, latency: this.#latency, mirror: this.#mirror, trail: this.#trail, departed: this.#departed,
+        plan: (desired, current, scope) => this.#plan(desired, current, scope),
+      },
+      options,
+    );
     deps.source.onChange((event) => this.#onPodEvent(event));
     deps.registry.on('leaseChanged', ({ previous, current }) => {
       deps.logger.warn({ previous, current }, 'data lease replaced: re-putting every registration');
@@ -167,15 +151,15 @@ export class Controller {
     this.#deps.metrics?.leader.set(1);
     // Workers must see etcd's real state, or keys queued by the initial list would be
     // planned against an empty mirror.
-    await retryUntilDone(() => this.#refreshMirror(), { logger: this.#deps.logger, what: 'initial etcd read', signal: this.#abort.signal });
-    this.#workersDone = this.#runWorkers();
+    await retryUntilDone(() => this.#mirror.refresh(this.#wantedKeys()), { logger: this.#deps.logger, what: 'initial etcd read', signal: this.#abort.signal });
+    this.#workersDone = this.#writer.run();
     this.#started = true;
     return this.reconcileNow(reason, { mirrorFresh: true });
   }
 
   /** Writes that failed (etcd error or conflict) since start. */
   get failedWrites(): number {
-    return this.#failedWrites;
+    return this.#writer.failedWrites;
   }
 
   /** Ready once the cache synced and the first full reconcile finished; a standby once synced with a healthy lease. */
@@ -187,10 +171,6 @@ export class Controller {
     const noSpace = this.#deps.registry.outOfSpace();
     if (noSpace !== undefined) return `etcd out of space (NOSPACE alarm), writes rejected: ${noSpace}`;
     return undefined;
-  }
-
-  isStandby(): boolean {
-    return this.#standby;
   }
 
   /**
@@ -213,7 +193,7 @@ export class Controller {
    * re-reads its credentials, parses the answer), which the deregistration would wait for.
    */
   deregistering(): boolean {
-    return this.#queue.urgentCount > 0 || this.#urgentInFlight > 0;
+    return this.#queue.urgentCount > 0 || this.#writer.urgentInFlight > 0;
   }
 
   get queueDepth(): number {
@@ -222,10 +202,7 @@ export class Controller {
 
   /** Keys ours by the one ownership rule (adoptable leases included, as the plan counts them). */
   ownedKeyCount(): number {
-    const ownership = { leaseId: this.#deps.registry.leaseId(), adoptableLeases: this.#deps.registry.adoptableLeases() };
-    let count = 0;
-    for (const entry of this.#mirror.values()) if (isOurs(entry.lease, ownership)) count++;
-    return count;
+    return this.#mirror.ownedKeyCount();
   }
 
   /** Resolves when no key is queued or being written (delayed retries aside). */
@@ -281,82 +258,45 @@ export class Controller {
       return finish('skipped', empty, []);
     }
     try {
-      if (!mirrorFresh) await this.#refreshMirror();
+      if (!mirrorFresh) await this.#mirror.refresh(this.#wantedKeys());
     } catch (error) {
       metrics?.etcdErrors.inc({ op: 'read' });
       logger.error({ err: error, reason }, 'reconcile failed: etcd read');
       return finish('error', empty, []);
     }
     const desired = this.#deps.desired.desiredAll();
-    const fullPlan = this.#plan(desired, this.#mirror, undefined);
-    const { plan, refused } = this.#deps.limitDeletes(fullPlan, this.ownedKeyCount(), this.#options.maxDeleteShare, this.#options.forceDeletes);
-    if (refused.length > 0) {
-      metrics?.deletesRefused.inc(refused.length);
-      logger.warn(
-        { refused: refused.length, owned: this.ownedKeyCount(), maxDeleteShare: this.#options.maxDeleteShare },
-        'reconcile would delete more than --max-delete-share of the owned keys: deletes refused (use --force-deletes if intended)',
-      );
-    }
-    this.#logSkips(plan);
-    logger.info({ reason, desired: desired.size, current: this.#mirror.size, changes: plan.changes.length, refused: refused.length }, 'reconcile planned');
+    const { plan, refused } = this.#limitDeletes(this.#plan(desired, this.#mirror.entries, undefined));
+    this.#trail.skips(plan);
+    logger.info({ reason, desired: desired.size, current: this.#mirror.entries.size, changes: plan.changes.length, refused: refused.length }, 'reconcile planned');
     // The workers write (or, dry-run, audit) the changes, so a key is never handled twice at once.
-    for (const change of plan.changes) this.#queue.add(change.key, isRemoval(change.action));
+    for (const change of plan.changes) this.#queue.add(change.key, isDelete(change));
     await this.#queue.whenIdle();
     return finish(refused.length > 0 ? 'refused' : 'ok', plan, refused);
   }
 
-  /**
-   * Replaces the mirror with a fresh read, keeping keys written while the read ran. The read
-   * covers every key under the root at start-up and every fullReadIntervalMs; otherwise only the
-   * directories that can hold our keys or the keys we want (docs/decisions/0013), so that
-   * foreign keys elsewhere under the root cost nothing.
-   */
-  async #refreshMirror(): Promise<void> {
-    const { registry, desired, metrics } = this.#deps;
-    const interval = this.#options.fullReadIntervalMs ?? 0;
-    const full = this.#lastFullReadAt === undefined || interval === 0 || performance.now() - this.#lastFullReadAt >= interval;
-    const written = new Set<string>();
-    this.#writtenDuringRead = written;
-    let current: Map<string, CurrentEntry>;
-    try {
-      const startedAt = performance.now();
-      current = (await registry.readScoped(this.#wantedKeys(desired), { full })).entries;
-      if (full) this.#lastFullReadAt = startedAt;
-      metrics?.etcdReads.inc({ scope: full ? 'full' : 'scoped' });
-      // The fresh read becomes the mirror (no merge pass over tens of thousands of keys; foreign
-      // keys outside our directories are not kept); the few keys written meanwhile keep the
-      // state their writes left.
-      for (const key of written) {
-        const entry = this.#mirror.get(key);
-        if (entry === undefined) current.delete(key);
-        else current.set(key, entry);
-      }
-      this.#mirror = current;
-    } finally {
-      this.#writtenDuringRead = undefined;
+  /** Holds back mass deletes (docs/decisions/0007), saying so. */
+  #limitDeletes(fullPlan: Plan): { plan: Plan; refused: readonly Change[] } {
+    const { maxDeleteShare, forceDeletes } = this.#options;
+    const limited = limitDeletes(fullPlan, this.ownedKeyCount(), maxDeleteShare, forceDeletes);
+    if (limited.refused.length > 0) {
+      this.#deps.metrics?.deletesRefused.inc(limited.refused.length);
+      this.#deps.logger.warn(
+        { refused: limited.refused.length, owned: this.ownedKeyCount(), maxDeleteShare },
+        'reconcile would delete more than --max-delete-share of the owned keys: deletes refused (use --force-deletes if intended)',
+      );
     }
-    if (!full) return;
-    // Keys of ours in directories without a marker (written by a version before markers, or a
-    // marker deleted by hand) would be invisible to scoped reads: mark them. If that fails, the
-    // next read is a full one again.
-    try {
-      await registry.markDirectories(current.values());
-    } catch (error) {
-      this.#lastFullReadAt = undefined;
-      metrics?.etcdErrors.inc({ op: 'mark' });
-      this.#deps.logger.warn({ err: error }, 'could not mark the directories of our keys; the next reconcile reads every key again');
-    }
+    return limited;
   }
 
   /** Keys a scoped read must cover besides our own: every desired key and every key a departed pod left. */
-  *#wantedKeys(desired: DesiredIndex): Iterable<string> {
-    yield* desired.desiredAll().keys();
+  *#wantedKeys(): Iterable<string> {
+    yield* this.#deps.desired.desiredAll().keys();
     yield* this.#departed.keys();
   }
 
   #plan(desired: ReadonlyMap<string, DesiredEntry>, current: ReadonlyMap<string, CurrentEntry>, scope: ReadonlySet<string> | undefined): Plan {
     const { registry } = this.#deps;
-    const planned = this.#deps.planner({
+    return this.#claims.explain(plan({
       desired,
       current,
       claimed: (key) => this.#deps.desired.claimant(key) ?? this.#departed.get(key),
@@ -364,57 +304,39 @@ export class Controller {
       adoptableLeases: registry.adoptableLeases(),
       policy: this.#options.policy,
       ...(scope === undefined ? {} : { scope }),
-    });
-    if (this.#refused.size === 0 && this.#ungranted.size === 0) return planned;
-    return { changes: planned.changes.map((change) => this.#explainGrant(change)), skips: planned.skips };
-  }
-
-  /** The audit reason of a change that the service grants caused or let through. */
-  #explainGrant(change: Change): Change {
-    const uid = change.pod?.uid;
-    if (uid === undefined) return change;
-    const refused = this.#refused.get(uid);
-    if (refused !== undefined && change.action === 'deregister') {
-      return { ...change, reason: `${notGranted(refused)} (--service-grants strict)` };
-    }
-    const ungranted = this.#ungranted.get(uid);
-    if (ungranted !== undefined && (change.action === 'register' || change.action === 'repair')) {
-      return { ...change, reason: `${change.reason}; warning: ${notGranted(ungranted)} (allowed by --service-grants open; strict would refuse it)` };
-    }
-    return change;
+    }));
   }
 
   #onPodEvent(event: PodEvent): void {
     try {
-      const { desired } = this.#deps;
-      if (event.type === 'delete') {
-        const keys = desired.removePod(event.pod.uid);
-        for (const key of keys) this.#departed.set(key, { namespace: event.pod.namespace, name: event.pod.name, uid: event.pod.uid });
-        this.#clearInvalid(event.pod.uid);
-        this.#refused.delete(event.pod.uid);
-        this.#ungranted.delete(event.pod.uid);
-        this.#enqueueForEvent(keys, event);
-        return;
-      }
-      const { grants } = this.#deps;
-      let judged: { service: string; status: GrantStatus; verdict: Verdict } | undefined;
-      const admit = grants === undefined
-        ? undefined
-        : (service: string) => {
-            const status = grants.status(event.pod.namespace, service);
-            const verdict = verdictFor(grants.mode, status);
-            judged = { service, status, verdict };
-            return admissionOf(verdict);
-          };
-      const { mapping, affectedKeys } = desired.upsertPod(event.pod, admit);
-      if (mapping.kind === 'invalid') this.#reportInvalid(event.pod, mapping.problems);
-      else this.#clearInvalid(event.pod.uid);
-      if (judged !== undefined) this.#reportGrant(event.pod, judged.service, judged.verdict, mapping, affectedKeys);
-      this.#enqueueForEvent(affectedKeys, event);
+      if (event.type === 'delete') this.#onPodDeleted(event);
+      else this.#onPodUpserted(event);
     } catch (error) {
       // A handler that throws would crash the process: log and rely on the next reconcile.
-      this.#deps.logger.error({ err: error, pod: podName(event.pod) }, 'pod event handling failed');
+      this.#deps.logger.error({ err: error, pod: podKeyOf(event.pod) }, 'pod event handling failed');
     }
+  }
+
+  #onPodDeleted(event: PodEvent): void {
+    const { pod } = event;
+    const keys = this.#deps.desired.removePod(pod.uid);
+    for (const key of keys) this.#departed.set(key, podRefOf(pod));
+    this.#trail.clearInvalid(pod.uid);
+    this.#claims.forget(pod.uid);
+    this.#enqueueForEvent(keys, event);
+  }
+
+  #onPodUpserted(event: PodEvent): void {
+    const { pod } = event;
+    const judgement = this.#claims.judge(pod);
+    const { mapping, affectedKeys } = this.#deps.desired.upsertPod(pod, judgement?.admit);
+    if (mapping.kind === 'invalid') this.#trail.invalid(pod, mapping.problems);
+    else this.#trail.clearInvalid(pod.uid);
+    if (judgement?.report(mapping) === true) {
+      // Refused: the keys it held are released, and their deletes name the pod ('deregister', not 'orphan-delete').
+      for (const key of affectedKeys) this.#departed.set(key, podRefOf(pod));
+    }
+    this.#enqueueForEvent(affectedKeys, event);
   }
 
   /**
@@ -430,16 +352,6 @@ export class Controller {
       if (urgent) this.#lastUrgentAt = performance.now();
       this.#queue.add(key, urgent);
     }
-  }
-
-  #reportInvalid(pod: SlimPod, problems: readonly string[]): void {
-    const summary = problems.join('; ');
-    if (this.#invalidPods.get(pod.uid) === summary) return;
-    this.#invalidPods.set(pod.uid, summary);
-    this.#deps.metrics?.skips.inc({ reason: 'invalid' });
-    this.#deps.metrics?.invalidPods.set(this.#invalidPods.size);
-    this.#deps.audit.write({ action: 'skip', key: null, value: null, pod: podName(pod), podUid: pod.uid, reason: `invalid registration: ${summary}`, leaseId: null, outcome: 'ok' });
-    this.#deps.events.record(pod, 'Warning', 'InvalidRegistration', `not registered in etcd: ${summary}`);
   }
 
   /** A namespace's grants changed: every pod in it gets a new verdict (level-triggered). */
@@ -463,205 +375,6 @@ export class Controller {
       this.#onPodEvent({ type: 'upsert', pod });
     }
     return pods;
-  }
-
-  #reportGrant(pod: SlimPod, service: string, verdict: Verdict, mapping: PodMapping, affectedKeys: readonly string[]): void {
-    const { audit, events, metrics, logger, grants } = this.#deps;
-    const claim: UngrantedClaim = { service, namespace: pod.namespace };
-    if (verdict === 'refuse') {
-      // Keys it held are released: their deletes name the pod ('deregister', not 'orphan-delete').
-      for (const key of affectedKeys) this.#departed.set(key, { namespace: pod.namespace, name: pod.name, uid: pod.uid });
-      if (this.#refused.get(pod.uid)?.service === service) return;
-      this.#refused.set(pod.uid, claim);
-      this.#ungranted.delete(pod.uid);
-      const keys = mapping.kind === 'valid' ? mapping.registrations.map((r) => r.key) : [];
-      metrics?.skips.inc({ reason: 'not-granted' });
-      metrics?.ungrantedClaims.inc({ outcome: 'refused' });
-      audit.write({
-        action: 'skip', key: null, value: null, pod: podName(pod), podUid: pod.uid,
-        reason: `${notGranted(claim)} (--service-grants strict; granted by the Namespace annotation ${grants?.annotation ?? 'allowed-services'}): not registered: ${keys.join(', ')}`,
-        leaseId: null, outcome: 'ok',
-      });
-      if (this.#claimPairs.note(claim).event) {
-        events.record(pod, 'Warning', 'ServiceNotGranted', `not registered in etcd: ${notGranted(claim)}; ${howToGrant(grants)}`);
-      }
-      return;
-    }
-    if (verdict === 'allow-ungranted') {
-      this.#refused.delete(pod.uid);
-      if (this.#ungranted.get(pod.uid)?.service === service) return;
-      this.#ungranted.set(pod.uid, claim);
-      metrics?.ungrantedClaims.inc({ outcome: 'allowed' });
-      const pair = this.#claimPairs.note(claim);
-      if (pair.first) {
-        logger.warn(
-          { pod: podName(pod), podUid: pod.uid, service, namespace: pod.namespace, further: 'other pods of this namespace and service are counted in etcd_registrar_ungranted_claims_total, not logged' },
-          'service not granted to the namespace; registered anyway (--service-grants open)',
-        );
-      }
-      if (pair.event) {
-        events.record(pod, 'Warning', 'ServiceNotGranted', `registered although ${notGranted(claim)} (--service-grants open; strict mode will refuse it); ${howToGrant(grants)}`);
-      }
-      return;
-    }
-    if (verdict === 'allow') {
-      this.#refused.delete(pod.uid);
-      this.#ungranted.delete(pod.uid);
-    }
-    // hold: the namespace is unknown for now; nothing changes until it is known.
-  }
-
-  #clearInvalid(uid: string): void {
-    if (this.#invalidPods.delete(uid)) this.#deps.metrics?.invalidPods.set(this.#invalidPods.size);
-  }
-
-  async #runWorkers(): Promise<void> {
-    const queue = this.#queue;
-    while (!queue.isShutDown) {
-      await queue.waitForWork();
-      if (queue.isShutDown) break;
-      // Take keys only when a writer slot is free, so that a burst piles up into large batches.
-      // Urgent keys (deregistrations) may also use the one slot kept for them.
-      const urgent = queue.urgentCount > 0;
-      if (this.#writers.pending >= this.#options.maxInflightBatches + (urgent ? 1 : 0)) {
-        const slotFreed = new Promise<void>((resolve) => this.#writers.addEventListener('next', () => resolve(), { once: true }));
-        await (urgent ? slotFreed : Promise.race([slotFreed, queue.waitForUrgent()]));
-        continue;
-      }
-      const keys = queue.take(this.#options.maxBatchKeys);
-      if (keys.length === 0) continue;
-      this.#latency.taken(keys, preciseNow());
-      if (urgent) this.#urgentInFlight++;
-      void this.#writers.add(async () => {
-        try {
-          await this.#processKeys(keys);
-        } catch (error) {
-          this.#deps.logger.error({ err: error, keys: keys.length }, 'batch failed; retrying with backoff');
-          for (const key of keys) queue.addRateLimited(key, this.#deps.desired.desiredFor(key) === undefined);
-        } finally {
-          if (urgent) this.#urgentInFlight--;
-          queue.done(keys);
-        }
-      });
-    }
-    await this.#writers.onIdle();
-  }
-
-  /** Makes etcd match the pod cache for these keys. */
-  async #processKeys(keys: readonly string[]): Promise<void> {
-    const { desired, registry, audit, metrics } = this.#deps;
-    const scope = new Set(keys);
-    const desiredSubset = new Map<string, DesiredEntry>();
-    const currentSubset = new Map<string, CurrentEntry>();
-    for (const key of keys) {
-      const wanted = desired.desiredFor(key);
-      if (wanted !== undefined) desiredSubset.set(key, wanted);
-      const current = this.#mirror.get(key);
-      if (current !== undefined) currentSubset.set(key, current);
-    }
-    const plan = this.#plan(desiredSubset, currentSubset, scope);
-    this.#logSkips(plan, scope);
-    for (const key of keys) if (!this.#mirror.has(key) || desired.desiredFor(key) === undefined) this.#forgetDeparted(key, plan);
-    const changed = new Set(plan.changes.map((change) => change.key));
-    for (const key of keys) if (!changed.has(key)) this.#latency.dropped(key);
-    if (plan.changes.length === 0) {
-      for (const key of keys) this.#queue.forget(key);
-      return;
-    }
-    if (this.#options.dryRun) {
-      for (const change of plan.changes) {
-        this.#latency.dropped(change.key);
-        this.#auditChange(change, 'dry-run');
-      }
-      return;
-    }
-    const fence = this.#deps.leadership?.fence();
-    if (this.#deps.leadership !== undefined && fence === undefined) {
-      // Leadership is gone: write nothing; the keys are written again once re-elected.
-      for (const key of keys) this.#queue.addRateLimited(key, this.#deps.desired.desiredFor(key) === undefined);
-      return;
-    }
-    this.#latency.sent(changed, preciseNow());
-    const results = await registry.apply(plan.changes, fence);
-    const committedAt = preciseNow();
-    const leaseId = registry.leaseId();
-    const registeredByPod = new Map<string, { pod: PodRef; keys: string[] }>();
-    const deregisteredByPod = new Map<string, { pod: PodRef; keys: string[] }>();
-    for (const result of results) {
-      const { change } = result;
-      this.#writtenDuringRead?.add(change.key);
-      if (result.outcome === 'ok') {
-        if (change.action === 'register' || change.action === 'repair') {
-          this.#mirror.set(change.key, { key: change.key, value: change.value, lease: leaseId, modRevision: result.revision ?? '0' });
-          if (change.pod !== undefined) group(registeredByPod, change.pod, `${change.key}=${change.value}`);
-        } else {
-          this.#mirror.delete(change.key);
-          this.#departed.delete(change.key);
-          if (change.action === 'orphan-delete') metrics?.orphansRemoved.inc();
-          if (change.pod !== undefined) group(deregisteredByPod, change.pod, change.key);
-        }
-        this.#queue.forget(change.key);
-        this.#latency.committed(change.key, changeKind(change.action), result.revision ?? '0', committedAt);
-        this.#auditChange(change, 'ok', leaseId);
-        continue;
-      }
-      if (result.current === undefined) {
-        if (result.outcome === 'conflict') this.#mirror.delete(change.key);
-      } else {
-        this.#mirror.set(change.key, result.current);
-      }
-      this.#failedWrites++;
-      if (result.outcome === 'error') metrics?.etcdErrors.inc({ op: 'txn' });
-      metrics?.changes.inc({ action: change.action, outcome: result.outcome });
-      audit.write({
-        action: change.action, key: change.key, value: change.value, pod: change.pod === undefined ? null : podKeyOf(change.pod), podUid: change.pod?.uid ?? null,
-        reason: `${change.reason}; ${result.outcome === 'conflict' ? 'key changed in etcd meanwhile' : `etcd error: ${result.error ?? 'unknown'}`}`,
-        leaseId, outcome: 'error',
-      });
-      // A conflict re-plans at once against the key's real state; errors back off.
-      if (result.outcome === 'conflict') this.#queue.addAfter(change.key, 0, isRemoval(change.action));
-      else this.#queue.addRateLimited(change.key, isRemoval(change.action));
-    }
-    for (const { pod, keys: registered } of registeredByPod.values()) {
-      this.#deps.events.record(pod, 'Normal', 'Registered', `registered in etcd: ${registered.join(', ')}`);
-    }
-    for (const { pod, keys: removed } of deregisteredByPod.values()) {
-      this.#deps.events.record(pod, 'Normal', 'Deregistered', `deregistered from etcd: ${removed.join(', ')}`);
-    }
-  }
-
-  /** A departed pod's key that is gone from etcd (or never written) needs no memory. */
-  #forgetDeparted(key: string, plan: Plan): void {
-    if (!plan.changes.some((change) => change.key === key)) this.#departed.delete(key);
-  }
-
-  #auditChange(change: Change, outcome: 'ok' | 'dry-run', leaseId: string = this.#deps.registry.leaseId()): void {
-    this.#deps.metrics?.changes.inc({ action: change.action, outcome });
-    this.#deps.audit.write({
-      action: change.action, key: change.key, value: change.value, pod: change.pod === undefined ? null : podKeyOf(change.pod), podUid: change.pod?.uid ?? null,
-      reason: change.reason, leaseId, outcome,
-    });
-  }
-
-  /**
-   * Audits each foreign-key skip once per key and reason. Keys of `scope` (every key, for a
-   * full reconcile) that are no longer skipped are forgotten, so the memory is bounded by the
-   * keys currently contested, not by every key ever contested.
-   */
-  #logSkips(plan: Plan, scope?: ReadonlySet<string>): void {
-    const skipped = new Set(plan.skips.map((skip) => skip.key));
-    for (const key of scope ?? [...this.#skipsLogged.keys()]) {
-      if (!skipped.has(key)) this.#skipsLogged.delete(key);
-    }
-    for (const skip of plan.skips) {
-      if (this.#skipsLogged.get(skip.key) === skip.reason) continue;
-      this.#skipsLogged.set(skip.key, skip.reason);
-      this.#deps.metrics?.skips.inc({ reason: 'foreign-key' });
-      this.#deps.audit.write({
-        action: 'skip', key: skip.key, value: null, pod: skip.pod === undefined ? null : podKeyOf(skip.pod), podUid: skip.pod?.uid ?? null,
-        reason: skip.reason, leaseId: null, outcome: 'ok',
-      });
-    }
   }
 
   #scheduleNext(): void {
@@ -696,7 +409,7 @@ export class Controller {
       if (this.#stopping) return;
       this.#standby = false;
       // Another leader may have written meanwhile: read every key again, not only our directories.
-      this.#lastFullReadAt = undefined;
+      this.#mirror.readEverythingNext();
       metrics?.leadershipChanges.inc({ event: 'elected' });
       metrics?.leader.set(1);
       logger.info({ standbySeconds: Math.round(performance.now() - lostAt) / 1000 }, 're-elected after stepping down: reconciling');
@@ -718,55 +431,7 @@ export class Controller {
   }
 }
 
-function notGranted(claim: UngrantedClaim): string {
-  return `service ${JSON.stringify(claim.service)} is not granted to namespace ${JSON.stringify(claim.namespace)}`;
+/** The pod as changes name it: a small record, not the cached pod (whose annotations would be kept alive). */
+function podRefOf(pod: SlimPod): PodRef {
+  return { namespace: pod.namespace, name: pod.name, uid: pod.uid };
 }
-
-/** Events per namespace/service pair: a burst of PAIR_EVENT_BURST, then one per PAIR_EVENT_INTERVAL_MS. */
-const PAIR_EVENT_BURST = 3;
-const PAIR_EVENT_INTERVAL_MS = 60_000;
-
-/**
- * Ungranted claims by namespace/service pair. A workload of 50 pods in an ungranted namespace
- * is one problem, not 50: it gets one log line per start and a few Events (on the first pods,
- * then one a minute), while the metric and the audit records keep every pod.
- */
-export class ClaimPairs {
-  readonly #pairs = new Map<string, { tokens: number; refilledAt: number }>();
-  readonly #now: () => number;
-
-  constructor(now: () => number = () => performance.now()) {
-    this.#now = now;
-  }
-
-  /** `first`: the pair's first claim since start; `event`: an Event may be sent for this one. */
-  note(claim: UngrantedClaim): { first: boolean; event: boolean } {
-    const id = `${claim.namespace}\u0000${claim.service}`;
-    const now = this.#now();
-    let pair = this.#pairs.get(id);
-    const first = pair === undefined;
-    if (pair === undefined) {
-      pair = { tokens: PAIR_EVENT_BURST, refilledAt: now };
-      this.#pairs.set(id, pair);
-    }
-    const refill = Math.floor((now - pair.refilledAt) / PAIR_EVENT_INTERVAL_MS);
-    if (refill > 0) {
-      pair.tokens = Math.min(PAIR_EVENT_BURST, pair.tokens + refill);
-      pair.refilledAt += refill * PAIR_EVENT_INTERVAL_MS;
-    }
-    const event = pair.tokens > 0;
-    if (event) pair.tokens--;
-    return { first, event };
-  }
-}
-
-function howToGrant(grants: GrantsPort | undefined): string {
-  return `a cluster admin grants it with the Namespace annotation ${grants?.annotation ?? 'allowed-services'} (comma-separated service names)`;
-}
-
-function group(groups: Map<string, { pod: PodRef; keys: string[] }>, pod: PodRef, item: string): void {
-  const existing = groups.get(pod.uid);
-  if (existing === undefined) groups.set(pod.uid, { pod, keys: [item] });
-  else existing.keys.push(item);
-}
-

@@ -1,5 +1,6 @@
 // The small interfaces the controller needs from its collaborators, so that it can be
 // wired to the real pod source, registry and event recorder, or to fakes in unit tests.
+import type { Admission, Admit } from '../desired/index.ts';
 import type { ApplyResult, Change, CurrentEntry, DesiredEntry, EventType, Fence, PodEvent, PodMapping, PodRef, SlimPod } from '../types.ts';
 
 export type { ApplyResult, EventType, Fence, PodEvent, PodRef };
@@ -26,7 +27,7 @@ export interface NodeFeed {
 
 export interface DesiredIndex {
   /** `admit` (service grants) decides about pods with registrations; see DesiredState. */
-  upsertPod(pod: SlimPod, admit?: (service: string) => 'allow' | 'refuse' | 'hold'): { mapping: PodMapping; affectedKeys: readonly string[]; admission?: 'allow' | 'refuse' | 'hold' | undefined };
+  upsertPod(pod: SlimPod, admit?: Admit): { mapping: PodMapping; affectedKeys: readonly string[]; admission?: Admission | undefined };
   removePod(uid: string): readonly string[];
   desiredFor(key: string): DesiredEntry | undefined;
   /** A known pod (serving or not) that maps to the key. */

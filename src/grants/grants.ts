@@ -1,6 +1,7 @@
 // Service grants (docs/decisions/0009): which namespaces may register which service names.
 // Pure: parsing of the Namespace annotation and of the static --grants flag, the grant table
 // and the verdict for one claim. No I/O.
+import type { Admission } from '../desired/index.ts';
 import { MAX_SHORT_NAME } from '../mapping/config.ts';
 import { nameProblem, quote } from '../mapping/text.ts';
 
@@ -170,7 +171,7 @@ export class GrantTable {
 export type Verdict = 'allow' | 'allow-ungranted' | 'refuse' | 'hold';
 
 /** What the desired state does with a claim of that verdict: an ungranted claim allowed in open mode registers. */
-export function admissionOf(verdict: Verdict): 'allow' | 'refuse' | 'hold' {
+export function admissionOf(verdict: Verdict): Admission {
   return verdict === 'allow-ungranted' ? 'allow' : verdict;
 }
 

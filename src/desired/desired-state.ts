@@ -9,7 +9,6 @@ import { mapPod, type ZoneOf } from '../mapping/map-pod.ts';
 import type { MappingConfig } from '../mapping/config.ts';
 import type { DesiredEntry, PodMapping, PodRef, SlimPod } from '../types.ts';
 
-/** A pod, as named in changes and audit records. */
 /**
  * The service grants' answer for a pod's claim (docs/decisions/0009):
  * - allow: the pod's registrations are desired as usual;

@@ -10,7 +10,7 @@
 // event-api.ts; this file orders them and schedules the sends.
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import type { EventType, PodRef } from '../types.ts';
+import { podKeyOf, type EventType, type PodRef } from '../types.ts';
 import { apiEventSender, type RecordedEvent, type ReportingIdentity, type SendFn } from './event-api.ts';
 import { DedupeWindow, KeyedTokenBuckets, TokenBucket } from './limits.ts';
 
@@ -227,12 +227,12 @@ export class EventRecorder {
     }
     if (!this.#perPod.take(pod.uid, now)) {
       this.#c.droppedRateLimited++;
-      this.#log.debug({ pod: `${pod.namespace}/${pod.name}`, reason }, 'event dropped: pod over its event rate');
+      this.#log.debug({ pod: podKeyOf(pod), reason }, 'event dropped: pod over its event rate');
       return;
     }
     if (this.#queue.length >= this.#queueSize) {
       this.#c.droppedQueueFull++;
-      this.#log.debug({ pod: `${pod.namespace}/${pod.name}`, reason }, 'event dropped: queue full');
+      this.#log.debug({ pod: podKeyOf(pod), reason }, 'event dropped: queue full');
       return;
     }
     this.#dedupe.remember(key, now);
@@ -304,7 +304,7 @@ export class EventRecorder {
     this.#dedupe.forget(item.key);
     const now = this.#timers.now();
     const fields = {
-      pod: `${item.event.pod.namespace}/${item.event.pod.name}`,
+      pod: podKeyOf(item.event.pod),
       reason: item.event.reason,
       err: describeError(err),
     };

@@ -14,6 +14,11 @@ export const HELM_VERSION = 'v4.3.1';
  * v3.4.x tags are not valid versions of the module go.etcd.io/etcd; see docs/compatibility.md).
  */
 export const COMPAT_ETCD_VERSIONS: readonly string[] = ['v3.5.35'];
+/**
+ * Kubernetes releases besides KUBERNETES_VERSION that `npm run test:compat` (and CI) checks: the
+ * newest the Go module proxy serves. The pinned 1.35 is also the oldest minor supported upstream.
+ */
+export const COMPAT_KUBERNETES_VERSIONS: readonly string[] = ['v1.37.2'];
 /** Network fault proxy for the fault suite; the newest v2 the Go module proxy serves. */
 export const TOXIPROXY_VERSION = 'v2.5.0';
 /** Consumers of the registry in the discovery tests: a DNS server and an HTTP load generator. */

@@ -4,7 +4,8 @@
 import { CoreV1Api, KubeConfig, Watch, type V1Pod, type V1PodStatus } from '@kubernetes/client-node';
 import { Etcd3, type Watcher } from 'etcd3';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { SharedConnectionKubeConfig } from '../src/source/kube-config.ts';
+import { sharedConnectionKubeConfig } from '../src/source/kube-access-client-node.ts';
+import { kubeAccessFromFile } from '../src/source/kube-access-resolve.ts';
 import { preciseNow } from '../src/clock.ts';
 import { startCluster, type Cluster } from '../test/cluster/cluster.ts';
 import { startController, type ControllerProcess } from '../test/e2e/support.ts';
@@ -442,7 +443,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     // --service-grants open, ungranted pods each cost a warning log line and a Warning Event.
     await cluster.kubectl(['annotate', 'namespace', NAMESPACE, `${GRANTS_ANNOTATION}=bench`]);
     // One connection pool for the bench's own API calls too (client-node opens one per call otherwise).
-    const kc: KubeConfig = new SharedConnectionKubeConfig();
+    const kc: KubeConfig = await sharedConnectionKubeConfig();
     kc.loadFromFile(cluster.kubeconfigPath);
     const core = kc.makeApiClient(CoreV1Api);
     pods = new PodObserver(kc);
@@ -467,7 +468,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     const debugUrl = `${controller.metricsUrl}/debug/latency`;
     const observer = pods;
     const keyObserver = keys;
-    const driverClient = new PodDriver(kc);
+    const driverClient = new PodDriver(await kubeAccessFromFile(cluster.kubeconfigPath));
     /** The idle watcher's delays of the last bench-driven run, for the floor. */
     let benchIntakeFloor: Record<'registration' | 'deregistration', number[]> = { registration: [], deregistration: [] };
     for (const [index, [rate, count, driver = 'kwok']] of profile.latencyRuns.entries()) {

@@ -1,13 +1,12 @@
 // The 200/s driver's requests, kept light so that the moment the bench notes an acknowledgement
 // (t0) is the moment it arrived: client-node's typed API serialises and deserialises every pod
 // through its ObjectSerializer (milliseconds per call at 200 calls/s, on the same event loop that
-// stamps the acknowledgements). Here: the KubeConfig's credentials and shared connection, a JSON
-// body, and only the answer's metadata read back.
-import { HttpMethod, RequestContext, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
+// stamps the acknowledgements). Here: the controller's KubeAccess (credentials and shared
+// connection), a JSON body, and only the answer's metadata read back.
+import type { V1Pod } from '@kubernetes/client-node';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { preciseNow } from '../src/clock.ts';
-
-type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
+import type { KubeAccess, KubeRequestAccess } from '../src/source/kube-access.ts';
 
 export interface Ack {
   /** Epoch ms at which the response arrived. */
@@ -18,15 +17,13 @@ export interface Ack {
 }
 
 export class PodDriver {
-  readonly #kc: KubeConfig;
+  readonly #kube: KubeAccess;
   readonly #server: string;
-  #auth: { headers: Record<string, string>; dispatcher: Dispatcher | undefined } | undefined;
+  #auth: KubeRequestAccess | undefined;
 
-  constructor(kc: KubeConfig) {
-    this.#kc = kc;
-    const cluster = kc.getCurrentCluster();
-    if (cluster === null) throw new Error('No currently active cluster');
-    this.#server = cluster.server.replace(/\/+$/, '');
+  constructor(kube: KubeAccess) {
+    this.#kube = kube;
+    this.#server = kube.server;
   }
 
   /** Creates a pod (plain JSON in, plain JSON back: no typed models anywhere on this path). */
@@ -52,33 +49,18 @@ export class PodDriver {
   }
 
   async #send(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, text: string | undefined): Promise<Ack> {
-    // The credentials are the same for every call: resolved once (client-node re-reads the
-    // certificate files on every request).
-    this.#auth ??= await this.#authenticate();
+    // The credentials are the same for every call: resolved once.
+    this.#auth ??= await this.#kube.request(new URL(`${this.#server}/api/v1/pods`), { watch: false });
     const { headers, dispatcher } = this.#auth;
     const requestHeaders = { ...headers, Accept: 'application/json', ...(text === undefined ? {} : { 'Content-Type': 'application/json' }) };
-    let status: number;
-    let answer: string;
-    if (dispatcher === undefined) {
-      const res = await fetch(this.#server + path, { method, headers: requestHeaders, ...(text === undefined ? {} : { body: text }) });
-      status = res.status;
-      answer = await res.text();
-    } else {
-      const url = new URL(this.#server + path);
-      const res = await dispatcher.request({ origin: url.origin, path: url.pathname, method, headers: requestHeaders, ...(text === undefined ? {} : { body: text }) });
-      status = res.statusCode;
-      answer = await res.body.text();
-    }
+    const url = new URL(this.#server + path);
+    const res = await dispatcher.request({ origin: url.origin, path: url.pathname, method, headers: requestHeaders, ...(text === undefined ? {} : { body: text }) });
+    const status = res.statusCode;
+    const answer = await res.body.text();
     const at = preciseNow();
     if (status < 200 || status > 299) throw new Error(`${method} ${path}: HTTP ${status}: ${answer.slice(0, 200)}`);
     const pod = JSON.parse(answer) as V1Pod;
     return { at, resourceVersion: pod.metadata?.resourceVersion ?? '', pod };
-  }
-
-  async #authenticate(): Promise<{ headers: Record<string, string>; dispatcher: Dispatcher | undefined }> {
-    const ctx = new RequestContext(`${this.#server}/api/v1/pods`, HttpMethod.GET);
-    await this.#kc.applySecurityAuthentication(ctx);
-    return { headers: { ...ctx.getHeaders() }, dispatcher: ctx.getDispatcher() };
   }
 }
 

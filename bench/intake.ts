@@ -18,7 +18,8 @@ import { execFile, spawn } from 'node:child_process';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { CoreV1Api, Watch, type V1Pod } from '@kubernetes/client-node';
 import { startCluster } from '../test/cluster/cluster.ts';
-import { SharedConnectionKubeConfig } from '../src/source/kube-config.ts';
+import { sharedConnectionKubeConfig } from '../src/source/kube-access-client-node.ts';
+import { kubeAccessFromFile } from '../src/source/kube-access-resolve.ts';
 import { listPage, protobufDecoderOf, watchStream } from '../src/source/kube-http.ts';
 import { toSlimPod } from '../src/source/slim.ts';
 import type { SlimPod } from '../src/types.ts';
@@ -41,8 +42,10 @@ interface ChildResult {
 }
 
 async function child(mode: string, method: string, kubeconfig: string, rv: string, events: number, reps: number): Promise<ChildResult> {
-  const kc = new SharedConnectionKubeConfig();
+  // client-node for its own method; kube-http's methods go the controller's way (the direct path).
+  const kc = await sharedConnectionKubeConfig();
   kc.loadFromFile(kubeconfig);
+  const kube = await kubeAccessFromFile(kubeconfig);
   let gcMs = 0;
   new PerformanceObserver((list) => {
     for (const e of list.getEntries()) gcMs += e.duration;
@@ -80,7 +83,7 @@ async function child(mode: string, method: string, kubeconfig: string, rv: strin
                 const w = new Watch(kc);
                 return w.watch(path, { resourceVersion: rv, allowWatchBookmarks: true, timeoutSeconds: 60 }, onEvent, onDone).then((c) => ({ abort: () => c.abort() }));
               })()
-            : watchStream(kc, path, { resourceVersion: rv, timeoutSeconds: 60, inactivityMs: 30_000, decoder }, onEvent, onDone);
+            : watchStream(kube, path, { resourceVersion: rv, timeoutSeconds: 60, inactivityMs: 30_000, decoder }, onEvent, onDone);
         opened.then((h) => {
           abort = () => h.abort();
           if (finished) h.abort();
@@ -96,7 +99,7 @@ async function child(mode: string, method: string, kubeconfig: string, rv: strin
           const list = await core.listNamespacedPod({ namespace: NAMESPACE, limit: PAGE, ...(continueToken === undefined ? {} : { _continue: continueToken }) });
           page = { items: list.items, continueToken: list.metadata?._continue || undefined };
         } else {
-          page = await listPage(kc, path, { limit: PAGE, continueToken, decoder });
+          page = await listPage(kube, path, { limit: PAGE, continueToken, decoder });
         }
         for (const item of page.items) {
           const slim = toSlimPod(item as V1Pod);
@@ -185,7 +188,7 @@ async function main(): Promise<void> {
   const rounds = Number(process.env['INTAKE_ROUNDS'] ?? 3);
   const cluster = await startCluster({ nodes: 1 });
   try {
-    const kc = new SharedConnectionKubeConfig();
+    const kc = await sharedConnectionKubeConfig();
     kc.loadFromFile(cluster.kubeconfigPath);
     const core = kc.makeApiClient(CoreV1Api);
     await cluster.createNamespace(NAMESPACE);

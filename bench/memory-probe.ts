@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { Etcd3 } from 'etcd3';
-import { SharedConnectionKubeConfig } from '../src/source/kube-config.ts';
+import { sharedConnectionKubeConfig } from '../src/source/kube-access-client-node.ts';
 import { startCluster } from '../test/cluster/cluster.ts';
 import { startController } from '../test/e2e/support.ts';
 import { createReadyPods, GRANTS_ANNOTATION, REC_NAMESPACE, writeForeignKeys } from './bench.ts';
@@ -22,7 +22,7 @@ const cluster = await startCluster({ nodes: 3 });
 try {
   await cluster.createNamespace(REC_NAMESPACE);
   await cluster.kubectl(['annotate', 'namespace', REC_NAMESPACE, `${GRANTS_ANNOTATION}=rec`]);
-  const kc: KubeConfig = new SharedConnectionKubeConfig();
+  const kc: KubeConfig = await sharedConnectionKubeConfig();
   kc.loadFromFile(cluster.kubeconfigPath);
   const etcd = new Etcd3({ hosts: [...cluster.registry.endpoints] });
   await writeForeignKeys(etcd, 50_000);

@@ -14,7 +14,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { Etcd3 } from 'etcd3';
-import { SharedConnectionKubeConfig } from '../src/source/kube-config.ts';
+import { kubeAccessFromFile } from '../src/source/kube-access-resolve.ts';
 import { listPage, watchStream } from '../src/source/kube-http.ts';
 import { preciseNow } from '../src/clock.ts';
 
@@ -33,8 +33,7 @@ async function probe(kubeconfig: string, namespace: string, endpoints: string, p
   watcher.on('put', note('put'));
   watcher.on('delete', note('delete'));
   watcher.on('error', (err: unknown) => process.stderr.write(`watch-probe: etcd watch: ${String(err)}\n`));
-  const kc = new SharedConnectionKubeConfig();
-  kc.loadFromFile(kubeconfig);
+  const kc = await kubeAccessFromFile(kubeconfig);
   const path = `/api/v1/namespaces/${namespace}/pods`;
   const events: ProbeEvent[] = [];
   let resourceVersion = (await listPage(kc, path, { limit: 1, continueToken: undefined })).resourceVersion;

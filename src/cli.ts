@@ -1,6 +1,5 @@
 // The command line: flags -> config, then one command: `run` (run.ts), `reconcile --once` or
 // `list`. The pieces are built in wiring.ts.
-import { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { ConfigError, mappingConfigOf, parseConfig, type Config } from './config.ts';
 import type { ReconcileReport } from './controller/controller.ts';
@@ -8,7 +7,9 @@ import type { EventSink } from './controller/ports.ts';
 import type { MappingConfig } from './mapping/index.ts';
 import { createLogger, stderrDestination, stdoutDestination } from './observability/log.ts';
 import { EtcdRegistry } from './registry/index.ts';
-import { SharedConnectionKubeConfig } from './source/kube-config.ts';
+import type { KubeAccess } from './source/kube-access.ts';
+import { resolveKubeAccess, type ResolvedKubeAccess } from './source/kube-access-resolve.ts';
+import { NoClusterError } from './source/kubeconfig.ts';
 import { admissionOf, verdictFor } from './grants/grants.ts';
 import { podKeyOf, type Change, type PodRef } from './types.ts';
 import { Service } from './run.ts';
@@ -31,7 +32,7 @@ const processIo: Io = {
 /** Runs one command; resolves to the process exit code. */
 export async function main(argv: readonly string[], env: Readonly<Record<string, string | undefined>>, io: Io = processIo): Promise<number> {
   let config: Config;
-  let kubeConfig: KubeConfig;
+  let kube: ResolvedKubeAccess;
   let mapping: MappingConfig;
   try {
     const parsed = parseConfig(argv, env);
@@ -41,7 +42,7 @@ export async function main(argv: readonly string[], env: Readonly<Record<string,
     }
     config = parsed.config;
     mapping = mappingConfigOf(config);
-    kubeConfig = loadKubeConfig(config.kubeconfig);
+    kube = await loadKubeAccess(config.kubeconfig, env);
   } catch (error) {
     if (error instanceof ConfigError) {
       io.stderr(`etcd-registrar: ${error.message}\n`);
@@ -52,14 +53,18 @@ export async function main(argv: readonly string[], env: Readonly<Record<string,
   // `run` logs to stdout; one-off commands keep stdout for their report and log to stderr.
   const logDestination = config.command === 'run' ? stdoutDestination() : stderrDestination();
   const logger = createLogger(config.logLevel, logDestination);
+  logger.info(
+    { module: 'kube', path: kube.path, config: kube.origin, server: kube.access.server, ...(kube.reason === undefined ? {} : { reason: kube.reason }) },
+    kube.path === 'direct' ? 'API server access: direct' : 'API server access: through @kubernetes/client-node (the direct path does not support this configuration)',
+  );
   try {
     switch (config.command) {
       case 'run':
-        return await run(config, kubeConfig, mapping, logger);
+        return await run(config, kube.access, mapping, logger);
       case 'reconcile':
-        return await reconcileOnce(config, kubeConfig, mapping, logger, io);
+        return await reconcileOnce(config, kube.access, mapping, logger, io);
       case 'list':
-        return await list(config, kubeConfig, mapping, logger, io);
+        return await list(config, kube.access, mapping, logger, io);
     }
   } catch (error) {
     logger.fatal({ err: error }, 'etcd-registrar failed');
@@ -67,24 +72,24 @@ export async function main(argv: readonly string[], env: Readonly<Record<string,
   }
 }
 
-function loadKubeConfig(path: string | undefined): KubeConfig {
-  // One connection pool for every API call (client-node would open a TLS connection per call).
-  const kubeConfig: KubeConfig = new SharedConnectionKubeConfig();
+/**
+ * The API server access: the controller's own path for a token, token file, client certificate
+ * or in-cluster; @kubernetes/client-node, loaded only then, for anything else (kube-access-resolve.ts).
+ */
+async function loadKubeAccess(path: string | undefined, env: Readonly<Record<string, string | undefined>>): Promise<ResolvedKubeAccess> {
   try {
-    if (path === undefined) kubeConfig.loadFromDefault();
-    else kubeConfig.loadFromFile(path);
+    return await resolveKubeAccess({ kubeconfig: path, env });
   } catch (error) {
+    if (error instanceof NoClusterError) {
+      throw new ConfigError('--kubeconfig: no cluster configured (not in a pod, no $KUBECONFIG, no ~/.kube/config)');
+    }
     throw new ConfigError(`--kubeconfig: cannot load ${path ?? 'the default kubeconfig'}: ${error instanceof Error ? error.message : String(error)}`);
   }
-  if (kubeConfig.getCurrentCluster() === null) {
-    throw new ConfigError('--kubeconfig: no cluster configured (not in a pod, no $KUBECONFIG, no ~/.kube/config)');
-  }
-  return kubeConfig;
 }
 
-async function run(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, logger: Logger): Promise<number> {
+async function run(config: Config, kube: KubeAccess, mapping: MappingConfig, logger: Logger): Promise<number> {
   logger.info({ owner: config.ownerId, endpoints: config.etcdEndpoints, environment: config.environment, namespaces: config.namespaces, kubeContentType: config.kubeContentType, dryRun: config.dryRun }, 'starting');
-  const service = new Service(config, kubeConfig, mapping, logger);
+  const service = new Service(config, kube, mapping, logger);
   await service.start();
   const signal = await service.stopRequested();
   logger.info({ signal }, 'stopping: finishing in-flight writes; the lease and keys stay (the pods are still alive)');
@@ -93,13 +98,13 @@ async function run(config: Config, kubeConfig: KubeConfig, mapping: MappingConfi
   return EXIT_OK;
 }
 
-async function reconcileOnce(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, logger: Logger, io: Io): Promise<number> {
+async function reconcileOnce(config: Config, kube: KubeAccess, mapping: MappingConfig, logger: Logger, io: Io): Promise<number> {
   const registry = new EtcdRegistry(registryOptionsOf(config, logger));
   // A one-off pass must not create a lease that nobody keeps alive: it adopts the running
   // controller's lease, or (dry-run) plans without one.
   await registry.start({ mode: config.dryRun ? 'read-only' : 'adopt-only' });
   const quietEvents: EventSink = { record: () => undefined };
-  const { controller } = new Assembly(config, kubeConfig, mapping, registry, logger, quietEvents);
+  const { controller } = new Assembly(config, kube, mapping, registry, logger, quietEvents);
   try {
     const report = await controller.runOnce();
     io.stdout(formatReport(report, config));
@@ -123,13 +128,13 @@ export function formatReport(report: ReconcileReport, config: Pick<Config, 'outp
   return `${lines.join('\n')}\n`;
 }
 
-async function list(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, logger: Logger, io: Io): Promise<number> {
+async function list(config: Config, kube: KubeAccess, mapping: MappingConfig, logger: Logger, io: Io): Promise<number> {
   const registry = new EtcdRegistry(registryOptionsOf(config, logger));
   await registry.start({ mode: 'read-only' });
-  const source = podSourceOf(config, kubeConfig, logger);
-  const nodes = nodeSourceOf(config, kubeConfig, mapping, logger);
+  const source = podSourceOf(config, kube, logger);
+  const nodes = nodeSourceOf(config, kube, mapping, logger);
   // Grants judge the pods as `run` does, so that a refused claim is not listed as registered.
-  const grants = serviceGrantsOf(config, kubeConfig, logger);
+  const grants = serviceGrantsOf(config, kube, logger);
   try {
     const desired = desiredStateOf(mapping, nodes);
     source.onChange((event) => {

@@ -18,7 +18,7 @@ export interface FlagSpec {
 
 /** Every flag, in --help order. Each is also read from ETCD_REGISTRAR_<FLAG_IN_UPPER_SNAKE>. */
 export const flagSpecs: readonly FlagSpec[] = [
-  { name: 'kubeconfig', kind: 'string', description: 'kubeconfig file; default: in-cluster config, then $KUBECONFIG, then ~/.kube/config' },
+  { name: 'kubeconfig', kind: 'string', description: 'kubeconfig file; default: $KUBECONFIG, then ~/.kube/config, then in-cluster config' },
   { name: 'etcd-endpoints', kind: 'string', default: 'http://127.0.0.1:2379', description: 'comma-separated etcd client URLs of the registry etcd' },
   { name: 'etcd-ca-file', kind: 'string', description: 'CA bundle that verifies the etcd server certificate' },
   { name: 'etcd-cert-file', kind: 'string', description: 'client certificate for etcd mTLS' },

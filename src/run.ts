@@ -2,7 +2,6 @@
 // server, signal handlers, then etcd and the controller (in the background: etcd may be
 // unreachable at first); stopped in the reverse order.
 import { hostname } from 'node:os';
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { parseListenAddress, type Config } from './config.ts';
 import { retryUntilDone } from './backoff.ts';
@@ -10,6 +9,7 @@ import type { Controller } from './controller/controller.ts';
 import type { LeadershipPort } from './controller/ports.ts';
 import { EventRecorder } from './events/recorder.ts';
 import type { MappingConfig } from './mapping/index.ts';
+import type { KubeAccess } from './source/kube-access.ts';
 import { HealthServer } from './observability/http.ts';
 import type { Metrics } from './observability/metrics.ts';
 import { EtcdRegistry, type Leadership } from './registry/index.ts';
@@ -29,7 +29,7 @@ export class Service {
   #stopRequested: Promise<string> | undefined;
   #starting: Promise<void> | undefined;
 
-  constructor(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, logger: Logger) {
+  constructor(config: Config, kube: KubeAccess, mapping: MappingConfig, logger: Logger) {
     this.#config = config;
     this.#logger = logger;
     this.#registry = new EtcdRegistry(registryOptionsOf(config, logger));
@@ -37,11 +37,11 @@ export class Service {
     // Events wait (up to a second at a time) while registrations are being written, and as long as
     // deregistrations are. The recorder asks the controller only once events flow, after it is built.
     this.#recorder = new EventRecorder({
-      kubeConfig, logger: logger.child({ module: 'events' }), reportingInstance: identity,
+      kube, logger: logger.child({ module: 'events' }), reportingInstance: identity,
       yieldTo: () => this.#controller.busy(), holdWhile: () => this.#controller.deregistering(),
     });
     this.#election = config.leaderElection ? new Election(this.#registry, identity, config.electionTtlSeconds, logger, this.#shutdown.signal) : undefined;
-    const { controller, metrics } = new Assembly(config, kubeConfig, mapping, this.#registry, logger, this.#recorder, this.#election);
+    const { controller, metrics } = new Assembly(config, kube, mapping, this.#registry, logger, this.#recorder, this.#election);
     this.#controller = controller;
     this.#metrics = metrics;
     this.#registry.on('etcdError', ({ op }: { op: string }) => metrics.etcdErrors.inc({ op }));

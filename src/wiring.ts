@@ -1,6 +1,5 @@
 // How the pieces are built from the configuration, for every command: the registry's options,
 // the pod, node and namespace sources, the desired state and the controller with its metrics.
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { Controller } from './controller/controller.ts';
@@ -11,6 +10,7 @@ import { mappingNeedsZones, type MappingConfig } from './mapping/index.ts';
 import { AuditLog, stderrDestination, stdoutDestination } from './observability/log.ts';
 import { Metrics } from './observability/metrics.ts';
 import type { EtcdRegistry, RegistryOptions } from './registry/index.ts';
+import type { KubeAccess } from './source/kube-access.ts';
 import { PodSource } from './source/pod-source.ts';
 import { NamespaceSource } from './source/namespace-source.ts';
 import { NodeSource } from './source/node-source.ts';
@@ -45,13 +45,13 @@ export class Assembly {
   readonly metrics: Metrics;
   readonly controller: Controller;
 
-  constructor(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, registry: EtcdRegistry, logger: Logger, events: EventSink & Partial<Pick<EventRecorder, 'stats'>>, leadership?: LeadershipPort) {
+  constructor(config: Config, kube: KubeAccess, mapping: MappingConfig, registry: EtcdRegistry, logger: Logger, events: EventSink & Partial<Pick<EventRecorder, 'stats'>>, leadership?: LeadershipPort) {
     const auditDestination = config.command === 'run' ? stdoutDestination() : stderrDestination();
-    const source = podSourceOf(config, kubeConfig, logger);
-    const nodes = nodeSourceOf(config, kubeConfig, mapping, logger);
+    const source = podSourceOf(config, kube, logger);
+    const nodes = nodeSourceOf(config, kube, mapping, logger);
     const desired = desiredStateOf(mapping, nodes);
     const audit = new AuditLog(config.ownerId, auditDestination);
-    const grants = serviceGrantsOf(config, kubeConfig, logger);
+    const grants = serviceGrantsOf(config, kube, logger);
     this.metrics = new Metrics({
       queueDepth: () => this.controller.queueDepth,
       lastKeepaliveAt: () => registry.lastKeepaliveAt(),
@@ -77,9 +77,9 @@ export class Assembly {
   }
 }
 
-export function podSourceOf(config: Config, kubeConfig: KubeConfig, logger: Logger): PodSource {
+export function podSourceOf(config: Config, kube: KubeAccess, logger: Logger): PodSource {
   return new PodSource({
-    kubeConfig,
+    kube,
     contentType: config.kubeContentType,
     namespaces: config.namespaces,
     ...(config.labelSelector === undefined ? {} : { labelSelector: config.labelSelector }),
@@ -93,16 +93,16 @@ export function desiredStateOf(mapping: MappingConfig, nodes: NodeSource | undef
 }
 
 /** Nodes are watched (name -> zone label) only when the mapping uses zones (docs/decisions/0008). */
-export function nodeSourceOf(config: Config, kubeConfig: KubeConfig, mapping: MappingConfig, logger: Logger): NodeSource | undefined {
+export function nodeSourceOf(config: Config, kube: KubeAccess, mapping: MappingConfig, logger: Logger): NodeSource | undefined {
   if (!mappingNeedsZones(mapping)) return undefined;
-  return new NodeSource({ kubeConfig, contentType: config.kubeContentType, logger: logger.child({ module: 'nodes' }) });
+  return new NodeSource({ kube, contentType: config.kubeContentType, logger: logger.child({ module: 'nodes' }) });
 }
 
 /** Service grants (docs/decisions/0009): the Namespace annotation follows --annotation-prefix. */
-export function serviceGrantsOf(config: Config, kubeConfig: KubeConfig, logger: Logger): ServiceGrants {
+export function serviceGrantsOf(config: Config, kube: KubeAccess, logger: Logger): ServiceGrants {
   const annotation = `${config.annotationPrefix}${GRANTS_ANNOTATION}`;
   const log = logger.child({ module: 'grants' });
-  const namespaces = config.serviceGrants === 'off' ? undefined : new NamespaceSource({ kubeConfig, contentType: config.kubeContentType, annotation, logger: log });
+  const namespaces = config.serviceGrants === 'off' ? undefined : new NamespaceSource({ kube, contentType: config.kubeContentType, annotation, logger: log });
   log.info({ mode: config.serviceGrants, annotation, static: formatStaticGrants(config.staticGrants) }, 'service grants');
   return new ServiceGrants({ mode: config.serviceGrants, annotation, staticGrants: config.staticGrants, namespaces, logger: log });
 }

@@ -189,8 +189,8 @@ export class Controller {
 
   /**
    * Deregistrations are queued or being written: no Event send starts, without a cap (EventRecorder
-   * holdWhile). An Event POST costs milliseconds of this event loop (client-node serialises,
-   * re-reads its credentials, parses the answer), which the deregistration would wait for.
+   * holdWhile). An Event POST costs this event loop time (serialising the Event, the request
+   * and reading the answer), which the deregistration would wait for.
    */
   deregistering(): boolean {
     return this.#queue.urgentCount > 0 || this.#writer.urgentInFlight > 0;

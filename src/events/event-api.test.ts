@@ -1,8 +1,7 @@
 // The events.k8s.io/v1 Event built for a recorded event: names, limits, the reference to the pod.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { V1MicroTime } from '@kubernetes/client-node';
-import { REPORTING_CONTROLLER, toEventBody, truncateUtf8 } from './event-api.ts';
+import { microTime, REPORTING_CONTROLLER, toEventBody, truncateUtf8 } from './event-api.ts';
 
 const pod = (i: number) => ({ namespace: 'shop', name: `web-${i}`, uid: `uid-${i}` });
 
@@ -17,7 +16,7 @@ test('toEventBody: an events.k8s.io/v1 Event regarding the pod', () => {
   assert.equal(body.kind, 'Event');
   assert.equal(body.metadata?.namespace, 'shop');
   assert.match(body.metadata?.name ?? '', /^web-1\.[0-9a-f]+$/);
-  assert.ok(body.eventTime instanceof V1MicroTime);
+  assert.equal(body.eventTime, '2026-01-02T03:04:05.678000Z');
   assert.equal(JSON.stringify({ t: body.eventTime }), '{"t":"2026-01-02T03:04:05.678000Z"}');
   assert.equal(body.reportingController, 'etcd-registrar.io/controller');
   assert.equal(body.reportingInstance, 'etcd-registrar-7d9f-abcde');
@@ -57,4 +56,13 @@ test('truncateUtf8', () => {
   const t = truncateUtf8('😀'.repeat(10), 10);
   assert.ok(Buffer.byteLength(t) <= 10);
   assert.ok(!t.includes('\uFFFD'));
+});
+
+test('microTime: RFC 3339 in UTC with six fractional digits, as the API server expects', () => {
+  assert.equal(microTime(Date.UTC(2026, 11, 3, 7, 21, 30, 855)), '2026-12-03T07:21:30.855000Z');
+  assert.equal(microTime(Date.UTC(2026, 0, 1, 0, 0, 0, 0)), '2026-01-01T00:00:00.000000Z');
+  // Fractions of a millisecond (a performance.timeOrigin-based clock) are microseconds.
+  assert.equal(microTime(Date.UTC(2026, 0, 1, 0, 0, 0, 7) + 0.25), '2026-01-01T00:00:00.007250Z');
+  assert.equal(microTime(7.9999), '1970-01-01T00:00:00.007999Z', 'cut, never rounded up into the next millisecond');
+  for (const t of [0, 1, 1_767_225_600_123, 1_767_225_600_123.456]) assert.match(microTime(t), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
 });

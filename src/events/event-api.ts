@@ -1,8 +1,8 @@
 // The API side of Events: the events.k8s.io/v1 Event built for a recorded event, and the POST
 // that creates it. The recorder (recorder.ts) decides when to send; this decides what.
 import { hostname } from 'node:os';
-import { EventsV1Api, V1MicroTime } from '@kubernetes/client-node';
-import type { EventsV1Event, KubeConfig } from '@kubernetes/client-node';
+import type { KubeAccess } from '../source/kube-access.ts';
+import { postJson } from '../source/kube-http.ts';
 import type { EventType, PodRef } from '../types.ts';
 
 export const REPORTING_CONTROLLER = 'etcd-registrar.io/controller';
@@ -47,6 +47,33 @@ export function truncateUtf8(text: string, maxBytes: number): string {
   return out + ellipsis;
 }
 
+/** The events.k8s.io/v1 Event as sent: plain JSON. */
+export interface EventBody {
+  readonly apiVersion: 'events.k8s.io/v1';
+  readonly kind: 'Event';
+  readonly metadata: { readonly name: string; readonly namespace: string };
+  /** RFC 3339 with microseconds (a MicroTime), e.g. 2026-12-03T07:21:30.855000Z. */
+  readonly eventTime: string;
+  readonly reportingController: string;
+  readonly reportingInstance: string;
+  readonly action: string;
+  readonly reason: string;
+  readonly type: EventType;
+  readonly note: string;
+  readonly regarding: { readonly apiVersion: 'v1'; readonly kind: 'Pod'; readonly namespace: string; readonly name: string; readonly uid: string };
+}
+
+/**
+ * Epoch ms as a Kubernetes MicroTime: RFC 3339 in UTC with six fractional digits (the API
+ * server rejects an eventTime without them). Fractions of a millisecond are kept.
+ */
+export function microTime(ms: number): string {
+  const whole = Math.floor(ms);
+  const micros = Math.min(999, Math.floor((ms - whole) * 1000));
+  const iso = new Date(whole).toISOString();
+  return `${iso.slice(0, -1)}${String(micros).padStart(3, '0')}Z`;
+}
+
 let sequence = 0;
 
 /** The events.k8s.io/v1 Event for a recorded event (pure apart from the name's sequence). */
@@ -54,7 +81,7 @@ export function toEventBody(
   event: RecordedEvent,
   reportingController: string,
   reportingInstance: string,
-): EventsV1Event {
+): EventBody {
   sequence = (sequence + 1) % 1_000_000;
   // Like client-go: "<object name>.<unix nanos in hex>"; the sequence keeps names unique
   // within one millisecond.
@@ -64,7 +91,7 @@ export function toEventBody(
     apiVersion: 'events.k8s.io/v1',
     kind: 'Event',
     metadata: { name: `${base}.${suffix}`, namespace: event.pod.namespace },
-    eventTime: new V1MicroTime(event.time),
+    eventTime: microTime(event.time),
     reportingController: reportingController.slice(0, MAX_FIELD),
     reportingInstance: reportingInstance.slice(0, MAX_FIELD),
     action: event.action.slice(0, MAX_FIELD),
@@ -81,15 +108,15 @@ export function toEventBody(
   };
 }
 
-/** Sends each event as an Event in its pod's namespace (EventsV1Api.createNamespacedEvent). */
-export function apiEventSender(kubeConfig: KubeConfig, identity: ReportingIdentity): SendFn {
-  const api = kubeConfig.makeApiClient(EventsV1Api);
+/**
+ * Sends each event as an Event in its pod's namespace (POST .../namespaces/{ns}/events). A non-2xx
+ * answer rejects with a KubeHttpError whose `code` is the HTTP status (the recorder logs it).
+ */
+export function apiEventSender(kube: KubeAccess, identity: ReportingIdentity): SendFn {
   const controller = identity.reportingController ?? REPORTING_CONTROLLER;
   const instance = identity.reportingInstance || hostname();
   return async (event) => {
-    await api.createNamespacedEvent({
-      namespace: event.pod.namespace,
-      body: toEventBody(event, controller, instance),
-    });
+    const path = `/apis/events.k8s.io/v1/namespaces/${encodeURIComponent(event.pod.namespace)}/events`;
+    await postJson(kube, path, toEventBody(event, controller, instance));
   };
 }

@@ -1,10 +1,11 @@
 // EventRecorder against a real kube-apiserver (test/cluster): the Event lands on the pod.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { startCluster, type Cluster } from '../../test/cluster/cluster.ts';
 import { waitFor } from '../../test/cluster/process.ts';
+import type { KubeAccess } from '../source/kube-access.ts';
+import { kubeAccessFromFile } from '../source/kube-access-resolve.ts';
 import { EventRecorder } from './recorder.ts';
 
 const logger = pino({ level: process.env['TEST_LOG_LEVEL'] ?? 'silent' });
@@ -23,7 +24,7 @@ interface EventView {
 
 describe('EventRecorder against a real API server', () => {
   let cluster: Cluster;
-  let kc: KubeConfig;
+  let kc: KubeAccess;
   const ns = 'events';
   let pod: { namespace: string; name: string; uid: string };
 
@@ -36,8 +37,7 @@ describe('EventRecorder against a real API server', () => {
 
   before(async () => {
     cluster = await startCluster();
-    kc = new KubeConfig();
-    kc.loadFromFile(cluster.kubeconfigPath);
+    kc = await kubeAccessFromFile(cluster.kubeconfigPath);
     await cluster.createNamespace(ns);
     await cluster.kubectl(['run', 'web', '-n', ns, '--image=example.invalid/web:1']);
     const { stdout } = await cluster.kubectl(['get', 'pod', 'web', '-n', ns, '-o', 'jsonpath={.metadata.uid}']);
@@ -49,7 +49,7 @@ describe('EventRecorder against a real API server', () => {
   });
 
   it('posts an events.k8s.io/v1 Event regarding the pod, visible in kubectl describe; duplicates dropped', async () => {
-    const recorder = new EventRecorder({ kubeConfig: kc, logger, reportingInstance: 'registrar-0' });
+    const recorder = new EventRecorder({ kube: kc, logger, reportingInstance: 'registrar-0' });
     const note = 'port "http2" is not a named port of the pod (named ports: http)';
     recorder.record(pod, 'Warning', 'InvalidRegistration', note);
     recorder.record(pod, 'Warning', 'InvalidRegistration', note);
@@ -83,9 +83,8 @@ describe('EventRecorder against a real API server', () => {
 
   it('a caller without RBAC for events: failures are counted, record() never throws', async () => {
     await cluster.kubectl(['create', 'serviceaccount', 'mute', '-n', ns]);
-    const saKc = new KubeConfig();
-    saKc.loadFromFile(await cluster.serviceAccountKubeconfig(ns, 'mute'));
-    const recorder = new EventRecorder({ kubeConfig: saKc, logger });
+    const saKc = await kubeAccessFromFile(await cluster.serviceAccountKubeconfig(ns, 'mute'));
+    const recorder = new EventRecorder({ kube: saKc, logger });
     assert.doesNotThrow(() => recorder.record(pod, 'Warning', 'RegistrationRefused', 'forbidden test'));
     await recorder.flush(10_000);
     assert.equal(recorder.stats().failed, 1);

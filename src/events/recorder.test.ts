@@ -225,8 +225,8 @@ test('default actions per reason', async () => {
   );
 });
 
-test('constructor requires a kubeConfig or a send function', () => {
-  assert.throws(() => new EventRecorder({ logger: silent }), /kubeConfig/);
+test('constructor requires a kube access or a send function', () => {
+  assert.throws(() => new EventRecorder({ logger: silent }), /kube access/);
 });
 
 test('yieldTo: sending waits while more important work is pending, at most maxYieldMs at a time', async () => {

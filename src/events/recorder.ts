@@ -8,8 +8,8 @@
 // So 10,000 invalid pods cost at most `burst` events at once and `ratePerSec` after that.
 // The dedupe window and token buckets are in limits.ts, the Event object and its POST in
 // event-api.ts; this file orders them and schedules the sends.
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import type { KubeAccess } from '../source/kube-access.ts';
 import { podKeyOf, type EventType, type PodRef } from '../types.ts';
 import { apiEventSender, type RecordedEvent, type ReportingIdentity, type SendFn } from './event-api.ts';
 import { DedupeWindow, KeyedTokenBuckets, TokenBucket } from './limits.ts';
@@ -30,8 +30,8 @@ export interface RecorderTimers {
 }
 
 export interface EventRecorderOptions extends ReportingIdentity {
-  /** Used to build the default send function (EventsV1Api.createNamespacedEvent). */
-  readonly kubeConfig?: KubeConfig;
+  /** The API server the default send function POSTs Events to. */
+  readonly kube?: KubeAccess;
   /** Replaces the API call (tests). */
   readonly send?: SendFn;
   readonly logger: Logger;
@@ -153,10 +153,10 @@ export class EventRecorder {
     this.#maxYieldMs = opts.maxYieldMs ?? 1000;
     if (opts.send !== undefined) {
       this.#send = opts.send;
-    } else if (opts.kubeConfig !== undefined) {
-      this.#send = apiEventSender(opts.kubeConfig, opts);
+    } else if (opts.kube !== undefined) {
+      this.#send = apiEventSender(opts.kube, opts);
     } else {
-      throw new Error('EventRecorder needs a kubeConfig (or a send function)');
+      throw new Error('EventRecorder needs a kube access (or a send function)');
     }
   }
 

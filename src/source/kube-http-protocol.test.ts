@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { makeClusterPki } from '../../test/cluster/pki.ts';
-import { SharedConnectionKubeConfig } from './kube-config.ts';
+import { DirectAccess } from './kube-access.ts';
 import { listPage, watchStream } from './kube-http.ts';
 
 test('a watch goes over HTTP/1.1 while other requests may negotiate HTTP/2', async () => {
@@ -24,12 +24,15 @@ test('a watch goes over HTTP/1.1 while other requests may negotiate HTTP/2', asy
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   try {
-    const kc = new SharedConnectionKubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: 'c', server: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, caFile: pki.ca.cert }],
-      users: [{ name: 'u', certFile: pki.admin.cert, keyFile: pki.admin.key }],
-      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-      currentContext: 'x',
+    const kc = new DirectAccess({
+      server: `https://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      ca: { file: pki.ca.cert },
+      cert: { file: pki.admin.cert },
+      key: { file: pki.admin.key },
+      insecureSkipTlsVerify: false,
+      tlsServerName: undefined,
+      token: undefined,
+      tokenFile: undefined,
     });
     assert.equal((await listPage(kc, '/api/v1/pods', { limit: 1, continueToken: undefined })).resourceVersion, '1');
     const events: string[] = [];

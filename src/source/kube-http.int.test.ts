@@ -1,11 +1,16 @@
 // kube-http against a real kube-apiserver (test/cluster): list pages, watch streams and their
-// error paths, with the credentials of a real kubeconfig.
+// error paths, with the credentials of a real kubeconfig (the direct path, a rotating token
+// file, and the client-node fallback).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CoreV1Api } from '@kubernetes/client-node';
 import { startCluster, type Cluster } from '../../test/cluster/cluster.ts';
 import { waitFor } from '../../test/cluster/process.ts';
-import { SharedConnectionKubeConfig } from './kube-config.ts';
+import type { KubeAccess } from './kube-access.ts';
+import { clientNodeAccess, sharedConnectionKubeConfig } from './kube-access-client-node.ts';
+import { kubeAccessFromFile, resolveKubeAccess } from './kube-access-resolve.ts';
 import { KubeHttpError, kubeListerWatcher, listPage, statusCodeOf, watchStream } from './kube-http.ts';
 
 const NS = 'kube-http';
@@ -18,7 +23,7 @@ interface Recorded {
 }
 
 /** Opens a watch and records its events and every onDone call. */
-async function record(kc: KubeConfig, path: string, req: { resourceVersion: string; timeoutSeconds?: number; inactivityMs?: number; labelSelector?: string }): Promise<Recorded> {
+async function record(kc: KubeAccess, path: string, req: { resourceVersion: string; timeoutSeconds?: number; inactivityMs?: number; labelSelector?: string }): Promise<Recorded> {
   const events: Recorded['events'] = [];
   const done: unknown[] = [];
   const handle = await watchStream(
@@ -36,7 +41,7 @@ const until = (what: string, check: () => boolean, timeoutMs = 10_000): Promise<
 
 describe('kube-http against a real API server', () => {
   let cluster: Cluster;
-  let kc: SharedConnectionKubeConfig;
+  let kc: KubeAccess;
   let core: CoreV1Api;
   const open: { abort(): void }[] = [];
 
@@ -45,9 +50,10 @@ describe('kube-http against a real API server', () => {
 
   before(async () => {
     cluster = await startCluster({ nodes: 1 });
-    kc = new SharedConnectionKubeConfig();
-    kc.loadFromFile(cluster.kubeconfigPath);
-    core = kc.makeApiClient(CoreV1Api);
+    kc = await kubeAccessFromFile(cluster.kubeconfigPath);
+    const client = await sharedConnectionKubeConfig();
+    client.loadFromFile(cluster.kubeconfigPath);
+    core = client.makeApiClient(CoreV1Api);
     await cluster.createNamespace(NS);
   });
 
@@ -89,8 +95,7 @@ describe('kube-http against a real API server', () => {
 
   it('a denied list fails with the status code and the API server message', async () => {
     await cluster.kubectl(['create', 'serviceaccount', 'nobody', '-n', NS]);
-    const denied = new SharedConnectionKubeConfig();
-    denied.loadFromFile(await cluster.serviceAccountKubeconfig(NS, 'nobody'));
+    const denied = await kubeAccessFromFile(await cluster.serviceAccountKubeconfig(NS, 'nobody'));
     const err = await listPage(denied, PATH, { limit: 10, continueToken: undefined }).then(() => undefined, (e: unknown) => e);
     assert.ok(err instanceof KubeHttpError);
     assert.equal(statusCodeOf(err), 403);
@@ -101,12 +106,33 @@ describe('kube-http against a real API server', () => {
     assert.equal(w.done.length, 1);
     assert.equal(statusCodeOf(w.done[0]), 403);
     assert.deepEqual(w.events, []);
+  });
 
-    // Credentials are applied per request: new ones (here the admin's client certificate instead
-    // of the token) take effect on the next list and watch, as with rotated files.
-    denied.loadFromFile(cluster.kubeconfigPath);
-    const page = await listPage(denied, PATH, { limit: 10, continueToken: undefined });
-    const watch = await record(denied, PATH, { resourceVersion: page.resourceVersion });
+  it('a rotated token file takes effect once the token in hand is a minute old, on lists and watches', async () => {
+    // A kubeconfig whose user reads its token from a (relative) file, as a bound service-account
+    // token is: first a token without rights, then one of a reader.
+    await cluster.kubectl(['create', 'serviceaccount', 'rotating', '-n', NS]);
+    await cluster.kubectl(['create', 'serviceaccount', 'reader', '-n', NS]);
+    await cluster.kubectl(['create', 'rolebinding', 'reader', '--clusterrole=view', `--serviceaccount=${NS}:reader`, '-n', NS]);
+    const token = async (sa: string): Promise<string> => (await cluster.kubectl(['create', 'token', sa, '-n', NS])).stdout.trim();
+    const saConfig = await cluster.serviceAccountKubeconfig(NS, 'rotating');
+    const dir = join(saConfig, '..');
+    const tokenPath = join(dir, 'rotating.token');
+    await writeFile(tokenPath, `${await token('rotating')}\n`);
+    const text = (await readFile(saConfig, 'utf8')).replace(/^    token: .*$/m, '    tokenFile: rotating.token');
+    const path = join(dir, 'rotating.kubeconfig');
+    await writeFile(path, text);
+    let now = 0;
+    const { access: rotating, path: via } = await resolveKubeAccess({ kubeconfig: path, env: {}, now: () => now });
+    assert.equal(via, 'direct');
+    assert.equal(statusCodeOf(await listPage(rotating, PATH, { limit: 10, continueToken: undefined }).then(() => undefined, (e: unknown) => e)), 403);
+
+    await writeFile(tokenPath, `${await token('reader')}\n`);
+    now += 30_000;
+    assert.equal(statusCodeOf(await listPage(rotating, PATH, { limit: 10, continueToken: undefined }).then(() => undefined, (e: unknown) => e)), 403, 'within the minute: the token in hand');
+    now += 31_000;
+    const page = await listPage(rotating, PATH, { limit: 10, continueToken: undefined });
+    const watch = await record(rotating, PATH, { resourceVersion: page.resourceVersion });
     open.push(watch.handle);
     await configMap('after-rotation');
     await until('watch with the new credentials sees after-rotation', () => watch.events.some((e) => e.object.metadata?.name === 'after-rotation'));
@@ -194,5 +220,15 @@ describe('kube-http against a real API server', () => {
     const err = w.done[0] as Error;
     assert.ok(err instanceof Error);
     assert.equal(err.name, 'TimeoutError');
+  });
+  it('the client-node fallback serves lists, watches and errors alike', async () => {
+    const fallback = await clientNodeAccess({ files: [cluster.kubeconfigPath] });
+    const page = await listPage(fallback, PATH, { limit: 1, continueToken: undefined });
+    const w = await record(fallback, PATH, { resourceVersion: page.resourceVersion });
+    open.push(w.handle);
+    await configMap('via-client-node');
+    await until('the fallback watch sees via-client-node', () => w.events.some((e) => e.object.metadata?.name === 'via-client-node'));
+    const denied = await clientNodeAccess({ files: [await cluster.serviceAccountKubeconfig(NS, 'nobody')] });
+    assert.equal(statusCodeOf(await listPage(denied, PATH, { limit: 1, continueToken: undefined }).then(() => undefined, (e: unknown) => e)), 403);
   });
 });

@@ -9,25 +9,27 @@
 // fetch -> web stream -> Node stream -> readline before JSON.parse. Here a list page is one
 // JSON.parse of the body and a watch splits the byte stream on newlines itself.
 //
-// Authentication and TLS still come from the KubeConfig: each request goes through
-// applySecurityAuthentication (headers, token refresh, client certificates), and with a
-// SharedConnectionKubeConfig lists share its connection pool (rotated credentials get a new
-// pool) while each watch gets a connection of its own.
-import { HttpMethod, RequestContext, type KubeConfig } from '@kubernetes/client-node';
+// Authentication and TLS come from the KubeAccess (kube-access.ts): per request the headers
+// (a token re-read as it rotates) and the dispatcher: lists and Event POSTs share a connection
+// pool (rotated credentials get a new pool), each watch gets a connection of its own.
 import { STATUS_CODES } from 'node:http';
+import type { KubeAccess } from './kube-access.ts';
 import { decodeList, decodeMetadataObject, decodeObject, decodePod, decodeStatus, decodeWatchEvent, FrameSplitter, Reader, type ObjectDecoder } from './protobuf.ts';
 
-type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
-
-/** A non-2xx answer. `statusCode` is what statusCodeOf() reads (410 = Gone, 403, ...). */
+/**
+ * A non-2xx answer. `statusCode` is what statusCodeOf() reads (410 = Gone, 403, ...); `code` is
+ * the same number, where client-node's ApiException had it (the event recorder's log line).
+ */
 export class KubeHttpError extends Error {
   readonly statusCode: number;
+  readonly code: number;
   /** The Status object the API server sent, if the body was one. */
   readonly status: unknown;
   constructor(statusCode: number, message: string, status: unknown) {
     super(message);
     this.name = 'KubeHttpError';
     this.statusCode = statusCode;
+    this.code = statusCode;
     this.status = status;
   }
 }
@@ -70,6 +72,8 @@ interface Response {
   /** The Content-Type header ('' when absent). */
   readonly contentType: string;
   readonly body: AsyncIterable<Uint8Array>;
+  /** The request is over (body read or abandoned): a watch's own connection closes. */
+  readonly done: () => void;
 }
 
 /** How list and watch bodies are asked for and decoded (--kube-content-type). */
@@ -139,10 +143,8 @@ export class LineSplitter {
   }
 }
 
-function urlOf(kc: KubeConfig, path: string, query: Query): URL {
-  const cluster = kc.getCurrentCluster();
-  if (cluster === null) throw new Error('No currently active cluster');
-  const url = new URL(cluster.server.replace(/\/+$/, '') + path);
+function urlOf(kube: KubeAccess, path: string, query: Query): URL {
+  const url = new URL(kube.server + path);
   for (const [key, value] of Object.entries(query)) {
     if (value !== undefined) url.searchParams.set(key, String(value));
   }
@@ -150,32 +152,40 @@ function urlOf(kc: KubeConfig, path: string, query: Query): URL {
 }
 
 /**
- * One GET with the KubeConfig's credentials and dispatcher; resolves once the headers arrived.
- * `http1`: over HTTP/1.1 even where the dispatcher would negotiate HTTP/2 (undici 8 does by
- * default). Watches use it: over undici's HTTP/2 the controller's pod watch stalled for up to
- * several seconds under load and then delivered the held events at once, while an idle client
- * watching the same pods did not (issue 16, docs/benchmarks.md); one long response on a
+ * One request with the access's credentials and dispatcher; resolves once the headers arrived.
+ * A watch goes over HTTP/1.1 even where the dispatcher would negotiate HTTP/2 (undici 8 does by
+ * default), on a connection of its own: over undici's HTTP/2 the controller's pod watch stalled
+ * for up to several seconds under load and then delivered the held events at once, while an idle
+ * client watching the same pods did not (issue 16, docs/benchmarks.md); one long response on a
  * connection of its own gains nothing from HTTP/2.
  */
-async function get(kc: KubeConfig, url: URL, signal: AbortSignal, accept: string, http1 = false): Promise<Response> {
-  const ctx = new RequestContext(url.toString(), HttpMethod.GET);
-  await kc.applySecurityAuthentication(ctx);
-  const headers: Record<string, string> = { ...ctx.getHeaders(), Accept: accept };
-  const dispatcher: Dispatcher | undefined = ctx.getDispatcher();
-  if (dispatcher === undefined) {
-    // No TLS material (plain http, or a CA the system already trusts): Node's own fetch.
-    const res = await fetch(url, { headers, signal });
-    return { status: res.status, contentType: res.headers.get('content-type') ?? '', body: res.body ?? emptyBody() };
+async function send(
+  kube: KubeAccess,
+  url: URL,
+  req: { readonly method: 'GET' | 'POST'; readonly signal: AbortSignal; readonly accept: string; readonly watch?: boolean; readonly json?: string },
+): Promise<Response> {
+  const watch = req.watch === true;
+  const access = await kube.request(url, { watch });
+  const headers: Record<string, string> = { ...access.headers, Accept: req.accept };
+  if (req.json !== undefined) headers['Content-Type'] = 'application/json';
+  try {
+    // allowH2 per request: undici's Agent keeps a separate HTTP/1.1-only client for such requests.
+    const res = await access.dispatcher.request({
+      origin: url.origin,
+      path: url.pathname + url.search,
+      method: req.method,
+      headers,
+      signal: req.signal,
+      ...(req.json === undefined ? {} : { body: req.json }),
+      ...(watch ? { allowH2: false } : {}),
+    });
+    const type = res.headers['content-type'];
+    return { status: res.statusCode, contentType: (Array.isArray(type) ? type[0] : type) ?? '', body: res.body, done: access.done };
+  } catch (err) {
+    access.done();
+    throw err;
   }
-  // The dispatcher's own request API (the undici client-node uses): its body is a Node stream.
-  // allowH2 per request: undici's Agent keeps a separate HTTP/1.1-only client for such requests.
-  const options = { origin: url.origin, path: url.pathname + url.search, method: 'GET' as const, headers, signal, ...(http1 ? { allowH2: false } : {}) };
-  const res = await dispatcher.request(options);
-  const type = res.headers['content-type'];
-  return { status: res.statusCode, contentType: (Array.isArray(type) ? type[0] : type) ?? '', body: res.body };
 }
-
-async function* emptyBody(): AsyncIterable<Uint8Array> {}
 
 async function readAll(body: AsyncIterable<Uint8Array>): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -209,7 +219,7 @@ const LIST_BACKSTOP_MS = 5 * 60_000;
  * (protobuf asked for) objects of the same shape holding only the fields the decoder reads.
  */
 export async function listPage(
-  kc: KubeConfig,
+  kube: KubeAccess,
   path: string,
   req: {
     readonly limit: number;
@@ -222,15 +232,20 @@ export async function listPage(
     readonly decoder?: ObjectDecoder | undefined;
   },
 ): Promise<RawListPage> {
-  const url = urlOf(kc, path, {
+  const url = urlOf(kube, path, {
     limit: req.limit,
     continue: req.continueToken,
     labelSelector: req.labelSelector,
     fieldSelector: req.fieldSelector,
   });
-  const res = await get(kc, url, AbortSignal.timeout(req.timeoutMs ?? LIST_BACKSTOP_MS), acceptOf(req.decoder, false));
-  if (res.status !== 200) throw await httpError(res);
-  const body = await readAll(res.body);
+  const res = await send(kube, url, { method: 'GET', signal: AbortSignal.timeout(req.timeoutMs ?? LIST_BACKSTOP_MS), accept: acceptOf(req.decoder, false) });
+  let body: Buffer;
+  try {
+    if (res.status !== 200) throw await httpError(res);
+    body = await readAll(res.body);
+  } finally {
+    res.done();
+  }
   const list = (
     req.decoder !== undefined && isProtobuf(res.contentType) ? decodeList(body, req.decoder) : JSON.parse(body.toString('utf8'))
   ) as {
@@ -242,6 +257,25 @@ export async function listPage(
     resourceVersion: list.metadata?.resourceVersion ?? '',
     continueToken: list.metadata?.continue || undefined,
   };
+}
+
+/** A POST still running after this long is aborted (TimeoutError). */
+const POST_TIMEOUT_MS = 30_000;
+
+/**
+ * POSTs `body` as JSON to `path` (an Event: /apis/events.k8s.io/v1/namespaces/{ns}/events).
+ * Resolves once the answer was read (not decoded: nobody needs it); rejects with a
+ * KubeHttpError (statusCode and code, the Status message) for a non-2xx answer.
+ */
+export async function postJson(kube: KubeAccess, path: string, body: unknown, timeoutMs = POST_TIMEOUT_MS): Promise<void> {
+  const url = urlOf(kube, path, {});
+  const res = await send(kube, url, { method: 'POST', signal: AbortSignal.timeout(timeoutMs), accept: 'application/json', json: JSON.stringify(body) });
+  try {
+    if (res.status < 200 || res.status > 299) throw await httpError(res);
+    await readAll(res.body);
+  } finally {
+    res.done();
+  }
 }
 
 export interface WatchRequest {
@@ -268,13 +302,13 @@ export interface WatchRequest {
  * failed: then onDone has been called already) and never rejects for request errors.
  */
 export async function watchStream(
-  kc: KubeConfig,
+  kube: KubeAccess,
   path: string,
   req: WatchRequest,
   onEvent: (type: string, object: unknown) => void,
   onDone: (err: unknown) => void,
 ): Promise<{ abort(): void }> {
-  const url = urlOf(kc, path, {
+  const url = urlOf(kube, path, {
     watch: true,
     resourceVersion: req.resourceVersion,
     allowWatchBookmarks: true,
@@ -285,11 +319,13 @@ export async function watchStream(
   const controller = new AbortController();
   const handle = { abort: (): void => controller.abort() };
   let done = false;
+  let release = (): void => undefined;
   const finish = (err: unknown): void => {
     if (done) return;
     done = true;
     clearTimeout(timer);
     controller.abort();
+    release();
     onDone(err);
   };
   const timer = setTimeout(() => {
@@ -298,11 +334,12 @@ export async function watchStream(
   timer.unref();
   let res: Response;
   try {
-    res = await get(kc, url, controller.signal, acceptOf(req.decoder, true), true);
+    res = await send(kube, url, { method: 'GET', signal: controller.signal, accept: acceptOf(req.decoder, true), watch: true });
   } catch (err) {
     finish(abortReason(controller.signal, err));
     return handle;
   }
+  release = res.done;
   if (res.status !== 200) {
     finish(await httpError(res).catch((err: unknown) => abortReason(controller.signal, err)));
     return handle;
@@ -420,19 +457,19 @@ export function protobufDecoderOf(resource: { readonly apiPath: string; readonly
 }
 
 /**
- * The real ListerWatcher of one resource, on the kubeconfig's credentials. `watchInactivityMs`
+ * The real ListerWatcher of one resource, with the access's credentials. `watchInactivityMs`
  * is only a backstop: the reflector's own watchdog detects silence (set it a minute beyond).
  * `contentType` protobuf (for a resource with a decoder) asks for protobuf lists and watches.
  */
 export function kubeListerWatcher(
-  kc: KubeConfig,
+  kube: KubeAccess,
   resource: { readonly apiPath: string; readonly resource: string },
   opts: { readonly watchInactivityMs: number; readonly contentType?: KubeContentType | undefined },
 ): ListerWatcher {
   const pathOf = (namespace: string | undefined): string => collectionPath(resource.apiPath, resource.resource, namespace);
   const decoder = opts.contentType === 'protobuf' ? protobufDecoderOf(resource) : undefined;
   return {
-    list: (req) => listPage(kc, pathOf(req.namespace), { ...req, decoder }),
-    watch: (req, onEvent, onDone) => watchStream(kc, pathOf(req.namespace), { ...req, inactivityMs: opts.watchInactivityMs, decoder }, onEvent, onDone),
+    list: (req) => listPage(kube, pathOf(req.namespace), { ...req, decoder }),
+    watch: (req, onEvent, onDone) => watchStream(kube, pathOf(req.namespace), { ...req, inactivityMs: opts.watchInactivityMs, decoder }, onEvent, onDone),
   };
 }

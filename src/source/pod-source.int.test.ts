@@ -3,12 +3,13 @@
 // partition injected in front of the real transport.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { startCluster, type Cluster } from '../../test/cluster/cluster.ts';
 import { waitFor } from '../../test/cluster/process.ts';
 import type { SlimPod } from '../types.ts';
 import { kubeListerWatcher, type ListerWatcher, type WatchHandle } from './kube-http.ts';
+import type { KubeAccess } from './kube-access.ts';
+import { kubeAccessFromFile } from './kube-access-resolve.ts';
 import { PodSource, podKind, type PodEvent } from './pod-source.ts';
 
 const logger = pino({ level: process.env['TEST_LOG_LEVEL'] ?? 'silent' });
@@ -95,12 +96,12 @@ function partitionable(inner: ListerWatcher): ListerWatcher & { cut(): void; hea
 
 describe('PodSource against a real API server', () => {
   let cluster: Cluster;
-  let kc: KubeConfig;
+  let kc: KubeAccess;
   const sources: PodSource[] = [];
 
   function newSource(opts: Partial<ConstructorParameters<typeof PodSource>[0]> = {}): PodSource {
     const source = new PodSource({
-      kubeConfig: kc,
+      kube: kc,
       namespaces: [],
       logger,
       backoff: { baseMs: 100, maxMs: 1000 },
@@ -124,8 +125,7 @@ describe('PodSource against a real API server', () => {
 
   before(async () => {
     cluster = await startCluster();
-    kc = new KubeConfig();
-    kc.loadFromFile(cluster.kubeconfigPath);
+    kc = await kubeAccessFromFile(cluster.kubeconfigPath);
     await Promise.all(['src-a', 'src-b', 'src-gap', 'src-restart', 'src-rbac', 'src-dog'].map((n) => cluster.createNamespace(n)));
   });
 
@@ -245,9 +245,8 @@ describe('PodSource against a real API server', () => {
     const ns = 'src-rbac';
     await apply(ns, 'p');
     await cluster.kubectl(['create', 'serviceaccount', 'registrar', '-n', ns]);
-    const saKc = new KubeConfig();
-    saKc.loadFromFile(await cluster.serviceAccountKubeconfig(ns, 'registrar'));
-    const source = newSource({ kubeConfig: saKc, namespaces: [ns], backoff: { baseMs: 200, maxMs: 800 } });
+    const saKc = await kubeAccessFromFile(await cluster.serviceAccountKubeconfig(ns, 'registrar'));
+    const source = newSource({ kube: saKc, namespaces: [ns], backoff: { baseMs: 200, maxMs: 800 } });
     let synced = false;
     const started = source.start().then(() => {
       synced = true;

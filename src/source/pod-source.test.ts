@@ -98,8 +98,8 @@ test('per-namespace streams list and watch their own namespace only', async () =
   await source.stop();
 });
 
-test('constructor requires a kubeConfig or a transport', () => {
-  assert.throws(() => new PodSource({ namespaces: [], logger: silent }), /kubeConfig/);
+test('constructor requires a kube access or a transport', () => {
+  assert.throws(() => new PodSource({ namespaces: [], logger: silent }), /kube access/);
 });
 
 test('10,000 pods: paged relist is quick; an unchanged relist emits nothing', async () => {

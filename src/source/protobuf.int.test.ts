@@ -10,7 +10,9 @@ import { pino } from 'pino';
 import { startCluster, type Cluster } from '../../test/cluster/cluster.ts';
 import { waitFor } from '../../test/cluster/process.ts';
 import type { SlimPod } from '../types.ts';
-import { SharedConnectionKubeConfig } from './kube-config.ts';
+import type { KubeAccess } from './kube-access.ts';
+import { sharedConnectionKubeConfig } from './kube-access-client-node.ts';
+import { kubeAccessFromFile } from './kube-access-resolve.ts';
 import { KubeHttpError, kubeListerWatcher, listPage, watchStream, type KubeContentType } from './kube-http.ts';
 import { NamespaceSource } from './namespace-source.ts';
 import { NodeSource } from './node-source.ts';
@@ -113,7 +115,7 @@ const byUid = (pods: readonly SlimPod[]): SlimPod[] => [...pods].sort((a, b) => 
 
 describe('protobuf intake against a real API server: the same slim records as JSON', () => {
   let cluster: Cluster;
-  let kc: SharedConnectionKubeConfig;
+  let kc: KubeAccess;
   let core: CoreV1Api;
   let startRv = '';
   const open: { abort(): void }[] = [];
@@ -136,9 +138,10 @@ describe('protobuf intake against a real API server: the same slim records as JS
 
   before(async () => {
     cluster = await startCluster({ nodes: 2 });
-    kc = new SharedConnectionKubeConfig();
-    kc.loadFromFile(cluster.kubeconfigPath);
-    core = kc.makeApiClient(CoreV1Api);
+    kc = await kubeAccessFromFile(cluster.kubeconfigPath);
+    const client = await sharedConnectionKubeConfig();
+    client.loadFromFile(cluster.kubeconfigPath);
+    core = client.makeApiClient(CoreV1Api);
     await cluster.createNamespace(NS);
     startRv = (await listPage(kc, PATH, { limit: 1, continueToken: undefined })).resourceVersion;
     for (const contentType of ['json', 'protobuf'] as const) {
@@ -230,7 +233,7 @@ describe('protobuf intake against a real API server: the same slim records as JS
 
   it('PodSource over protobuf and over JSON keeps the same cache, through watch changes', async () => {
     const start = (contentType: KubeContentType): PodSource => {
-      const s = new PodSource({ kubeConfig: kc, contentType, namespaces: [NS], logger, backoff: { baseMs: 100, maxMs: 1000 } });
+      const s = new PodSource({ kube: kc, contentType, namespaces: [NS], logger, backoff: { baseMs: 100, maxMs: 1000 } });
       sources.push(s);
       return s;
     };
@@ -249,8 +252,8 @@ describe('protobuf intake against a real API server: the same slim records as JS
 
   it('nodes and namespaces: the same values over protobuf and JSON, through watch changes', async () => {
     await cluster.kubectl(['annotate', 'namespace', NS, 'etcd-registrar.io/allowed-services=web,dual']);
-    const namespaces = (contentType: KubeContentType) => new NamespaceSource({ kubeConfig: kc, contentType, logger, annotation: 'etcd-registrar.io/allowed-services' });
-    const nodes = (contentType: KubeContentType) => new NodeSource({ kubeConfig: kc, contentType, logger });
+    const namespaces = (contentType: KubeContentType) => new NamespaceSource({ kube: kc, contentType, logger, annotation: 'etcd-registrar.io/allowed-services' });
+    const nodes = (contentType: KubeContentType) => new NodeSource({ kube: kc, contentType, logger });
     const [nsJson, nsProto, nodeJson, nodeProto] = [namespaces('json'), namespaces('protobuf'), nodes('json'), nodes('protobuf')];
     sources.push(nsJson, nsProto, nodeJson, nodeProto);
     await Promise.all([nsJson.start(), nsProto.start(), nodeJson.start(), nodeProto.start()]);
@@ -270,8 +273,7 @@ describe('protobuf intake against a real API server: the same slim records as JS
 
   it('an error answer in protobuf gives the Status message (403 of a ServiceAccount without rights)', async () => {
     const path = await cluster.serviceAccountKubeconfig(NS, 'default');
-    const denied = new SharedConnectionKubeConfig();
-    denied.loadFromFile(path);
+    const denied = await kubeAccessFromFile(path);
     const lw = kubeListerWatcher(denied, { apiPath: '/api/v1', resource: 'pods' }, { watchInactivityMs: 60_000, contentType: 'protobuf' });
     await assert.rejects(lw.list({ namespace: NS, limit: 10, continueToken: undefined }), (err: unknown) => {
       assert.ok(err instanceof KubeHttpError);

@@ -347,6 +347,6 @@ test('a list page that never answers times out and is retried', async () => {
   await source.stop();
 });
 
-test('the constructor requires a kubeConfig or a transport', () => {
-  assert.throws(() => new Reflector(itemKind, { logger: silent }), /item source needs a kubeConfig/);
+test('the constructor requires a kube access or a transport', () => {
+  assert.throws(() => new Reflector(itemKind, { logger: silent }), /item source needs a kube access/);
 });

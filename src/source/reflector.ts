@@ -13,9 +13,9 @@
 //   timeout) marks the stream stale and relists after a jittered exponential backoff.
 // A relist deletes only objects that the fresh list no longer contains, so a gap never deletes
 // a live object, and deletes of objects that vanished during the gap are emitted once confirmed.
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { backoffDelay, type BackoffOptions } from '../backoff.ts';
+import type { KubeAccess } from './kube-access.ts';
 import { describeError, kubeListerWatcher, type KubeContentType, type ListerWatcher, type Selection } from './kube-http.ts';
 import { interruptibleRequest, interruptibleSleep, watchOnce, type Interruptible, type WatchOutcome } from './watch.ts';
 
@@ -56,9 +56,9 @@ export interface ReflectorTuning {
   readonly random?: () => number;
 }
 
-/** How a source reaches its objects: the kubeconfig (or, in tests, a transport) and a selection. */
+/** How a source reaches its objects: the API server access (or, in tests, a transport) and a selection. */
 export interface ReflectorOptions extends ReflectorTuning {
-  readonly kubeConfig?: KubeConfig | undefined;
+  readonly kube?: KubeAccess | undefined;
   /** How lists and watches are asked for and decoded (--kube-content-type); default protobuf, as shipped. */
   readonly contentType?: KubeContentType | undefined;
   /** For tests: replaces the API server. */
@@ -137,13 +137,13 @@ export class Reflector<V, E> {
   constructor(kind: Kind<V, E>, opts: ReflectorOptions) {
     this.#kind = kind;
     this.#what = kind.what;
-    const { logger, kubeConfig, contentType, transport, namespaces: wanted, labelSelector, fieldSelector, ...tuning } = opts;
+    const { logger, kube, contentType, transport, namespaces: wanted, labelSelector, fieldSelector, ...tuning } = opts;
     this.#selectors = { labelSelector: labelSelector || undefined, fieldSelector: fieldSelector || undefined };
     this.#t = { ...DEFAULTS, random: Math.random, ...tuning };
     this.#log = logger;
     if (transport !== undefined) this.#transport = transport;
-    else if (kubeConfig !== undefined) this.#transport = kubeListerWatcher(kubeConfig, kind, { watchInactivityMs: this.#t.watchdogMs + 60_000, contentType: contentType ?? 'protobuf' });
-    else throw new Error(`the ${kind.what} source needs a kubeConfig (or a transport)`);
+    else if (kube !== undefined) this.#transport = kubeListerWatcher(kube, kind, { watchInactivityMs: this.#t.watchdogMs + 60_000, contentType: contentType ?? 'protobuf' });
+    else throw new Error(`the ${kind.what} source needs a kube access (or a transport)`);
     const namespaces = [...new Set((wanted ?? []).filter((n) => n !== ''))];
     this.#streams = (namespaces.length === 0 ? [undefined] : namespaces).map((namespace) => ({
       namespace,

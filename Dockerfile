@@ -3,8 +3,8 @@
 #   docker build -t etcd-registrar:0.1.0 .          (or: buildah bud -t etcd-registrar:0.1.0 .)
 #   npm run image                                  (no registry needed: builds the two bases
 #                                                  from Debian packages first; docs/image.md)
-# The build stage compiles dist/, bundles it with its production dependencies into one
-# tree-shaken file (scripts/bundle.ts) and writes a CycloneDX SBOM of those dependencies;
+# The build stage compiles dist/, bundles it with its production dependencies into
+# tree-shaken modules (scripts/bundle.ts) and writes a CycloneDX SBOM of those dependencies;
 # the runtime stage is distroless Node 24: no shell, no package manager, non-root
 # (uid/gid 65532), exec-form entrypoint so SIGTERM reaches Node directly.
 # The base images are arguments so that locally built equivalents can stand in for them.
@@ -43,7 +43,7 @@ ENV NODE_ENV=production
 # V8: 4 MB young-generation semi-spaces (--max-semi-space-size=4 on the entrypoint, as in the
 # bin's shebang): Node's speed at a lower RSS. ETCD_REGISTRAR_OPTIMIZE_FOR_SIZE=true (chart
 # extraEnv) trades CPU and latency for less memory. docs/benchmarks.md, "Memory".
-# /app: bin/etcd-registrar.mjs (the bundle), proto/ (read by etcd3 at start), sbom.cdx.json.
+# /app: bin/etcd-registrar.mjs (the bundle's entry) and its chunks, proto/ (read by etcd3 at start), sbom.cdx.json.
 COPY --from=build /out/ /app/
 # 65532 = "nonroot" in distroless; the chart's securityContext uses the same ids.
 USER 65532:65532

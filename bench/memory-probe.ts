@@ -43,8 +43,9 @@ try {
     });
     process.env = saved;
     await controller.waitReady(120_000);
-    const keys = await etcd.getAll().prefix('/rec_PRE/').count();
+    // Ready comes after the first reconcile; the workers write the keys after that.
     await sleep(15_000);
+    const keys = await etcd.getAll().prefix('/rec_PRE/').count();
     const metrics = await (await fetch(`${controller.metricsUrl}/metrics`)).text();
     const status = readFileSync(`/proc/${controller.proc.pid}/status`, 'utf8');
     const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0) / 1024;

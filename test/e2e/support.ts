@@ -33,6 +33,8 @@ export interface ControllerArgs {
   readonly name?: string;
   /** Options for the controller's Node process itself, e.g. ['--max-old-space-size=160']. */
   readonly nodeOptions?: readonly string[];
+  /** The script to run instead of the built bin (e.g. the image's bundle, scripts/bundle.ts). */
+  readonly entry?: string;
 }
 
 /** Starts `etcd-registrar run` (the built bin, as users run it) on a free metrics port. */
@@ -45,7 +47,7 @@ export async function startController(options: ControllerArgs): Promise<Controll
     command: process.execPath,
     args: [
       ...(options.nodeOptions ?? []),
-      registrarBin, 'run',
+      options.entry ?? registrarBin, 'run',
       '--kubeconfig', options.kubeconfig,
       '--etcd-endpoints', options.etcdEndpoints.join(','),
       '--metrics-address', `127.0.0.1:${port}`,

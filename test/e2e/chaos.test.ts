@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { eventually, type ControllerProcess, type WatchedEvent } from './support.ts';
 import { ChaosSuite, GRACE_MS, iso, isLeader, sleep, stepDowns } from './chaos/suite.ts';
+import type { PodView } from './chaos/timeline.ts';
 
 const LEASE_TTL_S = 6;
 const ELECTION_TTL_S = 2;
@@ -36,7 +37,11 @@ after(async () => {
 describe('chaos', () => {
   it('the observer flags a DELETE of a live key (canary), and the controller restores the key', async (t) => {
     await eventually('initial registrations', () => suite.registryMatchesReadyPods(), 30_000);
-    const live = suite.timeline.current().find((pod) => pod.serving);
+    // A DELETE counts as live only if the pod served from a grace period before it (the suite's
+    // pod watch may see Ready after the controller did): take a pod serving for longer than that.
+    const servingLong = (): PodView | undefined => suite.timeline.current().find((pod) => pod.serving && Date.now() - pod.since > 2 * GRACE_MS);
+    await eventually('a pod serving for twice the grace period', () => servingLong() !== undefined, 30_000);
+    const live = servingLong();
     assert.ok(live, 'a serving pod');
     const key = keyOf(live.ip);
     const from = suite.observer.events.length;

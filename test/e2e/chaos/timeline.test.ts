@@ -51,7 +51,7 @@ describe('PodTimeline.liveDeletes', () => {
 
   it('keeps only changes and reports the latest state and the first serving time', () => {
     const t = timeline(['a', 0, '', false], ['a', 100, '10.0.0.1', true], ['a', 200, '10.0.0.1', true]);
-    assert.deepEqual(t.current(), [{ uid: 'a', name: 'pod-a', ip: '10.0.0.1', serving: true }]);
+    assert.deepEqual(t.current(), [{ uid: 'a', name: 'pod-a', ip: '10.0.0.1', serving: true, since: 100 }]);
     assert.deepEqual(t.servingSince('pod-a', 50), { at: 100, ip: '10.0.0.1' });
     assert.equal(t.servingSince('pod-a', 150), undefined);
   });

@@ -32,6 +32,8 @@ export interface PodView {
   readonly name: string;
   readonly ip: string;
   readonly serving: boolean;
+  /** Epoch ms since which the pod has been in this state. */
+  readonly since: number;
 }
 
 export interface LiveDelete {
@@ -73,7 +75,7 @@ export class PodTimeline {
     const out: PodView[] = [];
     for (const [uid, { name, history }] of this.#pods) {
       const last = history.at(-1);
-      if (last !== undefined) out.push({ uid, name, ip: last.ip, serving: last.serving });
+      if (last !== undefined) out.push({ uid, name, ip: last.ip, serving: last.serving, since: last.at });
     }
     return out;
   }

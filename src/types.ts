@@ -79,6 +79,11 @@ export interface PodRef {
   readonly uid: string;
 }
 
+/** Just the pod's name fields, copied: a record kept with a change, an entry or an Event must not keep the cached pod (and its annotations) alive. */
+export function podRefOf(pod: PodRef): PodRef {
+  return { namespace: pod.namespace, name: pod.name, uid: pod.uid };
+}
+
 /** "namespace/name", the form logs and audit records use. */
 export function podKeyOf(pod: Pick<PodRef, 'namespace' | 'name'>): string {
   return `${pod.namespace}/${pod.name}`;

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { AuditLog } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import { podKeyOf, type Change, type CurrentEntry, type DesiredEntry, type Plan, type Policy, type SlimPod } from '../types.ts';
+import { podKeyOf, podRefOf, type Change, type CurrentEntry, type DesiredEntry, type Plan, type Policy, type SlimPod } from '../types.ts';
 import { isDelete, limitDeletes, plan } from '../plan/index.ts';
 import { retryUntilDone } from '../backoff.ts';
 import { preciseNow } from '../clock.ts';
@@ -429,9 +429,4 @@ export class Controller {
     await this.#workersDone;
     await this.#reconciling?.catch(() => undefined);
   }
-}
-
-/** The pod as changes name it: a small record, not the cached pod (whose annotations would be kept alive). */
-function podRefOf(pod: SlimPod): PodRef {
-  return { namespace: pod.namespace, name: pod.name, uid: pod.uid };
 }

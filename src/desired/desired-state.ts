@@ -7,7 +7,7 @@
 
 import { mapPod, type ZoneOf } from '../mapping/map-pod.ts';
 import type { MappingConfig } from '../mapping/config.ts';
-import type { DesiredEntry, PodMapping, PodRef, SlimPod } from '../types.ts';
+import { podRefOf, type DesiredEntry, type PodMapping, type PodRef, type SlimPod } from '../types.ts';
 
 /**
  * The service grants' answer for a pod's claim (docs/decisions/0009):
@@ -94,7 +94,7 @@ export class DesiredState {
       this.#pods.delete(pod.uid);
     } else {
       this.#pods.set(pod.uid, {
-        ref: { namespace: pod.namespace, name: pod.name, uid: pod.uid },
+        ref: podRefOf(pod),
         created: parseTime(pod.creationTimestamp),
         serving,
         values,

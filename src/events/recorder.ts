@@ -10,7 +10,7 @@
 // event-api.ts; this file orders them and schedules the sends.
 import type { Logger } from 'pino';
 import type { KubeAccess } from '../source/kube-access.ts';
-import { podKeyOf, type EventType, type PodRef } from '../types.ts';
+import { podKeyOf, podRefOf, type EventType, type PodRef } from '../types.ts';
 import { apiEventSender, type RecordedEvent, type ReportingIdentity, type SendFn } from './event-api.ts';
 import { DedupeWindow, KeyedTokenBuckets, TokenBucket } from './limits.ts';
 
@@ -237,7 +237,7 @@ export class EventRecorder {
     }
     this.#dedupe.remember(key, now);
     const event: RecordedEvent = {
-      pod: { namespace: pod.namespace, name: pod.name, uid: pod.uid },
+      pod: podRefOf(pod),
       type,
       reason,
       action: action ?? DEFAULT_ACTIONS[reason] ?? reason,

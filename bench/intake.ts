@@ -5,7 +5,7 @@
 //   node bench/intake.ts    [INTAKE_PODS=10000 INTAKE_EVENTS=1000 INTAKE_REPS=5 INTAKE_ROUNDS=3]
 //   INTAKE_METHODS=kube-http,kube-http-protobuf (default; client-node is the third method)
 //   INTAKE_CURL=1 also times curl (watch lines, one-page lists, gzip).
-//   INTAKE_PAGE_FILE=F saves one protobuf list page of 500 pods to F (for bench/protobuf-reader.ts).
+//   INTAKE_PAGE_FILE=F saves one protobuf list page of 500 pods to F (input for profiling the decoder).
 //   INTAKE_NODE_FLAGS='--cpu-prof --cpu-prof-dir=/tmp/prof' adds Node flags to the measuring children.
 //
 // Starts a real cluster (test/cluster), creates INTAKE_PODS pods no scheduler takes

@@ -1,6 +1,6 @@
 // `npm run chart-docs`: writes the values table of charts/etcd-registrar/README.md from
 // values.schema.json (type, description) and values.yaml (default), so the chart's docs have
-// one source of truth; test/chart/docs.test.ts fails when the README has drifted.
+// one source of truth; test/chart/questions.test.ts fails when the README has drifted.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';

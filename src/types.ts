@@ -95,13 +95,28 @@ export type PodEvent = { readonly type: 'upsert' | 'delete'; readonly pod: SlimP
 /** The outcome of one change written to etcd. */
 export interface ApplyResult {
   readonly change: Change;
-  /** ok: written; conflict: the key was not in the state the change expected; error: not written (or unknown). */
-  readonly outcome: 'ok' | 'conflict' | 'error';
+  /**
+   * ok: written; conflict: the key was not in the state the change expected; error: not written
+   * (or unknown); superseded: dropped before a retry because the caller no longer planned it
+   * (not written, unless an earlier attempt that timed out was applied).
+   */
+  readonly outcome: 'ok' | 'conflict' | 'error' | 'superseded';
   readonly error?: string | undefined;
   /** State of the key after the call as far as known: the written entry on ok, what was found on conflict (undefined = absent). */
   readonly current?: CurrentEntry | undefined;
   /** etcd revision of the transaction that applied the change (ok only). */
   readonly revision?: string | undefined;
+}
+
+/** What a caller of the registry's apply may add to the changes. */
+export interface ApplyOptions {
+  /** With a fence, every transaction also requires the leader's campaign key to be unchanged. */
+  readonly fence?: Fence | undefined;
+  /**
+   * Asked before every retry of a transaction (etcd was unavailable): false drops the change
+   * with outcome 'superseded' instead of writing it late.
+   */
+  readonly stillPlanned?: ((change: Change) => boolean) | undefined;
 }
 
 /** Leadership fence: every transaction of the leader also requires this key's create revision. */

@@ -126,7 +126,27 @@ export class BatchWriter {
       return;
     }
     latency.sent(changed, preciseNow());
-    this.#recordResults(await registry.apply(plan.changes, fence));
+    this.#recordResults(await registry.apply(plan.changes, { fence, stillPlanned: (change) => this.#stillPlanned(change) }));
+  }
+
+  /**
+   * Asked by the registry before it retries a transaction (etcd was unavailable): would the
+   * change be planned the same way now? A deregistration planned before etcd stalled can be
+   * wrong by the time it commits (a new pod took the IP and turned Ready meanwhile, with the
+   * same value, so the transaction's guards still hold): then it is dropped and re-planned.
+   */
+  #stillPlanned(change: Change): boolean {
+    const { desired, mirror } = this.#deps;
+    const wanted = desired.desiredFor(change.key);
+    const current = mirror.get(change.key);
+    const now = this.#deps.plan(
+      wanted === undefined ? new Map() : new Map([[change.key, wanted]]),
+      current === undefined ? new Map() : new Map([[change.key, current]]),
+      new Set([change.key]),
+    );
+    return now.changes.some(
+      (c) => c.key === change.key && c.action === change.action && c.value === change.value && c.expectedLease === change.expectedLease,
+    );
   }
 
   /** Plans these keys alone, against the whole pod cache and the mirror. */
@@ -158,6 +178,7 @@ export class BatchWriter {
     for (const result of results) {
       this.#deps.mirror.noteWrite(result.change.key);
       if (result.outcome === 'ok') this.#recordWritten(result, leaseId, committedAt, written);
+      else if (result.outcome === 'superseded') this.#recordSuperseded(result.change, leaseId);
       else this.#recordFailed(result, leaseId);
     }
     for (const { pod, keys } of written.registered.values()) {
@@ -183,6 +204,19 @@ export class BatchWriter {
     this.#deps.queue.forget(change.key);
     this.#deps.latency.committed(change.key, changeKind(change), result.revision ?? '0', committedAt);
     this.#deps.trail.change(change, 'ok', leaseId);
+  }
+
+  /**
+   * Not written: planned again at once. An attempt before the retry may have been applied,
+   * so the mirror forgets the key; the next plan's guard finds out what etcd holds.
+   */
+  #recordSuperseded(change: Change, leaseId: string): void {
+    const { mirror, metrics, queue } = this.#deps;
+    mirror.delete(change.key);
+    metrics?.changes.inc({ action: change.action, outcome: 'superseded' });
+    this.#deps.latency.dropped(change.key);
+    this.#deps.trail.failed(change, 'superseded: the pod changed while etcd was unavailable; planned again', leaseId);
+    queue.addAfter(change.key, 0, this.#deps.desired.desiredFor(change.key) === undefined);
   }
 
   #recordFailed(result: ApplyResult, leaseId: string): void {

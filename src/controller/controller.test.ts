@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { DesiredState } from '../desired/index.ts';
 import { makePod, testConfig } from '../mapping/testing.ts';
 import { AuditLog } from '../observability/log.ts';
-import type { AuditRecord, Change, CurrentEntry, SlimPod } from '../types.ts';
+import type { ApplyOptions, AuditRecord, Change, CurrentEntry, SlimPod } from '../types.ts';
 import { Controller, type ControllerOptions } from './controller.ts';
 import { keyDirectory } from '../registry/keys.ts';
 import type { ApplyResult, Fence, LeadershipPort, NodeFeed, PodEvent, PodSourcePort, RegistryPort } from './ports.ts';
@@ -84,24 +84,30 @@ class FakeRegistry extends EventEmitter implements RegistryPort {
   }
   /** Every apply() call as it starts (before the gate). */
   started: Change[][] = [];
-  async apply(changes: readonly Change[], fence?: Fence): Promise<ApplyResult[]> {
+  /** Acts as if every transaction's first attempt failed: asks stillPlanned after the gate, as the registry does before a retry. */
+  retryAfterGate = false;
+  async apply(changes: readonly Change[], options: ApplyOptions = {}): Promise<ApplyResult[]> {
     this.started.push([...changes]);
     await this.gate;
-    this.applied.push([...changes]);
+    const { fence, stillPlanned } = options;
+    const superseded = this.retryAfterGate && stillPlanned !== undefined ? changes.filter((change) => !stillPlanned(change)) : [];
+    const written = changes.filter((change) => !superseded.includes(change));
+    this.applied.push(written);
     this.fences.push(fence);
-    for (const change of changes) if (change.action === 'register' || change.action === 'repair') this.marked.add(keyDirectory('/', change.key));
-    return changes.map((change) => {
-      const have = this.kv.get(change.key);
-      const matches = change.action === 'register' ? have === undefined : have?.lease === change.expectedLease;
-      if (!matches) return { change, outcome: 'conflict', current: have };
-      const revision = String(++this.revision);
-      if (change.action === 'register' || change.action === 'repair') {
-        this.kv.set(change.key, { key: change.key, value: change.value, lease: this.lease, modRevision: revision });
-      } else {
-        this.kv.delete(change.key);
-      }
-      return { change, outcome: 'ok', revision };
-    });
+    return changes.map((change) => (superseded.includes(change) ? { change, outcome: 'superseded' } : this.#write(change)));
+  }
+  #write(change: Change): ApplyResult {
+    if (change.action === 'register' || change.action === 'repair') this.marked.add(keyDirectory('/', change.key));
+    const have = this.kv.get(change.key);
+    const matches = change.action === 'register' ? have === undefined : have?.lease === change.expectedLease;
+    if (!matches) return { change, outcome: 'conflict', current: have };
+    const revision = String(++this.revision);
+    if (change.action === 'register' || change.action === 'repair') {
+      this.kv.set(change.key, { key: change.key, value: change.value, lease: this.lease, modRevision: revision });
+    } else {
+      this.kv.delete(change.key);
+    }
+    return { change, outcome: 'ok', revision };
   }
   put(key: string, value: string, lease: string): void {
     this.kv.set(key, { key, value, lease, modRevision: String(++this.revision) });
@@ -341,6 +347,49 @@ describe('Controller', () => {
     await controller.whenIdle();
     assert.equal(registry.kv.get(key('10.1.0.9'))?.value, '10.1.0.9:86');
     await controller.stop();
+  });
+
+  it('drops a deregistration that waited out an etcd stall when a new Ready pod took the IP meanwhile', async (t) => {
+    const { source, registry, controller, records } = setup(t);
+    await controller.start();
+    const old = makePod({ uid: 'old', name: 'old', podIPs: ['10.1.0.9'], creationTimestamp: '2024-01-01T00:00:00Z' });
+    source.emit({ type: 'upsert', pod: old });
+    await controller.whenIdle();
+    const registered = registry.kv.get(key('10.1.0.9'));
+    assert.equal(registered?.value, '10.1.0.9:86');
+    // etcd stalls: the old pod's deregistration is planned and waits in the registry's retries.
+    let open = (): void => {};
+    registry.gate = new Promise<void>((resolve) => { open = resolve; });
+    registry.retryAfterGate = true;
+    registry.started = [];
+    source.emit({ type: 'upsert', pod: { ...old, terminating: true, ready: false } });
+    await waitUntil(() => registry.started.length === 1, 2000);
+    assert.deepEqual(registry.started[0]?.map((c) => `${c.action} ${c.key}`), [`deregister ${key('10.1.0.9')}`]);
+    // Meanwhile the old pod is gone and a new pod with the same IP turned Ready.
+    source.emit({ type: 'delete', pod: old });
+    source.emit({ type: 'upsert', pod: makePod({ uid: 'new', name: 'new', podIPs: ['10.1.0.9'], creationTimestamp: '2024-01-02T00:00:00Z' }) });
+    open();
+    await controller.whenIdle();
+    // The key was never deleted: it is the very entry written for the old pod, now claimed by the new one.
+    assert.deepEqual(registry.kv.get(key('10.1.0.9')), registered);
+    assert.ok(registry.applied.every((batch) => batch.every((c) => c.action !== 'deregister')), 'no deregistration reached etcd');
+    const dropped = records.filter((r) => r.action === 'deregister');
+    assert.deepEqual(dropped.map((r) => [r.outcome, r.pod]), [['error', 'default/old']]);
+    assert.match(dropped[0]!.reason, /superseded/);
+    await controller.stop();
+  });
+
+  it('keeps a change the registry asks about before a retry when it is still planned', async (t) => {
+    const { source, registry, controller } = setup(t);
+    registry.retryAfterGate = true;
+    await controller.start();
+    const pod = makePod({ uid: 'a', name: 'a', podIPs: ['10.1.0.1'] });
+    source.emit({ type: 'upsert', pod });
+    await controller.whenIdle();
+    source.emit({ type: 'upsert', pod: { ...pod, terminating: true } });
+    await controller.whenIdle();
+    assert.ok(!registry.kv.has(key('10.1.0.1')));
+    assert.deepEqual(registry.applied.map((batch) => batch.map((c) => c.action)), [['register'], ['deregister']]);
   });
 
   it('removes orphans on our lease, leaves foreign keys alone and audits each once', async (t) => {

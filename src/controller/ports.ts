@@ -1,7 +1,7 @@
 // The small interfaces the controller needs from its collaborators, so that it can be
 // wired to the real pod source, registry and event recorder, or to fakes in unit tests.
 import type { Admission, Admit } from '../desired/index.ts';
-import type { ApplyResult, Change, CurrentEntry, DesiredEntry, EventType, Fence, PodEvent, PodMapping, PodRef, SlimPod } from '../types.ts';
+import type { ApplyOptions, ApplyResult, Change, CurrentEntry, DesiredEntry, EventType, Fence, PodEvent, PodMapping, PodRef, SlimPod } from '../types.ts';
 
 export type { ApplyResult, EventType, Fence, PodEvent, PodRef };
 
@@ -48,8 +48,7 @@ export interface RegistryPort {
   readScoped(wantedKeys: Iterable<string>, options?: { readonly full?: boolean }): Promise<{ readonly entries: Map<string, CurrentEntry> }>;
   /** Marks the directories of the entries on our leases (found by a full read) for later scoped reads. */
   markDirectories(entries: Iterable<CurrentEntry>): Promise<number>;
-  /** With a fence, every transaction also requires the leader's campaign key to be unchanged. */
-  apply(changes: readonly Change[], fence?: Fence): Promise<readonly ApplyResult[]>;
+  apply(changes: readonly Change[], options?: ApplyOptions): Promise<readonly ApplyResult[]>;
   on(event: 'leaseChanged', listener: (event: { previous: string; current: string }) => void): unknown;
 }
 

@@ -48,10 +48,10 @@ describe('leadership', () => {
     assert.ok(BigInt(newFence.createRevision) > BigInt(oldFence.createRevision), 'a new term');
     assert.ok(Date.now() - started < 5_000, `elected ${Date.now() - started} ms after the heal`);
     const key = '/election-test/10.9.0.1-80';
-    const [stale] = await registry.apply([register(key, '10.9.0.1:80')], oldFence);
+    const [stale] = await registry.apply([register(key, '10.9.0.1:80')], { fence: oldFence });
     assert.equal(stale?.outcome, 'error');
     assert.match(stale?.error ?? '', /fence lost/);
-    const [fresh] = await registry.apply([register(key, '10.9.0.1:80')], newFence);
+    const [fresh] = await registry.apply([register(key, '10.9.0.1:80')], { fence: newFence });
     assert.equal(fresh?.outcome, 'ok');
     assert.equal((await obs.get(key).string()), '10.9.0.1:80');
     await second.resign();

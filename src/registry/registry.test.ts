@@ -12,6 +12,7 @@ import {
   register,
   repair,
   startEtcd,
+  startProxy,
   type EtcdServer,
 } from './fixture.test.ts';
 import { RegistryProgrammingError, type EtcdRegistry } from './index.ts';
@@ -186,14 +187,47 @@ describe('EtcdRegistry reads and writes', () => {
     const fenceKey = '/etcd-registrar/election/leader';
     await obs.put(fenceKey).value('me');
     const createRevision = (await obs.kv.range({ key: Buffer.from(fenceKey) })).kvs[0]!.create_revision;
-    const ok = await reg.apply([register('/fence_PRE/a', 'A')], { key: fenceKey, createRevision });
+    const ok = await reg.apply([register('/fence_PRE/a', 'A')], { fence: { key: fenceKey, createRevision } });
     assert.equal(ok[0]!.outcome, 'ok');
     await obs.delete().key(fenceKey);
     await obs.put(fenceKey).value('someone else');
     const changes = Array.from({ length: 250 }, (_, i) => register(`/fence_PRE/k${i}`, 'v'));
-    const res = await reg.apply(changes, { key: fenceKey, createRevision });
+    const res = await reg.apply(changes, { fence: { key: fenceKey, createRevision } });
     assert.ok(res.every((r) => r.outcome === 'error' && /fence lost/.test(r.error ?? '')));
     assert.equal((await dump(obs, '/fence_PRE/')).size, 1);
+  });
+
+  test('before a retry, a change the caller no longer plans is dropped (superseded), the rest still applied', async () => {
+    const p = '/superseded_PRE/';
+    const proxy = await startProxy(etcd.endpoints[0]!);
+    const a = makeRegistry([proxy.endpoint], { leaseTtlSeconds: 10, callTimeoutMs: 1000 });
+    const etcdErrors: string[] = [];
+    a.on('etcdError', (e: { op: string; error: string }) => etcdErrors.push(`${e.op} ${e.error}`));
+    try {
+      await a.start();
+      await a.apply([register(`${p}kept`, 'K'), register(`${p}gone`, 'G')]);
+      const lease = a.leaseId();
+      // etcd unreachable: the first attempt fails; before the retry the caller changed its mind about one key.
+      proxy.pause();
+      const asked: string[] = [];
+      const res = await a.apply([deregister(`${p}kept`, 'K', lease), deregister(`${p}gone`, 'G', lease)], {
+        stillPlanned: (change) => {
+          asked.push(change.key);
+          proxy.resume();
+          return change.key !== `${p}kept`;
+        },
+      });
+      assert.deepEqual(res.map((r) => [r.change.key, r.outcome]), [[`${p}kept`, 'superseded'], [`${p}gone`, 'ok']]);
+      assert.ok(asked.includes(`${p}kept`) && asked.includes(`${p}gone`), `asked about ${asked.join(', ')}`);
+      const left = await dump(obs, p);
+      assert.deepEqual([...left.keys()], [`${p}kept`]);
+      assert.equal(left.get(`${p}kept`)?.value, 'K');
+      assert.ok(etcdErrors.length > 0, 'the failed first attempt was reported');
+      assert.ok(etcdErrors.every((e) => !e.includes('superseded')), 'dropping a change is no etcd error');
+    } finally {
+      await a.close();
+      await proxy.close();
+    }
   });
 
   test('readAll pages through foreign keys, pins one revision, and hides owner records', async (t) => {

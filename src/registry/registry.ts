@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import { Leadership } from './election.ts';
-import type { ApplyResult, Change, CurrentEntry, Fence } from '../types.ts';
+import type { ApplyOptions, ApplyResult, Change, CurrentEntry, Fence } from '../types.ts';
 import { createClient, explainConnectionError, type RegistryClient } from './client.ts';
 import { DirectoryMarkers } from './directories.ts';
 import { assertWritable, keyDirectory, RegistryProgrammingError, type KeySpace } from './keys.ts';
@@ -239,9 +239,11 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
    * When a transaction's guards fail, its failure branch reads the keys atomically, the
    * conflicting changes are reported, and the rest is re-submitted. Never throws for etcd
    * failures (those become 'error' results); throws RegistryProgrammingError for a key
-   * outside the key root.
+   * outside the key root. With `fence`, every transaction also requires the leader's campaign
+   * key; `stillPlanned` is asked before every retry (see ApplyOptions).
    */
-  async apply(changes: readonly Change[], fence?: Fence): Promise<ApplyResult[]> {
+  async apply(changes: readonly Change[], options: ApplyOptions = {}): Promise<ApplyResult[]> {
+    const { fence, stillPlanned } = options;
     const client = this.#need();
     if (this.#mode === 'read-only') throw new RegistryProgrammingError('registry: apply() on a read-only registry');
     for (const c of changes) assertWritable(this.#space, c.key);
@@ -250,7 +252,7 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
     }
     const results: ResultSlots = new Array<ApplyResult | undefined>(changes.length);
     const items = this.#admit(changes, results);
-    await applyItems(this.#writes(client), items, fence, results);
+    await applyItems(this.#writes(client), items, fence, results, stillPlanned);
     return results.map(
       (r, i) => r ?? { change: changes[i]!, outcome: 'error', error: 'internal: no result recorded' },
     );

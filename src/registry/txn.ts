@@ -154,6 +154,11 @@ export function recordErrors(results: ResultSlots, items: readonly Item[], error
   for (const it of items) results[it.index] = { change: it.change, outcome: 'error', error };
 }
 
+/** Changes the caller stopped planning while their transaction waited for a retry: not written. */
+export function recordSuperseded(results: ResultSlots, items: readonly Item[]): void {
+  for (const it of items) results[it.index] = { change: it.change, outcome: 'superseded' };
+}
+
 /** Every change of a transaction that succeeded at `revision`, puts on `lease`. */
 export function recordApplied(results: ResultSlots, items: readonly Item[], lease: string, revision: string): void {
   for (const it of items) {

@@ -3,7 +3,7 @@
 // and directory markers for keys found by a full read. What the transactions are is txn.ts.
 import type { Etcd3, ITxnResponse } from 'etcd3';
 import { NO_LEASE } from '../ownership.ts';
-import type { Fence } from '../types.ts';
+import type { Change, Fence } from '../types.ts';
 import type { DirectoryMarkers } from './directories.ts';
 import type { LeaseKeeper } from './lease.ts';
 import { errorMessage, isLeaseNotFound, isTransient, withRetry, type RetryHooks, type RetryOutcome, type RetryPolicy } from './retry.ts';
@@ -14,6 +14,7 @@ import {
   judgeFailedTxn,
   recordApplied,
   recordErrors,
+  recordSuperseded,
   type Item,
   type ResultSlots,
   type TxnRequest,
@@ -39,10 +40,32 @@ export interface WriteContext {
 interface BatchContext {
   /** Set once the call cannot succeed (fence lost, etcd unavailable): later batches fail fast. */
   abort: string | undefined;
+  /** Asked before every retry of a transaction: false drops the change (its result: superseded). */
+  readonly stillPlanned: (change: Change) => boolean;
 }
 
-/** Applies `items` in batches; every item gets its result in `results`. Never throws for etcd failures. */
-export async function applyItems(ctx: WriteContext, items: readonly Item[], fence: Fence | undefined, results: ResultSlots): Promise<void> {
+/** Thrown inside a retry when the caller no longer plans some of the transaction's changes. */
+class Superseded extends Error {
+  readonly items: readonly Item[];
+  constructor(items: readonly Item[]) {
+    super(`superseded: ${items.length} change(s) no longer planned`);
+    this.items = items;
+  }
+}
+
+/**
+ * Applies `items` in batches; every item gets its result in `results`. Never throws for etcd
+ * failures. Before each retry of a transaction, `stillPlanned` is asked about its changes: a
+ * change planned before etcd became unavailable may be wrong by the time it could commit (a
+ * deregistration whose IP a new Ready pod took meanwhile), so it is dropped, not written late.
+ */
+export async function applyItems(
+  ctx: WriteContext,
+  items: readonly Item[],
+  fence: Fence | undefined,
+  results: ResultSlots,
+  stillPlanned: (change: Change) => boolean = () => true,
+): Promise<void> {
   const txns = batches(items, {
     maxOps: ctx.maxOps,
     reservedOps: fence !== undefined ? 1 : 0,
@@ -50,7 +73,7 @@ export async function applyItems(ctx: WriteContext, items: readonly Item[], fenc
   });
   // The same key twice: its changes must apply in order, one transaction at a time.
   const sequential = new Set(items.map((i) => i.change.key)).size !== items.length;
-  const state: BatchContext = { abort: undefined };
+  const state: BatchContext = { abort: undefined, stillPlanned };
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < txns.length) {
@@ -80,7 +103,16 @@ async function applyBatch(ctx: WriteContext, batch: readonly Item[], fence: Fenc
       return;
     }
     const { req, markers } = txnWithMarkers(ctx.markers, pending, lease, fence);
-    const sent = await send(ctx, req);
+    const current = pending;
+    const sent = await send(ctx, req, () => current.filter((it) => !state.stillPlanned(it.change)));
+    if ('superseded' in sent) {
+      recordSuperseded(results, sent.superseded);
+      const dropped = new Set(sent.superseded);
+      pending = pending.filter((it) => !dropped.has(it));
+      // An earlier attempt may have applied the transaction: judge the rest as ambiguous.
+      ambiguous = true;
+      continue;
+    }
     if (!sent.ok) {
       if (isLeaseNotFound(sent.error) && leaseWaits < 2 && pending.some((it) => isPut(it.change))) {
         leaseWaits++;
@@ -128,13 +160,34 @@ function txnWithMarkers(dirs: DirectoryMarkers, items: readonly Item[], lease: s
   return { req, markers };
 }
 
-/** Sends one transaction with retries; its error is returned, not thrown, and noted. */
-async function send(ctx: WriteContext, req: TxnRequest): Promise<{ ok: true; outcome: RetryOutcome<ITxnResponse> } | { ok: false; error: unknown }> {
+type Sent =
+  | { readonly ok: true; readonly outcome: RetryOutcome<ITxnResponse> }
+  | { readonly ok: false; readonly error: unknown }
+  | { readonly ok: false; readonly superseded: readonly Item[] };
+
+/**
+ * Sends one transaction with retries; its error is returned, not thrown, and noted. Before
+ * each retry, `stale` names the changes no longer planned: then nothing is sent and those
+ * are returned, for the caller to drop and send the rest anew.
+ */
+async function send(ctx: WriteContext, req: TxnRequest, stale: () => readonly Item[]): Promise<Sent> {
+  const hooks = ctx.hooks('apply');
   try {
-    const outcome = await withRetry(ctx.retry, () => ctx.client.kv.txn(req), ctx.hooks('apply'));
+    const attempt = (n: number): Promise<ITxnResponse> => {
+      const dropped = n > 1 ? stale() : [];
+      return dropped.length > 0 ? Promise.reject(new Superseded(dropped)) : ctx.client.kv.txn(req);
+    };
+    const outcome = await withRetry(ctx.retry, attempt, {
+      ...hooks,
+      // A dropped change is the caller's decision, not an etcd failure.
+      onError: (err, n, willRetry) => {
+        if (!(err instanceof Superseded)) hooks.onError?.(err, n, willRetry);
+      },
+    });
     ctx.noteWriteOutcome(undefined);
     return { ok: true, outcome };
   } catch (err) {
+    if (err instanceof Superseded) return { ok: false, superseded: err.items };
     ctx.noteWriteOutcome(err);
     return { ok: false, error: err };
   }

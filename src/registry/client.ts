@@ -1,7 +1,8 @@
-// Builds the etcd3 client the registry uses: TLS/auth, deadlines on every unary call, gRPC
-// keepalive, and etcd3's own retry/circuit-breaker policies switched off (the registry
-// retries with exponential jittered backoff itself; etcd3 retries 3 times without any
-// delay, and its per-host breaker would hold calls back for 5 s after etcd returns).
+// Builds the etcd3 client the registry uses: TLS/auth, deadlines and etcd's require-leader
+// metadata on every unary call, gRPC keepalive, and etcd3's own retry/circuit-breaker policies
+// switched off (the registry retries with exponential jittered backoff itself; etcd3 retries
+// 3 times without any delay, and its per-host breaker would hold calls back for 5 s after etcd
+// returns).
 import { checkServerIdentity, connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { Etcd3, GRPCUnavailableError } from 'etcd3';
@@ -128,6 +129,21 @@ export async function createClient(settings: ClientSettings): Promise<RegistryCl
   };
 }
 
+/**
+ * etcd's "require leader" metadata on every unary call: a member that has no leader (an
+ * election, a minority partition) answers at once with `etcdserver: no leader` (UNAVAILABLE,
+ * retried with backoff, on another member when there is one) instead of holding the request
+ * until the deadline and applying it when a leader appears. A write applied seconds after it
+ * was planned can be stale; a refused one is retried only if the controller still plans it.
+ */
+const requireLeader: grpc.Interceptor = (options, nextCall) =>
+  new grpc.InterceptingCall(nextCall(options), {
+    start(metadata, listener, next) {
+      metadata.set('hasleader', 'true');
+      next(metadata, listener);
+    },
+  });
+
 /** etcd3's options: deadlines on unary calls, gRPC keepalive and reconnects, our fault handling. */
 function etcdOptions(hosts: string[], callTimeoutMs: number, serverName: string | undefined): IOptions {
   const grpcOptions: Record<string, string | number> = {
@@ -151,7 +167,7 @@ function etcdOptions(hosts: string[], callTimeoutMs: number, serverName: string 
     dialTimeout: callTimeoutMs,
     grpcOptions,
     defaultCallOptions: (ctx) =>
-      ctx.isStream ? {} : { deadline: Date.now() + callTimeoutMs },
+      ctx.isStream ? {} : { deadline: Date.now() + callTimeoutMs, interceptors: [requireLeader] },
     faultHandling: {
       host: (h) => (hosts.length > 1 ? hostBreaker(h) : noopPolicy()),
       global: noopPolicy(),

@@ -68,4 +68,29 @@ describe('three-member etcd cluster', () => {
       await reg.close();
     }
   });
+
+  test('a member without a leader refuses a write at once (require-leader) instead of holding it until the deadline', async (t) => {
+    const [m0, m1, m2] = members as [EtcdServer, EtcdServer, EtcdServer];
+    const reg = makeRegistry(m0.endpoints, { leaseTtlSeconds: 10, callTimeoutMs: 5_000, retry: { attempts: 1 } });
+    await reg.start();
+    try {
+      await Promise.all([m1.kill('SIGKILL'), m2.kill('SIGKILL')]);
+      await waitUntil('m0 to lose its leader', async () => {
+        const res = await fetch(`${m0.metricsUrl}/health`).catch(() => undefined);
+        const body = (await res?.json().catch(() => undefined)) as { health?: unknown } | undefined;
+        return body?.health === 'false';
+      }, 15_000);
+      const sentAt = performance.now();
+      const [result] = await reg.apply([register('/leaderless_PRE/a', 'A')]);
+      const ms = performance.now() - sentAt;
+      t.diagnostic(`refused in ${ms.toFixed(0)} ms: ${result?.error ?? ''}`);
+      assert.equal(result?.outcome, 'error');
+      assert.match(result?.error ?? '', /no leader/);
+      assert.ok(ms < 2_000, `answered after ${ms.toFixed(0)} ms; the call deadline is 5 s`);
+    } finally {
+      await reg.close();
+      await Promise.all([m1.start(), m2.start()]);
+    }
+    assert.equal((await dump(obs, '/leaderless_PRE/')).size, 0);
+  });
 });

@@ -1081,7 +1081,7 @@ async function measureReconciles(controller: ControllerProcess, etcd: Etcd3, pod
 }
 
 /** CPU seconds (user + system) of a process so far, from /proc (Linux); 0 when unavailable. */
-function procCpuSeconds(pid: number): number {
+export function procCpuSeconds(pid: number): number {
   try {
     // Fields after the command name (which may contain spaces): state is field 3, utime 14, stime 15.
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

@@ -1,6 +1,7 @@
 // Memory probe (a profiling aid, not part of `npm run bench`): the controller's memory at rest
 // with N registered pods and 50,000 foreign keys, under several Node flags / environments, one
-// controller after the other against the same cluster. Prints one line per variant.
+// controller after the other against the same cluster. Prints one line per variant: RSS and
+// heap 15 s after ready plus the CPU of the PROBE_CPU_WINDOW_S seconds (default 30) after that.
 //   node bench/memory-probe.ts [PODS] [VARIANT ...]   VARIANT: "NODE_FLAGS|ENV=VALUE,..."
 // Default variants: the shipped tuning (--max-semi-space-size=4, as the image and the bin's
 // shebang pass it), Node's defaults, and ETCD_REGISTRAR_OPTIMIZE_FOR_SIZE=true.
@@ -10,7 +11,7 @@ import { Etcd3 } from 'etcd3';
 import { sharedConnectionKubeConfig } from '../src/source/kube-access-client-node.ts';
 import { startCluster } from '../test/cluster/cluster.ts';
 import { startController } from '../test/e2e/support.ts';
-import { createReadyPods, GRANTS_ANNOTATION, REC_NAMESPACE, writeForeignKeys } from './bench.ts';
+import { createReadyPods, GRANTS_ANNOTATION, procCpuSeconds, REC_NAMESPACE, writeForeignKeys } from './bench.ts';
 import { metricSum } from './stats.ts';
 
 const pods = Number(process.argv[2] ?? '10000');
@@ -45,13 +46,18 @@ try {
     await controller.waitReady(120_000);
     // Ready comes after the first reconcile; the workers write the keys after that.
     await sleep(15_000);
+    // CPU at rest: a window after the keys are written, with no pod changing.
+    const cpuWindowS = Number(process.env['PROBE_CPU_WINDOW_S'] ?? '30');
+    const cpuBefore = procCpuSeconds(controller.proc.pid!);
+    await sleep(cpuWindowS * 1000);
+    const cpuPercent = ((procCpuSeconds(controller.proc.pid!) - cpuBefore) / cpuWindowS) * 100;
     const keys = await etcd.getAll().prefix('/rec_PRE/').count();
     const metrics = await (await fetch(`${controller.metricsUrl}/metrics`)).text();
     const status = readFileSync(`/proc/${controller.proc.pid}/status`, 'utf8');
     const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0) / 1024;
     const mb = (name: string): string => ((metricSum(metrics, name) ?? 0) / 1048576).toFixed(1);
     console.log(JSON.stringify({
-      variant, keys,
+      variant, keys, cpu_percent: cpuPercent.toFixed(2), cpu_window_s: cpuWindowS,
       rss_mb: field('VmRSS').toFixed(1), hwm_mb: field('VmHWM').toFixed(1), anon_mb: field('RssAnon').toFixed(1), file_mb: field('RssFile').toFixed(1),
       heap_total_mb: mb('etcd_registrar_nodejs_heap_size_total_bytes'), heap_used_mb: mb('etcd_registrar_nodejs_heap_size_used_bytes'),
       external_mb: mb('etcd_registrar_nodejs_external_memory_bytes'), threads: field('Threads') * 1024,

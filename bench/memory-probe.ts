@@ -1,6 +1,6 @@
 // Memory probe (a profiling aid, not part of `npm run bench`): the controller's memory at rest
-// with N registered pods and 50,000 foreign keys, under several Node flags / environments, one
-// controller after the other against the same cluster. Prints one line per variant: RSS and
+// with N registered pods and PROBE_FOREIGN_KEYS foreign keys (default 50,000), under several
+// Node flags / environments, one controller after the other against the same cluster. Prints one line per variant: RSS and
 // heap 15 s after ready plus the CPU of the PROBE_CPU_WINDOW_S seconds (default 30) after that.
 //   node bench/memory-probe.ts [PODS] [VARIANT ...]   VARIANT: "NODE_FLAGS|ENV=VALUE,..."
 // Default variants: the shipped tuning (--max-semi-space-size=4, as the image and the bin's
@@ -26,7 +26,8 @@ try {
   const kc: KubeConfig = await sharedConnectionKubeConfig();
   kc.loadFromFile(cluster.kubeconfigPath);
   const etcd = new Etcd3({ hosts: [...cluster.registry.endpoints] });
-  await writeForeignKeys(etcd, 50_000);
+  // Foreign keys under the root (another writer's): the first full read covers them too.
+  await writeForeignKeys(etcd, Number(process.env['PROBE_FOREIGN_KEYS'] ?? '50000'));
   const failures = await createReadyPods(kc.makeApiClient(CoreV1Api), 0, pods);
   console.error(`created ${pods} Ready pods (${failures} failures)`);
   for (const variant of variants) {

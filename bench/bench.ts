@@ -6,12 +6,15 @@ import { Etcd3, type Watcher } from 'etcd3';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { sharedConnectionKubeConfig } from '../src/source/kube-access-client-node.ts';
 import { kubeAccessFromFile } from '../src/source/kube-access-resolve.ts';
+import type { KubeContentType } from '../src/source/kube-http.ts';
 import { preciseNow } from '../src/clock.ts';
 import { startCluster, type Cluster } from '../test/cluster/cluster.ts';
 import { startController, type ControllerProcess } from '../test/e2e/support.ts';
 import { metricSum, summarize, type LatencySummary } from './stats.ts';
 import { decompose, describeBreakdown, floorP99, histogramQuantile, quantiles, type ControllerTiming, type Decomposition, type KeyArrival, type Quantiles, type Transition } from './decompose.ts';
 import { cpuSnapshot, LoadMonitor, type LoadReport } from './load.ts';
+import { replayFloor } from './replay-floor.ts';
+import { methodOf, runChild } from './intake-child.ts';
 import { startWatchProbe, type ProbeResult, type WatchProbe } from './watch-probe.ts';
 import { DriverDelay, PodDriver } from './driver.ts';
 
@@ -84,7 +87,8 @@ export interface LatencyRun {
   readonly deregistrationSamples: number[];
 }
 
-export interface BurstResult {
+/** One burst: N pods turn Ready while the controller is paused; figures from its resume. */
+export interface BurstFigures {
   readonly pods: number;
   /** Last Ready as the controller can see it (the later of the last Ready and its resume) -> last key PUT. */
   readonly seconds: number;
@@ -101,8 +105,17 @@ export interface BurstResult {
   readonly controller_cpu_s: number;
   /** Watch events of the burst's pods the controller had to take in after its resume (one per pod: its Ready). */
   readonly replay_events: number;
+  /**
+   * MB the idle client received for them: the watch's response body in the controller's content
+   * type (its wire size). Runs without `json`/`protobuf` sides (before issue 15): the events' JSON size.
+   */
   readonly replay_mb: number;
-  /** Seconds an idle client (client-node Watch + JSON parse, nothing else) takes to receive the same events: the intake floor. */
+  /**
+   * Seconds an idle client takes to receive the same events, decoding and slimming them and nothing
+   * else (bench/replay-floor.ts): the intake floor, on the project's own transport
+   * (src/source/kube-http.ts) in the controller's content type. Runs without `json`/`protobuf`
+   * sides (before issue 15): client-node's Watch and JSON.stringify.
+   */
   readonly replay_seconds: number;
   /** How fast the bench set the pods Ready (status updates per second, 32 in flight) while the controller was paused. */
   readonly status_updates_per_s: number;
@@ -110,6 +123,39 @@ export interface BurstResult {
   readonly intake_floor_keys_per_s: number;
   /** keys_per_s / intake_floor_keys_per_s. */
   readonly ratio_to_intake_floor: number;
+}
+
+/** One side of the JSON vs protobuf burst: a fresh controller run with --kube-content-type `content_type`. */
+export interface BurstSide extends BurstFigures {
+  readonly content_type: KubeContentType;
+}
+
+/**
+ * The burst. Since issue 15 it runs twice on the same cluster, one after the other, each on a
+ * fresh controller: `json` and `protobuf` (--kube-content-type); the top-level figures are the
+ * protobuf side's (the shipped default). Older runs have neither side: their figures are of one
+ * burst on the latency runs' controller.
+ */
+export interface BurstResult extends BurstFigures {
+  readonly content_type?: KubeContentType;
+  readonly json?: BurstSide;
+  readonly protobuf?: BurstSide;
+}
+
+/** A full list of the pods present, slimmed into a Map, in a fresh child process (bench/intake-child.ts). */
+export interface RelistResult {
+  readonly content_type: KubeContentType;
+  /** Pods in the list (slimmed and cached). */
+  readonly items: number;
+  readonly seconds: number;
+  /** CPU seconds (user + system, the child's whole process) over the list. */
+  readonly cpu_s: number;
+  /** The child's peak RSS over its life (its baseline included). */
+  readonly peak_rss_mb: number;
+  /** The child's RSS after its imports, before the list: peak_rss_mb - baseline_rss_mb is the list's own. */
+  readonly baseline_rss_mb: number;
+  readonly heap_used_after_gc_mb: number;
+  readonly gc_ms: number;
 }
 
 export interface ReconcileResult {
@@ -135,7 +181,7 @@ export interface RestartResult {
   readonly keys_written: number;
 }
 
-export interface SteadyResult {
+export interface SteadyFigures {
   readonly registered_keys: number;
   readonly window_seconds: number;
   readonly etcd_requests_per_s: number;
@@ -143,6 +189,21 @@ export interface SteadyResult {
   readonly cpu_percent: number;
   readonly rss_mb: number;
   readonly heap_used_mb: number;
+}
+
+/** A steady-state controller on other Node settings than the shipped ones. */
+export interface SteadyVariant extends SteadyFigures {
+  /** The Node flags it ran with ('' = none: Node's defaults). */
+  readonly node_options: string;
+}
+
+/** The restarted controller (the shipped Node settings: controllerNodeOptions) at rest. */
+export interface SteadyResult extends SteadyFigures {
+  /**
+   * Since issue 15: a controller started afterwards with Node's default V8 settings (no
+   * --max-semi-space-size, no --optimize-for-size), measured the same way over the same window.
+   */
+  readonly node_defaults?: SteadyVariant;
 }
 
 /** The raw etcd write path at a run's rate: one guarded single-key txn at a time, paced. */
@@ -191,6 +252,8 @@ export interface BenchResult {
   readonly reconcile: ReconcileResult[];
   readonly restart: RestartResult;
   readonly steady: SteadyResult;
+  /** Since issue 15: a full list of the reconcile tier's pods, per content type. */
+  readonly relist?: { readonly json: RelistResult; readonly protobuf: RelistResult };
   readonly calibration: Calibration | undefined;
   readonly targets: Targets | undefined;
   readonly load: LoadReport | undefined;
@@ -206,6 +269,8 @@ const REC_PREFIX = '/rec_PRE/';
 const FOREIGN_PREFIX = '/bench_foreign/';
 export const GRANTS_ANNOTATION = 'etcd-registrar.io/allowed-services';
 const BURST_HOLD_MS = 25_000;
+/** Pods of the warm-up burst each side's fresh controller serves before its measured burst. */
+const WARM_UP_PODS = 1_000;
 // The burst pauses the controller (SIGSTOP) for up to BURST_HOLD_MS; with the default TTLs
 // (election 5 s, data lease 30 s) it would lose leadership and exit, so both are 60 s here.
 const STEADY_SETTLE_MS = 3000;
@@ -382,9 +447,22 @@ function podBody(name: string, app: string): V1Pod {
  * aids (docs/benchmarks.md): BENCH_CONTROLLER_NODE_OPTIONS replaces those flags; with BENCH_CPU_PROF_DIR
  * set, it runs with `--cpu-prof` and writes a V8 CPU profile there when it exits (bench/profile.ts
  * summarises one); with BENCH_HEAP_SNAPSHOT_DIR set, it writes a heap snapshot there at the end of
- * the steady window (bench/heap.ts summarises one).
+ * the steady window (bench/heap.ts summarises one). `nodeDefaults`: none of these flags (Node's
+ * default V8 settings; the profiling aids do not apply either).
  */
-async function startBenchController(args: Parameters<typeof startController>[0]): Promise<ControllerProcess> {
+async function startBenchController(args: Parameters<typeof startController>[0] & { readonly nodeDefaults?: boolean }): Promise<ControllerProcess> {
+  const { nodeDefaults = false, ...controllerArgs } = args;
+  if (nodeDefaults) {
+    // Node's default V8 settings: none of the flags below (nor the experiment's), and without
+    // ETCD_REGISTRAR_OPTIMIZE_FOR_SIZE (which the bin reads) in the environment it inherits.
+    const optimize = process.env['ETCD_REGISTRAR_OPTIMIZE_FOR_SIZE'];
+    delete process.env['ETCD_REGISTRAR_OPTIMIZE_FOR_SIZE'];
+    try {
+      return await startController(controllerArgs);
+    } finally {
+      if (optimize !== undefined) process.env['ETCD_REGISTRAR_OPTIMIZE_FOR_SIZE'] = optimize;
+    }
+  }
   const cpuDir = process.env['BENCH_CPU_PROF_DIR'] ?? '';
   const heapDir = process.env['BENCH_HEAP_SNAPSHOT_DIR'] ?? '';
   const flags = [
@@ -395,7 +473,7 @@ async function startBenchController(args: Parameters<typeof startController>[0])
     ...(heapDir === '' ? [] : ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${heapDir}`]),
   ];
   // As command-line flags: NODE_OPTIONS refuses most V8 flags (--optimize-for-size among them).
-  return startController({ ...args, nodeOptions: [...(args.nodeOptions ?? []), ...flags] });
+  return startController({ ...controllerArgs, nodeOptions: [...(controllerArgs.nodeOptions ?? []), ...flags] });
 }
 
 /**
@@ -654,90 +732,169 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     // scheduler's pace, ~55/s here, and a pause spanning that would also queue each pod's ADDED
     // and scheduling events for the controller.) The leases' TTLs are raised (LEASE_ARGS) so
     // that the pause cannot expire them.
+    // JSON vs protobuf (issue 15): the burst runs once per content type, one after the other on
+    // the same cluster, each on a fresh controller (--kube-content-type) with pods of its own;
+    // the first side's pods are deleted (and their keys with them) before the second starts.
+    underTest = undefined;
+    await controller.stop();
+    controller = undefined;
     const n = profile.burstPods;
-    const burstNames = Array.from({ length: n }, (_, i) => `burst-${i}`);
-    log(`burst: creating ${n} pods, unscheduled and not Ready`);
-    const burstStart = Date.now();
-    const burstCreated = await createUnscheduledPods(core, burstNames, 'burst');
-    const running = controller;
-    // The controller must have taken in every ADDED event before it is paused: its cache holds
-    // as many pods as the API server has in the namespace (counted by a one-item list).
-    let cached = -1;
-    let existing = -2;
-    const cachedAll = await waitUntil(() => cached === existing, profile.settleMs, async () => {
-      const page = await core.listNamespacedPod({ namespace: NAMESPACE, limit: 1 });
-      existing = page.items.length + (page.metadata?.remainingItemCount ?? 0);
-      cached = metricSum(await fetchText(`${running.metricsUrl}/metrics`), 'etcd_registrar_watched_pods') ?? -1;
-    });
-    if (!cachedAll) notes.push(`burst: the controller cached ${cached} pods, the API server has ${existing}`);
-    // The replay floor below re-reads the pod events from here.
-    const burstRv = (await core.listNamespacedPod({ namespace: NAMESPACE, limit: 1 })).metadata?.resourceVersion ?? '';
-    controller.proc.signal('SIGSTOP');
-    paused = controller;
-    const readyStarted = Date.now();
-    let readyFailures = 0;
-    let nextReady = 0;
-    await Promise.all(Array.from({ length: 32 }, async () => {
-      for (let i = nextReady++; i < n; i = nextReady++) {
-        await setReady(core, burstCreated[i], `10.249.${(i >> 8) & 255}.${i & 255}`).catch(() => { readyFailures++; });
+    const burstSide = async (side: ControllerProcess, contentType: KubeContentType, prefix: string, net: number): Promise<{ figures: Omit<BurstSide, 'raw_keys_per_s' | 'ratio'>; names: string[]; ips: string[] }> => {
+      const burstNames = Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+      const ips = burstNames.map((_, i) => `10.${net}.${(i >> 8) & 255}.${i & 255}`);
+      log(`burst (${contentType}): creating ${n} pods, unscheduled and not Ready`);
+      const burstStart = Date.now();
+      const burstCreated = await createUnscheduledPods(core, burstNames, 'burst');
+      // The controller must have taken in every ADDED event before it is paused: its cache holds
+      // as many pods as the API server has in the namespace (counted by a one-item list).
+      let cached = -1;
+      let existing = -2;
+      const cachedAll = await waitUntil(() => cached === existing, profile.settleMs, async () => {
+        const page = await core.listNamespacedPod({ namespace: NAMESPACE, limit: 1 });
+        existing = page.items.length + (page.metadata?.remainingItemCount ?? 0);
+        cached = metricSum(await fetchText(`${side.metricsUrl}/metrics`), 'etcd_registrar_watched_pods') ?? -1;
+      });
+      if (!cachedAll) notes.push(`burst (${contentType}): the controller cached ${cached} pods, the API server has ${existing}`);
+      // The replay floor below re-reads the pod events from here.
+      const burstRv = (await core.listNamespacedPod({ namespace: NAMESPACE, limit: 1 })).metadata?.resourceVersion ?? '';
+      side.proc.signal('SIGSTOP');
+      paused = side;
+      const readyStarted = Date.now();
+      let readyFailures = 0;
+      let nextReady = 0;
+      await Promise.all(Array.from({ length: 32 }, async () => {
+        for (let i = nextReady++; i < n; i = nextReady++) {
+          await setReady(core, burstCreated[i], ips[i] ?? '').catch(() => { readyFailures++; });
+        }
+      }));
+      const statusUpdatesPerS = n / Math.max(0.001, (Date.now() - readyStarted) / 1000);
+      if (readyFailures > 0) notes.push(`burst (${contentType}): ${readyFailures} of ${n} status updates failed`);
+      const allReady = await waitUntil(() => burstNames.every((name) => observer.pods.get(name)?.readyAt !== undefined), BURST_HOLD_MS);
+      const readyAtResume = burstNames.filter((name) => observer.pods.get(name)?.readyAt !== undefined).length;
+      const resumedAt = Date.now();
+      const cpuAtResume = procCpuSeconds(side.proc.pid);
+      side.proc.signal('SIGCONT');
+      paused = undefined;
+      if (!allReady) notes.push(`burst (${contentType}): only ${readyAtResume} of ${n} pods were seen Ready when the controller was resumed after ${BURST_HOLD_MS / 1000} s`);
+      const burstPods = (): Array<[string, PodSeen]> => burstNames.map((name) => [name, observer.pods.get(name) ?? {}]);
+      const burstDone = (): boolean =>
+        burstPods().every(([, s]) => s.ip !== undefined && s.readyAt !== undefined && keyObserver.first(keyOf(s.ip), 'put', burstStart) !== undefined);
+      await waitUntil(burstDone, profile.settleMs);
+      // Read at most one poll interval (0.1 s) after the last key.
+      const cpuAtDone = procCpuSeconds(side.proc.pid);
+      let firstReady = Infinity;
+      let lastReady = 0;
+      let lastPut = 0;
+      let burstMissing = 0;
+      for (const [, seen] of burstPods()) {
+        const put = seen.ip === undefined ? undefined : keyObserver.first(keyOf(seen.ip), 'put', burstStart);
+        if (seen.readyAt === undefined || put === undefined) { burstMissing++; continue; }
+        firstReady = Math.min(firstReady, seen.readyAt);
+        lastReady = Math.max(lastReady, seen.readyAt);
+        lastPut = Math.max(lastPut, put);
       }
-    }));
-    const statusUpdatesPerS = n / Math.max(0.001, (Date.now() - readyStarted) / 1000);
-    if (readyFailures > 0) notes.push(`burst: ${readyFailures} of ${n} status updates failed`);
-    const allReady = await waitUntil(() => burstNames.every((name) => observer.pods.get(name)?.readyAt !== undefined), BURST_HOLD_MS);
-    const readyAtResume = burstNames.filter((name) => observer.pods.get(name)?.readyAt !== undefined).length;
-    const resumedAt = Date.now();
-    const cpuAtResume = procCpuSeconds(controller.proc.pid);
-    controller.proc.signal('SIGCONT');
-    paused = undefined;
-    if (!allReady) notes.push(`burst: only ${readyAtResume} of ${n} pods were seen Ready when the controller was resumed after ${BURST_HOLD_MS / 1000} s`);
-    const burstPods = (): Array<[string, PodSeen]> => burstNames.map((name) => [name, observer.pods.get(name) ?? {}]);
-    const burstDone = (): boolean =>
-      burstPods().every(([, s]) => s.ip !== undefined && s.readyAt !== undefined && keyObserver.first(keyOf(s.ip), 'put', burstStart) !== undefined);
-    await waitUntil(burstDone, profile.settleMs);
-    // Read at most one poll interval (0.1 s) after the last key.
-    const cpuAtDone = procCpuSeconds(controller.proc.pid);
-    let firstReady = Infinity;
-    let lastReady = 0;
-    let lastPut = 0;
-    let burstMissing = 0;
-    for (const [, seen] of burstPods()) {
-      const put = seen.ip === undefined ? undefined : keyObserver.first(keyOf(seen.ip), 'put', burstStart);
-      if (seen.readyAt === undefined || put === undefined) { burstMissing++; continue; }
-      firstReady = Math.min(firstReady, seen.readyAt);
-      lastReady = Math.max(lastReady, seen.readyAt);
-      lastPut = Math.max(lastPut, put);
+      const registered = n - burstMissing;
+      log(`burst (${contentType}): resumed at ${resumedAt}, last Ready at ${lastReady}, last key at ${lastPut} (epoch ms)`);
+      const burstSpan = lastPut > resumedAt ? (lastPut - resumedAt) / 1000 : 0;
+      const keysPerS = burstSpan > 0 ? registered / burstSpan : 0;
+      log(`burst (${contentType}): replaying the same pod events to an idle ${contentType} client (the intake floor)`);
+      const replay = await replayFloor(clusterNow.kubeconfigPath, NAMESPACE, burstRv, prefix, contentType);
+      if (replay.events === 0) notes.push(`burst (${contentType}): the API server no longer had the burst's events for the replay floor (410 or none); replay figures are 0`);
+      if (burstMissing > 0) notes.push(`burst (${contentType}): ${burstMissing} of ${n} pods not Ready and registered within ${profile.settleMs / 1000} s`);
+      const floor = replay.seconds > 0 ? replay.events / replay.seconds : 0;
+      log(`burst (${contentType}): ${round(keysPerS)} keys/s, intake floor ${round(floor)} events/s, controller CPU ${round(Math.max(0, cpuAtDone - cpuAtResume), 100)} s`);
+      return {
+        names: burstNames,
+        ips,
+        figures: {
+          content_type: contentType,
+          pods: n,
+          seconds: round(Math.max(0, lastPut - Math.max(lastReady, resumedAt)) / 1000, 1000),
+          keys_per_s: round(keysPerS),
+          ready_at_resume: readyAtResume,
+          ready_spread_seconds: round(Number.isFinite(firstReady) ? (lastReady - firstReady) / 1000 : 0, 1000),
+          missing: burstMissing,
+          controller_cpu_s: round(Math.max(0, cpuAtDone - cpuAtResume), 100),
+          replay_events: replay.events,
+          replay_mb: round(replay.bytes / 1e6, 100),
+          replay_seconds: round(replay.seconds, 1000),
+          status_updates_per_s: round(statusUpdatesPerS),
+          intake_floor_keys_per_s: round(floor),
+          ratio_to_intake_floor: floor > 0 && replay.events > 0 ? round(keysPerS / floor, 1000) : 0,
+        },
+      };
+    };
+    // A fresh controller's first burst runs its code cold (V8 has not optimised the watch
+    // decoding, planning and transactions yet): a smaller burst first, registered and then
+    // deregistered, so that each side is measured warm, as the controller of the published
+    // runs was (it had served the latency phase before its burst).
+    const warmUp = async (side: ControllerProcess, contentType: KubeContentType, net: number): Promise<void> => {
+      const m = Math.min(n, WARM_UP_PODS);
+      const names = Array.from({ length: m }, (_, i) => `warm-${contentType}-${i}`);
+      const ips = names.map((_, i) => `10.${net}.${200 + (i >> 8)}.${i & 255}`);
+      const started = Date.now();
+      const created = await createUnscheduledPods(core, names, 'burst');
+      let next = 0;
+      await Promise.all(Array.from({ length: 32 }, async () => {
+        for (let i = next++; i < m; i = next++) await setReady(core, created[i], ips[i] ?? '').catch(() => undefined);
+      }));
+      const registered = await waitUntil(() => ips.every((ip) => keyObserver.first(keyOf(ip), 'put', started) !== undefined), profile.settleMs);
+      const deleteStart = Date.now();
+      next = 0;
+      await Promise.all(Array.from({ length: 32 }, async () => {
+        for (let i = next++; i < m; i = next++) await core.deleteNamespacedPod({ name: names[i] ?? '', namespace: NAMESPACE }).catch(() => undefined);
+      }));
+      const gone = await waitUntil(() => ips.every((ip) => keyObserver.first(keyOf(ip), 'delete', deleteStart) !== undefined), profile.settleMs);
+      if (!registered || !gone) notes.push(`burst (${contentType}): the warm-up of ${m} pods did not register and deregister every key`);
+      log(`burst (${contentType}): warm-up of ${m} pods registered and deregistered in ${round((Date.now() - started) / 1000, 10)} s (pid ${side.proc.pid})`);
+    };
+    const clusterNow = cluster;
+    const sides: Array<Omit<BurstSide, 'raw_keys_per_s' | 'ratio'>> = [];
+    const burstOrder = [['json', 'burst-json-', 248], ['protobuf', 'burst-pb-', 249]] as const;
+    for (const [index, [contentType, prefix, net]] of burstOrder.entries()) {
+      log(`burst (${contentType}): starting a controller with --kube-content-type ${contentType}`);
+      controller = await startBenchController({
+        kubeconfig: cluster.kubeconfigPath,
+        etcdEndpoints: cluster.registry.endpoints,
+        extraArgs: ['--environment', 'PRE', '--owner-id', 'bench', '--namespaces', NAMESPACE, ...LEASE_ARGS, '--kube-content-type', contentType],
+        name: `etcd-registrar-burst-${contentType}`,
+      });
+      await controller.waitReady(60_000);
+      underTest = controller;
+      await warmUp(controller, contentType, net);
+      const done = await burstSide(controller, contentType, prefix, net);
+      sides.push(done.figures);
+      if (index < burstOrder.length - 1) {
+        // Out of the next side's way: its controller must cache as many pods as this one did.
+        log(`burst (${contentType}): deleting its ${n} pods and waiting for their keys to go`);
+        const deleteStart = Date.now();
+        let nextDelete = 0;
+        await Promise.all(Array.from({ length: 32 }, async () => {
+          for (let i = nextDelete++; i < n; i = nextDelete++) {
+            await core.deleteNamespacedPod({ name: done.names[i] ?? '', namespace: NAMESPACE }).catch(() => undefined);
+          }
+        }));
+        const gone = await waitUntil(() => done.ips.every((ip) => keyObserver.first(keyOf(ip), 'delete', deleteStart) !== undefined), profile.settleMs);
+        if (!gone) notes.push(`burst (${contentType}): not every key was deleted with its pod before the next side`);
+        underTest = undefined;
+        await controller.stop();
+        controller = undefined;
+      }
     }
-    const registered = n - burstMissing;
-    log(`burst: resumed at ${resumedAt}, last Ready at ${lastReady}, last key at ${lastPut} (epoch ms)`);
-    const burstSpan = lastPut > resumedAt ? (lastPut - resumedAt) / 1000 : 0;
-    const keysPerS = burstSpan > 0 ? registered / burstSpan : 0;
-    log('burst: replaying the same pod events to an idle client (the intake floor)');
-    const replay = await replayFloor(kc, burstRv, 'burst-');
     // The raw writer is short (a few transactions at 1,000 keys) and noisy: the median of three runs.
     const rawRuns: number[] = [];
     for (let i = 0; i < RAW_RUNS; i++) rawRuns.push(await rawWriter(keys.client, n));
     rawRuns.sort((a, b) => a - b);
     const rawKeysPerS = rawRuns[Math.floor(RAW_RUNS / 2)] ?? 0;
-    const burst: BurstResult = {
-      pods: n,
-      seconds: round(Math.max(0, lastPut - Math.max(lastReady, resumedAt)) / 1000, 1000),
-      keys_per_s: round(keysPerS),
-      ready_at_resume: readyAtResume,
-      ready_spread_seconds: round(Number.isFinite(firstReady) ? (lastReady - firstReady) / 1000 : 0, 1000),
+    const withRaw = (side: Omit<BurstSide, 'raw_keys_per_s' | 'ratio'>): BurstSide => ({
+      ...side,
       raw_keys_per_s: round(rawKeysPerS),
-      ratio: rawKeysPerS > 0 ? round(keysPerS / rawKeysPerS, 1000) : 0,
-      missing: burstMissing,
-      controller_cpu_s: round(Math.max(0, cpuAtDone - cpuAtResume), 100),
-      replay_events: replay.events,
-      replay_mb: round(replay.bytes / 1e6),
-      replay_seconds: round(replay.seconds, 1000),
-      status_updates_per_s: round(statusUpdatesPerS),
-      intake_floor_keys_per_s: replay.seconds > 0 ? round(replay.events / replay.seconds) : 0,
-      ratio_to_intake_floor: replay.seconds > 0 && replay.events > 0 ? round(keysPerS / (replay.events / replay.seconds), 1000) : 0,
-    };
-    if (replay.events === 0) notes.push('burst: the API server no longer had the burst\'s events for the replay floor (410 or none); replay figures are 0');
-    if (burstMissing > 0) notes.push(`burst: ${burstMissing} of ${n} pods not Ready and registered within ${profile.settleMs / 1000} s`);
+      ratio: rawKeysPerS > 0 ? round(side.keys_per_s / rawKeysPerS, 1000) : 0,
+    });
+    const [jsonSide, protobufSide] = sides.map(withRaw);
+    if (jsonSide === undefined || protobufSide === undefined) throw new Error('burst: a side is missing');
+    const burst: BurstResult = { ...protobufSide, json: jsonSide, protobuf: protobufSide };
+    if (controller === undefined) throw new Error('burst: no controller after the last side');
 
     // 5, 6, 4: full reconcile, restart and steady state, on a controller of their own (owner
     // bench-rec, namespace bench-rec) with the default TTLs and pods made Ready by the bench
@@ -759,6 +916,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     let created = 0;
     let restart: RestartResult;
     let steady: SteadyResult;
+    let relist: BenchResult['relist'];
     try {
       controller = await startBenchController({
         kubeconfig: cluster.kubeconfigPath,
@@ -814,20 +972,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       log(`steady: ${profile.steadySeconds} s without churn at ${created} pods`);
       const etcdMetrics = `${cluster.registry.endpoints[0] ?? ''}/metrics`;
       const metricsUrl = `${controller.metricsUrl}/metrics`;
-      const sample = async (): Promise<{ at: number; handled: number; msgs: number; cpu: number; rss: number; heap: number }> => {
-        const [etcdText, ctl] = await Promise.all([fetchText(etcdMetrics), fetchText(metricsUrl)]);
-        return {
-          at: Date.now(),
-          handled: metricSum(etcdText, 'grpc_server_handled_total') ?? 0,
-          msgs: metricSum(etcdText, 'grpc_server_msg_received_total') ?? 0,
-          cpu: metricSum(ctl, 'etcd_registrar_process_cpu_seconds_total') ?? 0,
-          rss: metricSum(ctl, 'etcd_registrar_process_resident_memory_bytes') ?? 0,
-          heap: metricSum(ctl, 'etcd_registrar_nodejs_heap_size_used_bytes') ?? 0,
-        };
-      };
-      const before = await sample();
-      await sleep(profile.steadySeconds * 1000);
-      const after = await sample();
+      const window = await steadyWindow(etcdMetrics, metricsUrl, profile.steadySeconds);
       // Every gauge of the controller at the end of the window (heap spaces, handles), for analysis.
       const dump = process.env['BENCH_STEADY_METRICS_FILE'] ?? '';
       if (dump !== '') {
@@ -838,17 +983,52 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         controller.proc.signal('SIGUSR2');
         await sleep(5000);
       }
-      const window = (after.at - before.at) / 1000;
-      // The two metric scrapes are HTTP, not gRPC, so they are not in these counters.
-      steady = {
-        registered_keys: await recKeyCount(),
-        window_seconds: round(window, 100),
-        etcd_requests_per_s: round((after.handled - before.handled) / window, 100),
-        etcd_stream_messages_per_s: round((after.msgs - before.msgs) / window, 100),
-        cpu_percent: round(((after.cpu - before.cpu) / window) * 100, 100),
-        rss_mb: round(after.rss / 1024 / 1024),
-        heap_used_mb: round(after.heap / 1024 / 1024),
-      };
+      const shipped: SteadyFigures = { registered_keys: await recKeyCount(), ...window };
+
+      // 4b (issue 15): the same at rest with Node's default V8 settings, on a controller started
+      // right after the shipped one stopped (it adopts the lease, as a restart does), given the
+      // same time from its start to the window and the same window.
+      underTest = undefined;
+      await controller.stop();
+      controller = undefined;
+      log(`steady: ${profile.steadySeconds} s without churn at ${created} pods, with Node's default V8 settings`);
+      controller = await startBenchController({
+        kubeconfig: cluster.kubeconfigPath,
+        etcdEndpoints: cluster.registry.endpoints,
+        extraArgs: recArgs,
+        name: 'etcd-registrar-node-defaults',
+        nodeDefaults: true,
+      });
+      await controller.waitReady(profile.settleMs);
+      underTest = controller;
+      await sleep(1000 + STEADY_SETTLE_MS);
+      const defaults = await steadyWindow(etcdMetrics, `${controller.metricsUrl}/metrics`, profile.steadySeconds);
+      steady = { ...shipped, node_defaults: { registered_keys: await recKeyCount(), ...defaults, node_options: '' } };
+      log(`steady: shipped (${controllerNodeOptions()}) ${shipped.rss_mb} MB RSS, ${shipped.cpu_percent} % CPU; Node's defaults ${defaults.rss_mb} MB RSS, ${defaults.cpu_percent} % CPU`);
+      underTest = undefined;
+      await controller.stop();
+      controller = undefined;
+
+      // 7 (issue 15): a full list of the pods present, per content type, each in a fresh child
+      // process (bench/intake-child.ts), with no controller running.
+      const relists: Partial<Record<KubeContentType, RelistResult>> = {};
+      for (const contentType of ['json', 'protobuf'] as const) {
+        log(`relist (${contentType}): listing the ${created} pods of ${REC_NAMESPACE} in a fresh process`);
+        const r = await runChild({ mode: 'list', method: methodOf(contentType), kubeconfig: cluster.kubeconfigPath, namespace: REC_NAMESPACE, rv: '', events: 0, reps: 1 });
+        const sample = r.samples[0];
+        relists[contentType] = {
+          content_type: contentType,
+          items: r.items ?? 0,
+          seconds: round((sample?.ms ?? 0) / 1000, 1000),
+          cpu_s: round((sample?.cpuMs ?? 0) / 1000, 1000),
+          peak_rss_mb: round(r.maxRssMb),
+          baseline_rss_mb: round(r.rssBeforeMb),
+          heap_used_after_gc_mb: round(r.heapUsedMb),
+          gc_ms: round(r.gcMs),
+        };
+        log(`relist (${contentType}): ${r.items ?? 0} items in ${round((sample?.ms ?? 0) / 1000, 1000)} s, CPU ${round((sample?.cpuMs ?? 0) / 1000, 1000)} s, peak RSS ${round(r.maxRssMb)} MB (baseline ${round(r.rssBeforeMb)} MB)`);
+      }
+      if (relists.json !== undefined && relists.protobuf !== undefined) relist = { json: relists.json, protobuf: relists.protobuf };
     } finally {
       await recKeys.close();
     }
@@ -869,6 +1049,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       reconcile,
       restart,
       steady,
+      ...(relist === undefined ? {} : { relist }),
       calibration,
       targets,
       load: options.load?.report(),
@@ -1046,6 +1227,37 @@ export async function createReadyPods(core: CoreV1Api, from: number, to: number)
   return failures;
 }
 
+/**
+ * The controller at rest over `seconds`: etcd requests and stream messages per second (the
+ * etcd server's gRPC counters; the two metric scrapes are HTTP, not gRPC, so not in them), its
+ * CPU over the window and its memory at the end.
+ */
+async function steadyWindow(etcdMetrics: string, controllerMetrics: string, seconds: number): Promise<Omit<SteadyFigures, 'registered_keys'>> {
+  const sample = async (): Promise<{ at: number; handled: number; msgs: number; cpu: number; rss: number; heap: number }> => {
+    const [etcdText, ctl] = await Promise.all([fetchText(etcdMetrics), fetchText(controllerMetrics)]);
+    return {
+      at: Date.now(),
+      handled: metricSum(etcdText, 'grpc_server_handled_total') ?? 0,
+      msgs: metricSum(etcdText, 'grpc_server_msg_received_total') ?? 0,
+      cpu: metricSum(ctl, 'etcd_registrar_process_cpu_seconds_total') ?? 0,
+      rss: metricSum(ctl, 'etcd_registrar_process_resident_memory_bytes') ?? 0,
+      heap: metricSum(ctl, 'etcd_registrar_nodejs_heap_size_used_bytes') ?? 0,
+    };
+  };
+  const before = await sample();
+  await sleep(seconds * 1000);
+  const after = await sample();
+  const window = (after.at - before.at) / 1000;
+  return {
+    window_seconds: round(window, 100),
+    etcd_requests_per_s: round((after.handled - before.handled) / window, 100),
+    etcd_stream_messages_per_s: round((after.msgs - before.msgs) / window, 100),
+    cpu_percent: round(((after.cpu - before.cpu) / window) * 100, 100),
+    rss_mb: round(after.rss / 1024 / 1024),
+    heap_used_mb: round(after.heap / 1024 / 1024),
+  };
+}
+
 /** Mean duration of the controller's next `wanted` periodic full reconciles, and its memory after them. */
 async function measureReconciles(controller: ControllerProcess, etcd: Etcd3, pods: number, keys: number, wanted: number, timeoutMs: number): Promise<ReconcileResult> {
   const read = async (): Promise<{ sum: number; count: number; rss: number; heap: number }> => {
@@ -1094,39 +1306,6 @@ export function procCpuSeconds(pid: number): number {
 }
 // USER_HZ: 100 on every mainstream Linux architecture.
 const CLOCK_TICKS = 100;
-
-/**
- * The intake floor of a burst: a fresh watch from `resourceVersion` that only parses the events
- * (client-node's Watch, as the controller's source uses), timed until the last event of a pod
- * named `prefix*`; ends after 1 s without one.
- */
-async function replayFloor(kc: KubeConfig, resourceVersion: string, prefix: string): Promise<{ events: number; bytes: number; seconds: number }> {
-  const started = performance.now();
-  let events = 0;
-  let bytes = 0;
-  let lastAt = started;
-  let failed = false;
-  let abort: AbortController | undefined;
-  await new Promise<void>((resolve) => {
-    const quiet = setInterval(() => {
-      if (failed || performance.now() - lastAt > 1000) {
-        clearInterval(quiet);
-        resolve();
-      }
-    }, 50);
-    new Watch(kc)
-      .watch(`/api/v1/namespaces/${NAMESPACE}/pods`, { resourceVersion, allowWatchBookmarks: true }, (type, pod: V1Pod) => {
-        if (type === 'ERROR') { failed = true; return; }
-        if (!(pod.metadata?.name ?? '').startsWith(prefix)) return;
-        events++;
-        bytes += JSON.stringify(pod).length;
-        lastAt = performance.now();
-      }, () => undefined)
-      .then((a) => { abort = a; }, () => { failed = true; });
-  });
-  abort?.abort();
-  return failed ? { events: 0, bytes: 0, seconds: 0 } : { events, bytes, seconds: (lastAt - started) / 1000 };
-}
 
 /** The physical limit: `count` keys written in 128-operation transactions, one after another. */
 async function rawWriter(client: Etcd3, count: number): Promise<number> {

@@ -15,120 +15,18 @@
 // until INTAKE_EVENTS events arrived, and INTAKE_REPS full lists (pages of 500, slimmed like the
 // pod source does).
 import { execFile, spawn } from 'node:child_process';
-import { PerformanceObserver, performance } from 'node:perf_hooks';
-import { CoreV1Api, Watch, type V1Pod } from '@kubernetes/client-node';
+import { performance } from 'node:perf_hooks';
+import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { startCluster } from '../test/cluster/cluster.ts';
 import { sharedConnectionKubeConfig } from '../src/source/kube-access-client-node.ts';
-import { kubeAccessFromFile } from '../src/source/kube-access-resolve.ts';
-import { listPage, protobufDecoderOf, watchStream } from '../src/source/kube-http.ts';
-import { toSlimPod } from '../src/source/slim.ts';
-import type { SlimPod } from '../src/types.ts';
 import { setReady } from './bench.ts';
+import { PAGE, runChild, type ChildResult, type IntakeMethod, type Sample } from './intake-child.ts';
 
 const NAMESPACE = 'intake';
-const PAGE = 500;
+const nodeFlags = (process.env['INTAKE_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
 
-interface Sample {
-  ms: number;
-  cpuMs: number;
-}
-
-interface ChildResult {
-  samples: Sample[];
-  maxRssMb: number;
-  heapUsedMb: number;
-  gcMs: number;
-  items?: number;
-}
-
-async function child(mode: string, method: string, kubeconfig: string, rv: string, events: number, reps: number): Promise<ChildResult> {
-  // client-node for its own method; kube-http's methods go the controller's way (the direct path).
-  const kc = await sharedConnectionKubeConfig();
-  kc.loadFromFile(kubeconfig);
-  const kube = await kubeAccessFromFile(kubeconfig);
-  let gcMs = 0;
-  new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) gcMs += e.duration;
-  }).observe({ entryTypes: ['gc'] });
-  const samples: Sample[] = [];
-  let items = 0;
-  const path = `/api/v1/namespaces/${NAMESPACE}/pods`;
-  // kube-http-protobuf: the same transport asking for protobuf, decoding only what the mapping reads.
-  const decoder = method === 'kube-http-protobuf' ? protobufDecoderOf({ apiPath: '/api/v1', resource: 'pods' }) : undefined;
-  for (let rep = 0; rep < reps; rep++) {
-    const t0 = performance.now();
-    const c0 = process.cpuUsage();
-    if (mode === 'watch') {
-      await new Promise<void>((resolve, reject) => {
-        let n = 0;
-        let abort: (() => void) | undefined;
-        let finished = false;
-        const onEvent = (type: string, object: unknown): void => {
-          if (type === 'BOOKMARK' || finished) return;
-          // Slimmed as the pod source does, so both content types pay for the mapping.
-          toSlimPod(object as V1Pod);
-          if (++n === events) {
-            finished = true;
-            resolve();
-            abort?.();
-          }
-        };
-        const onDone = (err: unknown): void => {
-          if (!finished) reject(new Error(`watch ended after ${n} events: ${String(err)}`));
-          finished = true;
-        };
-        const opened =
-          method === 'client-node'
-            ? (() => {
-                const w = new Watch(kc);
-                return w.watch(path, { resourceVersion: rv, allowWatchBookmarks: true, timeoutSeconds: 60 }, onEvent, onDone).then((c) => ({ abort: () => c.abort() }));
-              })()
-            : watchStream(kube, path, { resourceVersion: rv, timeoutSeconds: 60, inactivityMs: 30_000, decoder }, onEvent, onDone);
-        opened.then((h) => {
-          abort = () => h.abort();
-          if (finished) h.abort();
-        }, reject);
-      });
-    } else {
-      const cache = new Map<string, SlimPod>();
-      let continueToken: string | undefined;
-      const core = kc.makeApiClient(CoreV1Api);
-      do {
-        let page: { items: readonly unknown[]; continueToken: string | undefined };
-        if (method === 'client-node') {
-          const list = await core.listNamespacedPod({ namespace: NAMESPACE, limit: PAGE, ...(continueToken === undefined ? {} : { _continue: continueToken }) });
-          page = { items: list.items, continueToken: list.metadata?._continue || undefined };
-        } else {
-          page = await listPage(kube, path, { limit: PAGE, continueToken, decoder });
-        }
-        for (const item of page.items) {
-          const slim = toSlimPod(item as V1Pod);
-          if (slim !== undefined) cache.set(slim.uid, slim);
-        }
-        continueToken = page.continueToken;
-      } while (continueToken !== undefined);
-      items = cache.size;
-    }
-    const c1 = process.cpuUsage(c0);
-    samples.push({ ms: performance.now() - t0, cpuMs: (c1.user + c1.system) / 1000 });
-  }
-  (globalThis as { gc?: () => void }).gc?.();
-  return {
-    samples,
-    maxRssMb: process.resourceUsage().maxRSS / 1024,
-    heapUsedMb: process.memoryUsage().heapUsed / 2 ** 20,
-    gcMs,
-    items,
-  };
-}
-
-function runChild(args: string[]): Promise<ChildResult> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, ['--expose-gc', ...(process.env['INTAKE_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== ''), import.meta.filename, 'child', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    proc.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as ChildResult) : reject(new Error(`child ${args.join(' ')} exited ${String(code)}`))));
-  });
+function measure(mode: 'watch' | 'list', method: IntakeMethod, kubeconfig: string, rv: string, events: number, reps: number): Promise<ChildResult> {
+  return runChild({ mode, method, kubeconfig, namespace: NAMESPACE, rv, events, reps }, nodeFlags);
 }
 
 function sh(cmd: string): Promise<number> {
@@ -209,12 +107,12 @@ async function main(): Promise<void> {
     await parallel(events, async (i) => { await setReady(core, created[pods - events + i], ip(pods - events + i), NAMESPACE); });
     console.error(`setup: ${pods} pods, ${events} Ready from rv ${rv} in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 
-    const methods = (process.env['INTAKE_METHODS'] ?? 'kube-http,kube-http-protobuf').split(',').filter((m) => m !== '');
+    const methods = (process.env['INTAKE_METHODS'] ?? 'kube-http,kube-http-protobuf').split(',').filter((m) => m !== '') as IntakeMethod[];
     const lines: string[] = [`${events} watch events from one resourceVersion, ${reps} reps each (first rep cold):`];
     // Rounds alternate the methods, so that load from elsewhere on the machine hits both alike.
     for (let round = 0; round < rounds; round++) {
       for (const method of methods) {
-        const r = await runChild(['watch', method, cluster.kubeconfigPath, rv, String(events), String(reps)]);
+        const r = await measure('watch', method, cluster.kubeconfigPath, rv, events, reps);
         lines.push(summary(`watch ${method}`, r, `rss ${r.maxRssMb.toFixed(0)} MB`));
       }
     }
@@ -229,7 +127,7 @@ async function main(): Promise<void> {
     lines.push(`list of ${pods} pods in pages of ${PAGE}, slimmed into a Map, ${reps} reps each:`);
     for (let round = 0; round < rounds; round++) {
       for (const method of methods) {
-        const r = await runChild(['list', method, cluster.kubeconfigPath, rv, String(events), String(reps)]);
+        const r = await measure('list', method, cluster.kubeconfigPath, rv, events, reps);
         lines.push(summary(`list ${method}`, r, `items ${r.items} maxRSS ${r.maxRssMb.toFixed(0)} MB heapUsed after gc ${r.heapUsedMb.toFixed(1)} MB gc ${r.gcMs.toFixed(0)} ms`));
       }
     }
@@ -269,11 +167,4 @@ async function curlFloor(lines: string[], o: { auth: string; url: string; rv: st
   }
 }
 
-if (process.argv[2] === 'child') {
-  const [, , , mode = '', method = '', kubeconfig = '', rv = '', events = '0', reps = '1'] = process.argv;
-  const r = await child(mode, method, kubeconfig, rv, Number(events), Number(reps));
-  process.stdout.write(JSON.stringify(r));
-  process.exit(0);
-} else {
-  await main();
-}
+await main();

@@ -1,7 +1,8 @@
 // Memory probe (a profiling aid, not part of `npm run bench`): the controller's memory at rest
 // with N registered pods and PROBE_FOREIGN_KEYS foreign keys (default 50,000), under several
-// Node flags / environments, one controller after the other against the same cluster. Prints one line per variant: RSS and
-// heap 15 s after ready plus the CPU of the PROBE_CPU_WINDOW_S seconds (default 30) after that.
+// Node flags / environments, one controller after the other against the same cluster. Prints
+// one line per variant: RSS and heap 15 s after ready, and the CPU of the PROBE_CPU_WINDOW_S
+// seconds (default 30) after that.
 //   node bench/memory-probe.ts [PODS] [VARIANT ...]   VARIANT: "NODE_FLAGS|ENV=VALUE,..."
 // Default variants: the shipped tuning (--max-semi-space-size=4, as the image and the bin's
 // shebang pass it), Node's defaults, and ETCD_REGISTRAR_OPTIMIZE_FOR_SIZE=true.

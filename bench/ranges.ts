@@ -85,6 +85,34 @@ export function otherRanges(results: readonly BenchResult[]): string[] {
   ];
 }
 
+/**
+ * Issue 15's comparisons as ranges over the runs that hold them (empty when none does): the burst
+ * and a full relist, JSON vs protobuf, and the steady state as shipped vs with Node's defaults.
+ */
+export function contentTypeRanges(results: readonly BenchResult[]): string[] {
+  const runs = results.filter((r) => r.burst.json !== undefined && r.burst.protobuf !== undefined);
+  if (runs.length === 0) return [];
+  const of = (f: (r: BenchResult) => number | undefined): string => span(runs.map((r) => f(r) ?? Number.NaN));
+  const side = (type: 'json' | 'protobuf'): string => {
+    const b = (r: BenchResult): NonNullable<BenchResult['burst']['json']> => r.burst[type]!;
+    const l = (r: BenchResult): NonNullable<BenchResult['relist']>['json'] | undefined => r.relist?.[type];
+    return `| ${type} | ${of((r) => b(r).keys_per_s)} | ${of((r) => b(r).intake_floor_keys_per_s)} | ${of((r) => b(r).ratio_to_intake_floor)} | ${of((r) => b(r).controller_cpu_s)} | ${of((r) => b(r).replay_mb)} | ${of((r) => l(r)?.seconds)} | ${of((r) => l(r)?.cpu_s)} | ${of((r) => l(r)?.peak_rss_mb)} (${of((r) => l(r)?.baseline_rss_mb)}) |`;
+  };
+  const steady = (label: string, f: (r: BenchResult) => BenchResult['steady'] | undefined): string =>
+    `| ${label} | ${of((r) => f(r)?.registered_keys)} | ${of((r) => f(r)?.cpu_percent)} | ${of((r) => f(r)?.rss_mb)} | ${of((r) => f(r)?.heap_used_mb)} | ${of((r) => f(r)?.etcd_requests_per_s)} |`;
+  return [
+    `| content type, ranges over ${runs.length} runs | burst keys/s | intake floor events/s | keys/s ÷ floor | controller CPU s | wire MB | relist of ${of((r) => r.relist?.protobuf.items)} pods: s | relist CPU s | relist peak RSS MB (baseline) |`,
+    '|---|---|---|---|---|---|---|---|---|',
+    side('json'),
+    side('protobuf'),
+    '',
+    '| at rest, Node settings | keys | CPU % | RSS MB | heap used MB | etcd requests/s |',
+    '|---|---|---|---|---|---|',
+    steady('as shipped', (r) => r.steady),
+    steady("Node's defaults", (r) => r.steady.node_defaults),
+  ];
+}
+
 if (import.meta.main) {
   const { values, positionals } = parseArgs({ allowPositionals: true, options: { rate: { type: 'string', default: '200' } } });
   if (positionals.length === 0) {
@@ -92,5 +120,6 @@ if (import.meta.main) {
     process.exit(2);
   }
   const results = positionals.map((file) => JSON.parse(readFileSync(file, 'utf8')) as BenchResult);
-  process.stdout.write(`${[...latencyRanges(results, Number(values.rate)), '', ...otherRanges(results)].join('\n')}\n`);
+  const issue15 = contentTypeRanges(results);
+  process.stdout.write(`${[...latencyRanges(results, Number(values.rate)), '', ...otherRanges(results), ...(issue15.length > 0 ? ['', ...issue15] : [])].join('\n')}\n`);
 }

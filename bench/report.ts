@@ -1,5 +1,5 @@
 // Markdown report with a hand-written SVG CDF chart of the latency distributions.
-import type { BenchResult, LatencyRun } from './bench.ts';
+import type { BenchResult, BurstSide, LatencyRun, RelistResult, SteadyFigures } from './bench.ts';
 import { STAGES, type Decomposition } from './decompose.ts';
 
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e'];
@@ -122,6 +122,35 @@ function decompositionSection(result: BenchResult): string[] {
   return out;
 }
 
+/** The issue-15 comparison: the burst and a full relist, JSON vs protobuf, measured in the same run. */
+function contentTypeSection(result: BenchResult): string[] {
+  const { json, protobuf } = result.burst;
+  const relist = result.relist;
+  if (json === undefined || protobuf === undefined) return [];
+  const sides: ReadonlyArray<[string, BurstSide, RelistResult | undefined]> = [['JSON', json, relist?.json], ['protobuf', protobuf, relist?.protobuf]];
+  const times = (a: number, b: number): string => (a > 0 && b > 0 ? `${round2(b / a)}×` : '–');
+  return [
+    '## JSON vs protobuf (--kube-content-type)',
+    '',
+    `Burst of ${protobuf.pods} pods Ready at once, once per content type on a fresh controller, one after the other on the same cluster. Intake floor: an idle client on the controller's own transport (src/source/kube-http.ts) in the same content type, decoding and slimming the same events.` +
+      (relist === undefined ? '' : ` Relist: a full list of the ${relist.protobuf.items} pods present (pages of 500, slimmed into a Map) in a fresh process per content type.`),
+    '',
+    '| content type | burst keys/s | intake floor events/s | keys/s ÷ floor | controller CPU s | replay MB (wire) | relist s | relist CPU s | relist peak RSS MB (baseline) |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...sides.map(([name, b, r]) => `| ${name} | ${b.keys_per_s} | ${b.intake_floor_keys_per_s} | ${b.ratio_to_intake_floor} | ${b.controller_cpu_s} | ${b.replay_mb} | ${r?.seconds ?? '–'} | ${r?.cpu_s ?? '–'} | ${r === undefined ? '–' : `${r.peak_rss_mb} (${r.baseline_rss_mb})`} |`),
+    `| protobuf ÷ JSON | ${times(json.keys_per_s, protobuf.keys_per_s)} | ${times(json.intake_floor_keys_per_s, protobuf.intake_floor_keys_per_s)} | | ${times(json.controller_cpu_s, protobuf.controller_cpu_s)} | ${times(json.replay_mb, protobuf.replay_mb)} | ${relist === undefined ? '–' : times(relist.json.seconds, relist.protobuf.seconds)} | ${relist === undefined ? '–' : times(relist.json.cpu_s, relist.protobuf.cpu_s)} | ${relist === undefined ? '–' : times(relist.json.peak_rss_mb, relist.protobuf.peak_rss_mb)} |`,
+    '',
+  ];
+}
+
+function round2(x: number): string {
+  return String(Math.round(x * 100) / 100);
+}
+
+function steadyRow(label: string, s: SteadyFigures): string {
+  return `| ${label} | ${s.registered_keys} | ${s.window_seconds} | ${s.etcd_requests_per_s} | ${s.etcd_stream_messages_per_s} | ${s.cpu_percent} | ${s.rss_mb} | ${s.heap_used_mb} |`;
+}
+
 export function markdownReport(result: BenchResult): string {
   const series: Series[] = result.latency_runs.flatMap((run) => [
     { label: `registration @${run.target_rate}/s`, samples: run.registrationSamples },
@@ -149,8 +178,10 @@ export function markdownReport(result: BenchResult): string {
     cdfSvg(series),
     '',
     ...decompositionSection(result),
+    ...contentTypeSection(result),
     '## Burst',
     '',
+    ...(b.content_type === undefined ? [] : [`The ${b.content_type} side (the shipped default); the JSON side is in the table above.`, '']),
     '| pods | Ready at resume | last Ready → last key (s) | Ready spread (s) | keys/s | raw batched-txn keys/s | ratio | missing |',
     "|---|---|---|---|---|---|---|---|",
     `| ${b.pods} | ${b.ready_at_resume} | ${b.seconds} | ${b.ready_spread_seconds} | ${b.keys_per_s} | ${b.raw_keys_per_s} | ${b.ratio} | ${b.missing} |`,
@@ -173,9 +204,11 @@ export function markdownReport(result: BenchResult): string {
     '',
     '## Steady state (no churn)',
     '',
-    '| registered keys | window (s) | etcd requests/s | etcd stream messages/s | controller CPU % | controller RSS MB | heap used MB |',
-    '|---|---|---|---|---|---|---|',
-    `| ${s.registered_keys} | ${s.window_seconds} | ${s.etcd_requests_per_s} | ${s.etcd_stream_messages_per_s} | ${s.cpu_percent} | ${s.rss_mb} | ${s.heap_used_mb} |`,
+    ...(s.node_defaults === undefined ? [] : ["One controller after the other, the same time from start to window and the same window: as shipped, and with Node's default V8 settings (no --max-semi-space-size, no --optimize-for-size).", '']),
+    '| Node settings | registered keys | window (s) | etcd requests/s | etcd stream messages/s | controller CPU % | controller RSS MB | heap used MB |',
+    '|---|---|---|---|---|---|---|---|',
+    steadyRow(`as shipped (${result.controller_node_options})`, s),
+    ...(s.node_defaults === undefined ? [] : [steadyRow("Node's defaults", s.node_defaults)]),
     '',
     ...(result.notes.length > 0 ? ['## Notes', '', ...result.notes.map((n) => `- ${n}`), ''] : []),
   ].join('\n');

@@ -76,6 +76,7 @@ console.log(JSON.stringify({
   reconcile: result.reconcile,
   restart: result.restart,
   steady: result.steady,
+  relist: result.relist,
   load: result.load === undefined ? undefined : { loaded: result.load.loaded, reasons: result.load.reasons, checks: result.load.checks },
   notes: result.notes,
 }, null, 2));

@@ -9,12 +9,46 @@ import type { Decomposition } from '../../bench/decompose.ts';
 
 test('the benchmark runs end to end at tiny size and reports finite non-negative figures', async () => {
   const result = await runBench({ size: 'tiny' });
+  // Issue 15: both sides of each JSON vs protobuf comparison, and the steady state with Node's defaults.
+  const { content_type: burstType, json: burstJson, protobuf: burstProtobuf, ...burst } = result.burst;
+  const { node_defaults: nodeDefaults, ...steady } = result.steady;
+  assert.ok(burstJson !== undefined && burstProtobuf !== undefined, 'burst.json and burst.protobuf');
+  assert.ok(result.relist !== undefined, 'relist');
+  assert.ok(nodeDefaults !== undefined, 'steady.node_defaults');
+  const { content_type: jsonType, ...jsonSide } = burstJson;
+  const { content_type: protobufType, ...protobufSide } = burstProtobuf;
+  const { content_type: relistJsonType, ...relistJson } = result.relist.json;
+  const { content_type: relistProtobufType, ...relistProtobuf } = result.relist.protobuf;
+  const { node_options: nodeOptions, ...defaults } = nodeDefaults;
+  assert.deepEqual([burstType, jsonType, protobufType, relistJsonType, relistProtobufType, nodeOptions], ['protobuf', 'json', 'protobuf', 'json', 'protobuf', '']);
+  // The top-level burst is the protobuf side (the shipped default), for the consumers of old runs.
+  assert.deepEqual(burst, protobufSide);
+  for (const [name, side] of [['json', jsonSide], ['protobuf', protobufSide]] as const) {
+    assert.equal(side.missing, 0, `burst.${name}.missing`);
+    assert.equal(side.replay_events, 20, `burst.${name}.replay_events`);
+    for (const field of ['keys_per_s', 'intake_floor_keys_per_s', 'ratio_to_intake_floor', 'replay_mb', 'replay_seconds'] as const) {
+      assert.ok(side[field] > 0, `burst.${name}.${field} = ${side[field]}`);
+    }
+  }
+  for (const [name, relist] of [['json', relistJson], ['protobuf', relistProtobuf]] as const) {
+    assert.equal(relist.items, 20, `relist.${name}.items`);
+    for (const field of ['seconds', 'cpu_s', 'peak_rss_mb', 'baseline_rss_mb'] as const) assert.ok(relist[field] > 0, `relist.${name}.${field} = ${relist[field]}`);
+    assert.ok(relist.peak_rss_mb >= relist.baseline_rss_mb, `relist.${name}: peak RSS below the baseline`);
+  }
+  assert.equal(defaults.registered_keys, 20);
+  assert.ok(defaults.rss_mb > 0 && defaults.cpu_percent > 0, `steady.node_defaults: ${defaults.rss_mb} MB, ${defaults.cpu_percent} %`);
+  assert.ok(Math.abs(defaults.window_seconds - steady.window_seconds) < 1, 'the same steady window');
   const figures: Record<string, Record<string, number>> = {
     registration: { ...result.registration },
     deregistration: { ...result.deregistration },
-    burst: { ...result.burst },
+    burst,
+    'burst.json': jsonSide,
+    'burst.protobuf': protobufSide,
+    'relist.json': relistJson,
+    'relist.protobuf': relistProtobuf,
     restart: { ...result.restart },
-    steady: { ...result.steady },
+    steady,
+    'steady.node_defaults': defaults,
     ...Object.fromEntries(result.reconcile.map((r, i) => [`reconcile[${i}]`, { ...r }])),
   };
   assert.equal(result.reconcile.length, 1);
@@ -49,6 +83,8 @@ test('the benchmark runs end to end at tiny size and reports finite non-negative
   assert.ok(benchRun.controller.cpu_seconds > 0);
   const report = markdownReport(result);
   assert.match(report, /Where the time goes/);
+  assert.match(report, /## JSON vs protobuf/);
+  assert.match(report, /\| Node's defaults \| 20 \|/);
   assert.match(report, /<svg /);
   assert.match(report, /<\/svg>/);
 });

@@ -178,13 +178,15 @@ export interface WaitOptions {
 /**
  * Polls `check` until it returns a value other than undefined/false.
  * Throws with `what` on timeout, or a StartError if the watched process exits.
+ * The timeout counts on the monotonic clock: when the host pauses the VM (a snapshot), the
+ * wall clock jumps ahead on resume and would expire a wait that had barely run.
  */
 export async function waitFor<T>(
   what: string,
   check: () => Promise<T | undefined | false>,
   opts: WaitOptions,
 ): Promise<T> {
-  const deadline = Date.now() + opts.timeoutMs;
+  const deadline = performance.now() + opts.timeoutMs;
   const interval = opts.intervalMs ?? 100;
   let lastError: unknown;
   for (;;) {
@@ -198,7 +200,7 @@ export async function waitFor<T>(
     } catch (err) {
       lastError = err;
     }
-    if (Date.now() > deadline) {
+    if (performance.now() > deadline) {
       const detail = lastError instanceof Error ? `: ${lastError.message}` : '';
       if (opts.process !== undefined) {
         throw startFailure(opts.process, `not ready after ${opts.timeoutMs} ms waiting for ${what}${detail}`);

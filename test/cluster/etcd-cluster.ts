@@ -141,7 +141,18 @@ export async function replaceEtcdMember(members: readonly EtcdServer[], victim: 
   const { id } = await memberStatus(victim, connect);
   const client = connect(other.endpoints[0] ?? '');
   try {
-    await client.cluster.memberRemove({ ID: id }, { deadline: Date.now() + timeoutMs });
+    // etcd refuses a removal ("unhealthy cluster") until its leader has been connected to every
+    // other member for 5 s, e.g. right after a leadership move: retry until it accepts.
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        await client.cluster.memberRemove({ ID: id }, { deadline });
+        break;
+      } catch (err) {
+        if (!(err instanceof Error && err.message.includes('unhealthy cluster')) || Date.now() > deadline) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    }
     await victim.stop();
     await client.cluster.memberAdd({ peerURLs: [victim.peerUrl] }, { deadline: Date.now() + timeoutMs });
   } finally {

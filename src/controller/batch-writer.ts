@@ -136,23 +136,14 @@ export class BatchWriter {
    * same value, so the transaction's guards still hold): then it is dropped and re-planned.
    */
   #stillPlanned(change: Change): boolean {
-    const { desired, mirror } = this.#deps;
-    const wanted = desired.desiredFor(change.key);
-    const current = mirror.get(change.key);
-    const now = this.#deps.plan(
-      wanted === undefined ? new Map() : new Map([[change.key, wanted]]),
-      current === undefined ? new Map() : new Map([[change.key, current]]),
-      new Set([change.key]),
-    );
-    return now.changes.some(
+    return this.#planOf([change.key]).changes.some(
       (c) => c.key === change.key && c.action === change.action && c.value === change.value && c.expectedLease === change.expectedLease,
     );
   }
 
-  /** Plans these keys alone, against the whole pod cache and the mirror. */
-  #planKeys(keys: readonly string[]): Plan {
-    const { desired, mirror, departed } = this.#deps;
-    const scope = new Set(keys);
+  /** The plan for these keys alone, against the whole pod cache and the mirror; no side effects. */
+  #planOf(keys: readonly string[], scope: ReadonlySet<string> = new Set(keys)): Plan {
+    const { desired, mirror } = this.#deps;
     const desiredSubset = new Map<string, DesiredEntry>();
     const currentSubset = new Map<string, CurrentEntry>();
     for (const key of keys) {
@@ -161,7 +152,14 @@ export class BatchWriter {
       const current = mirror.get(key);
       if (current !== undefined) currentSubset.set(key, current);
     }
-    const plan = this.#deps.plan(desiredSubset, currentSubset, scope);
+    return this.#deps.plan(desiredSubset, currentSubset, scope);
+  }
+
+  /** Plans these keys alone, audits their skips and forgets the departed pods that need no memory. */
+  #planKeys(keys: readonly string[]): Plan {
+    const { desired, mirror, departed } = this.#deps;
+    const scope = new Set(keys);
+    const plan = this.#planOf(keys, scope);
     this.#deps.trail.skips(plan, scope);
     for (const key of keys) {
       // A departed pod's key that is gone from etcd (or never written) needs no memory.

@@ -421,6 +421,14 @@ async function waitUntil(check: () => boolean, timeoutMs: number, refresh?: () =
 }
 
 /** Runs `task(i)` for i in [0, count) at `rate` starts per second, without waiting for each. */
+/** Runs task(0) … task(count - 1), 32 at a time: what the bench asks of the API server at once. */
+async function inParallel(count: number, task: (i: number) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: 32 }, async () => {
+    for (let i = next++; i < count; i = next++) await task(i);
+  }));
+}
+
 async function paced(count: number, rate: number, task: (i: number) => Promise<unknown>): Promise<number> {
   const t0 = Date.now();
   const pending: Array<Promise<unknown>> = [];
@@ -761,12 +769,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       paused = side;
       const readyStarted = Date.now();
       let readyFailures = 0;
-      let nextReady = 0;
-      await Promise.all(Array.from({ length: 32 }, async () => {
-        for (let i = nextReady++; i < n; i = nextReady++) {
-          await setReady(core, burstCreated[i], ips[i] ?? '').catch(() => { readyFailures++; });
-        }
-      }));
+      await inParallel(n, (i) => setReady(core, burstCreated[i], ips[i] ?? '').catch(() => { readyFailures++; }));
       const statusUpdatesPerS = n / Math.max(0.001, (Date.now() - readyStarted) / 1000);
       if (readyFailures > 0) notes.push(`burst (${contentType}): ${readyFailures} of ${n} status updates failed`);
       const allReady = await waitUntil(() => burstNames.every((name) => observer.pods.get(name)?.readyAt !== undefined), BURST_HOLD_MS);
@@ -834,16 +837,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       const ips = names.map((_, i) => `10.${net}.${200 + (i >> 8)}.${i & 255}`);
       const started = Date.now();
       const created = await createUnscheduledPods(core, names, 'burst');
-      let next = 0;
-      await Promise.all(Array.from({ length: 32 }, async () => {
-        for (let i = next++; i < m; i = next++) await setReady(core, created[i], ips[i] ?? '').catch(() => undefined);
-      }));
+      await inParallel(m, (i) => setReady(core, created[i], ips[i] ?? '').catch(() => undefined));
       const registered = await waitUntil(() => ips.every((ip) => keyObserver.first(keyOf(ip), 'put', started) !== undefined), profile.settleMs);
       const deleteStart = Date.now();
-      next = 0;
-      await Promise.all(Array.from({ length: 32 }, async () => {
-        for (let i = next++; i < m; i = next++) await core.deleteNamespacedPod({ name: names[i] ?? '', namespace: NAMESPACE }).catch(() => undefined);
-      }));
+      await inParallel(m, (i) => core.deleteNamespacedPod({ name: names[i] ?? '', namespace: NAMESPACE }).catch(() => undefined));
       const gone = await waitUntil(() => ips.every((ip) => keyObserver.first(keyOf(ip), 'delete', deleteStart) !== undefined), profile.settleMs);
       if (!registered || !gone) notes.push(`burst (${contentType}): the warm-up of ${m} pods did not register and deregister every key`);
       log(`burst (${contentType}): warm-up of ${m} pods registered and deregistered in ${round((Date.now() - started) / 1000, 10)} s (pid ${side.proc.pid})`);
@@ -868,12 +865,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         // Out of the next side's way: its controller must cache as many pods as this one did.
         log(`burst (${contentType}): deleting its ${n} pods and waiting for their keys to go`);
         const deleteStart = Date.now();
-        let nextDelete = 0;
-        await Promise.all(Array.from({ length: 32 }, async () => {
-          for (let i = nextDelete++; i < n; i = nextDelete++) {
-            await core.deleteNamespacedPod({ name: done.names[i] ?? '', namespace: NAMESPACE }).catch(() => undefined);
-          }
-        }));
+        await inParallel(n, (i) => core.deleteNamespacedPod({ name: done.names[i] ?? '', namespace: NAMESPACE }).catch(() => undefined));
         const gone = await waitUntil(() => done.ips.every((ip) => keyObserver.first(keyOf(ip), 'delete', deleteStart) !== undefined), profile.settleMs);
         if (!gone) notes.push(`burst (${contentType}): not every key was deleted with its pod before the next side`);
         underTest = undefined;
@@ -1095,30 +1087,23 @@ const HOLD_FINALIZER = 'bench.etcd-registrar.io/hold';
 /** Pods no scheduler picks up (so KWOK never touches them), created before the clock starts. */
 async function createUnscheduledPods(core: CoreV1Api, names: readonly string[], app: string): Promise<V1Pod[]> {
   const created: V1Pod[] = [];
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    for (let i = next++; i < names.length; i = next++) {
-      const body = podBody(names[i] ?? '', app);
-      body.spec = { ...body.spec!, schedulerName: 'bench-none' };
-      created[i] = await core.createNamespacedPod({ namespace: NAMESPACE, body });
-    }
-  };
-  await Promise.all(Array.from({ length: 32 }, worker));
+  await inParallel(names.length, async (i) => {
+    const body = podBody(names[i] ?? '', app);
+    body.spec = { ...body.spec!, schedulerName: 'bench-none' };
+    created[i] = await core.createNamespacedPod({ namespace: NAMESPACE, body });
+  });
   return created;
 }
 
 /** `count` pods (plain JSON) no scheduler picks up, holding the bench's finalizer, 32 at a time. */
 async function createHeldPods(driver: PodDriver, names: readonly string[], app: string): Promise<V1Pod[]> {
   const created: V1Pod[] = [];
-  let next = 0;
-  await Promise.all(Array.from({ length: 32 }, async () => {
-    for (let i = next++; i < names.length; i = next++) {
-      const body = podBody(names[i] ?? '', app);
-      body.spec = { ...body.spec!, schedulerName: 'bench-none' };
-      body.metadata = { ...body.metadata, finalizers: [HOLD_FINALIZER] };
-      created[i] = (await driver.create(NAMESPACE, body)).pod;
-    }
-  }));
+  await inParallel(names.length, async (i) => {
+    const body = podBody(names[i] ?? '', app);
+    body.spec = { ...body.spec!, schedulerName: 'bench-none' };
+    body.metadata = { ...body.metadata, finalizers: [HOLD_FINALIZER] };
+    created[i] = (await driver.create(NAMESPACE, body)).pod;
+  });
   return created;
 }
 

@@ -19,6 +19,32 @@ const pods = Number(process.argv[2] ?? '10000');
 const variants = process.argv.slice(3);
 if (variants.length === 0) variants.push('--max-semi-space-size=4|', '|', '--max-semi-space-size=4|ETCD_REGISTRAR_OPTIMIZE_FOR_SIZE=true');
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const rssMb = (pid: number): string => (Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024).toFixed(0);
+
+/**
+ * Where the anonymous resident memory is, from /proc/PID/smaps: the malloc heap, and the other
+ * anonymous mappings grouped by size (V8's pages are 256 KiB; glibc's thread arenas 64 MiB).
+ */
+function anonymousMappings(pid: number): string {
+  const groups = new Map<string, { count: number; rssKb: number }>();
+  let current = '';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const head = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ (\d+)\s*(.*)$/.exec(line);
+    if (head !== null) {
+      const sizeKb = (parseInt(head[2]!, 16) - parseInt(head[1]!, 16)) / 1024;
+      const name = head[4] ?? '';
+      current = name.startsWith('/') ? '' : name !== '' ? name : sizeKb >= 65536 ? 'anon >= 64 MiB' : sizeKb >= 1024 ? 'anon 1-64 MiB' : 'anon < 1 MiB';
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss === null || current === '') continue;
+    const g = groups.get(current) ?? { count: 0, rssKb: 0 };
+    g.count++;
+    g.rssKb += Number(rss[1]);
+    groups.set(current, g);
+  }
+  return [...groups].sort((a, b) => b[1].rssKb - a[1].rssKb).map(([name, g]) => `${name} ${(g.rssKb / 1024).toFixed(1)} MB in ${g.count}`).join('; ');
+}
 
 const cluster = await startCluster({ nodes: 3 });
 try {
@@ -51,7 +77,15 @@ try {
     // CPU at rest: a window after the keys are written, with no pod changing.
     const cpuWindowS = Number(process.env['PROBE_CPU_WINDOW_S'] ?? '30');
     const cpuBefore = procCpuSeconds(controller.proc.pid!);
-    await sleep(cpuWindowS * 1000);
+    // RSS and V8's heap every 5 s of the window: whether memory settles, and when.
+    const series: string[] = [];
+    for (let t = 0; t < cpuWindowS; t += 5) {
+      const text = await (await fetch(`${controller.metricsUrl}/metrics`)).text();
+      series.push(`${t}s rss ${rssMb(controller.proc.pid!)} heap ${((metricSum(text, 'etcd_registrar_nodejs_heap_size_total_bytes') ?? 0) / 1048576).toFixed(0)}`);
+      await sleep(Math.min(5, cpuWindowS - t) * 1000);
+    }
+    console.error(`${variant}: ${series.join(', ')}`);
+    console.error(`${variant}: resident anonymous mappings: ${anonymousMappings(controller.proc.pid!)}`);
     const cpuPercent = ((procCpuSeconds(controller.proc.pid!) - cpuBefore) / cpuWindowS) * 100;
     const keys = await etcd.getAll().prefix('/rec_PRE/').count();
     const metrics = await (await fetch(`${controller.metricsUrl}/metrics`)).text();

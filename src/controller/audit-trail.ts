@@ -31,6 +31,11 @@ export class AuditTrail {
     this.#deps = deps;
   }
 
+  /** Records made by `record` go out in one write (AuditLog.together). */
+  together<T>(record: () => T): T {
+    return this.#deps.audit.together(record);
+  }
+
   /** A change written (ok) or, dry-run, that would have been. */
   change(change: Change, outcome: 'ok' | 'dry-run', leaseId: string): void {
     this.#deps.metrics?.changes.inc({ action: change.action, outcome });

@@ -113,10 +113,12 @@ export class BatchWriter {
       return;
     }
     if (this.#options.dryRun) {
-      for (const change of plan.changes) {
-        latency.dropped(change.key);
-        this.#deps.trail.change(change, 'dry-run', registry.leaseId());
-      }
+      this.#deps.trail.together(() => {
+        for (const change of plan.changes) {
+          latency.dropped(change.key);
+          this.#deps.trail.change(change, 'dry-run', registry.leaseId());
+        }
+      });
       return;
     }
     const fence = leadership?.fence();
@@ -126,7 +128,8 @@ export class BatchWriter {
       return;
     }
     latency.sent(changed, preciseNow());
-    this.#recordResults(await registry.apply(plan.changes, { fence, stillPlanned: (change) => this.#stillPlanned(change) }));
+    const results = await registry.apply(plan.changes, { fence, stillPlanned: (change) => this.#stillPlanned(change) });
+    this.#deps.trail.together(() => this.#recordResults(results));
   }
 
   /**

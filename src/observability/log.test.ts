@@ -31,6 +31,23 @@ describe('AuditLog', () => {
     }
   });
 
+  it('writes the records of together() in one write when it returns, even when it throws', () => {
+    const writes: string[] = [];
+    const audit = new AuditLog('o', { write: (line: string) => void writes.push(line) });
+    const record = (key: string): void => void audit.write({ action: 'register', key, value: 'v', pod: 'ns/p', podUid: 'u', reason: 'pod Ready', leaseId: '1', outcome: 'ok' });
+    audit.together(() => {
+      record('/a');
+      record('/b');
+      assert.equal(writes.length, 0, 'held until the batch ends');
+    });
+    assert.throws(() => audit.together(() => {
+      record('/c');
+      throw new Error('bookkeeping failed');
+    }), /bookkeeping failed/);
+    record('/d');
+    assert.deepEqual(writes.map((chunk) => parseLogLinesStrict(chunk).map((line) => line['key'])), [['/a', '/b'], ['/c'], ['/d']]);
+  });
+
   it('hands records to subscribers', () => {
     const out = capture();
     const audit = new AuditLog('o', out.stream);

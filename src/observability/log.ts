@@ -77,12 +77,35 @@ export class AuditLog {
   readonly #logger: Logger;
   readonly #owner: string;
   readonly #sinks: AuditSink[] = [];
+  readonly #destination: DestinationStream;
+  /** Lines of the batch being recorded (see together()); undefined outside one. */
+  #held: string[] | undefined;
 
   constructor(owner: string, destination: DestinationStream = stdoutDestination()) {
     this.#owner = owner;
+    this.#destination = destination;
     // No redaction: a record has the fixed fields below, none of which can hold a secret, and
     // pino's redaction pass was ~5 % of the controller's CPU in a burst of registrations.
-    this.#logger = createLogger('info', destination, { redact: false });
+    const lines: DestinationStream = { write: (line) => (this.#held === undefined ? this.#destination.write(line) : this.#held.push(line)) };
+    this.#logger = createLogger('info', lines, { redact: false });
+  }
+
+  /**
+   * The records `record` writes go out in one write when it returns (or throws) instead of one
+   * write each: a batch of a thousand changes made a thousand synchronous writes to stdout, ~5 %
+   * of the controller's CPU in a burst. Synchronous: nothing else runs in between, so no line
+   * waits longer than the batch's own bookkeeping.
+   */
+  together<T>(record: () => T): T {
+    if (this.#held !== undefined) return record();
+    this.#held = [];
+    try {
+      return record();
+    } finally {
+      const held = this.#held;
+      this.#held = undefined;
+      if (held.length > 0) this.#destination.write(held.join(''));
+    }
   }
 
   /** Also hands every record to `sink` (metrics, tests, the reconcile --once report). */

@@ -113,11 +113,14 @@ test('toSlimPod: raw watch JSON and typed list objects give equal records', () =
   assert.deepEqual(toSlimPod(rawSeconds), typed);
 });
 
-test('toSlimPod does not retain references to the input object', () => {
-  const p = pod();
+test('toSlimPod keeps string maps only: a map with other values is copied without them, an own "__proto__" stays a key', () => {
+  const p = JSON.parse('{"metadata":{"name":"n","namespace":"ns","uid":"u","labels":{"app":"web","n":1,"__proto__":"x"},"annotations":{"a":"b"}}}') as V1Pod;
   const slim = toSlimPod(p);
-  assert.notEqual(slim?.annotations, p.metadata?.annotations);
+  assert.deepEqual(Object.entries(slim?.labels ?? {}), [['app', 'web'], ['__proto__', 'x']]);
+  assert.equal(Object.getPrototypeOf(slim?.labels), Object.prototype);
   assert.notEqual(slim?.labels, p.metadata?.labels);
+  // Every value a string (the API server's maps): the decoded map itself, not a copy per event.
+  assert.equal(slim?.annotations, p.metadata?.annotations);
 });
 
 test('normaliseTimestamp', () => {

@@ -187,6 +187,8 @@ export function readMapEntry(r: Reader, into: Record<string, string>): void {
       value = r.sharedString();
     } else r.skip(tag & 7);
   }
-  // Like JSON.parse, a '__proto__' key becomes an own property, never the prototype.
-  Object.defineProperty(into, key, { value, enumerable: true, writable: true, configurable: true });
+  // Like JSON.parse, a '__proto__' key becomes an own property, never the prototype. Only that
+  // key needs defineProperty: it is ~10x slower than a plain store, on the most frequent field.
+  if (key === '__proto__') Object.defineProperty(into, key, { value, enumerable: true, writable: true, configurable: true });
+  else into[key] = value;
 }

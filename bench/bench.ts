@@ -43,6 +43,8 @@ export interface Profile {
   readonly latencyRuns: ReadonlyArray<readonly [rate: number, pods: number, driver?: LatencyDriver]>;
   readonly burstPods: number;
   readonly steadySeconds: number;
+  /** From a restarted controller's ready to its steady window: what it does right after a start (GCs of the start's garbage, the memory reducer) is not "at rest". */
+  readonly steadySettleMs: number;
   /** Registered pods at which a full reconcile is measured (ascending); the last size is also the restart's and the steady state's. */
   readonly reconcilePods: readonly number[];
   /** Keys under the same root that belong to nobody (no lease), read by every full reconcile. */
@@ -54,9 +56,9 @@ export interface Profile {
 }
 
 export const PROFILES: Record<BenchSize, Profile> = {
-  tiny: { latencyRuns: [[10, 5], [50, 10, 'bench']], burstPods: 20, steadySeconds: 2, reconcilePods: [20], foreignKeys: 500, settleMs: 60_000, calibrationTxns: 25 },
-  quick: { latencyRuns: [[50, 500], [200, 1000, 'bench']], burstPods: 1000, steadySeconds: 10, reconcilePods: [1000], foreignKeys: 50_000, settleMs: 90_000, calibrationTxns: 1000 },
-  full: { latencyRuns: [[50, 1000], [200, 2000, 'bench']], burstPods: 5000, steadySeconds: 10, reconcilePods: [1000, 10_000], foreignKeys: 50_000, settleMs: 300_000, calibrationTxns: 1000 },
+  tiny: { latencyRuns: [[10, 5], [50, 10, 'bench']], burstPods: 20, steadySeconds: 2, steadySettleMs: 3000, reconcilePods: [20], foreignKeys: 500, settleMs: 60_000, calibrationTxns: 25 },
+  quick: { latencyRuns: [[50, 500], [200, 1000, 'bench']], burstPods: 1000, steadySeconds: 10, steadySettleMs: 10_000, reconcilePods: [1000], foreignKeys: 50_000, settleMs: 90_000, calibrationTxns: 1000 },
+  full: { latencyRuns: [[50, 1000], [200, 2000, 'bench']], burstPods: 5000, steadySeconds: 30, steadySettleMs: 30_000, reconcilePods: [1000, 10_000], foreignKeys: 50_000, settleMs: 300_000, calibrationTxns: 1000 },
 };
 
 /** The controller over one latency run, from its /metrics scraped at the start and the end. */
@@ -181,6 +183,26 @@ export interface RestartResult {
   readonly keys_written: number;
 }
 
+/**
+ * Since issue 15: the restarted controller's pod watch after the API server restarted (its
+ * watch cache starts afresh, so the old resourceVersion is refused: 410, or a failed watch):
+ * the relist that follows, on the controller at rest with every pod registered.
+ */
+export interface ExpiryRelistResult {
+  readonly pods: number;
+  /** How the watch ended, from the controller's log: 'gone' (410), 'error', or 'none' (it resumed without a relist). */
+  readonly cause: 'gone' | 'error' | 'none';
+  /** The relist alone: its "relisting" log line to its "pods listed" line, less the logged backoff. */
+  readonly seconds: number;
+  /** The controller's CPU from the API server's restart until the relist was done. */
+  readonly cpu_s: number;
+  /** The controller's highest RSS sampled (every 100 ms) over the same span. */
+  readonly peak_rss_mb: number;
+  /** Keys deleted or written in etcd meanwhile (a relist of unchanged pods must change nothing). */
+  readonly keys_deleted: number;
+  readonly keys_written: number;
+}
+
 export interface SteadyFigures {
   readonly registered_keys: number;
   readonly window_seconds: number;
@@ -254,6 +276,8 @@ export interface BenchResult {
   readonly steady: SteadyResult;
   /** Since issue 15: a full list of the reconcile tier's pods, per content type. */
   readonly relist?: { readonly json: RelistResult; readonly protobuf: RelistResult };
+  /** Since issue 15: the controller's relist after its watch expired (API server restart). */
+  readonly expiry_relist?: ExpiryRelistResult;
   readonly calibration: Calibration | undefined;
   readonly targets: Targets | undefined;
   readonly load: LoadReport | undefined;
@@ -271,10 +295,9 @@ export const GRANTS_ANNOTATION = 'etcd-registrar.io/allowed-services';
 const BURST_HOLD_MS = 25_000;
 /** Pods of the warm-up burst each side's fresh controller serves before its measured burst. */
 const WARM_UP_PODS = 1_000;
+const RAW_RUNS = 3;
 // The burst pauses the controller (SIGSTOP) for up to BURST_HOLD_MS; with the default TTLs
 // (election 5 s, data lease 30 s) it would lose leadership and exit, so both are 60 s here.
-const STEADY_SETTLE_MS = 3000;
-const RAW_RUNS = 3;
 const LEASE_ARGS = ['--election-ttl', '60s', '--lease-ttl', '60s'];
 const ANNOTATIONS = {
   'etcd-registrar.io/register': 'true',
@@ -909,6 +932,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     let restart: RestartResult;
     let steady: SteadyResult;
     let relist: BenchResult['relist'];
+    let expiryRelist: ExpiryRelistResult | undefined;
     try {
       controller = await startBenchController({
         kubeconfig: cluster.kubeconfigPath,
@@ -960,7 +984,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       };
 
       // 4: steady state on the restarted controller (default TTLs and reconcile interval), no churn.
-      await sleep(STEADY_SETTLE_MS);
+      await sleep(profile.steadySettleMs);
       log(`steady: ${profile.steadySeconds} s without churn at ${created} pods`);
       const etcdMetrics = `${cluster.registry.endpoints[0] ?? ''}/metrics`;
       const metricsUrl = `${controller.metricsUrl}/metrics`;
@@ -976,6 +1000,13 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         await sleep(5000);
       }
       const shipped: SteadyFigures = { registered_keys: await recKeyCount(), ...window };
+
+      // 4c (issue 15): the API server restarts under the controller at rest; its pod watch
+      // cannot resume (the new watch cache refuses the old resourceVersion) and it relists.
+      log(`expiry relist: restarting the API server under the controller at rest (${created} pods)`);
+      expiryRelist = await measureExpiryRelist(cluster, restarted, created, recKeys, profile.settleMs);
+      log(`expiry relist: ${expiryRelist.cause}, relisted in ${expiryRelist.seconds} s, CPU ${expiryRelist.cpu_s} s, peak RSS ${expiryRelist.peak_rss_mb} MB, keys deleted / written ${expiryRelist.keys_deleted} / ${expiryRelist.keys_written}`);
+      if (expiryRelist.cause === 'none') notes.push('expiry relist: the pod watch resumed after the API server restart without a relist; no relist figures');
 
       // 4b (issue 15): the same at rest with Node's default V8 settings, on a controller started
       // right after the shipped one stopped (it adopts the lease, as a restart does), given the
@@ -993,7 +1024,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       });
       await controller.waitReady(profile.settleMs);
       underTest = controller;
-      await sleep(1000 + STEADY_SETTLE_MS);
+      await sleep(1000 + profile.steadySettleMs);
       const defaults = await steadyWindow(etcdMetrics, `${controller.metricsUrl}/metrics`, profile.steadySeconds);
       steady = { ...shipped, node_defaults: { registered_keys: await recKeyCount(), ...defaults, node_options: '' } };
       log(`steady: shipped (${controllerNodeOptions()}) ${shipped.rss_mb} MB RSS, ${shipped.cpu_percent} % CPU; Node's defaults ${defaults.rss_mb} MB RSS, ${defaults.cpu_percent} % CPU`);
@@ -1042,6 +1073,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       restart,
       steady,
       ...(relist === undefined ? {} : { relist }),
+      ...(expiryRelist === undefined ? {} : { expiry_relist: expiryRelist }),
       calibration,
       targets,
       load: options.load?.report(),
@@ -1275,6 +1307,54 @@ async function measureReconciles(controller: ControllerProcess, etcd: Etcd3, pod
     rss_mb: round(now.rss / 1024 / 1024),
     heap_used_mb: round(now.heap / 1024 / 1024),
   };
+}
+
+/** The controller's relist after an API server restart (ExpiryRelistResult). */
+async function measureExpiryRelist(cluster: Cluster, controller: ControllerProcess, pods: number, keys: KeyObserver, timeoutMs: number): Promise<ExpiryRelistResult> {
+  const pid = controller.proc.pid;
+  const linesBefore = controller.lines().length;
+  const restartedAt = Date.now();
+  const cpuBefore = procCpuSeconds(pid);
+  let peakRss = rssMb(pid);
+  const sampler = setInterval(() => { peakRss = Math.max(peakRss, rssMb(pid)); }, 100);
+  try {
+    await cluster.restartApiServer();
+    const since = (): Array<Record<string, unknown>> => controller.lines().slice(linesBefore);
+    const ended = (): Record<string, unknown> | undefined => since().find((line) => /^pod watch (expired \(410\)|failed); relisting$/.test(String(line['msg'])));
+    // The watch either cannot resume (410 or an error: a relist follows) or resumes; give it the
+    // watch's reconnect time, then wait for the relist to finish.
+    await waitUntil(() => ended() !== undefined, 30_000);
+    const end = ended();
+    if (end === undefined) return { pods, cause: 'none', seconds: 0, cpu_s: 0, peak_rss_mb: round(peakRss), keys_deleted: 0, keys_written: 0 };
+    const endIndex = since().indexOf(end);
+    const listed = (): Record<string, unknown> | undefined => since().slice(endIndex + 1).find((line) => line['msg'] === 'pods listed');
+    await waitUntil(() => listed() !== undefined, timeoutMs);
+    // The controller plans the relist's (unchanged) pods right after: let it finish that too.
+    await sleep(1000);
+    const done = listed();
+    const cpu = procCpuSeconds(pid) - cpuBefore;
+    const at = (line: Record<string, unknown> | undefined): number => Date.parse(String(line?.['time'] ?? ''));
+    const changed = (type: 'put' | 'delete'): number => [...keys.events.values()].filter((list) => list.some((e) => e.type === type && e.at >= restartedAt)).length;
+    return {
+      pods,
+      cause: String(end['msg']).includes('410') ? 'gone' : 'error',
+      seconds: done === undefined ? 0 : round((at(done) - at(end) - Number(end['delayMs'] ?? 0)) / 1000, 1000),
+      cpu_s: round(cpu, 100),
+      peak_rss_mb: round(peakRss),
+      keys_deleted: changed('delete'),
+      keys_written: changed('put'),
+    };
+  } finally {
+    clearInterval(sampler);
+  }
+}
+
+function rssMb(pid: number): number {
+  try {
+    return Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+  } catch {
+    return 0;
+  }
 }
 
 /** CPU seconds (user + system) of a process so far, from /proc (Linux); 0 when unavailable. */

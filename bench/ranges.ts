@@ -82,6 +82,9 @@ export function otherRanges(results: readonly BenchResult[]): string[] {
     `| reconcile of ${span(results.map((r) => largest(r)?.pods ?? Number.NaN))} pods: ms (CPU ms), RSS MB | ${of((r) => largest(r)?.ms ?? Number.NaN)} (${of((r) => largest(r)?.cpu_ms ?? Number.NaN)}), ${of((r) => largest(r)?.rss_mb ?? Number.NaN)} |`,
     `| restart with ${span(results.map((r) => r.restart.pods))} pods: s to ready, keys deleted / written | ${of((r) => r.restart.seconds)}, ${of((r) => r.restart.keys_deleted)} / ${of((r) => r.restart.keys_written)} |`,
     `| at rest with ${span(results.map((r) => r.steady.registered_keys))} keys: CPU %, RSS MB, etcd requests/s | ${of((r) => r.steady.cpu_percent)}, ${of((r) => r.steady.rss_mb)}, ${of((r) => r.steady.etcd_requests_per_s)} |`,
+    ...(results.every((r) => r.expiry_relist !== undefined)
+      ? [`| relist after a watch expiry, ${span(results.map((r) => r.expiry_relist?.pods ?? Number.NaN))} pods: s, CPU s, peak RSS MB, keys deleted / written | ${of((r) => r.expiry_relist?.seconds ?? Number.NaN)}, ${of((r) => r.expiry_relist?.cpu_s ?? Number.NaN)}, ${of((r) => r.expiry_relist?.peak_rss_mb ?? Number.NaN)}, ${of((r) => r.expiry_relist?.keys_deleted ?? Number.NaN)} / ${of((r) => r.expiry_relist?.keys_written ?? Number.NaN)} |`]
+      : []),
   ];
 }
 

@@ -143,6 +143,21 @@ function contentTypeSection(result: BenchResult): string[] {
   ];
 }
 
+/** The relist after the API server restarted under the controller at rest (issue 15). */
+function expiryRelistSection(r: BenchResult['expiry_relist']): string[] {
+  if (r === undefined) return [];
+  return [
+    '',
+    '## Relist after a watch expiry',
+    '',
+    'The API server restarts under the restarted controller at rest; its new watch cache refuses the pod watch\'s resourceVersion, so the controller relists.',
+    '',
+    '| pods | watch ended | relist (s) | CPU s (restart → relisted) | peak RSS MB | keys deleted | keys written |',
+    '|---|---|---|---|---|---|---|',
+    `| ${r.pods} | ${r.cause} | ${r.seconds} | ${r.cpu_s} | ${r.peak_rss_mb} | ${r.keys_deleted} | ${r.keys_written} |`,
+  ];
+}
+
 function round2(x: number): string {
   return String(Math.round(x * 100) / 100);
 }
@@ -201,6 +216,7 @@ export function markdownReport(result: BenchResult): string {
     '| pods | start → ready (s) | first reconcile (ms) | keys deleted | keys written |',
     '|---|---|---|---|---|',
     `| ${result.restart.pods} | ${result.restart.seconds} | ${result.restart.reconcile_ms} | ${result.restart.keys_deleted} | ${result.restart.keys_written} |`,
+    ...expiryRelistSection(result.expiry_relist),
     '',
     '## Steady state (no churn)',
     '',

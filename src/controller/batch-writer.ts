@@ -164,9 +164,10 @@ export class BatchWriter {
     const scope = new Set(keys);
     const plan = this.#planOf(keys, scope);
     this.#deps.trail.skips(plan, scope);
+    const changing = new Set(plan.changes.map((change) => change.key));
     for (const key of keys) {
       // A departed pod's key that is gone from etcd (or never written) needs no memory.
-      if ((!mirror.has(key) || desired.desiredFor(key) === undefined) && !plan.changes.some((change) => change.key === key)) departed.delete(key);
+      if ((!mirror.has(key) || desired.desiredFor(key) === undefined) && !changing.has(key)) departed.delete(key);
     }
     return plan;
   }

@@ -50,12 +50,28 @@ function withOneKeyPerField(logger: Logger): Logger {
   return logger;
 }
 
+let lastTimeMs = Number.NaN;
+let lastTimeField = '';
+
+/**
+ * pino's isoTime, formatted once per millisecond: a batch writes hundreds of audit lines in the
+ * same millisecond, and a Date per line was a tenth of the audit trail's cost.
+ */
+function isoTimeField(): string {
+  const now = Date.now();
+  if (now !== lastTimeMs) {
+    lastTimeMs = now;
+    lastTimeField = `,"time":"${new Date(now).toISOString()}"`;
+  }
+  return lastTimeField;
+}
+
 export function createLogger(level: LogLevel, destination: DestinationStream = stdoutDestination(), options: { readonly redact?: boolean } = {}): Logger {
   const logger = pino(
     {
       level,
       base: { component: COMPONENT },
-      timestamp: pino.stdTimeFunctions.isoTime,
+      timestamp: isoTimeField,
       ...(options.redact === false ? {} : { redact: { paths: redactedPaths, censor: '[redacted]' } }),
       formatters: { level: (label) => ({ level: label }) },
     },

@@ -15,6 +15,8 @@ test('the benchmark runs end to end at tiny size and reports finite non-negative
   assert.ok(burstJson !== undefined && burstProtobuf !== undefined, 'burst.json and burst.protobuf');
   assert.ok(result.relist !== undefined, 'relist');
   assert.ok(nodeDefaults !== undefined, 'steady.node_defaults');
+  const expiry = result.expiry_relist;
+  assert.ok(expiry !== undefined, 'expiry_relist');
   const { content_type: jsonType, ...jsonSide } = burstJson;
   const { content_type: protobufType, ...protobufSide } = burstProtobuf;
   const { content_type: relistJsonType, ...relistJson } = result.relist.json;
@@ -47,6 +49,7 @@ test('the benchmark runs end to end at tiny size and reports finite non-negative
     'relist.json': relistJson,
     'relist.protobuf': relistProtobuf,
     restart: { ...result.restart },
+    expiry_relist: { ...expiry, cause: 0 },
     steady,
     'steady.node_defaults': defaults,
     ...Object.fromEntries(result.reconcile.map((r, i) => [`reconcile[${i}]`, { ...r }])),
@@ -57,6 +60,11 @@ test('the benchmark runs end to end at tiny size and reports finite non-negative
   assert.equal(result.reconcile[0]?.keys, 20);
   assert.ok((result.reconcile[0]?.reconciles ?? 0) >= 2);
   assert.equal(result.restart.keys_deleted, 0);
+  // The API server restarted under the controller at rest: its watch could not resume, it
+  // relisted, and the relist changed nothing in etcd.
+  assert.notEqual(expiry.cause, 'none', 'the pod watch relisted after the API server restart');
+  assert.deepEqual([expiry.pods, expiry.keys_deleted, expiry.keys_written], [20, 0, 0]);
+  assert.ok(expiry.seconds > 0 && expiry.peak_rss_mb > 0, `expiry_relist: ${expiry.seconds} s, ${expiry.peak_rss_mb} MB`);
   assert.equal(result.steady.registered_keys, 20);
   for (const [group, values] of Object.entries(figures)) {
     for (const [name, value] of Object.entries(values)) {
@@ -85,6 +93,7 @@ test('the benchmark runs end to end at tiny size and reports finite non-negative
   assert.match(report, /Where the time goes/);
   assert.match(report, /## JSON vs protobuf/);
   assert.match(report, /\| Node's defaults \| 20 \|/);
+  assert.match(report, /## Relist after a watch expiry/);
   assert.match(report, /<svg /);
   assert.match(report, /<\/svg>/);
 });

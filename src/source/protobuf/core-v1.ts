@@ -9,11 +9,21 @@ import { bytesField, messageFields, readFields, readMapEntry, varintField, type 
 /** meta/v1 Time {seconds = 1, nanos = 2}. */
 const TIME = messageFields<{ seconds: number }>({ 1: varintField((r, t) => (t.seconds = r.varint())) });
 
+/** Recent times as text by their seconds: the pods of a rollout share a handful of them. */
+const timeTexts = new Map<number, string>();
+const TIME_TEXTS_MAX = 1024;
+
 /** meta/v1 Time as RFC 3339 in whole seconds, the JSON form. */
 function time(r: Reader): string {
   const { seconds } = readFields(r, TIME, { seconds: 0 });
+  const known = timeTexts.get(seconds);
+  if (known !== undefined) return known;
   // JSON carries whole seconds (RFC 3339); nanos are dropped so both content types agree.
-  return new Date(seconds * 1000).toISOString().replace('.000Z', 'Z');
+  const text = new Date(seconds * 1000).toISOString().replace('.000Z', 'Z');
+  // Bounded: a relist of old pods must not grow it for ever.
+  if (timeTexts.size >= TIME_TEXTS_MAX) timeTexts.clear();
+  timeTexts.set(seconds, text);
+  return text;
 }
 
 export interface DecodedMeta {
@@ -84,8 +94,9 @@ interface DecodedCondition {
 
 /** core/v1 PodCondition. */
 const POD_CONDITION = messageFields<DecodedCondition>({
-  1: bytesField((r, c) => (c.type = r.string())),
-  2: bytesField((r, c) => (c.status = r.string())),
+  // A handful of values ('Ready', 'True', ...) in every pod event: one copy each.
+  1: bytesField((r, c) => (c.type = r.sharedString())),
+  2: bytesField((r, c) => (c.status = r.sharedString())),
 });
 
 interface DecodedIP {

@@ -15,6 +15,7 @@ import { decompose, describeBreakdown, floorP99, histogramQuantile, quantiles, t
 import { cpuSnapshot, LoadMonitor, type LoadReport } from './load.ts';
 import { replayFloor } from './replay-floor.ts';
 import { methodOf, runChild } from './intake-child.ts';
+import { chartMemoryLimitMb, memoryLimit } from './memory-limit.ts';
 import { startWatchProbe, type ProbeResult, type WatchProbe } from './watch-probe.ts';
 import { DriverDelay, PodDriver } from './driver.ts';
 
@@ -63,7 +64,7 @@ export const PROFILES: Record<BenchSize, Profile> = {
 
 /** The controller over one latency run, from its /metrics scraped at the start and the end. */
 export interface ControllerDuringRun {
-  /** Largest and 99th-percentile event-loop delay (perf_hooks.monitorEventLoopDelay, 10 ms resolution). */
+  /** Largest and 99th-percentile event-loop delay (perf_hooks.monitorEventLoopDelay, sampled every 100 ms since issue 15, 10 ms before). */
   readonly event_loop_delay_max_ms: number;
   readonly event_loop_delay_p99_ms: number;
   readonly gc_seconds: number;
@@ -192,7 +193,7 @@ export interface ExpiryRelistResult {
   readonly pods: number;
   /** How the watch ended, from the controller's log: 'gone' (410), 'error', or 'none' (it resumed without a relist). */
   readonly cause: 'gone' | 'error' | 'none';
-  /** The relist alone: its "relisting" log line to its "pods listed" line, less the logged backoff. */
+  /** The list that succeeded: its start (the last failed attempt's log line plus the backoff it logged) to "pods listed". */
   readonly seconds: number;
   /** The controller's CPU from the API server's restart until the relist was done. */
   readonly cpu_s: number;
@@ -226,6 +227,11 @@ export interface SteadyResult extends SteadyFigures {
    * --max-semi-space-size, no --optimize-for-size), measured the same way over the same window.
    */
   readonly node_defaults?: SteadyVariant;
+  /**
+   * Since issue 15: Node's defaults again, inside a memory cgroup with the chart's default limit,
+   * as a pod runs (Node sizes V8's heap from the memory it may use); absent where no cgroup can be made.
+   */
+  readonly node_defaults_in_limit?: SteadyVariant & { readonly memory_limit_mb: number };
 }
 
 /** The raw etcd write path at a run's rate: one guarded single-key txn at a time, paced. */
@@ -1026,11 +1032,46 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       underTest = controller;
       await sleep(1000 + profile.steadySettleMs);
       const defaults = await steadyWindow(etcdMetrics, `${controller.metricsUrl}/metrics`, profile.steadySeconds);
-      steady = { ...shipped, node_defaults: { registered_keys: await recKeyCount(), ...defaults, node_options: '' } };
       log(`steady: shipped (${controllerNodeOptions()}) ${shipped.rss_mb} MB RSS, ${shipped.cpu_percent} % CPU; Node's defaults ${defaults.rss_mb} MB RSS, ${defaults.cpu_percent} % CPU`);
       underTest = undefined;
       await controller.stop();
       controller = undefined;
+
+      // 4c (issue 15): Node's defaults once more, under the chart's memory limit, as in a pod.
+      const limitMb = chartMemoryLimitMb();
+      const limit = memoryLimit(limitMb, `etcd-registrar-bench-${process.pid}`);
+      let inLimit: SteadyResult['node_defaults_in_limit'];
+      if (typeof limit === 'string') {
+        notes.push(`steady: Node's defaults under the chart's ${limitMb} MiB limit not measured: ${limit}`);
+      } else {
+        log(`steady: ${profile.steadySeconds} s without churn at ${created} pods, with Node's defaults under a ${limitMb} MiB memory limit`);
+        try {
+          controller = await startBenchController({
+            kubeconfig: cluster.kubeconfigPath,
+            etcdEndpoints: cluster.registry.endpoints,
+            extraArgs: recArgs,
+            name: 'etcd-registrar-node-defaults-in-limit',
+            nodeDefaults: true,
+            launcher: limit.launcher,
+          });
+          await controller.waitReady(profile.settleMs);
+          underTest = controller;
+          await sleep(1000 + profile.steadySettleMs);
+          const figures = await steadyWindow(etcdMetrics, `${controller.metricsUrl}/metrics`, profile.steadySeconds);
+          inLimit = { registered_keys: await recKeyCount(), ...figures, node_options: '', memory_limit_mb: limitMb };
+          log(`steady: Node's defaults under ${limitMb} MiB: ${figures.rss_mb} MB RSS, ${figures.cpu_percent} % CPU`);
+          underTest = undefined;
+          await controller.stop();
+          controller = undefined;
+        } finally {
+          limit.remove();
+        }
+      }
+      steady = {
+        ...shipped,
+        node_defaults: { registered_keys: await recKeyCount(), ...defaults, node_options: '' },
+        ...(inLimit === undefined ? {} : { node_defaults_in_limit: inLimit }),
+      };
 
       // 7 (issue 15): a full list of the pods present, per content type, each in a fresh child
       // process (bench/intake-child.ts), with no controller running.
@@ -1332,13 +1373,16 @@ async function measureExpiryRelist(cluster: Cluster, controller: ControllerProce
     // The controller plans the relist's (unchanged) pods right after: let it finish that too.
     await sleep(1000);
     const done = listed();
-    const cpu = procCpuSeconds(pid) - cpuBefore;
     const at = (line: Record<string, unknown> | undefined): number => Date.parse(String(line?.['time'] ?? ''));
+    // While the API server was down, list attempts failed and were retried after a backoff: the
+    // relist proper started after the last one's.
+    const retried = since().slice(endIndex + 1).filter((line) => line['msg'] === 'pod list failed; retrying' && (done === undefined || at(line) <= at(done))).at(-1) ?? end;
+    const cpu = procCpuSeconds(pid) - cpuBefore;
     const changed = (type: 'put' | 'delete'): number => [...keys.events.values()].filter((list) => list.some((e) => e.type === type && e.at >= restartedAt)).length;
     return {
       pods,
       cause: String(end['msg']).includes('410') ? 'gone' : 'error',
-      seconds: done === undefined ? 0 : round((at(done) - at(end) - Number(end['delayMs'] ?? 0)) / 1000, 1000),
+      seconds: done === undefined ? 0 : round((at(done) - at(retried) - Number(retried['delayMs'] ?? 0)) / 1000, 1000),
       cpu_s: round(cpu, 100),
       peak_rss_mb: round(peakRss),
       keys_deleted: changed('delete'),

@@ -6,7 +6,7 @@
 //   node bench/memory-probe.ts [PODS] [VARIANT ...]   VARIANT: "NODE_FLAGS|ENV=VALUE,..."
 // Default variants: the shipped tuning (--max-semi-space-size=4, as the image and the bin's
 // shebang pass it), Node's defaults, and ETCD_REGISTRAR_OPTIMIZE_FOR_SIZE=true.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { Etcd3 } from 'etcd3';
 import { sharedConnectionKubeConfig } from '../src/source/kube-access-client-node.ts';
@@ -20,6 +20,22 @@ const variants = process.argv.slice(3);
 if (variants.length === 0) variants.push('--max-semi-space-size=4|', '|', '--max-semi-space-size=4|ETCD_REGISTRAR_OPTIMIZE_FOR_SIZE=true');
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const rssMb = (pid: number): string => (Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024).toFixed(0);
+
+/** CPU ticks (user + system, 1/100 s) per thread name (the main thread is "node"; V8's are "V8 DefaultWorke"). */
+function threadCpuTicks(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(name, (out.get(name) ?? 0) + Number(fields[11]) + Number(fields[12]));
+    } catch {
+      // The thread ended meanwhile.
+    }
+  }
+  return out;
+}
 
 /**
  * Where the anonymous resident memory is, from /proc/PID/smaps: the malloc heap, and the other
@@ -77,6 +93,7 @@ try {
     // CPU at rest: a window after the keys are written, with no pod changing.
     const cpuWindowS = Number(process.env['PROBE_CPU_WINDOW_S'] ?? '30');
     const cpuBefore = procCpuSeconds(controller.proc.pid!);
+    const threadsBefore = threadCpuTicks(controller.proc.pid!);
     // RSS and V8's heap every 5 s of the window: whether memory settles, and when.
     const series: string[] = [];
     for (let t = 0; t < cpuWindowS; t += 5) {
@@ -86,6 +103,9 @@ try {
     }
     console.error(`${variant}: ${series.join(', ')}`);
     console.error(`${variant}: resident anonymous mappings: ${anonymousMappings(controller.proc.pid!)}`);
+    const threadsAfter = threadCpuTicks(controller.proc.pid!);
+    const byThread = [...threadsAfter].map(([name, ticks]) => [name, ((ticks - (threadsBefore.get(name) ?? 0)) / 100 / cpuWindowS) * 100] as const).filter(([, pct]) => pct > 0);
+    console.error(`${variant}: CPU % of a core by thread over the window: ${byThread.sort((a, b) => b[1] - a[1]).map(([name, pct]) => `${name} ${pct.toFixed(2)}`).join(', ')}`);
     const cpuPercent = ((procCpuSeconds(controller.proc.pid!) - cpuBefore) / cpuWindowS) * 100;
     const keys = await etcd.getAll().prefix('/rec_PRE/').count();
     const metrics = await (await fetch(`${controller.metricsUrl}/metrics`)).text();

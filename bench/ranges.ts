@@ -113,6 +113,9 @@ export function contentTypeRanges(results: readonly BenchResult[]): string[] {
     '|---|---|---|---|---|---|',
     steady('as shipped', (r) => r.steady),
     steady("Node's defaults", (r) => r.steady.node_defaults),
+    ...(runs.some((r) => r.steady.node_defaults_in_limit !== undefined)
+      ? [steady(`Node's defaults, ${of((r) => r.steady.node_defaults_in_limit?.memory_limit_mb)} MiB limit`, (r) => r.steady.node_defaults_in_limit)]
+      : []),
   ];
 }
 

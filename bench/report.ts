@@ -150,7 +150,7 @@ function expiryRelistSection(r: BenchResult['expiry_relist']): string[] {
     '',
     '## Relist after a watch expiry',
     '',
-    'The API server restarts under the restarted controller at rest; its new watch cache refuses the pod watch\'s resourceVersion, so the controller relists.',
+    'The API server restarts under the restarted controller at rest: the pod watch cannot resume (an error while the API server is down, or 410 from its new watch cache), so the controller relists. The relist: the list attempt that succeeded (attempts fail while the API server is down, each retried after a logged backoff) to the controller\'s "pods listed".',
     '',
     '| pods | watch ended | relist (s) | CPU s (restart → relisted) | peak RSS MB | keys deleted | keys written |',
     '|---|---|---|---|---|---|---|',
@@ -225,6 +225,7 @@ export function markdownReport(result: BenchResult): string {
     '|---|---|---|---|---|---|---|---|',
     steadyRow(`as shipped (${result.controller_node_options})`, s),
     ...(s.node_defaults === undefined ? [] : [steadyRow("Node's defaults", s.node_defaults)]),
+    ...(s.node_defaults_in_limit === undefined ? [] : [steadyRow(`Node's defaults under the chart's ${s.node_defaults_in_limit.memory_limit_mb} MiB memory limit (a cgroup, as in a pod)`, s.node_defaults_in_limit)]),
     '',
     ...(result.notes.length > 0 ? ['## Notes', '', ...result.notes.map((n) => `- ${n}`), ''] : []),
   ].join('\n');

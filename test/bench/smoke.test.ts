@@ -5,13 +5,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runBench } from '../../bench/bench.ts';
 import { cdfSvg, markdownReport } from '../../bench/report.ts';
+import { chartMemoryLimitMb } from '../../bench/memory-limit.ts';
 import type { Decomposition } from '../../bench/decompose.ts';
 
 test('the benchmark runs end to end at tiny size and reports finite non-negative figures', async () => {
   const result = await runBench({ size: 'tiny' });
   // Issue 15: both sides of each JSON vs protobuf comparison, and the steady state with Node's defaults.
   const { content_type: burstType, json: burstJson, protobuf: burstProtobuf, ...burst } = result.burst;
-  const { node_defaults: nodeDefaults, ...steady } = result.steady;
+  const { node_defaults: nodeDefaults, node_defaults_in_limit: inLimit, ...steady } = result.steady;
   assert.ok(burstJson !== undefined && burstProtobuf !== undefined, 'burst.json and burst.protobuf');
   assert.ok(result.relist !== undefined, 'relist');
   assert.ok(nodeDefaults !== undefined, 'steady.node_defaults');
@@ -40,6 +41,9 @@ test('the benchmark runs end to end at tiny size and reports finite non-negative
   assert.equal(defaults.registered_keys, 20);
   assert.ok(defaults.rss_mb > 0 && defaults.cpu_percent > 0, `steady.node_defaults: ${defaults.rss_mb} MB, ${defaults.cpu_percent} %`);
   assert.ok(Math.abs(defaults.window_seconds - steady.window_seconds) < 1, 'the same steady window');
+  // Under the chart's memory limit where a cgroup can be made; otherwise a note says why not.
+  if (inLimit === undefined) assert.ok(result.notes.some((note) => note.includes("Node's defaults under the chart's")), 'why the in-limit variant is missing');
+  else assert.deepEqual([inLimit.registered_keys, inLimit.memory_limit_mb, inLimit.rss_mb > 0], [20, chartMemoryLimitMb(), true]);
   const figures: Record<string, Record<string, number>> = {
     registration: { ...result.registration },
     deregistration: { ...result.deregistration },

@@ -35,6 +35,8 @@ export interface ControllerArgs {
   readonly nodeOptions?: readonly string[];
   /** The script to run instead of the built bin (e.g. the image's bundle, scripts/bundle.ts). */
   readonly entry?: string;
+  /** A command that runs node with the rest of its arguments (`exec "$@"`), e.g. into a memory cgroup. */
+  readonly launcher?: readonly string[];
 }
 
 /** Starts `etcd-registrar run` (the built bin, as users run it) on a free metrics port. */
@@ -42,10 +44,13 @@ export async function startController(options: ControllerArgs): Promise<Controll
   const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'registrar-')));
   const port = await freePort();
   const logPath = join(dir, `${options.name ?? 'controller'}-${Date.now()}.log`);
+  const command = options.launcher?.[0] ?? process.execPath;
+  const launcherArgs = options.launcher === undefined ? [] : [...options.launcher.slice(1), process.execPath];
   const proc = spawnManaged({
     name: options.name ?? 'etcd-registrar',
-    command: process.execPath,
+    command,
     args: [
+      ...launcherArgs,
       ...(options.nodeOptions ?? []),
       options.entry ?? registrarBin, 'run',
       '--kubeconfig', options.kubeconfig,

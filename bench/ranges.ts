@@ -119,6 +119,34 @@ export function contentTypeRanges(results: readonly BenchResult[]): string[] {
   ];
 }
 
+/**
+ * The scale tiers (issue 15, §3) of runs with more than one reconcile tier: per tier, the full
+ * reconcile and the controller's memory; at the largest, the restart, the relist after a watch
+ * expiry and the controller at rest (as shipped, Node's defaults, and those under the chart's limit).
+ */
+export function scaleRanges(results: readonly BenchResult[]): string[] {
+  const runs = results.filter((r) => r.reconcile.length > 2);
+  if (runs.length === 0) return [];
+  const of = (f: (r: BenchResult) => number | undefined): string => span(runs.map((r) => f(r) ?? Number.NaN));
+  const tiers = [...new Set(runs.flatMap((r) => r.reconcile.map((t) => t.pods)))].sort((a, b) => a - b);
+  const tier = (pods: number) => (r: BenchResult): BenchResult['reconcile'][number] | undefined => r.reconcile.find((t) => t.pods === pods);
+  const rest = (label: string, f: (r: BenchResult) => BenchResult['steady'] | undefined): string =>
+    `| at rest, ${label}: CPU %, RSS MB, heap used MB | ${of((r) => f(r)?.cpu_percent)}, ${of((r) => f(r)?.rss_mb)}, ${of((r) => f(r)?.heap_used_mb)} |`;
+  return [
+    `| pods, ranges over ${runs.length} runs | full reconcile ms (CPU ms) | controller RSS MB (heap used MB), reconciling every second |`,
+    '|---|---|---|',
+    ...tiers.map((pods) => `| ${pods} | ${of((r) => tier(pods)(r)?.ms)} (${of((r) => tier(pods)(r)?.cpu_ms)}) | ${of((r) => tier(pods)(r)?.rss_mb)} (${of((r) => tier(pods)(r)?.heap_used_mb)}) |`),
+    '',
+    `| at ${of((r) => r.restart.pods)} pods | value |`,
+    '|---|---|',
+    `| restart: s to ready, first reconcile ms, keys deleted / written | ${of((r) => r.restart.seconds)}, ${of((r) => r.restart.reconcile_ms)}, ${of((r) => r.restart.keys_deleted)} / ${of((r) => r.restart.keys_written)} |`,
+    `| relist after a watch expiry: s, CPU s, peak RSS MB, keys deleted / written | ${of((r) => r.expiry_relist?.seconds)}, ${of((r) => r.expiry_relist?.cpu_s)}, ${of((r) => r.expiry_relist?.peak_rss_mb)}, ${of((r) => r.expiry_relist?.keys_deleted)} / ${of((r) => r.expiry_relist?.keys_written)} |`,
+    rest('as shipped', (r) => r.steady),
+    rest("Node's defaults", (r) => r.steady.node_defaults),
+    rest(`Node's defaults under ${of((r) => r.steady.node_defaults_in_limit?.memory_limit_mb)} MiB`, (r) => r.steady.node_defaults_in_limit),
+  ];
+}
+
 if (import.meta.main) {
   const { values, positionals } = parseArgs({ allowPositionals: true, options: { rate: { type: 'string', default: '200' } } });
   if (positionals.length === 0) {
@@ -127,5 +155,6 @@ if (import.meta.main) {
   }
   const results = positionals.map((file) => JSON.parse(readFileSync(file, 'utf8')) as BenchResult);
   const issue15 = contentTypeRanges(results);
-  process.stdout.write(`${[...latencyRanges(results, Number(values.rate)), '', ...otherRanges(results), ...(issue15.length > 0 ? ['', ...issue15] : [])].join('\n')}\n`);
+  const scale = scaleRanges(results);
+  process.stdout.write(`${[...latencyRanges(results, Number(values.rate)), '', ...otherRanges(results), ...(issue15.length > 0 ? ['', ...issue15] : []), ...(scale.length > 0 ? ['', ...scale] : [])].join('\n')}\n`);
 }

@@ -1,4 +1,5 @@
 // Prometheus metrics. One Registry per controller instance, so tests can run several.
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export interface MetricsSources {
@@ -21,6 +22,44 @@ export interface MetricsSources {
  * shorter one when it covers a sample.
  */
 const EVENT_LOOP_SAMPLE_MS = 100;
+/** prom-client's own sampler, whose gauges are replaced below: once a minute, so it costs nothing. */
+const PROM_CLIENT_SAMPLE_MS = 60_000;
+
+/**
+ * The event-loop delay gauges prom-client's default metrics define (same names and meaning for
+ * dashboards), from a sampler every EVENT_LOOP_SAMPLE_MS. Node records each interval between two
+ * samples, so the delay is the interval less the sampling period (prom-client reports the
+ * interval itself, which at 100 ms would read as a 100 ms lag on an idle process).
+ */
+function eventLoopDelayGauges(registry: Registry): void {
+  const sampler = monitorEventLoopDelay({ resolution: EVENT_LOOP_SAMPLE_MS });
+  sampler.enable();
+  const delay = (ns: number): number => Math.max(0, ns / 1e9 - EVENT_LOOP_SAMPLE_MS / 1000);
+  const figures: ReadonlyArray<readonly [name: string, help: string, read: () => number]> = [
+    ['min', 'The minimum recorded event loop delay.', () => delay(sampler.min)],
+    ['max', 'The maximum recorded event loop delay.', () => delay(sampler.max)],
+    ['mean', 'The mean of the recorded event loop delays.', () => delay(sampler.mean)],
+    ['stddev', 'The standard deviation of the recorded event loop delays.', () => (Number.isNaN(sampler.stddev) ? 0 : sampler.stddev / 1e9)],
+    ['p50', 'The 50th percentile of the recorded event loop delays.', () => delay(sampler.percentile(50))],
+    ['p90', 'The 90th percentile of the recorded event loop delays.', () => delay(sampler.percentile(90))],
+    ['p99', 'The 99th percentile of the recorded event loop delays.', () => delay(sampler.percentile(99))],
+  ];
+  // Each scrape reads the samples since the last one: the last gauge collected starts afresh.
+  const last = figures.at(-1)?.[0];
+  for (const [figure, help, read] of figures) {
+    const name = `etcd_registrar_nodejs_eventloop_lag_${figure}_seconds`;
+    registry.removeSingleMetric(name);
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(sampler.count > 0 ? read() : 0);
+        if (figure === last) sampler.reset();
+      },
+    });
+  }
+}
 
 export class Metrics {
   readonly registry = new Registry();
@@ -106,7 +145,8 @@ export class Metrics {
   });
 
   constructor(sources: MetricsSources) {
-    collectDefaultMetrics({ register: this.registry, prefix: 'etcd_registrar_', eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
+    collectDefaultMetrics({ register: this.registry, prefix: 'etcd_registrar_', eventLoopMonitoringPrecision: PROM_CLIENT_SAMPLE_MS });
+    eventLoopDelayGauges(this.registry);
     const { events, sourceRestarts } = sources;
     new Counter({
       name: 'etcd_registrar_events_total',

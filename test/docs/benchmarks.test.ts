@@ -6,7 +6,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { BenchResult } from '../../bench/bench.ts';
-import { latencyRanges, otherRanges } from '../../bench/ranges.ts';
+import { contentTypeRanges, latencyRanges, otherRanges, scaleRanges } from '../../bench/ranges.ts';
 import { repoRoot } from '../e2e/support.ts';
 
 const RUNS = join(repoRoot, 'docs', 'benchmark-runs');
@@ -28,6 +28,25 @@ test('the tables of ranges in docs/benchmarks.md are printed from the committed 
   for (const table of [latencyRanges(quick, 200), latencyRanges(full, 200), otherRanges(quick), otherRanges(full)]) {
     assert.ok(doc.includes(table.join('\n')), `docs/benchmarks.md lacks this table, as bench/ranges.ts prints it:\n${table.join('\n')}`);
   }
+});
+
+/** Issue 15's runs of one kind: `full` (the default tiers) or `scale` (tiers up to 50,000 pods). */
+async function issue15Runs(kind: 'full' | 'scale'): Promise<BenchResult[]> {
+  const files = (await readdir(RUNS)).filter((f) => f.endsWith(`-issue15-${kind}-bench.json`)).sort();
+  assert.ok(files.length > 0, `no *-issue15-${kind}-bench.json in docs/benchmark-runs`);
+  return Promise.all(files.map(async (f) => JSON.parse(await readFile(join(RUNS, f), 'utf8')) as BenchResult));
+}
+
+test("issue 15's tables in docs/benchmarks.md and the README are printed from its committed runs", async () => {
+  const doc = await readFile(join(repoRoot, 'docs', 'benchmarks.md'), 'utf8');
+  const readme = await readFile(join(repoRoot, 'README.md'), 'utf8');
+  const intake = contentTypeRanges(await issue15Runs('full'));
+  const scale = scaleRanges(await issue15Runs('scale'));
+  assert.ok(intake.length > 0 && scale.length > 0);
+  for (const table of [intake, scale]) {
+    assert.ok(doc.includes(table.join('\n')), `docs/benchmarks.md lacks this table, as bench/ranges.ts prints it:\n${table.join('\n')}`);
+  }
+  assert.ok(readme.includes(intake.join('\n')), `the README lacks the JSON vs protobuf table:\n${intake.join('\n')}`);
 });
 
 test('the README quotes the p99 ranges over all published runs', async () => {

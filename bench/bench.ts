@@ -43,6 +43,7 @@ export interface Profile {
   /** [transitions per second, pods, driver (default kwok)] per registration/deregistration run. */
   readonly latencyRuns: ReadonlyArray<readonly [rate: number, pods: number, driver?: LatencyDriver]>;
   readonly burstPods: number;
+  /** The at-rest window; in the full profile a whole --reconcile-interval (60 s), so that it holds one periodic reconcile, not zero or one by chance. */
   readonly steadySeconds: number;
   /** From a restarted controller's ready to its steady window: what it does right after a start (GCs of the start's garbage, the memory reducer) is not "at rest". */
   readonly steadySettleMs: number;
@@ -59,7 +60,7 @@ export interface Profile {
 export const PROFILES: Record<BenchSize, Profile> = {
   tiny: { latencyRuns: [[10, 5], [50, 10, 'bench']], burstPods: 20, steadySeconds: 2, steadySettleMs: 3000, reconcilePods: [20], foreignKeys: 500, settleMs: 60_000, calibrationTxns: 25 },
   quick: { latencyRuns: [[50, 500], [200, 1000, 'bench']], burstPods: 1000, steadySeconds: 10, steadySettleMs: 10_000, reconcilePods: [1000], foreignKeys: 50_000, settleMs: 90_000, calibrationTxns: 1000 },
-  full: { latencyRuns: [[50, 1000], [200, 2000, 'bench']], burstPods: 5000, steadySeconds: 30, steadySettleMs: 30_000, reconcilePods: [1000, 10_000], foreignKeys: 50_000, settleMs: 300_000, calibrationTxns: 1000 },
+  full: { latencyRuns: [[50, 1000], [200, 2000, 'bench']], burstPods: 5000, steadySeconds: 60, steadySettleMs: 30_000, reconcilePods: [1000, 10_000], foreignKeys: 50_000, settleMs: 300_000, calibrationTxns: 1000 },
 };
 
 /** The controller over one latency run, from its /metrics scraped at the start and the end. */

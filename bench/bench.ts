@@ -438,8 +438,9 @@ function keyOf(ip: string): string {
 let underTest: ControllerProcess | undefined;
 
 async function waitUntil(check: () => boolean, timeoutMs: number, refresh?: () => Promise<void>): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+  // Monotonic: a paused VM (host snapshot) moves the wall clock on, not the time the bench waited.
+  const deadline = performance.now() + timeoutMs;
+  while (performance.now() < deadline) {
     await refresh?.();
     if (check()) return true;
     if (underTest !== undefined && !underTest.proc.isRunning()) {
@@ -621,7 +622,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       try {
         scrapeBefore = await fetchText(metricsUrl);
         loadBefore = cpuSnapshot();
-        regStart = Date.now();
+        regStart = preciseNow();
         if (driver === 'kwok') {
           log(`registration: ${count} pods at ${rate}/s (made Ready by KWOK)`);
           const createFailures = await paced(count, rate, (i) => core.createNamespacedPod({ namespace: NAMESPACE, body: podBody(names[i] ?? '', `reg${index}`) }));
@@ -646,7 +647,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         log(`deregistration: deleting ${count} pods at ${rate}/s`);
         delAcks = new Map();
         const acks = delAcks;
-        delStart = Date.now();
+        delStart = preciseNow();
         const delFailures = await paced(count, rate, async (i) => {
           const name = names[i] ?? '';
           const ack = await driverClient.delete(NAMESPACE, name);
@@ -781,7 +782,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       const burstNames = Array.from({ length: n }, (_, i) => `${prefix}${i}`);
       const ips = burstNames.map((_, i) => `10.${net}.${(i >> 8) & 255}.${i & 255}`);
       log(`burst (${contentType}): creating ${n} pods, unscheduled and not Ready`);
-      const burstStart = Date.now();
+      const burstStart = preciseNow();
       const burstCreated = await createUnscheduledPods(core, burstNames, 'burst');
       // The controller must have taken in every ADDED event before it is paused: its cache holds
       // as many pods as the API server has in the namespace (counted by a one-item list).
@@ -804,7 +805,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       if (readyFailures > 0) notes.push(`burst (${contentType}): ${readyFailures} of ${n} status updates failed`);
       const allReady = await waitUntil(() => burstNames.every((name) => observer.pods.get(name)?.readyAt !== undefined), BURST_HOLD_MS);
       const readyAtResume = burstNames.filter((name) => observer.pods.get(name)?.readyAt !== undefined).length;
-      const resumedAt = Date.now();
+      const resumedAt = preciseNow();
       const cpuAtResume = procCpuSeconds(side.proc.pid);
       side.proc.signal('SIGCONT');
       paused = undefined;
@@ -865,15 +866,15 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       const m = Math.min(n, WARM_UP_PODS);
       const names = Array.from({ length: m }, (_, i) => `warm-${contentType}-${i}`);
       const ips = names.map((_, i) => `10.${net}.${200 + (i >> 8)}.${i & 255}`);
-      const started = Date.now();
+      const started = preciseNow();
       const created = await createUnscheduledPods(core, names, 'burst');
       await inParallel(m, (i) => setReady(core, created[i], ips[i] ?? '').catch(() => undefined));
       const registered = await waitUntil(() => ips.every((ip) => keyObserver.first(keyOf(ip), 'put', started) !== undefined), profile.settleMs);
-      const deleteStart = Date.now();
+      const deleteStart = preciseNow();
       await inParallel(m, (i) => core.deleteNamespacedPod({ name: names[i] ?? '', namespace: NAMESPACE }).catch(() => undefined));
       const gone = await waitUntil(() => ips.every((ip) => keyObserver.first(keyOf(ip), 'delete', deleteStart) !== undefined), profile.settleMs);
       if (!registered || !gone) notes.push(`burst (${contentType}): the warm-up of ${m} pods did not register and deregister every key`);
-      log(`burst (${contentType}): warm-up of ${m} pods registered and deregistered in ${round((Date.now() - started) / 1000, 10)} s (pid ${side.proc.pid})`);
+      log(`burst (${contentType}): warm-up of ${m} pods registered and deregistered in ${round((preciseNow() - started) / 1000, 10)} s (pid ${side.proc.pid})`);
     };
     const clusterNow = cluster;
     const sides: Array<Omit<BurstSide, 'raw_keys_per_s' | 'ratio'>> = [];
@@ -894,7 +895,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       if (index < burstOrder.length - 1) {
         // Out of the next side's way: its controller must cache as many pods as this one did.
         log(`burst (${contentType}): deleting its ${n} pods and waiting for their keys to go`);
-        const deleteStart = Date.now();
+        const deleteStart = preciseNow();
         await inParallel(n, (i) => core.deleteNamespacedPod({ name: done.names[i] ?? '', namespace: NAMESPACE }).catch(() => undefined));
         const gone = await waitUntil(() => done.ips.every((ip) => keyObserver.first(keyOf(ip), 'delete', deleteStart) !== undefined), profile.settleMs);
         if (!gone) notes.push(`burst (${contentType}): not every key was deleted with its pod before the next side`);
@@ -965,7 +966,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       underTest = undefined;
       await controller.stop();
       controller = undefined;
-      const stoppedAt = Date.now();
+      const stoppedAt = preciseNow();
       const restartStarted = performance.now();
       controller = await startBenchController({
         kubeconfig: cluster.kubeconfigPath,
@@ -1355,7 +1356,7 @@ async function measureReconciles(controller: ControllerProcess, etcd: Etcd3, pod
 async function measureExpiryRelist(cluster: Cluster, controller: ControllerProcess, pods: number, keys: KeyObserver, timeoutMs: number): Promise<ExpiryRelistResult> {
   const pid = controller.proc.pid;
   const linesBefore = controller.lines().length;
-  const restartedAt = Date.now();
+  const restartedAt = preciseNow();
   const cpuBefore = procCpuSeconds(pid);
   let peakRss = rssMb(pid);
   const sampler = setInterval(() => { peakRss = Math.max(peakRss, rssMb(pid)); }, 100);

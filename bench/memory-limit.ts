@@ -45,7 +45,7 @@ export function memoryLimit(limitMb: number, name: string): MemoryLimit | string
 export function chartMemoryLimitMb(): number {
   const values = parse(readFileSync(new URL('../charts/etcd-registrar/values.yaml', import.meta.url), 'utf8')) as { resources?: { limits?: { memory?: unknown } } };
   const memory = String(values.resources?.limits?.memory ?? '');
-  const mi = /^(\d+)Mi$/.exec(memory) ?? /^(\d+)Gi$/.exec(memory);
-  if (mi === null) throw new Error(`charts/etcd-registrar/values.yaml: resources.limits.memory ${JSON.stringify(memory)} is not in Mi or Gi`);
-  return Number(mi[1]) * (memory.endsWith('Gi') ? 1024 : 1);
+  const quantity = /^(\d+)(Mi|Gi)$/.exec(memory);
+  if (quantity === null) throw new Error(`charts/etcd-registrar/values.yaml: resources.limits.memory ${JSON.stringify(memory)} is not in Mi or Gi`);
+  return Number(quantity[1]) * (quantity[2] === 'Gi' ? 1024 : 1);
 }

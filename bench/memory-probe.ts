@@ -12,14 +12,13 @@ import { Etcd3 } from 'etcd3';
 import { sharedConnectionKubeConfig } from '../src/source/kube-access-client-node.ts';
 import { startCluster } from '../test/cluster/cluster.ts';
 import { startController } from '../test/e2e/support.ts';
-import { createReadyPods, GRANTS_ANNOTATION, procCpuSeconds, REC_NAMESPACE, writeForeignKeys } from './bench.ts';
+import { createReadyPods, GRANTS_ANNOTATION, procCpuSeconds, REC_NAMESPACE, rssMb, writeForeignKeys } from './bench.ts';
 import { metricSum } from './stats.ts';
 
 const pods = Number(process.argv[2] ?? '10000');
 const variants = process.argv.slice(3);
 if (variants.length === 0) variants.push('--max-semi-space-size=4|', '|', '--max-semi-space-size=4|ETCD_REGISTRAR_OPTIMIZE_FOR_SIZE=true');
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-const rssMb = (pid: number): string => (Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024).toFixed(0);
 
 /** CPU ticks (user + system, 1/100 s) per thread name (the main thread is "node"; V8's are "V8 DefaultWorke"). */
 function threadCpuTicks(pid: number): Map<string, number> {
@@ -98,7 +97,7 @@ try {
     const series: string[] = [];
     for (let t = 0; t < cpuWindowS; t += 5) {
       const text = await (await fetch(`${controller.metricsUrl}/metrics`)).text();
-      series.push(`${t}s rss ${rssMb(controller.proc.pid!)} heap ${((metricSum(text, 'etcd_registrar_nodejs_heap_size_total_bytes') ?? 0) / 1048576).toFixed(0)}`);
+      series.push(`${t}s rss ${rssMb(controller.proc.pid!).toFixed(0)} heap ${((metricSum(text, 'etcd_registrar_nodejs_heap_size_total_bytes') ?? 0) / 1048576).toFixed(0)}`);
       await sleep(Math.min(5, cpuWindowS - t) * 1000);
     }
     console.error(`${variant}: ${series.join(', ')}`);

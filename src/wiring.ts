@@ -3,6 +3,7 @@
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { Controller } from './controller/controller.ts';
+import { HeapTrimmer } from './heap-trim.ts';
 import type { EventSink, LeadershipPort } from './controller/ports.ts';
 import { DesiredState } from './desired/index.ts';
 import type { EventRecorder } from './events/recorder.ts';
@@ -62,7 +63,11 @@ export class Assembly {
       ...(events.stats === undefined ? {} : { events: events.stats.bind(events) }),
     });
     this.controller = new Controller(
-      { source, registry, desired, events, audit, metrics: this.metrics, logger: logger.child({ module: 'controller' }), leadership, grants, nodes },
+      {
+        source, registry, desired, events, audit, metrics: this.metrics, logger: logger.child({ module: 'controller' }), leadership, grants, nodes,
+        // A long-running controller gives back the memory of its peaks; a one-shot command exits instead.
+        heap: config.command === 'run' ? new HeapTrimmer({ logger: logger.child({ module: 'memory' }) }) : undefined,
+      },
       {
         policy: config.policy,
         dryRun: config.dryRun,

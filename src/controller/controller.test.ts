@@ -11,7 +11,7 @@ import { AuditLog } from '../observability/log.ts';
 import type { ApplyOptions, AuditRecord, Change, CurrentEntry, SlimPod } from '../types.ts';
 import { Controller, type ControllerOptions } from './controller.ts';
 import { keyDirectory } from '../registry/keys.ts';
-import type { ApplyResult, Fence, LeadershipPort, NodeFeed, PodEvent, PodSourcePort, RegistryPort } from './ports.ts';
+import type { ApplyResult, Fence, HeapTrimPort, LeadershipPort, NodeFeed, PodEvent, PodSourcePort, RegistryPort } from './ports.ts';
 import type { GrantsMode } from '../grants/grants.ts';
 import { ServiceGrants, type NamespaceFeed } from '../grants/service-grants.ts';
 import type { NamespaceEvent } from '../source/namespace-source.ts';
@@ -180,7 +180,7 @@ async function until(what: string, condition: () => boolean, timeoutMs = 5_000):
   }
 }
 
-function setup(t: TestContext, overrides: Partial<ControllerOptions> = {}, grantsMode?: GrantsMode, leadership?: LeadershipPort) {
+function setup(t: TestContext, overrides: Partial<ControllerOptions> = {}, grantsMode?: GrantsMode, leadership?: LeadershipPort, heap?: HeapTrimPort) {
   const source = new FakeSource();
   const registry = new FakeRegistry();
   const records: AuditRecord[] = [];
@@ -204,6 +204,7 @@ function setup(t: TestContext, overrides: Partial<ControllerOptions> = {}, grant
       logger: pino({ level: 'silent' }),
       grants,
       leadership,
+      heap,
     },
     { ...options, ...overrides },
   );
@@ -260,6 +261,34 @@ describe('Controller', () => {
     assert.ok(!registry.kv.has(key('10.1.0.9')));
     assert.equal(registry.kv.get('/other_PRE/x')?.value, 'foreign');
     assert.equal(records.filter((r) => r.action === 'orphan-delete').length, 1);
+  });
+
+  it('offers the memory of a reconcile back once its writes are done, never while a deregistration is about', async (t) => {
+    const offers: Array<{ reason: string; busy: boolean; keys: number }> = [];
+    let controllerRef: Controller | undefined;
+    let registryRef: FakeRegistry | undefined;
+    const heap: HeapTrimPort = {
+      afterPeak: (reason) => {
+        offers.push({ reason, busy: controllerRef?.busy() ?? true, keys: registryRef?.kv.size ?? -1 });
+        return true;
+      },
+    };
+    const { source, registry, controller } = setup(t, {}, undefined, undefined, heap);
+    controllerRef = controller;
+    registryRef = registry;
+    source.initial.push(makePod({ uid: 'a', name: 'a', podIPs: ['10.1.0.1'] }), makePod({ uid: 'b', name: 'b', podIPs: ['10.1.0.2'] }));
+    await controller.start();
+    await waitUntil(() => offers.length === 1, 5_000);
+    assert.deepEqual(offers, [{ reason: 'reconcile (startup)', busy: false, keys: 2 }]);
+    // A pod stops being Ready just before a reconcile ends: its deregistration is about, so the
+    // pause waits for the next reconcile.
+    const reconciled = controller.reconcileNow('test');
+    source.emit({ type: 'upsert', pod: makePod({ uid: 'a', name: 'a', podIPs: ['10.1.0.1'], ready: false }) });
+    await reconciled;
+    await controller.whenIdle();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(offers.length, 1);
+    assert.ok(!registry.kv.has(key('10.1.0.1')));
   });
 
   it('is busy while keys wait or are being written (Events yield to it)', async (t) => {

@@ -17,7 +17,7 @@ import { AuditTrail } from './audit-trail.ts';
 import { BatchWriter } from './batch-writer.ts';
 import { GrantClaims } from '../grants/claims.ts';
 import type { GrantsPort } from '../grants/service-grants.ts';
-import type { DesiredIndex, EventSink, LeadershipPort, NodeFeed, PodEvent, PodSourcePort, RegistryPort, PodRef } from './ports.ts';
+import type { DesiredIndex, EventSink, HeapTrimPort, LeadershipPort, NodeFeed, PodEvent, PodSourcePort, RegistryPort, PodRef } from './ports.ts';
 
 export interface ControllerOptions {
   readonly policy: Policy;
@@ -49,6 +49,8 @@ export interface ControllerDeps {
   readonly grants?: GrantsPort | undefined;
   /** Node zones, when the mapping uses them (the desired index reads the same cache). */
   readonly nodes?: NodeFeed | undefined;
+  /** Returns the memory of a peak after a reconcile (src/heap-trim.ts); absent in one-shot commands. */
+  readonly heap?: HeapTrimPort | undefined;
 }
 
 export interface ReconcileReport {
@@ -232,7 +234,13 @@ export class Controller {
       if (this.#reconcileRequested && !this.#stopping) {
         this.#reconcileRequested = false;
         void this.reconcileNow('requested during the previous reconcile');
+        return;
       }
+      // A reconcile follows every peak (the start, a relist, a full read): once the events it
+      // settled are written, and no deregistration is about, its garbage may be given back.
+      setImmediate(() => {
+        if (!this.#stopping && this.#reconciling === undefined && !this.busy()) this.#deps.heap?.afterPeak(`reconcile (${reason})`);
+      });
     });
     return this.#reconciling;
   }

@@ -64,3 +64,8 @@ export interface LeadershipPort {
 export interface EventSink {
   record(pod: PodRef, type: EventType, reason: string, note: string): void;
 }
+
+/** Gives the memory of a transient peak back when it is worth a short pause (src/heap-trim.ts). */
+export interface HeapTrimPort {
+  afterPeak(reason: string): boolean;
+}

@@ -70,6 +70,18 @@ export interface CurrentEntry {
   readonly modRevision: string;
 }
 
+/**
+ * What a scoped read of the registry covered, besides its entries: enough for a later read to
+ * ask etcd whether anything in those directories changed since (docs/decisions/0045). `counts`:
+ * the keys etcd counted in each directory at `revision`; absent when etcd's counts could not be
+ * trusted (they did not match the keys read), and then no later read relies on them.
+ */
+export interface ReadBasis {
+  readonly directories: readonly string[];
+  readonly revision: string;
+  readonly counts?: ReadonlyMap<string, number> | undefined;
+}
+
 export type Policy = 'sync' | 'upsert-only';
 
 /** A pod as changes, plans, audit records and Events name it. */

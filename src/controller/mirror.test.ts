@@ -3,7 +3,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
-import type { CurrentEntry } from '../types.ts';
+import type { CurrentEntry, ReadBasis } from '../types.ts';
 import { EtcdMirror } from './mirror.ts';
 import type { RegistryPort } from './ports.ts';
 
@@ -11,20 +11,25 @@ const entry = (key: string, lease = '100'): CurrentEntry => ({ key, value: 'v', 
 
 /** Only what the mirror asks of the registry; reads answer with `kv`, optionally after `gate`. */
 function fakeRegistry() {
-  const reads: { full: boolean; wanted: string[] }[] = [];
+  const reads: { full: boolean; wanted: string[]; since?: string | undefined }[] = [];
+  let revision = 10;
   const fake = {
     kv: new Map<string, CurrentEntry>(),
     gate: undefined as Promise<void> | undefined,
     markFails: false,
     marked: [] as string[],
+    /** Scoped reads given a basis answer "unchanged". */
+    unchanged: false,
     reads,
     port: {
       leaseId: () => '100',
       adoptableLeases: () => new Set(['50']),
-      async readScoped(wantedKeys: Iterable<string>, options: { full?: boolean } = {}) {
-        reads.push({ full: options.full === true, wanted: [...wantedKeys] });
+      async readScoped(wantedKeys: Iterable<string>, options: { full?: boolean; unchangedSince?: ReadBasis | undefined } = {}) {
+        reads.push({ full: options.full === true, wanted: [...wantedKeys], since: options.unchangedSince?.revision });
         await fake.gate;
-        return { entries: new Map(fake.kv) };
+        const basis = { directories: ['/'], revision: String(++revision), counts: new Map([['/', fake.kv.size]]) };
+        if (fake.unchanged && options.unchangedSince !== undefined) return { ...basis, unchanged: true };
+        return { entries: new Map(fake.kv), ...basis };
       },
       async markDirectories(entries: Iterable<CurrentEntry>) {
         if (fake.markFails) throw new Error('no marker');
@@ -51,6 +56,27 @@ describe('EtcdMirror', () => {
     mirror.readEverythingNext();
     await mirror.refresh([]);
     assert.equal(registry.reads.at(-1)?.full, true);
+  });
+
+  it('gives each scoped read the basis of the last one, and keeps its keys when etcd says nothing changed', async () => {
+    const registry = fakeRegistry();
+    registry.kv.set('/a', entry('/a'));
+    registry.unchanged = true;
+    const mirror = new EtcdMirror({ registry: registry.port, metrics: undefined, logger }, 3_600_000);
+    await mirror.refresh([]);
+    await mirror.refresh([]);
+    // etcd changes nothing the fake reports; the mirror must keep what it had, not empty itself.
+    registry.kv.clear();
+    await mirror.refresh([]);
+    await mirror.refresh([]);
+    assert.deepEqual(registry.reads.map((r) => [r.full, r.since]), [[true, undefined], [false, undefined], [false, '12'], [false, '13']]);
+    assert.equal(mirror.get('/a')?.value, 'v');
+    // A full read is not one scoped read's: the next scoped read is a real one.
+    mirror.readEverythingNext();
+    await mirror.refresh([]);
+    await mirror.refresh([]);
+    assert.deepEqual(registry.reads.slice(4).map((r) => [r.full, r.since]), [[true, undefined], [false, undefined]]);
+    assert.equal(mirror.has('/a'), false);
   });
 
   it('an interval of 0 reads everything every time', async () => {

@@ -2,7 +2,7 @@
 import type { Logger } from 'pino';
 import type { Metrics } from '../observability/metrics.ts';
 import { isOurs } from '../ownership.ts';
-import type { CurrentEntry } from '../types.ts';
+import type { CurrentEntry, ReadBasis } from '../types.ts';
 import type { RegistryPort } from './ports.ts';
 
 export interface EtcdMirrorDeps {
@@ -23,6 +23,13 @@ export class EtcdMirror {
   #writtenDuringRead: Set<string> | undefined;
   /** performance.now() of the last full read of the key root; undefined = the next read is full. */
   #lastFullReadAt: number | undefined;
+  /**
+   * What the last scoped read saw, when the mirror holds exactly what it read (every change since
+   * shows in etcd as a later revision or a different count): the next scoped read asks etcd
+   * whether anything changed instead of reading every key again. Undefined after a full read,
+   * whose entries are not one scoped read's.
+   */
+  #basis: ReadBasis | undefined;
 
   constructor(deps: EtcdMirrorDeps, fullReadIntervalMs: number) {
     this.#deps = deps;
@@ -91,7 +98,15 @@ export class EtcdMirror {
     this.#writtenDuringRead = written;
     try {
       const startedAt = performance.now();
-      const current = (await registry.readScoped(wantedKeys, { full })).entries;
+      const read = await registry.readScoped(wantedKeys, { full, unchangedSince: full ? undefined : this.#basis });
+      if ('unchanged' in read) {
+        // Nothing in our directories changed since the last read: the mirror is current.
+        this.#basis = read;
+        metrics?.etcdReads.inc({ scope: 'unchanged' });
+        return this.#entries;
+      }
+      const current = read.entries;
+      this.#basis = full || read.revision === undefined || read.directories === undefined ? undefined : { directories: read.directories, revision: read.revision, counts: read.counts };
       if (full) this.#lastFullReadAt = startedAt;
       metrics?.etcdReads.inc({ scope: full ? 'full' : 'scoped' });
       // The fresh read becomes the mirror (no merge pass over tens of thousands of keys; foreign

@@ -1,7 +1,7 @@
 // The small interfaces the controller needs from its collaborators, so that it can be
 // wired to the real pod source, registry and event recorder, or to fakes in unit tests.
 import type { Admission, Admit } from '../desired/index.ts';
-import type { ApplyOptions, ApplyResult, Change, CurrentEntry, DesiredEntry, EventType, Fence, PodEvent, PodMapping, PodRef, SlimPod } from '../types.ts';
+import type { ApplyOptions, ApplyResult, Change, CurrentEntry, DesiredEntry, EventType, Fence, PodEvent, PodMapping, PodRef, ReadBasis, SlimPod } from '../types.ts';
 
 export type { ApplyResult, EventType, Fence, PodEvent, PodRef };
 
@@ -45,7 +45,10 @@ export interface RegistryPort {
    * The keys of the directories that hold our keys or `wantedKeys` (docs/decisions/0013); with
    * `full`, read from every key under the root, and with our keys in unmarked directories too.
    */
-  readScoped(wantedKeys: Iterable<string>, options?: { readonly full?: boolean }): Promise<{ readonly entries: Map<string, CurrentEntry> }>;
+  readScoped(
+    wantedKeys: Iterable<string>,
+    options?: { readonly full?: boolean; readonly unchangedSince?: ReadBasis | undefined },
+  ): Promise<({ readonly entries: Map<string, CurrentEntry> } & Partial<ReadBasis>) | (ReadBasis & { readonly unchanged: true })>;
   /** Marks the directories of the entries on our leases (found by a full read) for later scoped reads. */
   markDirectories(entries: Iterable<CurrentEntry>): Promise<number>;
   apply(changes: readonly Change[], options?: ApplyOptions): Promise<readonly ApplyResult[]>;

@@ -116,7 +116,7 @@ export class Metrics {
   });
   readonly etcdReads = new Counter({
     name: 'etcd_registrar_etcd_reads_total',
-    help: 'Reads of the key space by the reconcile, by scope (full: every key under the root; scoped: the directories that hold our or wanted keys)',
+    help: 'Reads of the key space by the reconcile, by scope (full: every key under the root; scoped: the directories that hold our or wanted keys; unchanged: etcd said those directories had not changed since the last read, so they were not read again)',
     labelNames: ['scope'] as const,
     registers: [this.registry],
   });

@@ -16,6 +16,8 @@ import {
   type EtcdServer,
 } from './fixture.test.ts';
 import { RegistryProgrammingError, type EtcdRegistry } from './index.ts';
+import type { ScopedRead, UnchangedRead } from './registry.ts';
+import type { ReadBasis } from '../types.ts';
 
 describe('EtcdRegistry reads and writes', () => {
   let etcd: EtcdServer;
@@ -327,6 +329,55 @@ describe('EtcdRegistry reads and writes', () => {
     }
     // Markers live on the data lease: revoking it removes them with the keys.
     assert.equal((await dump(obs, `/etcd-registrar/owners/${ownerId}/dirs/`)).size, 0);
+  });
+
+  test('a scoped read given the last one\'s basis answers unchanged until a key in those directories is put or deleted', async () => {
+    const root = '/unchanged/';
+    const scoped = makeRegistry(etcd.endpoints, { keyRoot: root, ownerId: `unchanged-${process.pid}`, leaseTtlSeconds: 10, pageSize: 50 });
+    await scoped.start();
+    try {
+      await putForeign(obs, Array.from({ length: 120 }, (_, i) => `${root}svc_PRE/10.9.0.${i}-80`));
+      await scoped.apply([register(`${root}svc_PRE/mine`, 'M')]);
+      const wanted = [`${root}other_PRE/wanted`];
+      const first = await scoped.readScoped(wanted);
+      assert.deepEqual(first.directories, [`${root}other_PRE/`, `${root}svc_PRE/`]);
+      assert.equal(first.entries.size, 121, 'read over three pages of 50');
+      assert.deepEqual(first.counts, new Map([[`${root}other_PRE/`, 0], [`${root}svc_PRE/`, 121]]));
+      const since = async (basis: ReadBasis): Promise<ScopedRead | UnchangedRead> => scoped.readScoped(wanted, { unchangedSince: basis });
+
+      // Writes elsewhere move etcd's revision but change nothing here.
+      await obs.put('/elsewhere/x').value('1');
+      const second = await since(first);
+      assert.ok('unchanged' in second, 'nothing changed in the directories');
+      assert.ok(BigInt(second.revision) > BigInt(first.revision));
+      assert.ok('unchanged' in await since(second), 'the advanced basis holds too');
+
+      // Each kind of change is seen: a foreign put, our own put, a delete, a wanted key appearing.
+      const changes: Array<[string, () => Promise<unknown>]> = [
+        ['a foreign put into a read directory', () => obs.put(`${root}svc_PRE/10.9.0.200-80`).value('x').exec()],
+        ['a value rewritten in place', () => obs.put(`${root}svc_PRE/10.9.0.5-80`).value('changed').exec()],
+        ['our own put', () => scoped.apply([register(`${root}svc_PRE/mine2`, 'M2')])],
+        ['a delete', () => obs.delete().key(`${root}svc_PRE/10.9.0.7-80`).exec()],
+        ['a wanted key created', () => obs.put(`${root}other_PRE/wanted`).value('w').exec()],
+      ];
+      let basis: ReadBasis = second;
+      for (const [what, change] of changes) {
+        await change();
+        const read = await since(basis);
+        assert.ok(!('unchanged' in read), `${what} is seen`);
+        assert.ok('unchanged' in await since(read), `after ${what} and a read, unchanged again`);
+        basis = read;
+      }
+      const last = await since(basis);
+      assert.ok('unchanged' in last);
+
+      // A directory set that differs (a new wanted directory) is read, not checked.
+      const wider = await scoped.readScoped([...wanted, `${root}third_PRE/k`], { unchangedSince: last });
+      assert.ok(!('unchanged' in wider));
+      assert.ok(wider.entries.has(`${root}other_PRE/wanted`));
+    } finally {
+      await scoped.revoke();
+    }
   });
 
   test('puts into many directories at once stay within etcd\'s operations per transaction', async () => {

@@ -6,20 +6,20 @@ import { EventEmitter } from 'node:events';
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import { Leadership } from './election.ts';
-import type { ApplyOptions, ApplyResult, Change, CurrentEntry, Fence } from '../types.ts';
+import type { ApplyOptions, ApplyResult, Change, CurrentEntry, Fence, ReadBasis } from '../types.ts';
 import { createClient, explainConnectionError, type RegistryClient } from './client.ts';
 import { DirectoryMarkers } from './directories.ts';
 import { assertWritable, keyDirectory, RegistryProgrammingError, type KeySpace } from './keys.ts';
 import { LeaseKeeper } from './lease.ts';
 import type { LeaseChangedEvent, LeaseLostEvent, LeaseMode } from './lease-types.ts';
 import { registrySettings, type RegistryOptions } from './options.ts';
-import { keepScoped, readDirectories, type ReadContext, type ScopedRead } from './reads.ts';
+import { keepScoped, readDirectories, type ReadContext, type ScopedRead, type UnchangedRead } from './reads.ts';
 import { errorMessage, isNoSpace, type RetryHooks, type RetryPolicy } from './retry.ts';
 import { refusal, type Item, type ResultSlots } from './txn.ts';
 import { applyItems, writeMarkers, type WriteContext } from './writes.ts';
 
 export { DEFAULT_OWNER_RECORD_PREFIX, type RegistryOptions } from './options.ts';
-export type { ApplyResult, Fence, ScopedRead };
+export type { ApplyResult, Fence, ScopedRead, UnchangedRead };
 
 export interface StartOptions {
   /** Default 'owner'. See LeaseMode: 'adopt-only' never grants, 'read-only' never writes. */
@@ -194,16 +194,20 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
    * revision. Keys in other directories are neither ours nor wanted. A marker on the root (a
    * layout with very many directories) makes it a full read. With `full`, every key under
    * the root is read, and the same keys are returned, plus keys on our leases in unmarked
-   * directories (see markDirectories).
+   * directories (see markDirectories). With `unchangedSince` (what the caller's last scoped read
+   * saw), a scoped read first asks etcd whether those directories changed since, and answers
+   * `unchanged` instead of reading them when they did not (docs/decisions/0045).
    */
-  async readScoped(wantedKeys: Iterable<string>, options: { readonly full?: boolean } = {}): Promise<ScopedRead> {
+  readScoped(wantedKeys: Iterable<string>, options?: { readonly full?: boolean }): Promise<ScopedRead>;
+  readScoped(wantedKeys: Iterable<string>, options: { readonly full?: boolean; readonly unchangedSince: ReadBasis | undefined }): Promise<ScopedRead | UnchangedRead>;
+  async readScoped(wantedKeys: Iterable<string>, options: { readonly full?: boolean; readonly unchangedSince?: ReadBasis | undefined } = {}): Promise<ScopedRead | UnchangedRead> {
     const wanted = new Set<string>();
     for (const key of wantedKeys) {
       this.#assertReadable(key);
       wanted.add(keyDirectory(this.#space.root, key));
     }
     const ctx = this.#reads();
-    if (options.full !== true) return readDirectories(ctx, (marked) => [...new Set([...marked, ...wanted])]);
+    if (options.full !== true) return readDirectories(ctx, (marked) => [...new Set([...marked, ...wanted])], options.unchangedSince);
     // Full: every key under the root is read (and seen), but only what a scoped read would
     // return is kept, plus keys on our leases wherever they are (markDirectories covers them).
     let relevant = new Set<string>();

@@ -24,10 +24,10 @@ export class EtcdMirror {
   /** performance.now() of the last full read of the key root; undefined = the next read is full. */
   #lastFullReadAt: number | undefined;
   /**
-   * What the last scoped read saw, when the mirror holds exactly what it read (every change since
-   * shows in etcd as a later revision or a different count): the next scoped read asks etcd
-   * whether anything changed instead of reading every key again. Undefined after a full read,
-   * whose entries are not one scoped read's.
+   * What the last read saw of the directories a scoped read covers (a full read reports them
+   * too), the mirror holding exactly what it read: every change since shows in etcd as a later
+   * revision or a different count, so the next scoped read asks etcd whether anything changed
+   * instead of reading every key again.
    */
   #basis: ReadBasis | undefined;
 
@@ -106,7 +106,7 @@ export class EtcdMirror {
         return this.#entries;
       }
       const current = read.entries;
-      this.#basis = full || read.revision === undefined || read.directories === undefined ? undefined : { directories: read.directories, revision: read.revision, counts: read.counts };
+      this.#basis = read.revision === undefined || read.directories === undefined ? undefined : { directories: read.directories, revision: read.revision, counts: read.counts };
       if (full) this.#lastFullReadAt = startedAt;
       metrics?.etcdReads.inc({ scope: full ? 'full' : 'scoped' });
       // The fresh read becomes the mirror (no merge pass over tens of thousands of keys; foreign

@@ -65,6 +65,36 @@ export async function readDirectories(ctx: ReadContext, pick: (marked: readonly 
   }
 }
 
+/**
+ * Reads every key under the root, at the markers' revision, and returns what a scoped read of
+ * the directories `pick` chooses would, plus the keys on our leases (`owns`) wherever they are
+ * (keepScoped). Its directories and counts are those of that scoped read (etcd's count of keys
+ * in each, reserved ones included, tallied from the keys read), so that the next scoped read can
+ * ask whether anything changed since.
+ */
+export async function readEverything(ctx: ReadContext, pick: (marked: readonly string[]) => string[], owns: (lease: string) => boolean): Promise<ScopedRead> {
+  const root = ctx.space.root;
+  for (let restart = 0; ; restart++) {
+    try {
+      const { marked, revision } = await readMarkers(ctx);
+      const dirs = directoriesToRead(pick(marked), root);
+      const relevant = new Set(dirs);
+      const counts = new Map(dirs.map((dir) => [dir, 0]));
+      const all = new Map<string, CurrentEntry>();
+      const { counted, read } = await readPrefix(ctx, root, revision, all, (key) => {
+        const dir = relevant.has(root) ? root : keyDirectory(root, key);
+        const n = counts.get(dir);
+        if (n !== undefined) counts.set(dir, n + 1);
+      });
+      const { entries } = keepScoped({ entries: all, directories: [root], revision }, relevant, root, owns);
+      return { entries, directories: dirs, revision, counts: counted === read ? counts : undefined };
+    } catch (err) {
+      if (isCompacted(err) && restart < MAX_COMPACTED_RESTARTS) continue;
+      throw err;
+    }
+  }
+}
+
 /** The marked directories under the root, and the revision they were read at. */
 async function readMarkers(ctx: ReadContext): Promise<{ marked: string[]; revision: string }> {
   const start = Buffer.from(ctx.markers.prefix);
@@ -89,7 +119,7 @@ async function inParallel<T>(items: readonly T[], work: (item: T) => Promise<voi
  * Every key under `prefix` at `revision`, page by page, reserved keys left out. Returns how many
  * keys etcd counted under the prefix (the first page's count) and how many pages brought.
  */
-async function readPrefix(ctx: ReadContext, prefix: string, revision: string, out: Map<string, CurrentEntry>): Promise<{ counted: number; read: number }> {
+async function readPrefix(ctx: ReadContext, prefix: string, revision: string, out: Map<string, CurrentEntry>, tally?: (key: string) => void): Promise<{ counted: number; read: number }> {
   const first = Buffer.from(prefix);
   const end = prefixEnd(first);
   let start: Buffer = first;
@@ -102,6 +132,7 @@ async function readPrefix(ctx: ReadContext, prefix: string, revision: string, ou
     read += res.kvs.length;
     for (const kv of res.kvs) {
       const entry = toEntry(kv);
+      tally?.(entry.key);
       if (!isReserved(ctx.space, entry.key)) out.set(entry.key, entry);
     }
     const last = res.kvs[res.kvs.length - 1];

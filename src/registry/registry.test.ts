@@ -319,7 +319,9 @@ describe('EtcdRegistry reads and writes', () => {
       assert.equal(all.get(`${root}mine_PRE/a`)?.lease, lease);
       // A full reconcile read sees them too, and keeps only what a scoped read would return.
       const full = await scoped.readScoped([`${root}wanted_PRE/free`], { full: true });
-      assert.deepEqual(full.directories, [root]);
+      // Its directories and counts are those of the scoped read it stands for.
+      assert.deepEqual(full.directories, [`${root}wanted_PRE/`]);
+      assert.deepEqual(full.counts, new Map([[`${root}wanted_PRE/`, 1]]));
       assert.deepEqual([...full.entries.keys()].sort(), [`${root}mine_PRE/a`, `${root}mine_PRE/b`, `${root}wanted_PRE/taken`]);
       assert.equal(await scoped.markDirectories(all.values()), 1, 'only the directory of our keys; foreign ones are not marked');
       assert.equal(await scoped.markDirectories([all.get(`${root}mine_PRE/a`)!]), 0, 'already marked on this lease');
@@ -351,6 +353,10 @@ describe('EtcdRegistry reads and writes', () => {
       assert.ok('unchanged' in second, 'nothing changed in the directories');
       assert.ok(BigInt(second.revision) > BigInt(first.revision));
       assert.ok('unchanged' in await since(second), 'the advanced basis holds too');
+      // A full read reports the same directories and counts: its basis serves as well.
+      const full = await scoped.readScoped(wanted, { full: true });
+      assert.deepEqual([full.directories, full.counts], [first.directories, first.counts]);
+      assert.ok('unchanged' in await since(full), 'after a full read');
 
       // Each kind of change is seen: a foreign put, our own put, a delete, a wanted key appearing.
       const changes: Array<[string, () => Promise<unknown>]> = [

@@ -13,7 +13,7 @@ import { assertWritable, keyDirectory, RegistryProgrammingError, type KeySpace }
 import { LeaseKeeper } from './lease.ts';
 import type { LeaseChangedEvent, LeaseLostEvent, LeaseMode } from './lease-types.ts';
 import { registrySettings, type RegistryOptions } from './options.ts';
-import { keepScoped, readDirectories, type ReadContext, type ScopedRead, type UnchangedRead } from './reads.ts';
+import { readDirectories, readEverything, type ReadContext, type ScopedRead, type UnchangedRead } from './reads.ts';
 import { errorMessage, isNoSpace, type RetryHooks, type RetryPolicy } from './retry.ts';
 import { refusal, type Item, type ResultSlots } from './txn.ts';
 import { applyItems, writeMarkers, type WriteContext } from './writes.ts';
@@ -193,8 +193,8 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
    * the data lease) and those of `wantedKeys` (the keys the caller wants to exist), read at one
    * revision. Keys in other directories are neither ours nor wanted. A marker on the root (a
    * layout with very many directories) makes it a full read. With `full`, every key under
-   * the root is read, and the same keys are returned, plus keys on our leases in unmarked
-   * directories (see markDirectories). With `unchangedSince` (what the caller's last scoped read
+   * the root is read, and the same keys and directories are returned, plus keys on our leases
+   * in unmarked directories (see markDirectories). With `unchangedSince` (what the caller's last scoped read
    * saw), a scoped read first asks etcd whether those directories changed since, and answers
    * `unchanged` instead of reading them when they did not (docs/decisions/0045).
    */
@@ -210,12 +210,7 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
     if (options.full !== true) return readDirectories(ctx, (marked) => [...new Set([...marked, ...wanted])], options.unchangedSince);
     // Full: every key under the root is read (and seen), but only what a scoped read would
     // return is kept, plus keys on our leases wherever they are (markDirectories covers them).
-    let relevant = new Set<string>();
-    const read = await readDirectories(ctx, (marked) => {
-      relevant = new Set([...marked, ...wanted]);
-      return [this.#space.root];
-    });
-    return keepScoped(read, relevant, this.#space.root, (lease) => this.ownsLease(lease));
+    return readEverything(ctx, (marked) => [...new Set([...marked, ...wanted])], (lease) => this.ownsLease(lease));
   }
 
   /**

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { startCluster, type Cluster } from '../cluster/cluster.ts';
 import { startEtcd } from '../cluster/etcd.ts';
 import { freePort } from '../cluster/process.ts';
-import { eventually, registrarBin, RegistryObserver, startController, type ControllerProcess } from './support.ts';
+import { eventually, metricValue, registrarBin, RegistryObserver, startController, type ControllerProcess } from './support.ts';
 
 const run = promisify(execFile);
 const OWNER = 'e2e';
@@ -182,6 +182,32 @@ describe('etcd-registrar run', () => {
     await eventually('orphan removed', async () => !(await observer.snapshot(orphan)).has(orphan));
     const records = controller.audits().filter((r) => r.key === orphan);
     assert.deepEqual(records.map((r) => [r.action, r.outcome]), [['orphan-delete', 'ok']]);
+  });
+
+  it('at rest, reconciles find etcd unchanged without reading every key; a key deleted or rewritten by hand is still put back', async () => {
+    await apply(pod('rest', { 'etcd-registrar.io/service': 'search', 'etcd-registrar.io/port': '86' }));
+    await eventually('rest registered', () => registryMatchesReadyPods('app=rest', 86, 1));
+    const [info] = await pods('app=rest');
+    assert.ok(info);
+    const key = `${PREFIX}${info.ip}-86`;
+    const unchanged = (): Promise<number> => metricValue(controller.metricsUrl, 'etcd_registrar_etcd_reads_total{scope="unchanged"}');
+    const scoped = (): Promise<number> => metricValue(controller.metricsUrl, 'etcd_registrar_etcd_reads_total{scope="scoped"}');
+    // Reconciles every 2 s: once nothing is written, they are answered "unchanged".
+    const before = await unchanged();
+    await eventually('two reconciles answered unchanged', async () => (await unchanged()) >= (Number.isNaN(before) ? 0 : before) + 2, 15_000);
+    const lease = await observer.dataLease(OWNER);
+    assert.ok(lease);
+    for (const [what, tamper] of [
+      ['deleted by hand', () => observer.client.delete().key(key).exec()],
+      ['rewritten by hand on our lease', () => observer.client.put(key).value('10.0.0.0:1').lease(lease).exec()],
+    ] as const) {
+      const scopedBefore = await scoped();
+      await tamper();
+      await eventually(`the key ${what} is put back`, async () => (await observer.snapshot(key)).get(key)?.value === `${info.ip}:86`, 15_000);
+      assert.ok((await scoped()) > scopedBefore, `the key ${what} was found by a read, not the watch`);
+      assert.equal((await observer.snapshot(key)).get(key)?.lease, lease);
+    }
+    await kubectl('delete', 'pod', 'rest', '-n', 'e2e', '--grace-period=0', '--force');
   });
 
   it('never touches keys written by others under the same prefix, with or without a lease', async () => {

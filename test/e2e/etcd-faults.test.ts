@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { startCluster, type Cluster } from '../cluster/cluster.ts';
 import { startEtcd, type EtcdServer } from '../cluster/etcd.ts';
 import { toolPath } from '../cluster/tools.ts';
-import { eventually, RegistryObserver, startController, waitPodReadyIp, type ControllerProcess } from './support.ts';
+import { eventually, metricValue, RegistryObserver, startController, waitPodReadyIp, type ControllerProcess } from './support.ts';
 
 const run = promisify(execFile);
 const NS = 'quota';
@@ -49,12 +49,6 @@ async function createPod(name: string): Promise<string> {
 async function readyz(): Promise<{ status: number; body: string }> {
   const response = await fetch(`${controller.metricsUrl}/readyz`, { signal: AbortSignal.timeout(5_000) });
   return { status: response.status, body: await response.text() };
-}
-
-async function metricValue(name: string): Promise<number> {
-  const text = await (await fetch(`${controller.metricsUrl}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return line === undefined ? Number.NaN : Number(line.slice(name.length + 1));
 }
 
 before(async () => {
@@ -107,7 +101,7 @@ describe('etcd faults', () => {
     await eventually('the controller reports NOSPACE', async () => (await readyz()).status === 503, 20_000);
     const { body } = await readyz();
     assert.match(body, /out of space \(NOSPACE alarm\)/);
-    assert.equal(await metricValue('etcd_registrar_etcd_out_of_space'), 1);
+    assert.equal(await metricValue(controller.metricsUrl, 'etcd_registrar_etcd_out_of_space'), 1);
     assert.ok(controller.lines().some((line) => String(line['msg']).startsWith('etcd is out of space (NOSPACE alarm)')));
     // 15 s with etcd full, longer than the 6 s lease TTL: keepalives still work.
     await new Promise((resolve) => setTimeout(resolve, blockedAt + 15_000 - Date.now()));
@@ -129,7 +123,7 @@ describe('etcd faults', () => {
     await eventually('p3 registered after the repair', async () => (await observer.snapshot(PREFIX)).has(p3), 20_000);
     const recoveredS = (Date.now() - repairedAt) / 1000;
     await eventually('ready again', async () => (await readyz()).status === 200, 10_000);
-    assert.equal(await metricValue('etcd_registrar_etcd_out_of_space'), 0);
+    assert.equal(await metricValue(controller.metricsUrl, 'etcd_registrar_etcd_out_of_space'), 0);
     assert.equal(await observer.dataLease(OWNER), lease, 'the same data lease throughout');
     assert.deepEqual(observer.deletesOf(new Set(before)), [], 'no registration deleted');
     t.diagnostic(`NOSPACE: ${attempts} write attempts for the blocked pod in 15 s; registered ${recoveredS.toFixed(1)} s after the alarm was disarmed`);
@@ -141,7 +135,7 @@ describe('etcd faults', () => {
     const live = [...snapshot.keys()].filter((key) => key !== p1);
     assert.ok(live.length >= 2 && snapshot.has(p1));
     const from = observer.events.length;
-    const errorsBefore = await metricValue('etcd_registrar_reconciles_total{outcome="error"}');
+    const errorsBefore = await metricValue(controller.metricsUrl, 'etcd_registrar_reconciles_total{outcome="error"}');
     // Revisions of other writers, then all of history compacted away, as a compacting cluster does.
     for (let i = 0; i < 50; i++) await observer.client.put(`/other/${i}`).value(String(i)).exec();
     await etcdctl('compact', (await observer.client.get(PREFIX).exec()).header.revision);
@@ -154,7 +148,7 @@ describe('etcd faults', () => {
       return now.has(p4) && !now.has(p1);
     }, 20_000);
     await eventually('two full reconciles after the compaction', () => reconciles() >= reconcilesBefore + 2, 20_000);
-    assert.equal(await metricValue('etcd_registrar_reconciles_total{outcome="error"}'), errorsBefore, 'no reconcile failed');
+    assert.equal(await metricValue(controller.metricsUrl, 'etcd_registrar_reconciles_total{outcome="error"}'), errorsBefore, 'no reconcile failed');
     assert.deepEqual(observer.events.slice(from).filter((e) => e.type === 'delete' && live.includes(e.key)), [], 'no live key deleted');
     t.diagnostic('compaction: reads and writes went on; no live key deleted');
   });

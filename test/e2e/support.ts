@@ -162,6 +162,13 @@ export class RegistryObserver {
 }
 
 /** Polls until `check` returns true; fails with `what` and the last observed detail. */
+/** One sample of a controller's /metrics by its exact name and labels (`x_total{scope="unchanged"}`); NaN when absent. */
+export async function metricValue(metricsUrl: string, sample: string): Promise<number> {
+  const text = await (await fetch(`${metricsUrl}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
+  return line === undefined ? Number.NaN : Number(line.slice(sample.length + 1));
+}
+
 export async function eventually(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 15_000): Promise<void> {
   await waitFor(what, async () => (await check()) || undefined, { timeoutMs, intervalMs: 50 });
 }

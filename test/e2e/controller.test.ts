@@ -101,6 +101,15 @@ async function setReady(name: string, ready: boolean): Promise<void> {
     JSON.stringify({ status: { conditions: [{ type: 'Ready', status }, { type: 'ContainersReady', status }] } }));
 }
 
+/** A pod of service "search" on port 86, created and waited for until its key is in etcd. */
+async function registeredSearchPod(name: string): Promise<{ info: PodInfo; key: string }> {
+  await apply(pod(name, { 'etcd-registrar.io/service': 'search', 'etcd-registrar.io/port': '86' }));
+  await eventually(`${name} registered`, () => registryMatchesReadyPods(`app=${name}`, 86, 1));
+  const [info] = await pods(`app=${name}`);
+  assert.ok(info);
+  return { info, key: `${PREFIX}${info.ip}-86` };
+}
+
 before(async () => {
   cluster = await startCluster();
   await kubectl('create', 'namespace', 'e2e');
@@ -133,11 +142,7 @@ describe('etcd-registrar run', () => {
   });
 
   it('deregisters a pod whose readiness flips to false and registers it again when Ready', async () => {
-    await apply(pod('flip', { 'etcd-registrar.io/service': 'search', 'etcd-registrar.io/port': '86' }));
-    await eventually('flip registered', () => registryMatchesReadyPods('app=flip', 86, 1));
-    const [info] = await pods('app=flip');
-    assert.ok(info);
-    const key = `${PREFIX}${info.ip}-86`;
+    const { info, key } = await registeredSearchPod('flip');
     await setReady('flip', false);
     await eventually('key deleted after un-Ready', async () => !(await observer.snapshot(key)).has(key));
     await setReady('flip', true);
@@ -185,11 +190,7 @@ describe('etcd-registrar run', () => {
   });
 
   it('at rest, reconciles find etcd unchanged without reading every key; a key deleted or rewritten by hand is still put back', async () => {
-    await apply(pod('rest', { 'etcd-registrar.io/service': 'search', 'etcd-registrar.io/port': '86' }));
-    await eventually('rest registered', () => registryMatchesReadyPods('app=rest', 86, 1));
-    const [info] = await pods('app=rest');
-    assert.ok(info);
-    const key = `${PREFIX}${info.ip}-86`;
+    const { info, key } = await registeredSearchPod('rest');
     const unchanged = (): Promise<number> => metricValue(controller.metricsUrl, 'etcd_registrar_etcd_reads_total{scope="unchanged"}');
     const scoped = (): Promise<number> => metricValue(controller.metricsUrl, 'etcd_registrar_etcd_reads_total{scope="scoped"}');
     // Reconciles every 2 s: once nothing is written, they are answered "unchanged".

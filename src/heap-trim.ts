@@ -3,10 +3,11 @@
 // lives: its memory reducer runs on allocation, so an idle controller never triggers it, and a
 // regular full collection frees objects but keeps their pages pooled. The memory-reducing
 // collection V8 runs before it gives up on an allocation ("last resort") also shrinks the young
-// generation and releases the pooled pages: measured 230 -> 150 MB at 10,000 pods
-// (docs/decisions/0044). It stops the event loop for tens of milliseconds, so it runs only after a
-// reconcile, with nothing queued, when the resident memory grew well beyond what the last trim
-// left, and not more often than every few minutes.
+// generation and releases the pooled pages: at rest with 10,000 pods 170 -> 128 MB as shipped,
+// 277 -> ~137 MB with Node's defaults on a large host (docs/decisions/0044). It stops the event
+// loop (~100 ms at 10,000 pods), so it runs only after a reconcile, with nothing queued, when the
+// resident memory grew well beyond what the last trim left, and not more often than every few
+// minutes.
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Logger } from 'pino';

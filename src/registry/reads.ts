@@ -7,7 +7,7 @@ import { isReserved, keyDirectory, keySuccessor, prefixEnd, type KeySpace } from
 import { isCompacted, withRetry, type RetryHooks, type RetryPolicy } from './retry.ts';
 import { toEntry } from './txn.ts';
 
-/** What a scoped read returned: the keys of `directories` ([root] for a full read), read at `revision`. */
+/** What a read returned: the keys of `directories`, read at `revision` (a full read: see readEverything). */
 export interface ScopedRead extends ReadBasis {
   readonly entries: Map<string, CurrentEntry>;
 }

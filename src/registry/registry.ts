@@ -194,9 +194,9 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
    * revision. Keys in other directories are neither ours nor wanted. A marker on the root (a
    * layout with very many directories) makes it a full read. With `full`, every key under
    * the root is read, and the same keys and directories are returned, plus keys on our leases
-   * in unmarked directories (see markDirectories). With `unchangedSince` (what the caller's last scoped read
-   * saw), a scoped read first asks etcd whether those directories changed since, and answers
-   * `unchanged` instead of reading them when they did not (docs/decisions/0045).
+   * in unmarked directories (see markDirectories). With `unchangedSince` (what the caller's
+   * last read saw), a scoped read first asks etcd whether those directories changed since, and
+   * answers `unchanged` instead of reading them when they did not (docs/decisions/0045).
    */
   readScoped(wantedKeys: Iterable<string>, options?: { readonly full?: boolean }): Promise<ScopedRead>;
   readScoped(wantedKeys: Iterable<string>, options: { readonly full?: boolean; readonly unchangedSince: ReadBasis | undefined }): Promise<ScopedRead | UnchangedRead>;

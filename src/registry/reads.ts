@@ -41,28 +41,21 @@ const MAX_COMPACTED_RESTARTS = 3;
 export async function readDirectories(ctx: ReadContext, pick: (marked: readonly string[]) => string[]): Promise<ScopedRead>;
 export async function readDirectories(ctx: ReadContext, pick: (marked: readonly string[]) => string[], since: ReadBasis | undefined): Promise<ScopedRead | UnchangedRead>;
 export async function readDirectories(ctx: ReadContext, pick: (marked: readonly string[]) => string[], since?: ReadBasis): Promise<ScopedRead | UnchangedRead> {
-  for (let restart = 0; ; restart++) {
-    try {
-      const { marked, revision } = await readMarkers(ctx);
-      const dirs = directoriesToRead(pick(marked), ctx.space.root);
-      if (since !== undefined && await unchangedSince(ctx, since, dirs, revision)) {
-        return { unchanged: true, directories: dirs, revision, counts: since.counts };
-      }
-      const entries = new Map<string, CurrentEntry>();
-      const counts = new Map<string, number>();
-      let trusted = true;
-      await inParallel(dirs, async (dir) => {
-        const { counted, read } = await readPrefix(ctx, dir, revision, entries);
-        counts.set(dir, counted);
-        if (counted !== read) trusted = false;
-      });
-      return { entries, directories: dirs, revision, counts: trusted ? counts : undefined };
-    } catch (err) {
-      // Compaction overtook the pinned revision: read again from the current one.
-      if (isCompacted(err) && restart < MAX_COMPACTED_RESTARTS) continue;
-      throw err;
+  return atMarkersRevision(ctx, async (marked, revision) => {
+    const dirs = directoriesToRead(pick(marked), ctx.space.root);
+    if (since !== undefined && await unchangedSince(ctx, since, dirs, revision)) {
+      return { unchanged: true, directories: dirs, revision, counts: since.counts };
     }
-  }
+    const entries = new Map<string, CurrentEntry>();
+    const counts = new Map<string, number>();
+    let trusted = true;
+    await inParallel(dirs, async (dir) => {
+      const { counted, read } = await readPrefix(ctx, dir, revision, entries);
+      counts.set(dir, counted);
+      if (counted !== read) trusted = false;
+    });
+    return { entries, directories: dirs, revision, counts: trusted ? counts : undefined };
+  });
 }
 
 /**
@@ -74,20 +67,30 @@ export async function readDirectories(ctx: ReadContext, pick: (marked: readonly 
  */
 export async function readEverything(ctx: ReadContext, pick: (marked: readonly string[]) => string[], owns: (lease: string) => boolean): Promise<ScopedRead> {
   const root = ctx.space.root;
+  return atMarkersRevision(ctx, async (marked, revision) => {
+    const dirs = directoriesToRead(pick(marked), root);
+    const relevant = new Set(dirs);
+    const counts = new Map(dirs.map((dir) => [dir, 0]));
+    const all = new Map<string, CurrentEntry>();
+    const { counted, read } = await readPrefix(ctx, root, revision, all, (key) => {
+      const dir = relevant.has(root) ? root : keyDirectory(root, key);
+      const n = counts.get(dir);
+      if (n !== undefined) counts.set(dir, n + 1);
+    });
+    const { entries } = keepScoped({ entries: all, directories: [root], revision }, relevant, root, owns);
+    return { entries, directories: dirs, revision, counts: counted === read ? counts : undefined };
+  });
+}
+
+/**
+ * Reads the markers, then runs `read` pinned to their revision; when compaction overtakes that
+ * revision, starts again from the current one (a few times at most).
+ */
+async function atMarkersRevision<T>(ctx: ReadContext, read: (marked: string[], revision: string) => Promise<T>): Promise<T> {
   for (let restart = 0; ; restart++) {
     try {
       const { marked, revision } = await readMarkers(ctx);
-      const dirs = directoriesToRead(pick(marked), root);
-      const relevant = new Set(dirs);
-      const counts = new Map(dirs.map((dir) => [dir, 0]));
-      const all = new Map<string, CurrentEntry>();
-      const { counted, read } = await readPrefix(ctx, root, revision, all, (key) => {
-        const dir = relevant.has(root) ? root : keyDirectory(root, key);
-        const n = counts.get(dir);
-        if (n !== undefined) counts.set(dir, n + 1);
-      });
-      const { entries } = keepScoped({ entries: all, directories: [root], revision }, relevant, root, owns);
-      return { entries, directories: dirs, revision, counts: counted === read ? counts : undefined };
+      return await read(marked, revision);
     } catch (err) {
       if (isCompacted(err) && restart < MAX_COMPACTED_RESTARTS) continue;
       throw err;

@@ -1,12 +1,13 @@
 // The 200/s driver's requests, kept light so that the moment the bench notes an acknowledgement
 // (t0) is the moment it arrived: client-node's typed API serialises and deserialises every pod
 // through its ObjectSerializer (milliseconds per call at 200 calls/s, on the same event loop that
-// stamps the acknowledgements). Here: the controller's KubeAccess (credentials and shared
-// connection), a JSON body, and only the answer's metadata read back.
+// stamps the acknowledgements). Here: the controller's own request path (kube-http.ts, its
+// credentials and shared connections) with a JSON body, and the answer parsed once.
 import type { V1Pod } from '@kubernetes/client-node';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { preciseNow } from '../src/clock.ts';
-import type { KubeAccess, KubeRequestAccess } from '../src/source/kube-access.ts';
+import type { KubeAccess } from '../src/source/kube-access.ts';
+import { requestText } from '../src/source/kube-http.ts';
 
 export interface Ack {
   /** Epoch ms at which the response arrived. */
@@ -18,12 +19,9 @@ export interface Ack {
 
 export class PodDriver {
   readonly #kube: KubeAccess;
-  readonly #server: string;
-  #auth: KubeRequestAccess | undefined;
 
   constructor(kube: KubeAccess) {
     this.#kube = kube;
-    this.#server = kube.server;
   }
 
   /** Creates a pod (plain JSON in, plain JSON back: no typed models anywhere on this path). */
@@ -49,17 +47,10 @@ export class PodDriver {
   }
 
   async #send(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, text: string | undefined): Promise<Ack> {
-    // The credentials are the same for every call: resolved once.
-    this.#auth ??= await this.#kube.request(new URL(`${this.#server}/api/v1/pods`), { watch: false });
-    const { headers, dispatcher } = this.#auth;
-    const requestHeaders = { ...headers, Accept: 'application/json', ...(text === undefined ? {} : { 'Content-Type': 'application/json' }) };
-    const url = new URL(this.#server + path);
-    const res = await dispatcher.request({ origin: url.origin, path: url.pathname, method, headers: requestHeaders, ...(text === undefined ? {} : { body: text }) });
-    const status = res.statusCode;
-    const answer = await res.body.text();
+    const answer = await requestText(this.#kube, method, path, text);
     const at = preciseNow();
-    if (status < 200 || status > 299) throw new Error(`${method} ${path}: HTTP ${status}: ${answer.slice(0, 200)}`);
-    const pod = JSON.parse(answer) as V1Pod;
+    if (answer.status < 200 || answer.status > 299) throw new Error(`${method} ${path}: HTTP ${answer.status}: ${answer.text.slice(0, 200)}`);
+    const pod = JSON.parse(answer.text) as V1Pod;
     return { at, resourceVersion: pod.metadata?.resourceVersion ?? '', pod };
   }
 }

@@ -1,18 +1,21 @@
 // The intake floor of a burst: how fast an idle client on the controller's own transport
 // (src/source/kube-http.ts, in one content type) receives the burst's watch events.
 import type { V1Pod } from '@kubernetes/client-node';
-import type { Dispatcher } from 'undici';
+import type { Agent } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { KubeAccess, KubeRequestAccess } from '../src/source/kube-access.ts';
 import { kubeAccessFromFile } from '../src/source/kube-access-resolve.ts';
 import { protobufDecoderOf, watchStream, type KubeContentType } from '../src/source/kube-http.ts';
 import { toSlimPod } from '../src/source/slim.ts';
 
-type DispatchHandler = Parameters<Dispatcher['dispatch']>[1];
-
-/** The controller's transport, with the response body bytes of its requests counted (the wire size). */
+/**
+ * The controller's transport, with the bytes its connections received counted (after TLS: the
+ * HTTP responses, headers and chunk framing included; the body is all but a few hundred bytes).
+ */
 class CountingAccess implements KubeAccess {
   bytes = 0;
   readonly #inner: KubeAccess;
+  readonly #counted = new WeakSet<Agent>();
   constructor(inner: KubeAccess) {
     this.#inner = inner;
   }
@@ -21,33 +24,31 @@ class CountingAccess implements KubeAccess {
   }
   async request(url: URL, opts: { readonly watch: boolean }): Promise<KubeRequestAccess> {
     const made = await this.#inner.request(url, opts);
-    const count = (n: number): void => { this.bytes += n; };
-    return { ...made, dispatcher: made.dispatcher.compose((dispatch) => (o, handler) => dispatch(o, counting(handler, count))), done: () => made.done() };
+    this.#count(made.agent);
+    return made;
   }
   close(): Promise<void> {
     return this.#inner.close();
   }
-}
-
-/** The handler, with its body chunks counted (undici's handler API, or the legacy one it still takes). */
-function counting(handler: DispatchHandler, count: (n: number) => void): DispatchHandler {
-  const modern = typeof handler.onResponseData === 'function';
-  return new Proxy(handler, {
-    get(target, prop) {
-      const value: unknown = Reflect.get(target, prop, target);
-      if (typeof value !== 'function') return value;
-      const fn = value as (...args: unknown[]) => unknown;
-      if (modern && prop === 'onResponseData') return (controller: unknown, chunk: Buffer) => { count(chunk.length); return fn.call(target, controller, chunk); };
-      if (!modern && prop === 'onData') return (chunk: Buffer) => { count(chunk.length); return fn.call(target, chunk); };
-      return fn.bind(target);
-    },
-  });
+  /** Counts what each connection the agent makes from now on receives (Agent.createConnection). */
+  #count(agent: Agent): void {
+    if (this.#counted.has(agent)) return;
+    this.#counted.add(agent);
+    const create = (agent as unknown as { createConnection: (...args: unknown[]) => Duplex }).createConnection.bind(agent);
+    Object.assign(agent, {
+      createConnection: (...args: unknown[]): Duplex => {
+        const socket = create(...args);
+        socket.on('data', (chunk: Buffer) => { this.bytes += chunk.length; });
+        return socket;
+      },
+    });
+  }
 }
 
 export interface ReplayFloor {
   /** Events of pods named `prefix*`. */
   readonly events: number;
-  /** Response body bytes of the watch (its content type's wire size), up to its end. */
+  /** Bytes the watch's connection received (its content type's wire size, with HTTP framing), up to its end. */
   readonly bytes: number;
   /** From the first such event to the last (opening the watch is not the intake's cost). */
   readonly seconds: number;

@@ -1,11 +1,12 @@
 // The client-node fallback behind KubeAccess: which configurations take it (and say why), what
 // its requests carry, its connection sharing, and that the common configurations never load
-// @kubernetes/client-node at all. Dispatchers are only built here, never connected.
+// @kubernetes/client-node at all. Agents are only built here, never connected.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
+import { Agent as HttpsAgent } from 'node:https';
 import { describe, it, type TestContext } from 'node:test';
 import { ClientNodeAccess, loadClientNode, sharedConnectionKubeConfig } from './kube-access-client-node.ts';
 import { resolveKubeAccess } from './kube-access-resolve.ts';
@@ -29,36 +30,55 @@ async function access(certData: string, proxyUrl?: string): Promise<ClientNodeAc
     contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
     currentContext: 'x',
   });
-  return new ClientNodeAccess(module, kc);
+  return new ClientNodeAccess(kc);
 }
 
-describe('ClientNodeAccess: connection sharing (client-node alone opens a connection per request)', () => {
-  it('every request shares one dispatcher; the server has no trailing slash', async () => {
+describe('ClientNodeAccess: connections (client-node alone opens a connection per request)', () => {
+  it('every request shares one agent with client-node\'s TLS material; the server has no trailing slash', async () => {
     const a = await access('cert');
     assert.equal(a.server, 'https://127.0.0.1:6443');
     const first = await a.request(url, { watch: false });
     const concurrent = await Promise.all(Array.from({ length: 5 }, () => a.request(url, { watch: false })));
-    for (const r of concurrent) assert.equal(r.dispatcher, first.dispatcher);
+    for (const r of concurrent) assert.equal(r.agent, first.agent);
     assert.equal(first.headers['User-Agent'], USER_AGENT);
+    assert.ok(first.agent instanceof HttpsAgent);
+    assert.equal(first.agent.options.cert?.toString(), 'cert');
+    assert.equal(first.agent.options.ca?.toString(), 'ca');
   });
 
-  it('a watch gets a connection of its own, apart from the shared pool, closed when done', async () => {
+  it('a watch gets a connection of its own, apart from the shared pool', async () => {
     const a = await access('cert');
-    const shared = (await a.request(url, { watch: false })).dispatcher;
+    const shared = (await a.request(url, { watch: false })).agent;
     const [w1, w2] = [await a.request(watchUrl, { watch: true }), await a.request(watchUrl, { watch: true })];
-    assert.notEqual(w1.dispatcher, shared);
-    assert.notEqual(w1.dispatcher, w2.dispatcher);
+    assert.notEqual(w1.agent, shared);
+    assert.notEqual(w1.agent, w2.agent);
     w1.done();
-    assert.equal((w1.dispatcher as unknown as { closed: boolean }).closed, true);
-    assert.equal((await a.request(url, { watch: false })).dispatcher, shared);
+    w2.done();
+    assert.equal((await a.request(url, { watch: false })).agent, shared);
   });
 
-  it('a proxied cluster keeps client-node behaviour: a dispatcher per request', async () => {
+  it('a proxied cluster goes through client-node\'s proxy agent', async () => {
     const a = await access('cert', 'http://127.0.0.1:3128');
-    assert.notEqual((await a.request(url, { watch: false })).dispatcher, (await a.request(url, { watch: false })).dispatcher);
+    const made = await a.request(url, { watch: false });
+    assert.match(made.agent.constructor.name, /Proxy/);
+    assert.equal((await a.request(url, { watch: true })).agent, made.agent);
   });
 
-  it('a rewritten certificate file gets a new dispatcher', async (t) => {
+  it('basic auth becomes an Authorization header', async () => {
+    const module = await loadClientNode();
+    const kc = new module.KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: 'c', server: 'https://127.0.0.1:6443', skipTLSVerify: true }],
+      users: [{ name: 'u', username: 'admin', password: 'secret' }],
+      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+      currentContext: 'x',
+    });
+    const made = await new ClientNodeAccess(kc).request(url, { watch: false });
+    assert.equal(made.headers['Authorization'], `Basic ${Buffer.from('admin:secret').toString('base64')}`);
+    assert.equal((made.agent as HttpsAgent).options.rejectUnauthorized, false);
+  });
+
+  it('a rewritten certificate file gets a new agent', async (t) => {
     const dir = tempDir(t);
     const certFile = join(dir, 'client.crt');
     writeFileSync(certFile, 'cert-1');
@@ -70,11 +90,13 @@ describe('ClientNodeAccess: connection sharing (client-node alone opens a connec
       contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
       currentContext: 'x',
     });
-    const a = new ClientNodeAccess(module, kc);
-    const before = (await a.request(url, { watch: false })).dispatcher;
-    assert.equal((await a.request(url, { watch: false })).dispatcher, before);
+    const a = new ClientNodeAccess(kc);
+    const before = (await a.request(url, { watch: false })).agent;
+    assert.equal((await a.request(url, { watch: false })).agent, before);
     writeFileSync(certFile, 'cert-2, longer');
-    assert.notEqual((await a.request(url, { watch: false })).dispatcher, before);
+    const after = (await a.request(url, { watch: false })).agent;
+    assert.notEqual(after, before);
+    assert.equal((after as HttpsAgent).options.cert?.toString(), 'cert-2, longer');
   });
 
   it('sharedConnectionKubeConfig: client-node typed API calls share the pool too', async () => {
@@ -137,7 +159,7 @@ describe('resolveKubeAccess: the fallback, and why', () => {
     await assert.rejects(resolveKubeAccess({ kubeconfig: path, env: {} }), { name: 'NoClusterError' });
   });
 
-  it('in-cluster and a token kubeconfig never load @kubernetes/client-node; a fallback does', (t) => {
+  it('in-cluster and a token kubeconfig never load @kubernetes/client-node (nor undici); a fallback does', (t) => {
     const dir = tempDir(t);
     const sa = join(dir, 'sa');
     const kubeconfig = join(dir, 'config');
@@ -154,17 +176,19 @@ describe('resolveKubeAccess: the fallback, and why', () => {
       const seen = [];
       registerHooks({ resolve(specifier, context, next) { const r = next(specifier, context); seen.push(r.url); return r; } });
       const loaded = () => seen.some((u) => u.includes('/@kubernetes/client-node/'));
+      const undici = () => seen.some((u) => u.includes('/node_modules/undici/'));
       await import(${JSON.stringify(join(root, 'src/cli.ts'))});
       const { resolveKubeAccess } = await import(${JSON.stringify(join(root, 'src/source/kube-access-resolve.ts'))});
       const out = { cli: loaded() };
       out.inCluster = (await resolveKubeAccess({ env: { KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443' }, serviceAccountDir: ${JSON.stringify(sa)} })).path;
       out.token = (await resolveKubeAccess({ kubeconfig: ${JSON.stringify(kubeconfig)}, env: {} })).path;
       out.afterDirect = loaded();
+      out.undiciAfterDirect = undici();
       out.basic = (await resolveKubeAccess({ kubeconfig: ${JSON.stringify(basic)}, env: {} })).path;
       out.afterFallback = loaded();
       process.stdout.write(JSON.stringify(out));
     `;
     const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8' });
-    assert.deepEqual(JSON.parse(out), { cli: false, inCluster: 'direct', token: 'direct', afterDirect: false, basic: 'client-node', afterFallback: true });
+    assert.deepEqual(JSON.parse(out), { cli: false, inCluster: 'direct', token: 'direct', afterDirect: false, undiciAfterDirect: false, basic: 'client-node', afterFallback: true });
   });
 });

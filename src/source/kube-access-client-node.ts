@@ -4,18 +4,17 @@
 // kubeconfig files, and the like (kubeconfig.ts lists the reasons). Loading client-node costs
 // ~80 MB of RSS (its generated models), which the common configurations never pay.
 //
-// client-node 2.0.1 builds a new undici Agent for every request (in applySecurityAuthentication),
-// so every call would open its own TLS connection: a few ms of CPU for the handshake and
-// certificate loading each time (a fifth of the controller's CPU in a burst went to TLS set-up
-// for Event POSTs alone). ConnectionSharing keeps the first Agent built for a TLS identity and
-// reuses it; new TLS material (a rotated client certificate file) gets a new Agent and the old one
-// closes once its requests have finished. Watches and proxied clusters keep a dispatcher per
-// request, closed when the request is done.
+// Requests go over Node's HTTP client as on the direct path (kube-access.ts): client-node's
+// applyToHTTPSOptions gives the headers (its authenticators: exec plugins, auth providers,
+// impersonation, basic auth) and the TLS material; the connections are ours (one shared pool per
+// TLS identity, a connection of its own per watch), except through a proxy, where client-node's
+// proxy agent carries every request.
 import type { Cluster, KubeConfig, RequestContext } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { Agent, type Dispatcher } from 'undici';
-import { KEEPALIVE, USER_AGENT, type KubeAccess, type KubeRequestAccess } from './kube-access.ts';
+import type { Agent as HttpAgent } from 'node:http';
+import type { RequestOptions } from 'node:https';
+import { Connections, USER_AGENT, type KubeAccess, type KubeRequestAccess, type Tls } from './kube-access.ts';
 import { NoClusterError } from './kubeconfig.ts';
 
 type ClientNode = typeof import('@kubernetes/client-node');
@@ -30,8 +29,17 @@ export function loadClientNode(): Promise<ClientNode> {
 
 const noop = (): void => undefined;
 
-/** One dispatcher per TLS identity for the requests that may share a connection. */
-export class ConnectionSharing {
+/** The undici dispatcher client-node's fetch sends with (undici is client-node's, not ours). */
+type Dispatcher = NonNullable<ReturnType<RequestContext['getDispatcher']>>;
+
+/**
+ * For client-node's own typed API calls (CoreV1Api; tests and benches only): client-node 2.0.1
+ * builds a new undici Agent for every request, so every call would open its own TLS connection.
+ * This keeps the first one built for a TLS identity and reuses it; new TLS material gets a new
+ * one and the old one closes once its requests have finished. Watches and proxied clusters keep
+ * the dispatcher client-node made for them.
+ */
+class ConnectionSharing {
   #shared: { readonly key: string; readonly dispatcher: Dispatcher } | undefined;
 
   /**
@@ -61,37 +69,56 @@ export class ConnectionSharing {
 /** KubeAccess over a client-node KubeConfig (its authenticators, proxies, merged files). */
 export class ClientNodeAccess implements KubeAccess {
   readonly server: string;
-  readonly #module: ClientNode;
   readonly #kc: KubeConfig;
-  readonly #sharing = new ConnectionSharing();
-  /** For a cluster without TLS options (client-node makes no dispatcher then). */
-  #plain: Agent | undefined;
+  readonly #connections: Connections;
 
-  constructor(module: ClientNode, kc: KubeConfig) {
+  constructor(kc: KubeConfig) {
     const cluster = kc.getCurrentCluster();
     if (cluster === null) throw new NoClusterError('the kubeconfig has no current cluster');
     this.server = cluster.server.replace(/\/+$/, '');
-    this.#module = module;
     this.#kc = kc;
+    this.#connections = new Connections(this.server);
   }
 
-  async request(url: URL, opts: { readonly watch: boolean }): Promise<KubeRequestAccess> {
-    const ctx = new this.#module.RequestContext(url.toString(), this.#module.HttpMethod.GET);
-    await this.#kc.applySecurityAuthentication(ctx);
-    const headers = { ...ctx.getHeaders(), 'User-Agent': USER_AGENT };
-    const { dispatcher, own } = this.#sharing.choose(this.#kc, ctx.getDispatcher(), opts.watch);
-    if (dispatcher !== undefined) return { headers, dispatcher, done: own ? () => void dispatcher.close().catch(noop) : noop };
-    if (opts.watch) {
-      const agent = new Agent({ connect: KEEPALIVE, allowH2: false });
-      return { headers, dispatcher: agent, done: () => void agent.close().catch(noop) };
-    }
-    this.#plain ??= new Agent({ connect: KEEPALIVE });
-    return { headers, dispatcher: this.#plain, done: noop };
+  async request(_url: URL, opts: { readonly watch: boolean }): Promise<KubeRequestAccess> {
+    const options: RequestOptions = {};
+    await this.#kc.applyToHTTPSOptions(options);
+    const headers = headersOf(options);
+    const cluster = this.#kc.getCurrentCluster();
+    if (cluster === null) throw new NoClusterError('the kubeconfig has no current cluster');
+    // Through a proxy: client-node's proxy agent (one per cluster and user) carries every request.
+    if ((cluster.proxyUrl ?? '') !== '' && typeof options.agent === 'object') return { headers, agent: options.agent as HttpAgent, done: noop };
+    return { headers, ...this.#connections.agentFor(identity(this.#kc, cluster), () => tlsOf(options), opts.watch) };
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.#sharing.close(), this.#plain?.close()]);
+    this.#connections.close();
   }
+}
+
+/** The headers client-node's authenticators set, basic auth as a header, and our User-Agent. */
+function headersOf(options: RequestOptions): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(options.headers ?? {})) {
+    if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : String(value);
+  }
+  if (typeof options.auth === 'string' && options.auth !== '') headers['Authorization'] = `Basic ${Buffer.from(options.auth).toString('base64')}`;
+  headers['User-Agent'] = USER_AGENT;
+  return headers;
+}
+
+/** The TLS material client-node read for the current cluster and user. */
+function tlsOf(options: RequestOptions): Tls {
+  const buffer = (value: unknown): Buffer | undefined => (Buffer.isBuffer(value) ? value : typeof value === 'string' ? Buffer.from(value) : undefined);
+  return {
+    ca: buffer(options.ca),
+    cert: buffer(options.cert),
+    key: buffer(options.key),
+    pfx: buffer(options.pfx),
+    passphrase: options.passphrase,
+    rejectUnauthorized: options.rejectUnauthorized,
+    servername: options.servername,
+  };
 }
 
 /** The access of kubeconfig files read by client-node; several are merged as $KUBECONFIG's are. */
@@ -106,7 +133,7 @@ export async function clientNodeAccess(source: { readonly files: readonly string
     other.loadFromFile(file);
     kc.mergeConfig(other);
   }
-  return new ClientNodeAccess(module, kc);
+  return new ClientNodeAccess(kc);
 }
 
 /**

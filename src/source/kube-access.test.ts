@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
-import { createServer } from 'node:https';
+import { Agent as HttpsAgent, createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -15,8 +15,17 @@ import { makeClusterPki, type ClusterPki } from '../../test/cluster/pki.ts';
 import { apiEventSender } from '../events/event-api.ts';
 import { DirectAccess, TOKEN_FILE_TTL_MS, USER_AGENT } from './kube-access.ts';
 import { resolveKubeAccess } from './kube-access-resolve.ts';
-import { KubeHttpError, listPage, statusCodeOf } from './kube-http.ts';
+import { KubeHttpError, listPage, statusCodeOf, watchStream } from './kube-http.ts';
 import type { DirectConfig } from './kubeconfig.ts';
+
+/** Resolves once `check` holds (polled every 10 ms); fails with `what` after 10 s. */
+async function waitFor(check: () => boolean, what: string): Promise<void> {
+  const deadline = performance.now() + 10_000;
+  while (!check()) {
+    if (performance.now() > deadline) assert.fail(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
 
 function tempDir(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'kube-access-'));
@@ -75,57 +84,75 @@ describe('DirectAccess: headers', () => {
 });
 
 describe('DirectAccess: connections', () => {
-  it('lists and Event POSTs share one dispatcher; each watch gets one of its own, closed when done', async () => {
+  it('lists and Event POSTs share one agent; each watch gets one of its own', async () => {
     const access = new DirectAccess({ ...base, token: 't' });
     const first = await access.request(url, { watch: false });
     const concurrent = await Promise.all(Array.from({ length: 5 }, () => access.request(url, { watch: false })));
-    for (const r of concurrent) assert.equal(r.dispatcher, first.dispatcher);
+    for (const r of concurrent) assert.equal(r.agent, first.agent);
     const [w1, w2] = [await access.request(url, { watch: true }), await access.request(url, { watch: true })];
-    assert.notEqual(w1.dispatcher, first.dispatcher);
-    assert.notEqual(w1.dispatcher, w2.dispatcher);
+    assert.notEqual(w1.agent, first.agent);
+    assert.notEqual(w1.agent, w2.agent);
+    assert.ok(w1.agent instanceof HttpsAgent, 'an https server: TLS connections');
+    assert.equal((w1.agent as HttpsAgent).options.ca?.toString(), 'not a real CA', 'a watch has the same TLS material');
     w1.done();
     w2.done();
-    assert.equal((w1.dispatcher as unknown as { closed: boolean }).closed, true);
-    assert.equal((first.dispatcher as unknown as { closed: boolean }).closed, false);
     await access.close();
   });
 
-  it('a rewritten certificate file gets a new shared dispatcher; the old one closes', async (t) => {
+  it('a rewritten certificate file gets a new shared agent with the new material', async (t) => {
     const dir = tempDir(t);
     const cert = join(dir, 'client.crt');
     const key = join(dir, 'client.key');
     writeFileSync(cert, 'cert-1');
     writeFileSync(key, 'key-1');
     const access = new DirectAccess({ ...base, cert: { file: cert }, key: { file: key } });
-    const before = (await access.request(url, { watch: false })).dispatcher;
-    assert.equal((await access.request(url, { watch: false })).dispatcher, before);
+    const before = (await access.request(url, { watch: false })).agent;
+    assert.equal((await access.request(url, { watch: false })).agent, before);
     writeFileSync(cert, 'cert-2, longer');
-    const after = (await access.request(url, { watch: false })).dispatcher;
+    const after = (await access.request(url, { watch: false })).agent;
     assert.notEqual(after, before);
-    assert.equal((await access.request(url, { watch: false })).dispatcher, after);
-    await new Promise((resolve) => setImmediate(resolve));
-    assert.equal((before as unknown as { closed: boolean }).closed, true);
+    assert.equal((after as HttpsAgent).options.cert?.toString(), 'cert-2, longer');
+    assert.equal((await access.request(url, { watch: false })).agent, after);
+    assert.equal(((await access.request(url, { watch: true })).agent as HttpsAgent).options.cert?.toString(), 'cert-2, longer');
+  });
+
+  it('an http:// server gets plain connections', async () => {
+    const access = new DirectAccess({ ...base, ca: undefined, server: 'http://127.0.0.1:8080' });
+    const made = await access.request(new URL('http://127.0.0.1:8080/api/v1/pods'), { watch: false });
+    assert.ok(!(made.agent instanceof HttpsAgent));
   });
 });
 
 describe('DirectAccess against a local HTTPS server', () => {
   /** An HTTPS server asking for client certificates; records what each request carried. */
-  async function serve(t: TestContext, pki: ClusterPki, answer: (req: IncomingMessage) => [number, string]) {
-    const seen: { method: string; url: string; headers: IncomingMessage['headers']; clientCN: unknown; body: string }[] = [];
+  async function serve(t: TestContext, pki: ClusterPki, answer: (req: IncomingMessage) => [number, string] | Promise<[number, string]>) {
+    const seen: { method: string; url: string; headers: IncomingMessage['headers']; clientCN: unknown; body: string; connection: number }[] = [];
+    /** Per connection the server accepted: whether it has closed. */
+    const connections: { closed: boolean }[] = [];
     const server = createServer({ cert: await readFile(pki.apiServer.cert), key: await readFile(pki.apiServer.key), ca: await readFile(pki.ca.cert), requestCert: true, rejectUnauthorized: false }, (req, res) => {
       let body = '';
       req.on('data', (chunk: Buffer) => (body += chunk.toString()));
-      req.on('end', () => {
+      req.on('end', async () => {
         const peer = (req.socket as TLSSocket).getPeerCertificate();
-        seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, clientCN: peer.subject?.CN, body });
-        const [status, text] = answer(req);
+        seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, clientCN: peer.subject?.CN, body, connection: (req.socket as TLSSocket & { id: number }).id });
+        const [status, text] = await answer(req);
         res.writeHead(status, { 'content-type': 'application/json' });
         res.end(text);
       });
     });
+    // Node closes idle connections after 5 s by default; here only the client closes them.
+    server.keepAliveTimeout = 60_000;
+    server.on('secureConnection', (socket: TLSSocket & { id?: number }) => {
+      const connection = { closed: false };
+      socket.id = connections.push(connection) - 1;
+      socket.on('close', () => (connection.closed = true));
+    });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    t.after(() => server.close());
-    return { seen, port: (server.address() as AddressInfo).port };
+    t.after(() => {
+      server.closeAllConnections();
+      server.close();
+    });
+    return { seen, connections, port: (server.address() as AddressInfo).port };
   }
 
   it('a kubeconfig with relative CA, client certificate and token file: what the server receives', async (t) => {
@@ -153,6 +180,46 @@ describe('DirectAccess against a local HTTPS server', () => {
     assert.equal(seen[0]?.headers['accept'], 'application/json');
     assert.equal(seen[0]?.clientCN, 'admin', 'the client certificate was presented');
     await resolved.access.close();
+  });
+
+  it('connections: lists reuse one; a watch has its own, closed when it ends; a rotated certificate\'s old pool closes after its requests', async (t) => {
+    const dir = tempDir(t);
+    const pki = await makeClusterPki(dir);
+    /** A request to ?hold waits for release(). */
+    let release = (): void => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const answer = '{"items":[],"metadata":{"resourceVersion":"1"}}';
+    const { seen, connections, port } = await serve(t, pki, async (req) => {
+      if ((req.url ?? '').includes('hold')) await held;
+      return [200, answer];
+    });
+    const cert = join(dir, 'client.crt');
+    writeFileSync(cert, await readFile(pki.admin.cert));
+    const access = new DirectAccess({ ...base, server: `https://127.0.0.1:${port}`, ca: { file: pki.ca.cert }, cert: { file: cert }, key: { file: pki.admin.key } });
+    const list = (labelSelector?: string): Promise<unknown> => listPage(access, '/api/v1/pods', { limit: 1, continueToken: undefined, labelSelector });
+    await list();
+    await list();
+    assert.deepEqual(seen.map((r) => r.connection), [0, 0], 'the second list reused the first connection');
+    await new Promise<void>((resolve, reject) => {
+      void watchStream(access, '/api/v1/pods', { resourceVersion: '1', timeoutSeconds: 60, inactivityMs: 10_000 }, () => undefined, (err) => (err === null ? resolve() : reject(err as Error)));
+    });
+    assert.equal(seen.at(-1)?.connection, 1, 'the watch had a connection of its own');
+    await waitFor(() => connections[1]?.closed === true, 'the watch\'s connection closed when the watch ended');
+    assert.equal(connections[0]?.closed, false, 'the shared connection stays open');
+    // A list in flight on the shared connection, then a rotated client certificate (the same one
+    // rewritten: a new file identity).
+    const inFlight = list('hold');
+    await waitFor(() => connections.length === 2 && seen.length === 3, 'the held list reached the server');
+    writeFileSync(cert, await readFile(pki.admin.cert));
+    await list();
+    assert.equal(seen.at(-1)?.connection, 2, 'new material, a new connection');
+    assert.equal(connections[0]?.closed, false, 'the old pool\'s connection stays while its request runs');
+    release();
+    await inFlight;
+    await waitFor(() => connections[0]?.closed === true, 'the old pool\'s connection closed once its request finished');
+    assert.equal(connections[2]?.closed, false);
+    await access.close();
+    await waitFor(() => connections[2]?.closed === true, 'close() closes the idle shared connection');
   });
 
   it('tls-server-name is the name the server certificate is checked against', async (t) => {

@@ -10,9 +10,10 @@
 // JSON.parse of the body and a watch splits the byte stream on newlines itself.
 //
 // Authentication and TLS come from the KubeAccess (kube-access.ts): per request the headers
-// (a token re-read as it rotates) and the dispatcher: lists and Event POSTs share a connection
-// pool (rotated credentials get a new pool), each watch gets a connection of its own.
-import { STATUS_CODES } from 'node:http';
+// (a token re-read as it rotates) and the agent: lists and Event POSTs share a connection pool
+// (rotated credentials get a new pool), each watch gets a connection of its own.
+import { request as httpRequest, STATUS_CODES, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { KubeAccess } from './kube-access.ts';
 import { decodeList, decodeMetadataObject, decodeObject, decodePod, decodeStatus, decodeWatchEvent, FrameSplitter, Reader, type ObjectDecoder } from './protobuf.ts';
 
@@ -48,7 +49,7 @@ export function describeError(err: unknown): string {
   if (err instanceof Error) {
     const code = statusCodeOf(err);
     const text = code === undefined ? `${err.name}: ${err.message}` : `HTTP ${code}: ${err.message}`;
-    // undici's "fetch failed" keeps the reason (ECONNREFUSED, certificate errors) in `cause`.
+    // An AbortError keeps the reason (a TimeoutError) in `cause`; client-node's fetch did the same for ECONNREFUSED.
     const cause = (err as { cause?: unknown }).cause;
     return cause instanceof Error ? `${text} (${cause.message})` : text;
   }
@@ -72,6 +73,8 @@ interface Response {
   /** The Content-Type header ('' when absent). */
   readonly contentType: string;
   readonly body: AsyncIterable<Uint8Array>;
+  /** The request's: after it aborted, its reason says why a read failed. */
+  readonly signal: AbortSignal;
   /** The request is over (body read or abandoned): a watch's own connection closes. */
   readonly done: () => void;
 }
@@ -152,44 +155,70 @@ function urlOf(kube: KubeAccess, path: string, query: Query): URL {
 }
 
 /**
- * One request with the access's credentials and dispatcher; resolves once the headers arrived.
- * A watch goes over HTTP/1.1 even where the dispatcher would negotiate HTTP/2 (undici 8 does by
- * default), on a connection of its own: over undici's HTTP/2 the controller's pod watch stalled
- * for up to several seconds under load and then delivered the held events at once, while an idle
- * client watching the same pods did not (issue 16, docs/benchmarks.md); one long response on a
- * connection of its own gains nothing from HTTP/2.
+ * One request with the access's credentials and agent; resolves once the headers arrived. After
+ * `signal` aborted, the error is its reason (a TimeoutError, say) rather than the socket's echo.
+ *
+ * Every request is HTTP/1.1, and a watch has a connection of its own: over HTTP/2 (undici's, in
+ * an earlier version) the controller's pod watch stalled for up to several seconds under load and
+ * then delivered the held events at once, while an idle client watching the same pods did not
+ * (issue 16, docs/benchmarks.md); one long response on a connection of its own gains nothing from
+ * HTTP/2.
  */
 async function send(
   kube: KubeAccess,
   url: URL,
-  req: { readonly method: 'GET' | 'POST'; readonly signal: AbortSignal; readonly accept: string; readonly watch?: boolean; readonly json?: string },
+  req: { readonly method: 'GET' | 'POST' | 'PUT' | 'DELETE'; readonly signal: AbortSignal; readonly accept: string; readonly watch?: boolean; readonly json?: string },
 ): Promise<Response> {
-  const watch = req.watch === true;
-  const access = await kube.request(url, { watch });
-  const headers: Record<string, string> = { ...access.headers, Accept: req.accept };
-  if (req.json !== undefined) headers['Content-Type'] = 'application/json';
+  const access = await kube.request(url, { watch: req.watch === true });
+  const headers: Record<string, string | number> = { ...access.headers, Accept: req.accept };
+  if (req.json !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    headers['Content-Length'] = Buffer.byteLength(req.json);
+  }
+  const request = url.protocol === 'http:' ? httpRequest : httpsRequest;
   try {
-    // allowH2 per request: undici's Agent keeps a separate HTTP/1.1-only client for such requests.
-    const res = await access.dispatcher.request({
-      origin: url.origin,
-      path: url.pathname + url.search,
-      method: req.method,
-      headers,
-      signal: req.signal,
-      ...(req.json === undefined ? {} : { body: req.json }),
-      ...(watch ? { allowH2: false } : {}),
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const outgoing = request(url, { method: req.method, headers, agent: access.agent, signal: req.signal }, resolve);
+      // Kept for the whole request: an error after the headers also reaches the body's reader.
+      outgoing.on('error', reject);
+      outgoing.end(req.json);
     });
     const type = res.headers['content-type'];
-    return { status: res.statusCode, contentType: (Array.isArray(type) ? type[0] : type) ?? '', body: res.body, done: access.done };
+    return { status: res.statusCode ?? 0, contentType: type ?? '', body: res, signal: req.signal, done: access.done };
   } catch (err) {
     access.done();
-    throw err;
+    throw abortReason(req.signal, err);
   }
 }
 
-async function readAll(body: AsyncIterable<Uint8Array>): Promise<Buffer> {
+/**
+ * One request whose answer is read whole, as text (the bench's pod driver; anything that needs
+ * the answer's body, not a decoded list).
+ */
+export async function requestText(
+  kube: KubeAccess,
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE',
+  path: string,
+  json?: string,
+  timeoutMs = POST_TIMEOUT_MS,
+): Promise<{ readonly status: number; readonly text: string }> {
+  const signal = AbortSignal.timeout(timeoutMs);
+  const res = await send(kube, urlOf(kube, path, {}), { method, signal, accept: 'application/json', ...(json === undefined ? {} : { json }) });
+  try {
+    return { status: res.status, text: (await readAll(res)).toString('utf8') };
+  } finally {
+    res.done();
+  }
+}
+
+/** A body read to its end; after the request's signal aborted, rejects with its reason. */
+async function readAll(res: Response): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const chunk of body) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
+  try {
+    for await (const chunk of res.body) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
+  } catch (err) {
+    throw abortReason(res.signal, err);
+  }
   return Buffer.concat(chunks);
 }
 
@@ -198,7 +227,7 @@ async function httpError(res: Response): Promise<KubeHttpError> {
   let status: unknown;
   let message = STATUS_CODES[res.status] ?? `HTTP ${res.status}`;
   try {
-    const body = await readAll(res.body);
+    const body = await readAll(res);
     status = isProtobuf(res.contentType) ? decodeObject(new Reader(body), decodeStatus) : (JSON.parse(body.toString('utf8')) as unknown);
     const m = (status as { message?: unknown } | null)?.message;
     if (typeof m === 'string' && m !== '') message = m;
@@ -242,7 +271,7 @@ export async function listPage(
   let body: Buffer;
   try {
     if (res.status !== 200) throw await httpError(res);
-    body = await readAll(res.body);
+    body = await readAll(res);
   } finally {
     res.done();
   }
@@ -272,7 +301,7 @@ export async function postJson(kube: KubeAccess, path: string, body: unknown, ti
   const res = await send(kube, url, { method: 'POST', signal: AbortSignal.timeout(timeoutMs), accept: 'application/json', json: JSON.stringify(body) });
   try {
     if (res.status < 200 || res.status > 299) throw await httpError(res);
-    await readAll(res.body);
+    await readAll(res);
   } finally {
     res.done();
   }

@@ -4,6 +4,8 @@
 // one line per variant: RSS and heap 15 s after ready, and the CPU of the PROBE_CPU_WINDOW_S
 // seconds (default 30) after that.
 //   node bench/memory-probe.ts [PODS] [VARIANT ...]   VARIANT: "NODE_FLAGS|ENV=VALUE,..."
+// PROBE_ENTRY: the script to run instead of the built bin (the image's bundle:
+// `node -e "import('./scripts/bundle.ts').then((m) => m.bundle('/tmp/b'))"`, then /tmp/b/bin/etcd-registrar.mjs).
 // Default variants: the shipped tuning (--max-semi-space-size=4, as the image and the bin's
 // shebang pass it), Node's defaults, and ETCD_REGISTRAR_OPTIMIZE_FOR_SIZE=true.
 import { readdirSync, readFileSync } from 'node:fs';
@@ -83,6 +85,7 @@ try {
       kubeconfig: cluster.kubeconfigPath,
       etcdEndpoints: cluster.registry.endpoints,
       nodeOptions: flags.split(' ').filter((f) => f !== ''),
+      ...(process.env['PROBE_ENTRY'] === undefined ? {} : { entry: process.env['PROBE_ENTRY'] }),
       extraArgs: ['--environment', 'PRE', '--owner-id', 'bench-rec', '--namespaces', REC_NAMESPACE],
     });
     process.env = saved;

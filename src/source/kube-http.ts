@@ -49,7 +49,8 @@ export function describeError(err: unknown): string {
   if (err instanceof Error) {
     const code = statusCodeOf(err);
     const text = code === undefined ? `${err.name}: ${err.message}` : `HTTP ${code}: ${err.message}`;
-    // An AbortError keeps the reason (a TimeoutError) in `cause`; client-node's fetch did the same for ECONNREFUSED.
+    // An AbortError keeps its reason (a TimeoutError) in `cause`, as fetch's "fetch failed" (client-node's
+    // typed API) keeps ECONNREFUSED or a certificate error.
     const cause = (err as { cause?: unknown }).cause;
     return cause instanceof Error ? `${text} (${cause.message})` : text;
   }

@@ -1,8 +1,9 @@
 // /healthz (the process serves), /readyz (synced and holding a lease), /metrics, and
 // /debug/latency (the last changes' stage times, JSON) when given.
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { http } from '../node-http.ts';
 
 export interface Probes {
   /** undefined when ready, else the reason it is not. */
@@ -13,7 +14,7 @@ export class HealthServer {
   readonly #server: Server;
 
   constructor(probes: Probes, metrics: Registry, debug: { readonly latency?: () => unknown } = {}) {
-    this.#server = createServer((request, response) => {
+    this.#server = http.createServer((request, response) => {
       const path = (request.url ?? '/').split('?')[0];
       const reply = (status: number, body: string, type = 'text/plain; charset=utf-8'): void => {
         response.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });

@@ -159,7 +159,7 @@ describe('resolveKubeAccess: the fallback, and why', () => {
     await assert.rejects(resolveKubeAccess({ kubeconfig: path, env: {} }), { name: 'NoClusterError' });
   });
 
-  it('in-cluster and a token kubeconfig never load @kubernetes/client-node (nor undici); a fallback does', (t) => {
+  it('in-cluster and a token kubeconfig never load @kubernetes/client-node (nor undici, npm\'s or Node\'s own); a fallback does', (t) => {
     const dir = tempDir(t);
     const sa = join(dir, 'sa');
     const kubeconfig = join(dir, 'config');
@@ -184,11 +184,15 @@ describe('resolveKubeAccess: the fallback, and why', () => {
       out.token = (await resolveKubeAccess({ kubeconfig: ${JSON.stringify(kubeconfig)}, env: {} })).path;
       out.afterDirect = loaded();
       out.undiciAfterDirect = undici();
+      // Node's bundled undici is what an ESM import of node:http pulls in (src/node-http.ts).
+      await import(${JSON.stringify(join(root, 'src/wiring.ts'))});
+      await import(${JSON.stringify(join(root, 'src/run.ts'))});
+      out.nodeUndiciAfterDirect = process.moduleLoadList.includes('NativeModule internal/deps/undici/undici');
       out.basic = (await resolveKubeAccess({ kubeconfig: ${JSON.stringify(basic)}, env: {} })).path;
       out.afterFallback = loaded();
       process.stdout.write(JSON.stringify(out));
     `;
     const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8' });
-    assert.deepEqual(JSON.parse(out), { cli: false, inCluster: 'direct', token: 'direct', afterDirect: false, undiciAfterDirect: false, basic: 'client-node', afterFallback: true });
+    assert.deepEqual(JSON.parse(out), { cli: false, inCluster: 'direct', token: 'direct', afterDirect: false, undiciAfterDirect: false, nodeUndiciAfterDirect: false, basic: 'client-node', afterFallback: true });
   });
 });

@@ -13,8 +13,9 @@
 // Anything else is handled by client-node, loaded only then (kube-access-client-node.ts);
 // kube-access-resolve.ts picks one.
 import { readFileSync, statSync } from 'node:fs';
-import { Agent as HttpAgent } from 'node:http';
+import type { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
+import { http } from '../node-http.ts';
 import type { DirectConfig, Material } from './kubeconfig.ts';
 
 /** What one request is sent with. */
@@ -113,7 +114,7 @@ export class Connections {
     // Without `timeout` a connection of its own is never closed for silence here: the watch's
     // own inactivity timer decides.
     const options = pooled ? { ...KEEP_ALIVE, timeout: IDLE_CLOSE_MS } : { ...KEEP_ALIVE, maxSockets: 1 };
-    if (!this.#secure) return new HttpAgent(options);
+    if (!this.#secure) return new http.Agent(options);
     const defined = Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined));
     return new HttpsAgent({ ...options, ...defined });
   }

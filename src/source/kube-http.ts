@@ -12,8 +12,9 @@
 // Authentication and TLS come from the KubeAccess (kube-access.ts): per request the headers
 // (a token re-read as it rotates) and the agent: lists and Event POSTs share a connection pool
 // (rotated credentials get a new pool), each watch gets a connection of its own.
-import { request as httpRequest, STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import { http } from '../node-http.ts';
 import type { KubeAccess } from './kube-access.ts';
 import { decodeList, decodeMetadataObject, decodeObject, decodePod, decodeStatus, decodeWatchEvent, FrameSplitter, Reader, type ObjectDecoder } from './protobuf.ts';
 
@@ -176,7 +177,7 @@ async function send(
     headers['Content-Type'] = 'application/json';
     headers['Content-Length'] = Buffer.byteLength(req.json);
   }
-  const request = url.protocol === 'http:' ? httpRequest : httpsRequest;
+  const request = url.protocol === 'http:' ? http.request : httpsRequest;
   try {
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
       const outgoing = request(url, { method: req.method, headers, agent: access.agent, signal: req.signal }, resolve);
@@ -226,7 +227,7 @@ async function readAll(res: Response): Promise<Buffer> {
 /** The error for a non-200 answer, with the Status message when the body carries one. */
 async function httpError(res: Response): Promise<KubeHttpError> {
   let status: unknown;
-  let message = STATUS_CODES[res.status] ?? `HTTP ${res.status}`;
+  let message = http.STATUS_CODES[res.status] ?? `HTTP ${res.status}`;
   try {
     const body = await readAll(res);
     status = isProtobuf(res.contentType) ? decodeObject(new Reader(body), decodeStatus) : (JSON.parse(body.toString('utf8')) as unknown);

@@ -63,6 +63,23 @@ function anonymousMappings(pid: number): string {
   return [...groups].sort((a, b) => b[1].rssKb - a[1].rssKb).map(([name, g]) => `${name} ${(g.rssKb / 1024).toFixed(1)} MB in ${g.count}`).join('; ');
 }
 
+/** The file-backed resident memory from /proc/PID/smaps, by file and permissions (the node binary's code and read-only data are most of it). */
+function fileMappings(pid: number): string {
+  const groups = new Map<string, number>();
+  let current = '';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ (\S+) \S+ \S+ \d+\s*(.*)$/.exec(line);
+    if (head !== null) {
+      current = head[2]?.startsWith('/') === true ? `${head[2].split('/').at(-1)} ${head[1]}` : '';
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss === null || current === '') continue;
+    groups.set(current, (groups.get(current) ?? 0) + Number(rss[1]));
+  }
+  return [...groups].filter(([, kb]) => kb >= 256).sort((a, b) => b[1] - a[1]).map(([name, kb]) => `${name} ${(kb / 1024).toFixed(1)} MB`).join('; ');
+}
+
 const cluster = await startCluster({ nodes: 3 });
 try {
   await cluster.createNamespace(REC_NAMESPACE);
@@ -89,6 +106,7 @@ try {
       extraArgs: ['--environment', 'PRE', '--owner-id', 'bench-rec', '--namespaces', REC_NAMESPACE],
     });
     process.env = saved;
+    console.error(`${variant}: controller pid ${controller.proc.pid}`);
     await controller.waitReady(120_000);
     // Ready comes after the first reconcile; the workers write the keys after that.
     await sleep(15_000);
@@ -105,6 +123,7 @@ try {
     }
     console.error(`${variant}: ${series.join(', ')}`);
     console.error(`${variant}: resident anonymous mappings: ${anonymousMappings(controller.proc.pid!)}`);
+    console.error(`${variant}: resident file-backed mappings: ${fileMappings(controller.proc.pid!)}`);
     const threadsAfter = threadCpuTicks(controller.proc.pid!);
     const byThread = [...threadsAfter].map(([name, ticks]) => [name, ((ticks - (threadsBefore.get(name) ?? 0)) / 100 / cpuWindowS) * 100] as const).filter(([, pct]) => pct > 0);
     console.error(`${variant}: CPU % of a core by thread over the window: ${byThread.sort((a, b) => b[1] - a[1]).map(([name, pct]) => `${name} ${pct.toFixed(2)}`).join(', ')}`);

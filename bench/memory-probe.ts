@@ -98,6 +98,7 @@ try {
       const [k = '', v = ''] = pair.split('=');
       process.env[k] = v;
     }
+    const spawned = Date.now();
     const controller = await startController({
       kubeconfig: cluster.kubeconfigPath,
       etcdEndpoints: cluster.registry.endpoints,
@@ -108,6 +109,10 @@ try {
     process.env = saved;
     console.error(`${variant}: controller pid ${controller.proc.pid}`);
     await controller.waitReady(120_000);
+    // Where a start's time goes: each log line's offset from the spawn (a restart when an
+    // earlier variant registered the pods: it adopts them).
+    const startLog = controller.lines().slice(0, 25).map((line) => `+${((Date.parse(String(line['time'] ?? line['timestamp'])) - spawned) / 1000).toFixed(2)}s ${String(line['msg'])}`);
+    console.error(`${variant}: ready ${((Date.now() - spawned) / 1000).toFixed(2)} s after the spawn; ${startLog.join('; ')}`);
     // Ready comes after the first reconcile; the workers write the keys after that.
     await sleep(15_000);
     // CPU at rest: a window after the keys are written, with no pod changing.

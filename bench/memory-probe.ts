@@ -111,7 +111,7 @@ try {
     await controller.waitReady(120_000);
     // Where a start's time goes: each log line's offset from the spawn (a restart when an
     // earlier variant registered the pods: it adopts them).
-    const startLog = controller.lines().slice(0, 25).map((line) => `+${((Date.parse(String(line['time'] ?? line['timestamp'])) - spawned) / 1000).toFixed(2)}s ${String(line['msg'])}`);
+    const startLog = controller.lines().slice(0, 25).map((line) => `+${((Date.parse(String(line['time'])) - spawned) / 1000).toFixed(2)}s ${String(line['msg'])}`);
     console.error(`${variant}: ready ${((Date.now() - spawned) / 1000).toFixed(2)} s after the spawn; ${startLog.join('; ')}`);
     // Ready comes after the first reconcile; the workers write the keys after that.
     await sleep(15_000);

@@ -828,6 +828,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         lastPut = Math.max(lastPut, put);
       }
       const registered = n - burstMissing;
+      // Profiling aid: the controller's own stage times of every burst key (received, enqueued,
+      // taken, sent, committed), with the resume time, to see how intake and writes overlap.
+      const samplesDir = process.env['BENCH_SAMPLES_DIR'] ?? '';
+      if (samplesDir !== '') writeFileSync(`${samplesDir}/burst-${contentType}.json`, JSON.stringify({ resumedAt, lastPut, timings: await fetchJson<unknown>(`${side.metricsUrl}/debug/latency`) }));
       log(`burst (${contentType}): resumed at ${resumedAt}, last Ready at ${lastReady}, last key at ${lastPut} (epoch ms)`);
       const burstSpan = lastPut > resumedAt ? (lastPut - resumedAt) / 1000 : 0;
       const keysPerS = burstSpan > 0 ? registered / burstSpan : 0;

@@ -3,8 +3,9 @@
 // Node flags / environments, one controller after the other against the same cluster. Prints
 // one line per variant: RSS and heap 15 s after ready, and the CPU of the PROBE_CPU_WINDOW_S
 // seconds (default 30) after that.
-//   node bench/memory-probe.ts [PODS] [VARIANT ...]   VARIANT: "NODE_FLAGS|ENV=VALUE,..."
-// PROBE_ENTRY: the script to run instead of the built bin (the image's bundle:
+//   node bench/memory-probe.ts [PODS] [VARIANT ...]   VARIANT: "NODE_FLAGS|ENV=VALUE,...[|ENTRY]"
+// ENTRY (or PROBE_ENTRY for every variant): the script to run instead of the built bin, e.g. an
+// older build to compare with, variant by variant on the same cluster (the image's bundle:
 // `node -e "import('./scripts/bundle.ts').then((m) => m.bundle('/tmp/b'))"`, then /tmp/b/bin/etcd-registrar.mjs).
 // Default variants: the shipped tuning (--max-semi-space-size=4, as the image and the bin's
 // shebang pass it), Node's defaults, and ETCD_REGISTRAR_OPTIMIZE_FOR_SIZE=true.
@@ -92,7 +93,7 @@ try {
   const failures = await createReadyPods(kc.makeApiClient(CoreV1Api), 0, pods);
   console.error(`created ${pods} Ready pods (${failures} failures)`);
   for (const variant of variants) {
-    const [flags = '', env = ''] = variant.split('|');
+    const [flags = '', env = '', entry = process.env['PROBE_ENTRY'] ?? ''] = variant.split('|');
     const saved = { ...process.env };
     for (const pair of env.split(',').filter((p) => p !== '')) {
       const [k = '', v = ''] = pair.split('=');
@@ -103,7 +104,7 @@ try {
       kubeconfig: cluster.kubeconfigPath,
       etcdEndpoints: cluster.registry.endpoints,
       nodeOptions: flags.split(' ').filter((f) => f !== ''),
-      ...(process.env['PROBE_ENTRY'] === undefined ? {} : { entry: process.env['PROBE_ENTRY'] }),
+      ...(entry === '' ? {} : { entry }),
       extraArgs: ['--environment', 'PRE', '--owner-id', 'bench-rec', '--namespaces', REC_NAMESPACE],
     });
     process.env = saved;

@@ -350,3 +350,60 @@ test('a list page that never answers times out and is retried', async () => {
 test('the constructor requires a kube access or a transport', () => {
   assert.throws(() => new Reflector(itemKind, { logger: silent }), /item source needs a kube access/);
 });
+
+test('a paginated list asks for the next page before it decodes the current one, and diffs all pages once', async () => {
+  const api = new FakeApi<ItemObject>();
+  for (let i = 0; i < 5; i++) api.put(item('a', `x${i}`));
+  const order: string[] = [];
+  const transport: ListerWatcher = {
+    list: async (req) => {
+      order.push(`request ${req.continueToken ?? 'first'}`);
+      const page = await api.list(req);
+      return { ...page, items: () => (order.push(`decode ${req.continueToken ?? 'first'}`), page.items()) };
+    },
+    watch: (req, onEvent, onDone) => api.watch(req, onEvent, onDone),
+  };
+  const source = reflector(transport, { pageSize: 2 });
+  try {
+    const events = collect(source);
+    await source.start();
+    assert.deepEqual(order, ['request first', 'request 2', 'decode first', 'request 4', 'decode 2', 'decode 4']);
+    assert.deepEqual(summary(events), ['upsert a/x0', 'upsert a/x1', 'upsert a/x2', 'upsert a/x3', 'upsert a/x4']);
+  } finally {
+    await source.stop();
+  }
+});
+
+test('a page whose items cannot be decoded fails the list (retried), and the page asked for ahead is dropped unhandled-rejection free', async () => {
+  const api = new FakeApi<ItemObject>();
+  for (let i = 0; i < 3; i++) api.put(item('a', `x${i}`));
+  let calls = 0;
+  const transport: ListerWatcher = {
+    list: async (req) => {
+      calls++;
+      // The first list's first page is malformed; the page asked for ahead of it fails too.
+      if (calls === 2) throw new Error('connection reset while a page was asked for ahead');
+      const page = await api.list(req);
+      if (calls === 1) return { ...page, items: () => { throw new Error('truncated item in page 1'); } };
+      return page;
+    },
+    watch: (req, onEvent, onDone) => api.watch(req, onEvent, onDone),
+  };
+  const rejections: unknown[] = [];
+  const onRejection = (reason: unknown): void => void rejections.push(reason);
+  process.on('unhandledRejection', onRejection);
+  const { logger, lines } = capturingLogger();
+  const source = reflector(transport, { pageSize: 2, logger });
+  try {
+    const events = collect(source);
+    await source.start();
+    assert.deepEqual(summary(events), ['upsert a/x0', 'upsert a/x1', 'upsert a/x2']);
+    assert.equal(source.stats().listFailures, 1);
+    assert.ok(lines.some((l) => l['msg'] === 'item list failed; retrying' && String(l['err']).includes('truncated item in page 1')), 'the list failure names the decoding error');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(rejections, []);
+  } finally {
+    await source.stop();
+    process.off('unhandledRejection', onRejection);
+  }
+});

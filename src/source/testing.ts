@@ -131,7 +131,8 @@ export class FakeApi<T extends FakeObject = FakeObject> implements ListerWatcher
     const start = req.continueToken === undefined ? 0 : Number(req.continueToken);
     const items = all.slice(start, start + req.limit);
     const next = start + req.limit < all.length ? String(start + req.limit) : undefined;
-    return { items: JSON.parse(JSON.stringify(items)) as T[], resourceVersion: String(this.rv), continueToken: next };
+    const copies = JSON.parse(JSON.stringify(items)) as T[];
+    return { items: () => copies, resourceVersion: String(this.rv), continueToken: next };
   }
 
   async watch(req: WatchFromRequest, onEvent: FakeWatch['onEvent'], onDone: FakeWatch['onDone']): Promise<WatchHandle> {

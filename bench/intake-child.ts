@@ -113,8 +113,7 @@ async function child(req: ChildRequest): Promise<ChildResult> {
           const list = await core.listNamespacedPod({ namespace, limit: PAGE, ...(continueToken === undefined ? {} : { _continue: continueToken }) });
           page = { items: list.items, continueToken: list.metadata?._continue || undefined };
         } else {
-          const raw = await listPage(kube, path, { limit: PAGE, continueToken, decoder });
-          page = { items: raw.items(), continueToken: raw.continueToken };
+          page = await listPage(kube, path, { limit: PAGE, continueToken, decoder });
         }
         for (const item of page.items) {
           const slim = toSlimPod(item as V1Pod);

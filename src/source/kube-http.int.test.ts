@@ -71,9 +71,8 @@ describe('kube-http against a real API server', () => {
     do {
       const page = await listPage(kc, PATH, { limit: 3, continueToken, labelSelector: 'set' });
       pages++;
-      const items = page.items();
-      assert.ok(items.length <= 3);
-      for (const item of items) names.push((item as { metadata: { name: string } }).metadata.name);
+      assert.ok(page.items.length <= 3);
+      for (const item of page.items) names.push((item as { metadata: { name: string } }).metadata.name);
       versions.add(page.resourceVersion);
       continueToken = page.continueToken;
     } while (continueToken !== undefined);
@@ -83,10 +82,9 @@ describe('kube-http against a real API server', () => {
     assert.match([...versions][0] ?? '', /^\d+$/);
 
     const even = await listPage(kc, PATH, { limit: 100, continueToken: undefined, labelSelector: 'set=even' });
-    const evenItems = even.items();
-    assert.deepEqual(evenItems.map((i) => (i as { metadata: { name: string } }).metadata.name).sort(), ['page-0', 'page-2', 'page-4', 'page-6']);
+    assert.deepEqual(even.items.map((i) => (i as { metadata: { name: string } }).metadata.name).sort(), ['page-0', 'page-2', 'page-4', 'page-6']);
     assert.equal(even.continueToken, undefined);
-    const first = evenItems[0] as { metadata: { creationTimestamp: unknown }; data: { text: string } };
+    const first = even.items[0] as { metadata: { creationTimestamp: unknown }; data: { text: string } };
     assert.equal(typeof first.metadata.creationTimestamp, 'string', 'raw JSON, not typed models');
     assert.equal(first.data.text, 'héllo wörld ✓');
   });
@@ -172,7 +170,7 @@ describe('kube-http against a real API server', () => {
     await Promise.all([configMap('fs-a'), configMap('fs-b')]);
     const select = { namespace: NS, labelSelector: undefined, fieldSelector: 'metadata.name=fs-a' };
     const page = await lw.list({ ...select, limit: 100, continueToken: undefined });
-    assert.deepEqual(page.items().map((i) => (i as { metadata: { name: string } }).metadata.name), ['fs-a']);
+    assert.deepEqual(page.items.map((i) => (i as { metadata: { name: string } }).metadata.name), ['fs-a']);
     const seen: string[] = [];
     const done: unknown[] = [];
     const handle = await lw.watch(

@@ -62,16 +62,10 @@ export function describeError(err: unknown): string {
   return String(err);
 }
 
-/**
- * One page of a list. Its resourceVersion and continue token are known when the request resolves;
- * its items may be decoded only when asked for (protobuf), so that the next page can be requested
- * first (docs/decisions/0048).
- */
 export interface RawListPage {
+  readonly items: readonly unknown[];
   readonly resourceVersion: string;
   readonly continueToken: string | undefined;
-  /** The page's objects; throws (ProtobufDecodeError) when one is malformed. Call it once. */
-  items(): readonly unknown[];
 }
 
 export type Query = Readonly<Record<string, string | number | boolean | undefined>>;
@@ -283,14 +277,17 @@ export async function listPage(
   } finally {
     res.done();
   }
-  if (req.decoder !== undefined && isProtobuf(res.contentType)) {
-    const list = decodeList(body, req.decoder);
-    return { resourceVersion: list.metadata.resourceVersion ?? '', continueToken: list.metadata.continue || undefined, items: () => list.decodeItems() };
-  }
-  // JSON has no cheap way to the continue token: the page is parsed whole, here.
-  const list = JSON.parse(body.toString('utf8')) as { items?: unknown[] | null; metadata?: { resourceVersion?: string; continue?: string } };
-  const items = list.items ?? [];
-  return { resourceVersion: list.metadata?.resourceVersion ?? '', continueToken: list.metadata?.continue || undefined, items: () => items };
+  const list = (
+    req.decoder !== undefined && isProtobuf(res.contentType) ? decodeList(body, req.decoder) : JSON.parse(body.toString('utf8'))
+  ) as {
+    items?: unknown[] | null;
+    metadata?: { resourceVersion?: string; continue?: string };
+  };
+  return {
+    items: list.items ?? [],
+    resourceVersion: list.metadata?.resourceVersion ?? '',
+    continueToken: list.metadata?.continue || undefined,
+  };
 }
 
 /** A POST still running after this long is aborted (TimeoutError). */

@@ -16,7 +16,7 @@
 import type { Logger } from 'pino';
 import { backoffDelay, type BackoffOptions } from '../backoff.ts';
 import type { KubeAccess } from './kube-access.ts';
-import { describeError, kubeListerWatcher, type KubeContentType, type ListerWatcher, type RawListPage, type Selection } from './kube-http.ts';
+import { describeError, kubeListerWatcher, type KubeContentType, type ListerWatcher, type Selection } from './kube-http.ts';
 import { interruptibleRequest, interruptibleSleep, watchOnce, type Interruptible, type WatchOutcome } from './watch.ts';
 
 /** What the reflector needs to know about one kind of object. */
@@ -294,27 +294,20 @@ export class Reflector<V, E> {
 
   async #relist(s: Stream<V>): Promise<void> {
     const seen = new Map<string, V>();
+    let continueToken: string | undefined;
     let resourceVersion = '';
-    const request = (token: string | undefined): Promise<RawListPage> => {
-      const pending = this.#transport.list({ ...this.#selection(s), limit: this.#t.pageSize, continueToken: token });
-      // Handled here as well: a page asked for ahead is dropped unread when this list ends early.
-      pending.catch(() => undefined);
-      return pending;
-    };
-    let next: Promise<RawListPage> | undefined = request(undefined);
-    while (next !== undefined) {
+    do {
       if (this.#stopped) return;
-      const page: RawListPage = await interruptibleRequest(s, next, this.#t.listTimeoutMs, `${this.#what} list timed out`, () => new SourceStoppedError(this.#what));
+      const request = this.#transport.list({ ...this.#selection(s), limit: this.#t.pageSize, continueToken });
+      const page = await interruptibleRequest(s, request, this.#t.listTimeoutMs, `${this.#what} list timed out`, () => new SourceStoppedError(this.#what));
       if (this.#stopped) return;
-      resourceVersion = page.resourceVersion;
-      // The next page is asked for before this one is decoded: the API server reads it meanwhile
-      // (docs/decisions/0048). At most two pages are held at once.
-      next = page.continueToken === undefined ? undefined : request(page.continueToken);
-      for (const item of page.items()) {
+      for (const item of page.items) {
         const value = this.#valueOf(item);
         if (value !== undefined) seen.set(this.#kind.keyOf(value), value);
       }
-    }
+      resourceVersion = page.resourceVersion;
+      continueToken = page.continueToken;
+    } while (continueToken !== undefined);
 
     // Diff against this stream's part of the cache: cache first, then events (deletes, upserts).
     const deleted: V[] = [];

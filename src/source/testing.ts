@@ -131,8 +131,7 @@ export class FakeApi<T extends FakeObject = FakeObject> implements ListerWatcher
     const start = req.continueToken === undefined ? 0 : Number(req.continueToken);
     const items = all.slice(start, start + req.limit);
     const next = start + req.limit < all.length ? String(start + req.limit) : undefined;
-    const copies = JSON.parse(JSON.stringify(items)) as T[];
-    return { items: () => copies, resourceVersion: String(this.rv), continueToken: next };
+    return { items: JSON.parse(JSON.stringify(items)) as T[], resourceVersion: String(this.rv), continueToken: next };
   }
 
   async watch(req: WatchFromRequest, onEvent: FakeWatch['onEvent'], onDone: FakeWatch['onDone']): Promise<WatchHandle> {

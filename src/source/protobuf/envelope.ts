@@ -86,37 +86,23 @@ const LIST_META = messageFields<DecodedListMeta>({
 });
 
 interface ListFields {
-  /** Each item's bytes, not decoded yet. */
-  readonly items: Reader[];
+  readonly item: ObjectDecoder;
+  readonly items: unknown[];
   metadata: DecodedListMeta;
 }
 
-/** A list (PodList, NodeList, ...): its ListMeta, and where each item is. */
+/** A list (PodList, NodeList, ...). */
 const LIST = messageFields<ListFields>({
   1: bytesField((r, l) => (l.metadata = readFields(r.message(), LIST_META, {}))),
-  2: bytesField((r, l) => l.items.push(r.message())),
+  2: bytesField((r, l) => l.items.push(l.item(r.message()))),
 });
 
-/** A list body whose items are decoded only when asked for (decodeItems). */
-export interface DecodedList {
-  readonly metadata: DecodedListMeta;
-  /** How many items the list holds. */
-  readonly length: number;
-  /** Decodes every item with the list's decoder; throws ProtobufDecodeError for a malformed one. */
-  decodeItems(): unknown[];
-}
-
-/**
- * A list body's ListMeta at once, its items on demand: a paginated list can ask for its next
- * page (the continue token is in the ListMeta) before it decodes this one, so that the API server
- * reads the next page while this one is decoded (docs/decisions/0048). Finding the items is cheap:
- * each is a length-delimited field, stepped over without being read.
- */
-export function decodeList(body: Buffer, item: ObjectDecoder): DecodedList {
+/** A list body: its items decoded with `item`, and its ListMeta. */
+export function decodeList(body: Buffer, item: ObjectDecoder): { items: unknown[]; metadata: DecodedListMeta } {
   const env = decodeEnvelope(new Reader(body));
   if (!env.kind.endsWith('List')) throw new ProtobufDecodeError(`expected a list, got ${env.kind || 'an object without a kind'}`);
-  const { items, metadata } = readFields<ListFields>(env.raw, LIST, { items: [], metadata: {} });
-  return { metadata, length: items.length, decodeItems: () => items.map((r) => item(r)) };
+  const { items, metadata } = readFields<ListFields>(env.raw, LIST, { item, items: [], metadata: {} });
+  return { items, metadata };
 }
 
 /** An object in an envelope: a Status (ERROR events, error bodies) or the kind's object. */

@@ -12,7 +12,7 @@ import { startCluster, type Cluster } from '../test/cluster/cluster.ts';
 import { parseJsonLines, startController, type ControllerProcess } from '../test/e2e/support.ts';
 import { metricSum, summarize, type LatencySummary } from './stats.ts';
 import { decompose, describeBreakdown, floorP99, histogramQuantile, quantiles, type ControllerTiming, type Decomposition, type KeyArrival, type Quantiles, type Transition } from './decompose.ts';
-import { cpuSnapshot, LoadMonitor, type LoadReport } from './load.ts';
+import { cpuBudget, cpuSnapshot, LoadMonitor, type CpuBudget, type LoadReport } from './load.ts';
 import { replayFloor } from './replay-floor.ts';
 import { methodOf, runChild } from './intake-child.ts';
 import { chartMemoryLimitMb, memoryLimit } from './memory-limit.ts';
@@ -127,6 +127,12 @@ export interface BurstFigures {
   readonly intake_floor_keys_per_s: number;
   /** keys_per_s / intake_floor_keys_per_s. */
   readonly ratio_to_intake_floor: number;
+  /**
+   * The machine's CPU from the resume to the last key (read within 0.1 s after it): the
+   * controller, each cluster process, the bench; whether the burst had the cores to itself.
+   * Absent in runs before 2026-12-04 evening.
+   */
+  readonly cpu_budget?: CpuBudget;
 }
 
 /** One side of the JSON vs protobuf burst: a fresh controller run with --kube-content-type `content_type`. */
@@ -807,6 +813,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       const readyAtResume = burstNames.filter((name) => observer.pods.get(name)?.readyAt !== undefined).length;
       const resumedAt = preciseNow();
       const cpuAtResume = procCpuSeconds(side.proc.pid);
+      const machineAtResume = cpuSnapshot();
       side.proc.signal('SIGCONT');
       paused = undefined;
       if (!allReady) notes.push(`burst (${contentType}): only ${readyAtResume} of ${n} pods were seen Ready when the controller was resumed after ${BURST_HOLD_MS / 1000} s`);
@@ -816,6 +823,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       await waitUntil(burstDone, profile.settleMs);
       // Read at most one poll interval (0.1 s) after the last key.
       const cpuAtDone = procCpuSeconds(side.proc.pid);
+      const budget = cpuBudget(machineAtResume, cpuSnapshot(), [{ name: 'controller', pid: side.proc.pid ?? -1 }, ...clusterNow.processes()]);
       let firstReady = Infinity;
       let lastReady = 0;
       let lastPut = 0;
@@ -841,6 +849,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       if (burstMissing > 0) notes.push(`burst (${contentType}): ${burstMissing} of ${n} pods not Ready and registered within ${profile.settleMs / 1000} s`);
       const floor = replay.seconds > 0 ? replay.events / replay.seconds : 0;
       log(`burst (${contentType}): ${round(keysPerS)} keys/s, intake floor ${round(floor)} events/s, controller CPU ${round(Math.max(0, cpuAtDone - cpuAtResume), 100)} s`);
+      log(`burst (${contentType}): CPU over ${budget.window_s} s (${budget.capacity_core_s} core-s available, ${Math.round(budget.busy_share * 100)} % used): ${Object.entries(budget.core_s).map(([name, s]) => `${name} ${s}`).join(', ')}`);
       return {
         names: burstNames,
         ips,
@@ -859,6 +868,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
           status_updates_per_s: round(statusUpdatesPerS),
           intake_floor_keys_per_s: round(floor),
           ratio_to_intake_floor: floor > 0 && replay.events > 0 ? round(keysPerS / floor, 1000) : 0,
+          cpu_budget: budget,
         },
       };
     };

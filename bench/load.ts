@@ -102,6 +102,41 @@ export function otherCpu(before: CpuSnapshot, after: CpuSnapshot, root = process
   return { cores: Math.round(cores * 1000) / 1000, seconds: Math.round(seconds * 10) / 10, top };
 }
 
+/** Where a window's CPU went: named processes (with their children), the bench's own tree, the rest. */
+export interface CpuBudget {
+  readonly window_s: number;
+  /** Cores × window: what the machine could have given. */
+  readonly capacity_core_s: number;
+  /** CPU seconds (user + system) by process name, then "bench" (the rest of this tree) and "other". */
+  readonly core_s: Readonly<Record<string, number>>;
+  /** All of it over the capacity: 1 = every core busy throughout. */
+  readonly busy_share: number;
+}
+
+/**
+ * The CPU of every process between two snapshots, attributed to `named` processes (each with its
+ * descendants, e.g. a controller started through a shell), the bench's own tree and the others.
+ * /proc's counters tick at 100 Hz: each figure is good to ~0.01 s.
+ */
+export function cpuBudget(before: CpuSnapshot, after: CpuSnapshot, named: ReadonlyArray<{ readonly name: string; readonly pid: number }>, root = process.pid): CpuBudget {
+  const seconds = (after.at - before.at) / 1000;
+  const ticks = new Map<string, number>();
+  for (const [pid, stat] of after.procs) {
+    const used = stat.ticks - (before.procs.get(pid)?.ticks ?? 0);
+    if (used <= 0) continue;
+    const owner = named.find((n) => inTree(pid, n.pid, after.procs))?.name ?? (inTree(pid, root, after.procs) ? 'bench' : 'other');
+    ticks.set(owner, (ticks.get(owner) ?? 0) + used);
+  }
+  const total = [...ticks.values()].reduce((a, b) => a + b, 0) / CLOCK_TICKS;
+  const capacity = availableParallelism() * seconds;
+  return {
+    window_s: Math.round(seconds * 1000) / 1000,
+    capacity_core_s: Math.round(capacity * 100) / 100,
+    core_s: Object.fromEntries([...ticks].sort((a, b) => b[1] - a[1]).map(([name, t]) => [name, t / CLOCK_TICKS])),
+    busy_share: capacity > 0 ? Math.round((total / capacity) * 1000) / 1000 : 0,
+  };
+}
+
 /** Collects the checks of one run; `loaded` once any check failed. */
 export class LoadMonitor {
   readonly #checks: LoadCheck[] = [];

@@ -11,21 +11,29 @@ import type { Decomposition } from '../../bench/decompose.ts';
 test('the benchmark runs end to end at tiny size and reports finite non-negative figures', async () => {
   const result = await runBench({ size: 'tiny' });
   // Issue 15: both sides of each JSON vs protobuf comparison, and the steady state with Node's defaults.
-  const { content_type: burstType, json: burstJson, protobuf: burstProtobuf, ...burst } = result.burst;
+  const { content_type: burstType, json: burstJson, protobuf: burstProtobuf, cpu_budget: burstBudget, ...burst } = result.burst;
   const { node_defaults: nodeDefaults, node_defaults_in_limit: inLimit, ...steady } = result.steady;
   assert.ok(burstJson !== undefined && burstProtobuf !== undefined, 'burst.json and burst.protobuf');
   assert.ok(result.relist !== undefined, 'relist');
   assert.ok(nodeDefaults !== undefined, 'steady.node_defaults');
   const expiry = result.expiry_relist;
   assert.ok(expiry !== undefined, 'expiry_relist');
-  const { content_type: jsonType, ...jsonSide } = burstJson;
-  const { content_type: protobufType, ...protobufSide } = burstProtobuf;
+  const { content_type: jsonType, cpu_budget: jsonBudget, ...jsonSide } = burstJson;
+  const { content_type: protobufType, cpu_budget: protobufBudget, ...protobufSide } = burstProtobuf;
   const { content_type: relistJsonType, ...relistJson } = result.relist.json;
   const { content_type: relistProtobufType, ...relistProtobuf } = result.relist.protobuf;
   const { node_options: nodeOptions, ...defaults } = nodeDefaults;
   assert.deepEqual([burstType, jsonType, protobufType, relistJsonType, relistProtobufType, nodeOptions], ['protobuf', 'json', 'protobuf', 'json', 'protobuf', '']);
   // The top-level burst is the protobuf side (the shipped default), for the consumers of old runs.
-  assert.deepEqual(burst, protobufSide);
+  assert.deepEqual([burst, burstBudget], [protobufSide, protobufBudget]);
+  // Each side's CPU budget holds the controller's CPU (measured the same way, to /proc's 0.01 s)
+  // and the API server's, within what the cores could give over the window.
+  for (const [name, side, budget] of [['json', jsonSide, jsonBudget], ['protobuf', protobufSide, protobufBudget]] as const) {
+    assert.ok(budget !== undefined, `burst.${name}.cpu_budget`);
+    assert.ok(Math.abs((budget.core_s['controller'] ?? 0) - side.controller_cpu_s) <= 0.05, `burst.${name}: budget's controller ${budget.core_s['controller']} s vs controller_cpu_s ${side.controller_cpu_s}`);
+    assert.ok('kube-apiserver' in budget.core_s, `burst.${name}: the API server's CPU is in the budget (${Object.keys(budget.core_s).join(', ')})`);
+    assert.ok(budget.window_s > 0 && budget.busy_share > 0 && budget.busy_share <= 1.05, `burst.${name}: ${budget.busy_share} of ${budget.capacity_core_s} core-s over ${budget.window_s} s`);
+  }
   for (const [name, side] of [['json', jsonSide], ['protobuf', protobufSide]] as const) {
     assert.equal(side.missing, 0, `burst.${name}.missing`);
     assert.equal(side.replay_events, 20, `burst.${name}.replay_events`);

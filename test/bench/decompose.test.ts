@@ -2,7 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decompose, floorP99, histogramQuantile, type ControllerTiming } from '../../bench/decompose.ts';
-import { cpuSnapshot, otherCpu } from '../../bench/load.ts';
+import { spawn } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+import { cpuBudget, cpuSnapshot, otherCpu } from '../../bench/load.ts';
 
 test('each transition is split into its stages, correlated by key and etcd revision', () => {
   const timings: ControllerTiming[] = [
@@ -54,4 +56,27 @@ test('the load check counts CPU outside the bench process tree only', async () =
   assert.ok(other.seconds > 0.2);
   assert.ok(other.cores >= 0);
   assert.ok(!other.top.some((t) => t.includes(`(${process.pid})`)), 'this process is not "other"');
+});
+
+test("the burst's CPU budget gives a named process its own CPU (its children included) and the bench the rest of its tree", async () => {
+  // A shell that runs a busy node child: the CPU is the child's, attributed to the shell's name.
+  const busy = spawn('sh', ['-c', `exec ${JSON.stringify(process.execPath)} -e "const end = Date.now() + 600; while (Date.now() < end) Math.sqrt(Math.random());" & wait`], { stdio: 'ignore' });
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const before = cpuSnapshot();
+    const until = performance.now() + 400;
+    while (performance.now() < until) Math.sqrt(Math.random()); // the bench's own CPU
+    const after = cpuSnapshot();
+    const budget = cpuBudget(before, after, [{ name: 'busy-child', pid: busy.pid ?? -1 }]);
+    // Other tests' processes may share the cores: the child gets some of them, not a given amount.
+    const childPid = [...after.procs].find(([, stat]) => stat.ppid === busy.pid)?.[0];
+    const childSeconds = childPid === undefined ? 0 : ((after.procs.get(childPid)?.ticks ?? 0) - (before.procs.get(childPid)?.ticks ?? 0)) / 100;
+    assert.ok(childSeconds >= 0.05, `the busy child ran (${childSeconds} s)`);
+    assert.ok((budget.core_s['busy-child'] ?? 0) >= childSeconds, `busy-child ${budget.core_s['busy-child']} s holds its child's ${childSeconds} s`);
+    assert.ok((budget.core_s['bench'] ?? 0) >= 0.05, `bench ${budget.core_s['bench']} s`);
+    assert.ok(budget.busy_share > 0 && budget.busy_share <= 1.05, `busy share ${budget.busy_share}`);
+    assert.ok(Math.abs(budget.capacity_core_s - availableParallelism() * budget.window_s) < 0.02);
+  } finally {
+    busy.kill('SIGKILL');
+  }
 });

@@ -26,13 +26,13 @@ test('the benchmark runs end to end at tiny size and reports finite non-negative
   assert.deepEqual([burstType, jsonType, protobufType, relistJsonType, relistProtobufType, nodeOptions], ['protobuf', 'json', 'protobuf', 'json', 'protobuf', '']);
   // The top-level burst is the protobuf side (the shipped default), for the consumers of old runs.
   assert.deepEqual([burst, burstBudget], [protobufSide, protobufBudget]);
-  // Each side's CPU budget holds the controller's CPU (measured the same way, to /proc's 0.01 s)
-  // and the API server's, within what the cores could give over the window.
+  // Each side's CPU budget holds the controller's CPU as controller_cpu_s measures it (the same
+  // /proc counters, 0.01 s ticks; a 20-pod burst may tick the API server not at all), within what
+  // the cores could give over the window. The attribution itself: test/bench/decompose.test.ts.
   for (const [name, side, budget] of [['json', jsonSide, jsonBudget], ['protobuf', protobufSide, protobufBudget]] as const) {
     assert.ok(budget !== undefined, `burst.${name}.cpu_budget`);
     assert.ok(Math.abs((budget.core_s['controller'] ?? 0) - side.controller_cpu_s) <= 0.05, `burst.${name}: budget's controller ${budget.core_s['controller']} s vs controller_cpu_s ${side.controller_cpu_s}`);
-    assert.ok('kube-apiserver' in budget.core_s, `burst.${name}: the API server's CPU is in the budget (${Object.keys(budget.core_s).join(', ')})`);
-    assert.ok(budget.window_s > 0 && budget.busy_share > 0 && budget.busy_share <= 1.05, `burst.${name}: ${budget.busy_share} of ${budget.capacity_core_s} core-s over ${budget.window_s} s`);
+    assert.ok(budget.window_s > 0 && budget.busy_share >= 0 && budget.busy_share <= 1.05, `burst.${name}: ${budget.busy_share} of ${budget.capacity_core_s} core-s over ${budget.window_s} s`);
   }
   for (const [name, side] of [['json', jsonSide], ['protobuf', protobufSide]] as const) {
     assert.equal(side.missing, 0, `burst.${name}.missing`);

@@ -533,6 +533,17 @@ export function controllerNodeOptions(): string {
   return `${tuning} ${process.env['BENCH_CONTROLLER_NODE_OPTIONS'] ?? ''}`.trim();
 }
 
+/**
+ * BENCH_LATENCY_CONTROLLER_ENTRY (experiments): the script the latency phase's controller runs
+ * instead of this checkout's bin, e.g. an older commit's bin in a worktree: its controller is
+ * timed by this bench's driver and observers, so a difference between the two is the
+ * controller's. The other phases run this checkout's controller (their flags may be newer).
+ */
+function latencyControllerEntry(): { entry?: string } {
+  const entry = process.env['BENCH_LATENCY_CONTROLLER_ENTRY'] ?? '';
+  return entry === '' ? {} : { entry };
+}
+
 function extraNodeFlags(): string[] {
   return (process.env['BENCH_CONTROLLER_NODE_OPTIONS'] ?? '').split(' ').filter((f) => f !== '');
 }
@@ -578,9 +589,12 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       kubeconfig: cluster.kubeconfigPath,
       etcdEndpoints: cluster.registry.endpoints,
       extraArgs: ['--environment', 'PRE', '--owner-id', 'bench', '--namespaces', NAMESPACE, ...LEASE_ARGS],
+      ...latencyControllerEntry(),
     });
     await controller.waitReady(60_000);
     underTest = controller;
+    const latencyEntry = latencyControllerEntry().entry;
+    if (latencyEntry !== undefined) notes.push(`latency: the controller ran ${latencyEntry} (BENCH_LATENCY_CONTROLLER_ENTRY), not this checkout's bin`);
 
     // 1 + 2: registration and deregistration latency at a paced transition rate. t0 is the API
     // server's acknowledgement of the bench's own request (the status update to Ready, the DELETE

@@ -132,6 +132,24 @@ test('per-pod limit: a flapping pod gets perPodBurst events, then one per interv
   assert.equal(sent.filter((e) => e.pod.uid === 'uid-1').length, 4);
 });
 
+test('an event dropped because the queue is full uses none of its pod\'s tokens and is not remembered', async () => {
+  const { timers, sent, recorder } = setup({ ratePerSec: 1, burst: 1, concurrency: 1, queueSize: 1, perPodBurst: 2, perPodIntervalMs: 600_000 });
+  recorder.record(pod(1), 'Normal', 'Registered', 'a'); // sent at once
+  recorder.record(pod(1), 'Normal', 'Registered', 'b'); // queued: the queue is full
+  for (let i = 0; i < 5; i++) recorder.record(pod(2), 'Normal', 'Registered', 'c'); // all dropped, queue full
+  assert.equal(recorder.stats().droppedQueueFull, 5);
+  assert.equal(recorder.stats().deduped, 0);
+  await timers.advance(2_000);
+  assert.deepEqual(sent.map((e) => `${e.pod.uid} ${e.note}`), ['uid-1 a', 'uid-1 b']);
+  // pod 2 still has both of its tokens, and the dropped note was not remembered as sent.
+  recorder.record(pod(2), 'Normal', 'Registered', 'c');
+  await timers.advance(1_000);
+  recorder.record(pod(2), 'Normal', 'Registered', 'd');
+  await timers.advance(1_000);
+  assert.deepEqual(sent.slice(2).map((e) => `${e.pod.uid} ${e.note}`), ['uid-2 c', 'uid-2 d']);
+  assert.equal(recorder.stats().droppedRateLimited, 0);
+});
+
 test('10,000 invalid pods cannot flood the API server', async () => {
   const { timers, sent, recorder } = setup(); // defaults: 20/s burst 100, queue 1000
   for (let i = 0; i < 10_000; i++) recorder.record(pod(i), 'Warning', 'InvalidRegistration', 'bad port');

@@ -1,9 +1,10 @@
 // Kubernetes Events on pods (events.k8s.io/v1), fire and forget (docs/decisions/0021).
 //
 // record() never throws and never makes the caller wait. Between it and the API server:
-//   dedupe (same pod uid + type + reason + note within a window, bounded LRU)
+//   bounded FIFO queue full? drop, counted (before anything else is spent on the event)
+//   -> dedupe (same pod uid + type + reason + note within a window, bounded LRU)
 //   -> per-pod token bucket (one flapping pod cannot use the whole budget)
-//   -> bounded FIFO queue (full = drop, counted)
+//   -> the queue
 //   -> global token bucket + concurrency limit -> send.
 // So 10,000 invalid pods cost at most `burst` events at once and `ratePerSec` after that.
 // The dedupe window and token buckets are in limits.ts, the Event object and its POST in
@@ -219,6 +220,13 @@ export class EventRecorder {
       this.#log.debug({ pod, type, reason }, 'event dropped: incomplete');
       return;
     }
+    // First, and cheapest: a burst of thousands of pods fills the queue within its first
+    // thousand, and an event dropped here must not use up its pod's tokens either.
+    if (this.#queue.length >= this.#queueSize) {
+      this.#c.droppedQueueFull++;
+      this.#log.debug({ pod: podKeyOf(pod), reason }, 'event dropped: queue full');
+      return;
+    }
     const now = this.#timers.now();
     const key = `${pod.uid}\u0000${type}\u0000${reason}\u0000${note}`;
     if (this.#dedupe.isDuplicate(key, now)) {
@@ -228,11 +236,6 @@ export class EventRecorder {
     if (!this.#perPod.take(pod.uid, now)) {
       this.#c.droppedRateLimited++;
       this.#log.debug({ pod: podKeyOf(pod), reason }, 'event dropped: pod over its event rate');
-      return;
-    }
-    if (this.#queue.length >= this.#queueSize) {
-      this.#c.droppedQueueFull++;
-      this.#log.debug({ pod: podKeyOf(pod), reason }, 'event dropped: queue full');
       return;
     }
     this.#dedupe.remember(key, now);

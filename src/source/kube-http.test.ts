@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { LineSplitter, collectionPath, statusCodeOf } from './kube-http.ts';
-import { cut } from './testing.ts';
+import { LineSplitter, collectionPath, pumpWatchBody, statusCodeOf } from './kube-http.ts';
+import { cut, pushedBody } from './testing.ts';
 
 /** Feeds `chunks` and returns the lines, ended (trailing line flushed) unless told otherwise. */
 function split(chunks: readonly Uint8Array[], end = true): string[] {
@@ -85,6 +85,75 @@ describe('LineSplitter', () => {
       ),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('pumpWatchBody (JSON lines)', () => {
+  /** A body the test pushes, read by pumpWatchBody; the events seen and how the read ended. */
+  function pumping(signal = new AbortController().signal): { push(text: string): void; end(): void; destroy(err?: Error): void; events: string[]; chunks: number; ended: Promise<unknown> } {
+    const body = pushedBody();
+    const seen = { events: [] as string[], chunks: 0 };
+    const ended = pumpWatchBody(body.body, undefined, signal, () => seen.chunks++, (type, object) => seen.events.push(`${type} ${JSON.stringify(object)}`)).then(
+      (value) => ({ value }),
+      (error: unknown) => ({ error }),
+    );
+    return {
+      push: (text) => body.push(bytes(text)),
+      end: () => body.end(),
+      destroy: (err) => body.body.destroy(err),
+      get events() {
+        return seen.events;
+      },
+      get chunks() {
+        return seen.chunks;
+      },
+      ended,
+    };
+  }
+
+  it('hands every event over in order and resolves null at the end, a last line without newline included', async () => {
+    const watch = pumping();
+    watch.push('{"type":"ADDED","object":{"a":1}}\n{"type":"MODI');
+    watch.push('FIED","object":{"a":2}}\n{"type":"DELETED","object":{"a":3}}');
+    watch.end();
+    assert.deepEqual(await watch.ended, { value: null });
+    assert.deepEqual(watch.events, ['ADDED {"a":1}', 'MODIFIED {"a":2}', 'DELETED {"a":3}']);
+    assert.equal(watch.chunks, 2);
+  });
+
+  it('a line that is not JSON rejects, and nothing after it is handed over', async () => {
+    const watch = pumping();
+    watch.push('{"type":"ADDED","object":{"a":1}}\nnot json\n{"type":"ADDED","object":{"a":2}}\n');
+    const ended = (await watch.ended) as { error?: unknown };
+    assert.ok(ended.error instanceof SyntaxError, String(ended.error));
+    assert.deepEqual(watch.events, ['ADDED {"a":1}']);
+  });
+
+  it('a body that closes before its end rejects (the watch ends and the reflector relists), as does one that fails', async () => {
+    const closed = pumping();
+    closed.push('{"type":"ADDED","object":{"a":1}}\n');
+    closed.destroy();
+    assert.match(String(((await closed.ended) as { error?: unknown }).error), /watch body closed before its end/);
+    assert.deepEqual(closed.events, ['ADDED {"a":1}']);
+    const failed = pumping();
+    failed.destroy(new Error('socket hang up'));
+    assert.match(String(((await failed.ended) as { error?: unknown }).error), /socket hang up/);
+  });
+
+  it('an abort rejects with its reason, also in the middle of a chunk: no event after it', async () => {
+    const controller = new AbortController();
+    const body = pushedBody();
+    const events: string[] = [];
+    const ended = pumpWatchBody(body.body, undefined, controller.signal, () => undefined, (type) => {
+      events.push(type);
+      controller.abort(new Error('stopped by the reflector'));
+    }).then(
+      () => 'resolved',
+      (error: unknown) => String(error),
+    );
+    body.push(bytes('{"type":"ADDED","object":{}}\n{"type":"MODIFIED","object":{}}\n'));
+    assert.equal(await ended, 'Error: stopped by the reflector');
+    assert.deepEqual(events, ['ADDED']);
   });
 });
 

@@ -2,7 +2,7 @@
 // the reflector and its kinds run on (the real API server is exercised by the *.int.test.ts
 // files), a logger that records its lines, and a poll-until helper.
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
+import { PassThrough, Writable, type Readable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import type { ListRequest, ListerWatcher, RawListPage, WatchFromRequest, WatchHandle } from './kube-http.ts';
 
@@ -218,31 +218,15 @@ export const pb = {
 };
 
 /** A body whose chunks the test pushes, as an HTTP response body would deliver them. */
-export function pushedBody(): { body: AsyncIterable<Uint8Array>; push(chunk: Uint8Array): void; end(): void } {
-  const queue: (Uint8Array | null)[] = [];
-  let wake: (() => void) | undefined;
-  const notify = (): void => {
-    wake?.();
-    wake = undefined;
-  };
+export function pushedBody(): { body: Readable; push(chunk: Uint8Array): void; end(): void } {
+  const body = new PassThrough();
   return {
     push(chunk) {
-      queue.push(chunk);
-      notify();
+      body.write(chunk);
     },
     end() {
-      queue.push(null);
-      notify();
+      body.end();
     },
-    body: {
-      async *[Symbol.asyncIterator]() {
-        for (;;) {
-          while (queue.length === 0) await new Promise<void>((r) => (wake = r));
-          const next = queue.shift()!;
-          if (next === null) return;
-          yield next;
-        }
-      },
-    },
+    body,
   };
 }

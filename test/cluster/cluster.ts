@@ -371,6 +371,7 @@ class LocalCluster implements Cluster {
     const kwok = this.#startKwok();
     await settleAll([this.#startControllerManager(pki), this.#startScheduler(), this.#createNodes()]);
     await this.#waitSettled(kwok);
+    await this.#warmPodIpPool(kwok);
     this.#log(`cluster ready in ${Date.now() - started} ms (${this.dir})`);
   }
 
@@ -579,6 +580,31 @@ class LocalCluster implements Cluster {
       { timeoutMs: this.#timeoutMs, intervalMs: 200, process: kwok },
     );
     await this.#waitDefaultServiceAccount('default');
+  }
+
+  /**
+   * KWOK makes a pod CIDR's IP pool on first use with a Load and a Store that are not one
+   * atomic step: pods that get their IPs at once on a fresh KWOK can draw from two pools and
+   * share an address (seen in CI: five pods of a new Deployment, four IPs). One pod given an
+   * IP and deleted before any test runs makes the pool, so later pods draw from it alone.
+   */
+  async #warmPodIpPool(kwok: ManagedProcess): Promise<void> {
+    const nodeName = this.nodeNames[0];
+    if (nodeName === undefined) return;
+    const name = 'kwok-ip-pool-warmup';
+    const pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name, namespace: 'default' },
+      spec: { nodeName, containers: [{ name: 'warmup', image: 'warmup' }] },
+    };
+    await this.kubectl(['apply', '-f', '-'], { input: JSON.stringify(pod) });
+    await waitFor(
+      'the warm-up pod to get an IP from KWOK',
+      async () => (await this.kubectl(['get', 'pod', name, '-n', 'default', '-o', 'jsonpath={.status.podIP}'])).stdout.trim() !== '',
+      { timeoutMs: this.#timeoutMs, intervalMs: 100, process: kwok },
+    );
+    await this.kubectl(['delete', 'pod', name, '-n', 'default', '--grace-period=0', '--force', '--wait=true']);
   }
 
   async #waitDefaultServiceAccount(namespace: string): Promise<void> {

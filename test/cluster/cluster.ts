@@ -585,8 +585,9 @@ class LocalCluster implements Cluster {
   /**
    * KWOK makes a pod CIDR's IP pool on first use with a Load and a Store that are not one
    * atomic step: pods that get their IPs at once on a fresh KWOK can draw from two pools and
-   * share an address (seen in CI: five pods of a new Deployment, four IPs). One pod given an
-   * IP and deleted before any test runs makes the pool, so later pods draw from it alone.
+   * share an address (the likely cause of a CI failure: a new Deployment's five Ready pods
+   * matched by four keys). One pod given an IP and deleted before any test runs makes the
+   * pool, so later pods draw from it alone.
    */
   async #warmPodIpPool(kwok: ManagedProcess): Promise<void> {
     const nodeName = this.nodeNames[0];

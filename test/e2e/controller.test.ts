@@ -52,9 +52,14 @@ async function pods(selector: string, namespace = 'e2e'): Promise<PodInfo[]> {
   }));
 }
 
+/** The pods that should have keys: Ready, not terminating, with an IP. */
+async function servingPods(selector: string, namespace = 'e2e'): Promise<PodInfo[]> {
+  return (await pods(selector, namespace)).filter((pod) => pod.ready && !pod.deleting && pod.ip !== '');
+}
+
 /** etcd's keys under the prefix equal exactly the Ready, non-terminating pods' keys, on the data lease. */
 async function registryMatchesReadyPods(selector: string, port: number, expectedCount: number): Promise<boolean> {
-  const serving = (await pods(selector)).filter((pod) => pod.ready && !pod.deleting && pod.ip !== '');
+  const serving = await servingPods(selector);
   if (serving.length !== expectedCount) return false;
   const lease = await observer.dataLease(OWNER);
   const snapshot = await observer.snapshot(PREFIX);
@@ -132,7 +137,7 @@ describe('etcd-registrar run', () => {
       await kubectl('scale', 'deployment/search', '-n', 'e2e', `--replicas=${replicas}`);
       await eventually(`etcd holds the ${replicas} Ready pods' keys`, () => registryMatchesReadyPods('app=search', 86, replicas), 30_000);
       // Two pods with one IP share one key: then the count below says nothing about the controller.
-      const ips = (await pods('app=search')).filter((p) => p.ready && !p.deleting).map((p) => p.ip);
+      const ips = (await servingPods('app=search')).map((pod) => pod.ip);
       assert.equal(new Set(ips).size, ips.length, `the cluster gave two Ready pods one IP: ${ips.join(', ')}`);
     }
     const registered = controller.audits().filter((r) => r.action === 'register' && r.outcome === 'ok');
@@ -350,7 +355,7 @@ describe('lease lost under overload', () => {
       await frozen.waitReady();
       await apply(deployment('frozen', 3, {}, 'frozen'));
       const matches = async (): Promise<boolean> => {
-        const serving = (await pods('app=frozen', 'frozen')).filter((p) => p.ready && !p.deleting && p.ip !== '');
+        const serving = await servingPods('app=frozen', 'frozen');
         const lease = await observer.dataLease(owner);
         const snapshot = await observer.snapshot(PREFIX);
         return serving.length === 3 && serving.every((p) => snapshot.get(`${PREFIX}${p.ip}-86`)?.lease === lease);

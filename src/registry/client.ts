@@ -43,7 +43,7 @@ type PolicyLike = NonNullable<FaultHandling['global']>;
  * A cockatiel-compatible policy that runs the call once. etcd3 only calls `execute` on
  * its policies; cockatiel itself is not a direct dependency of this project.
  */
-function noopPolicy(): PolicyLike {
+export function noopPolicy(): PolicyLike {
   const never = { dispose() {} };
   const policy = {
     onSuccess: () => never,

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
+import { noopPolicy } from '../../src/registry/client.ts';
 import { startEtcd, type EtcdServer, type EtcdTls } from './etcd.ts';
 import { etcdLeader, moveEtcdLeader, replaceEtcdMember, startEtcdCluster } from './etcd-cluster.ts';
 import {
@@ -272,15 +273,15 @@ class LocalCluster implements Cluster {
   }
 
   registryLeader(timeoutMs?: number): Promise<EtcdServer> {
-    return etcdLeader(this.#registry, (endpoint) => this.#registryClient([endpoint]), timeoutMs);
+    return etcdLeader(this.#registry, (endpoint, once) => this.#registryClient([endpoint], once), timeoutMs);
   }
 
   moveRegistryLeader(to?: EtcdServer): Promise<EtcdServer> {
-    return moveEtcdLeader(this.#registry, (endpoint) => this.#registryClient([endpoint]), to);
+    return moveEtcdLeader(this.#registry, (endpoint, once) => this.#registryClient([endpoint], once), to);
   }
 
   replaceRegistryMember(member: EtcdServer): Promise<void> {
-    return replaceEtcdMember(this.#registry, member, (endpoint) => this.#registryClient([endpoint]));
+    return replaceEtcdMember(this.#registry, member, (endpoint, once) => this.#registryClient([endpoint], once));
   }
 
   get registryPki(): RegistryPki | undefined {
@@ -314,7 +315,8 @@ class LocalCluster implements Cluster {
   }
 
   /** A client with full rights on the registry (root once auth is on); the caller closes it. */
-  #registryClient(hosts: string[]): Etcd3 {
+  /** `once`: no etcd3 retries or circuit breaker (see ConnectFn). */
+  #registryClient(hosts: string[], once = false): Etcd3 {
     const pki = this.#registryPki;
     const auth = this.#registryAuth;
     return new Etcd3({
@@ -331,6 +333,7 @@ class LocalCluster implements Cluster {
           }),
       // A dead member must not hang a helper; streams (watches) are the caller's.
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + 5_000 }),
+      ...(once ? { faultHandling: { host: () => noopPolicy(), global: noopPolicy() } } : {}),
     });
   }
 

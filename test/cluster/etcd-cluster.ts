@@ -56,7 +56,12 @@ export async function startEtcdCluster(opts: EtcdClusterOptions): Promise<EtcdSe
 }
 
 /** Opens a client to one endpoint; the helpers close it. Carries TLS/auth as needed. */
-export type ConnectFn = (endpoint: string) => Etcd3;
+/**
+ * A client of one member. `once`: each call is sent one time, without etcd3's retries and
+ * circuit breaker, for a caller that retries by itself (etcd3's breaker opens after three
+ * refused calls and then refuses every call for 5 s, hiding etcd's own answer).
+ */
+export type ConnectFn = (endpoint: string, once?: boolean) => Etcd3;
 
 interface MemberStatus {
   member: EtcdServer;
@@ -64,14 +69,19 @@ interface MemberStatus {
   leader: string;
 }
 
-async function memberStatus(member: EtcdServer, connect: ConnectFn): Promise<MemberStatus> {
-  const client = connect(member.endpoints[0] ?? '');
+/** Runs `use` with a client of `member` of its own, closed after. */
+async function withClient<T>(connect: ConnectFn, member: EtcdServer, use: (client: Etcd3) => Promise<T>, once = false): Promise<T> {
+  const client = connect(member.endpoints[0] ?? '', once);
   try {
-    const status = await client.maintenance.status({ deadline: Date.now() + 2_000 });
-    return { member, id: status.header.member_id, leader: status.leader };
+    return await use(client);
   } finally {
     client.close();
   }
+}
+
+async function memberStatus(member: EtcdServer, connect: ConnectFn): Promise<MemberStatus> {
+  const status = await withClient(connect, member, (client) => client.maintenance.status({ deadline: Date.now() + 2_000 }));
+  return { member, id: status.header.member_id, leader: status.leader };
 }
 
 /**
@@ -116,12 +126,7 @@ export async function moveEtcdLeader(
   if (target === leader) return leader;
   const { id } = await memberStatus(target, connect);
   // MoveLeader must be sent to the current leader.
-  const client = connect(leader.endpoints[0] ?? '');
-  try {
-    await client.maintenance.moveLeader({ targetID: id }, { deadline: Date.now() + timeoutMs });
-  } finally {
-    client.close();
-  }
+  await withClient(connect, leader, (client) => client.maintenance.moveLeader({ targetID: id }, { deadline: Date.now() + timeoutMs }));
   return waitFor(
     `etcd leadership to move to ${target.name}`,
     async () => ((await etcdLeader(members, connect, timeoutMs)) === target ? target : undefined),
@@ -139,24 +144,20 @@ export async function replaceEtcdMember(members: readonly EtcdServer[], victim: 
   const other = members.find((m) => m !== victim && m.isRunning());
   if (other === undefined) throw new Error('no other running member to replace through');
   const { id } = await memberStatus(victim, connect);
-  const client = connect(other.endpoints[0] ?? '');
-  try {
-    // etcd refuses a removal ("unhealthy cluster") until its leader has been connected to every
-    // other member for 5 s, e.g. right after a leadership move: retry until it accepts.
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      try {
-        await client.cluster.memberRemove({ ID: id }, { deadline });
-        break;
-      } catch (err) {
-        if (!(err instanceof Error && err.message.includes('unhealthy cluster')) || Date.now() > deadline) throw err;
-        await new Promise((resolve) => setTimeout(resolve, 250));
-      }
+  // etcd refuses a removal ("unhealthy cluster") until its leader has been connected to every
+  // other member for 5 s, e.g. right after a leadership move: retry until it accepts, on a
+  // client that sends each call once (CI saw etcd3's breaker open on these refusals).
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await withClient(connect, other, (client) => client.cluster.memberRemove({ ID: id }, { deadline }), true);
+      break;
+    } catch (err) {
+      if (!(err instanceof Error && err.message.includes('unhealthy cluster')) || Date.now() > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 250));
     }
-    await victim.stop();
-    await client.cluster.memberAdd({ peerURLs: [victim.peerUrl] }, { deadline: Date.now() + timeoutMs });
-  } finally {
-    client.close();
   }
+  await victim.stop();
+  await withClient(connect, other, (client) => client.cluster.memberAdd({ peerURLs: [victim.peerUrl] }, { deadline: Date.now() + timeoutMs }));
   await victim.rejoinEmpty();
 }

@@ -37,9 +37,16 @@ function better(a: PodRecord, b: PodRecord): boolean {
   return a.ref.uid < b.ref.uid;
 }
 
+let lastTimeText: string | undefined;
+let lastTime = Number.NEGATIVE_INFINITY;
+
+/** The pods of a rollout or a burst were created in the same few seconds: the last parse is reused. */
 function parseTime(ts: string): number {
+  if (ts === lastTimeText) return lastTime;
   const t = Date.parse(ts);
-  return Number.isNaN(t) ? Number.NEGATIVE_INFINITY : t;
+  lastTimeText = ts;
+  lastTime = Number.isNaN(t) ? Number.NEGATIVE_INFINITY : t;
+  return lastTime;
 }
 
 export class DesiredState {

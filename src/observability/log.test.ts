@@ -31,6 +31,20 @@ describe('AuditLog', () => {
     }
   });
 
+  it("frames a record exactly as the logger frames the same fields, so log pipelines parse both alike", () => {
+    const viaAudit = capture();
+    const viaLogger = capture();
+    // Characters JSON must escape, and ones it must not (U+2028, non-ASCII), in a field the pod controls.
+    const entry = { action: 'register', key: '/svc_PRE/10.0.0.1-86', value: '10.0.0.1:86', pod: 'ns/p', podUid: 'u1', reason: 'pod "Ready"\\\n\u2028é\u0001', leaseId: null, outcome: 'ok' } as const;
+    const record = new AuditLog('cluster-a', viaAudit.stream).write(entry);
+    createLogger('debug', viaLogger.stream).info(record, 'audit');
+    const withoutTime = (lines: Array<Record<string, unknown>>): string[] => lines.map(({ time, ...rest }) => {
+      assert.match(String(time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      return JSON.stringify(rest);
+    });
+    assert.deepEqual(withoutTime(viaAudit.lines()), withoutTime(viaLogger.lines()));
+  });
+
   it('writes the records of together() in one write when it returns, even when it throws', () => {
     const writes: string[] = [];
     const audit = new AuditLog('o', { write: (line: string) => void writes.push(line) });

@@ -31,7 +31,7 @@ describe('AuditLog', () => {
     }
   });
 
-  it("frames a record exactly as the logger frames the same fields, so log pipelines parse both alike", () => {
+  it('frames a record exactly as the logger frames the same fields, so log pipelines parse both alike', () => {
     const viaAudit = capture();
     const viaLogger = capture();
     // Characters JSON must escape, and ones it must not (U+2028, non-ASCII), in a field the pod controls.

@@ -492,7 +492,8 @@ function podBody(name: string, app: string): V1Pod {
  * aids (docs/benchmarks.md): BENCH_CONTROLLER_NODE_OPTIONS replaces those flags; with BENCH_CPU_PROF_DIR
  * set, it runs with `--cpu-prof` and writes a V8 CPU profile there when it exits (bench/profile.ts
  * summarises one); with BENCH_HEAP_SNAPSHOT_DIR set, it writes a heap snapshot there at the end of
- * the steady window (bench/heap.ts summarises one). `nodeDefaults`: none of these flags (Node's
+ * the steady window (bench/heap.ts summarises one); with BENCH_ALLOC_PROF_DIR set, it samples its
+ * allocations for a while after each resume (bench/alloc-profile.ts). `nodeDefaults`: none of these flags (Node's
  * default V8 settings; the profiling aids do not apply either).
  */
 async function startBenchController(args: Parameters<typeof startController>[0] & { readonly nodeDefaults?: boolean }): Promise<ControllerProcess> {
@@ -510,12 +511,15 @@ async function startBenchController(args: Parameters<typeof startController>[0] 
   }
   const cpuDir = process.env['BENCH_CPU_PROF_DIR'] ?? '';
   const heapDir = process.env['BENCH_HEAP_SNAPSHOT_DIR'] ?? '';
+  const allocDir = process.env['BENCH_ALLOC_PROF_DIR'] ?? '';
   const flags = [
     // What the bin's shebang and the image's entrypoint pass (V8 takes it only at start-up).
     '--max-semi-space-size=4',
     ...extraNodeFlags(),
     ...(cpuDir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuDir}`]),
     ...(heapDir === '' ? [] : ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${heapDir}`]),
+    // The preload reads BENCH_ALLOC_PROF_DIR from the environment the controller inherits.
+    ...(allocDir === '' ? [] : [`--import=${import.meta.dirname}/alloc-profile.ts`]),
   ];
   // As command-line flags: NODE_OPTIONS refuses most V8 flags (--optimize-for-size among them).
   return startController({ ...controllerArgs, nodeOptions: [...(controllerArgs.nodeOptions ?? []), ...flags] });

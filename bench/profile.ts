@@ -1,7 +1,10 @@
 // Summarises a V8 .cpuprofile (node --cpu-prof) by self time per function, optionally only the
-// samples inside a wall-clock window. Profiling aid for the benchmarks (see docs/benchmarks.md):
+// samples inside a wall-clock window, or a sampled .heapprofile (bench/alloc-profile.ts) by the
+// bytes allocated in each function and beneath it. Profiling aid for the benchmarks (see
+// docs/benchmarks.md):
 //
 //   node bench/profile.ts FILE.cpuprofile [--top 30] [--end-epoch MS --from MS --to MS]
+//   node bench/profile.ts FILE.heapprofile [--top 30]
 //
 // A profile's timestamps are monotonic microseconds, not wall-clock time; --end-epoch (the epoch
 // ms at which the process exited, e.g. the controller's "stopped" log line) anchors them.
@@ -64,6 +67,41 @@ export function selfTimes(profile: CpuProfile, window: { from?: number; to?: num
   return { total, rows };
 }
 
+/** A sampled allocation profile (HeapProfiler.stopSampling): a call tree with bytes per node. */
+export interface AllocationNode {
+  readonly callFrame: CallFrame;
+  readonly selfSize: number;
+  readonly children: readonly AllocationNode[];
+}
+
+export interface Allocated {
+  readonly name: string;
+  readonly bytes: number;
+  readonly share: number;
+}
+
+/**
+ * Bytes allocated per function: `self` in the function itself (by package when byPackage), and
+ * `beneath` in it and everything it called (a recursive function counted once per stack).
+ */
+export function allocations(head: AllocationNode, byPackage = false): { total: number; self: Allocated[]; beneath: Allocated[] } {
+  const self = new Map<string, number>();
+  const beneath = new Map<string, number>();
+  let total = 0;
+  const visit = (node: AllocationNode, stack: ReadonlySet<string>): void => {
+    const name = byPackage ? packageOf(node.callFrame) : frameName(node.callFrame);
+    const here = stack.has(name) ? stack : new Set([...stack, name]);
+    total += node.selfSize;
+    self.set(name, (self.get(name) ?? 0) + node.selfSize);
+    for (const caller of here) beneath.set(caller, (beneath.get(caller) ?? 0) + node.selfSize);
+    for (const child of node.children) visit(child, here);
+  };
+  visit(head, new Set());
+  const rows = (totals: Map<string, number>): Allocated[] =>
+    [...totals].map(([name, bytes]) => ({ name, bytes, share: total > 0 ? bytes / total : 0 })).sort((a, b) => b.bytes - a.bytes);
+  return { total, self: rows(self), beneath: rows(beneath) };
+}
+
 function packageOf(frame: CallFrame): string {
   if (frame.url === '') return frame.functionName.startsWith('(') ? frame.functionName : '(native/builtin)';
   const nm = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(frame.url);
@@ -83,7 +121,19 @@ if (import.meta.main) {
     },
   });
   const file = positionals[0];
-  if (file === undefined) throw new Error('usage: node bench/profile.ts FILE.cpuprofile [--top N] [--end-epoch MS --from MS --to MS]');
+  if (file === undefined) throw new Error('usage: node bench/profile.ts FILE.cpuprofile|FILE.heapprofile [--top N] [--end-epoch MS --from MS --to MS]');
+  const top = Number(values.top);
+  if (file.endsWith('.heapprofile')) {
+    const { head } = JSON.parse(readFileSync(file, 'utf8')) as { head: AllocationNode };
+    const mb = (bytes: number): string => (bytes / 1048576).toFixed(2).padStart(8);
+    const byPackage = allocations(head, true);
+    const byFunction = allocations(head);
+    for (const [title, rows] of [['by package', byPackage.self], ['by function', byFunction.self], ['beneath each function', byFunction.beneath]] as const) {
+      console.log(`\n${title}: ${mb(byFunction.total)} MB sampled`);
+      for (const row of rows.slice(0, top)) console.log(`${mb(row.bytes)} MB ${(row.share * 100).toFixed(1).padStart(5)} %  ${row.name}`);
+    }
+    process.exit(0);
+  }
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   // epoch ms -> profile µs, anchored at the end of the profile.
   const endEpoch = values['end-epoch'] === undefined ? undefined : Number(values['end-epoch']);
@@ -92,7 +142,6 @@ if (import.meta.main) {
     ...(values.from === undefined ? {} : { from: toProfile(Number(values.from)) }),
     ...(values.to === undefined ? {} : { to: toProfile(Number(values.to)) }),
   };
-  const top = Number(values.top);
   for (const byPackage of [true, false]) {
     const { total, rows } = selfTimes(profile, window, byPackage);
     console.log(`\n${byPackage ? 'by package' : 'by function'}: ${total.toFixed(0)} ms sampled`);

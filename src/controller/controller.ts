@@ -93,7 +93,7 @@ export class Controller {
     this.#options = options;
     this.#queue = new KeyedWorkQueue(options.backoff === undefined ? {} : { backoff: options.backoff });
     const stages = deps.metrics?.changeStages;
-    this.#latency = new ChangeLatency({ observe: stages === undefined ? undefined : (stage, change, seconds) => stages.observe({ stage, change }, seconds) });
+    this.#latency = new ChangeLatency({ observe: stages === undefined ? undefined : (stage, change, seconds) => stages.record(stage, change, seconds) });
     this.#mirror = new EtcdMirror(deps, options.fullReadIntervalMs ?? 0);
     this.#trail = new AuditTrail(deps);
     this.#claims = new GrantClaims({ grants: deps.grants, events: deps.events, metrics: deps.metrics, logger: deps.logger, auditSkip: (pod, reason) => this.#trail.podSkip(pod, reason) });

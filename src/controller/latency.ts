@@ -4,9 +4,11 @@
 // correlates them with its own request and etcd-watch times per key.
 
 /** Registration (register, repair) or deregistration (deregister, orphan-delete). */
-export type ChangeKind = 'registration' | 'deregistration';
+export const CHANGE_KINDS = ['registration', 'deregistration'] as const;
+export type ChangeKind = (typeof CHANGE_KINDS)[number];
 
-export type Stage = 'intake' | 'queue' | 'plan' | 'txn' | 'total';
+export const STAGES = ['intake', 'queue', 'plan', 'txn', 'total'] as const;
+export type Stage = (typeof STAGES)[number];
 
 /** One committed change; times are epoch ms with sub-millisecond resolution. */
 export interface ChangeTiming {

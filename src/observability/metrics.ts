@@ -1,6 +1,8 @@
 // Prometheus metrics. One Registry per controller instance, so tests can run several.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { CHANGE_KINDS, STAGES, type ChangeKind, type Stage } from '../controller/latency.ts';
+import { StageHistogram } from './stage-histogram.ts';
 
 export interface MetricsSources {
   readonly queueDepth: () => number;
@@ -120,10 +122,11 @@ export class Metrics {
     labelNames: ['scope'] as const,
     registers: [this.registry],
   });
-  readonly changeStages = new Histogram({
+  readonly changeStages = new StageHistogram<Stage, ChangeKind>({
     name: 'etcd_registrar_change_stage_seconds',
     help: 'Time a change spent in each stage, by stage (intake: watch event received -> key enqueued; queue: -> taken by a worker; plan: -> transaction sent; txn: -> committed; total: received -> committed) and change (registration, deregistration)',
-    labelNames: ['stage', 'change'] as const,
+    stages: STAGES,
+    changes: CHANGE_KINDS,
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5],
     registers: [this.registry],
   });

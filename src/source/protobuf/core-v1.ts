@@ -2,7 +2,7 @@
 // Namespace, each a table of the fields the kinds' valueOf reads (slim.ts, value-source.ts).
 // Field numbers are those of k8s.io/api core/v1 and k8s.io/apimachinery pkg/apis/meta/v1
 // generated.proto (docs/decisions/0022-protobuf-intake.md lists them).
-import { bytesField, messageFields, readFields, readMapEntry, varintField, type Reader } from './wire.ts';
+import { append, bytesField, messageFields, readFields, readMapEntry, readMessage, varintField, type Reader } from './wire.ts';
 
 // --- meta/v1 -------------------------------------------------------------------------------------
 
@@ -13,9 +13,9 @@ const TIME = messageFields<{ seconds: number }>({ 1: varintField((r, t) => (t.se
 const timeTexts = new Map<number, string>();
 const TIME_TEXTS_MAX = 1024;
 
-/** meta/v1 Time as RFC 3339 in whole seconds, the JSON form. */
+/** The meta/v1 Time that comes next, as RFC 3339 in whole seconds, the JSON form. */
 function time(r: Reader): string {
-  const { seconds } = readFields(r, TIME, { seconds: 0 });
+  const { seconds } = readMessage(r, TIME, { seconds: 0 });
   const known = timeTexts.get(seconds);
   if (known !== undefined) return known;
   // JSON carries whole seconds (RFC 3339); nanos are dropped so both content types agree.
@@ -43,18 +43,19 @@ const OBJECT_META = messageFields<DecodedMeta>({
   3: bytesField((r, m) => (m.namespace = r.sharedString())),
   5: bytesField((r, m) => (m.uid = r.string())),
   6: bytesField((r, m) => (m.resourceVersion = r.string())),
-  8: bytesField((r, m) => (m.creationTimestamp = time(r.message()))),
-  9: bytesField((r, m) => (m.deletionTimestamp = time(r.message()))),
-  11: bytesField((r, m) => readMapEntry(r.message(), (m.labels ??= {}))),
-  12: bytesField((r, m) => readMapEntry(r.message(), (m.annotations ??= {}))),
+  8: bytesField((r, m) => (m.creationTimestamp = time(r))),
+  9: bytesField((r, m) => (m.deletionTimestamp = time(r))),
+  11: bytesField((r, m) => readMapEntry(r, (m.labels ??= {}))),
+  12: bytesField((r, m) => readMapEntry(r, (m.annotations ??= {}))),
 });
 
-const objectMeta = (r: Reader): DecodedMeta => readFields(r, OBJECT_META, {});
+/** The ObjectMeta that comes next. */
+const objectMeta = (r: Reader): DecodedMeta => readMessage(r, OBJECT_META, {});
 
 // --- core/v1 -------------------------------------------------------------------------------------
 
 /** An object of a kind that only needs its metadata (Node, Namespace): metadata = 1. */
-const METADATA_OBJECT = messageFields<{ metadata?: DecodedMeta }>({ 1: bytesField((r, o) => (o.metadata = objectMeta(r.message()))) });
+const METADATA_OBJECT = messageFields<{ metadata?: DecodedMeta }>({ 1: bytesField((r, o) => (o.metadata = objectMeta(r))) });
 
 export const decodeMetadataObject = (r: Reader): { metadata?: DecodedMeta } => readFields(r, METADATA_OBJECT, {});
 
@@ -74,7 +75,7 @@ interface DecodedContainer {
 }
 
 /** core/v1 Container: nothing but its ports is read. */
-const CONTAINER = messageFields<DecodedContainer>({ 6: bytesField((r, c) => (c.ports ??= []).push(readFields(r.message(), CONTAINER_PORT, {}))) });
+const CONTAINER = messageFields<DecodedContainer>({ 6: bytesField((r, c) => (c.ports = append(c.ports, readMessage(r, CONTAINER_PORT, {})))) });
 
 interface DecodedPodSpec {
   containers?: DecodedContainer[];
@@ -83,7 +84,7 @@ interface DecodedPodSpec {
 
 /** core/v1 PodSpec. */
 const POD_SPEC = messageFields<DecodedPodSpec>({
-  2: bytesField((r, s) => (s.containers ??= []).push(readFields(r.message(), CONTAINER, {}))),
+  2: bytesField((r, s) => (s.containers = append(s.containers, readMessage(r, CONTAINER, {})))),
   10: bytesField((r, s) => (s.nodeName = r.sharedString())),
 });
 
@@ -120,11 +121,11 @@ interface DecodedPodStatus {
 /** core/v1 PodStatus. */
 const POD_STATUS = messageFields<DecodedPodStatus>({
   1: bytesField((r, s) => (s.phase = r.sharedString())),
-  2: bytesField((r, s) => (s.conditions ??= []).push(readFields(r.message(), POD_CONDITION, {}))),
+  2: bytesField((r, s) => (s.conditions = append(s.conditions, readMessage(r, POD_CONDITION, {})))),
   5: bytesField((r, s) => (s.hostIP = r.sharedString())),
   6: bytesField((r, s) => (s.podIP = r.string())),
-  12: bytesField((r, s) => (s.podIPs ??= []).push(readFields(r.message(), POD_IP, {}))),
-  16: bytesField((r, s) => (s.hostIPs ??= []).push(readFields(r.message(), HOST_IP, {}))),
+  12: bytesField((r, s) => (s.podIPs = append(s.podIPs, readMessage(r, POD_IP, {})))),
+  16: bytesField((r, s) => (s.hostIPs = append(s.hostIPs, readMessage(r, HOST_IP, {})))),
 });
 
 interface DecodedPod {
@@ -135,9 +136,9 @@ interface DecodedPod {
 
 /** core/v1 Pod. */
 const POD = messageFields<DecodedPod>({
-  1: bytesField((r, p) => (p.metadata = objectMeta(r.message()))),
-  2: bytesField((r, p) => (p.spec = readFields(r.message(), POD_SPEC, {}))),
-  3: bytesField((r, p) => (p.status = readFields(r.message(), POD_STATUS, {}))),
+  1: bytesField((r, p) => (p.metadata = objectMeta(r))),
+  2: bytesField((r, p) => (p.spec = readMessage(r, POD_SPEC, {}))),
+  3: bytesField((r, p) => (p.status = readMessage(r, POD_STATUS, {}))),
 });
 
 export const decodePod = (r: Reader): DecodedPod => readFields(r, POD, {});

@@ -1,7 +1,7 @@
 // What wraps the objects of a body or a watch frame: the "k8s\0" magic and runtime.Unknown
 // envelope, meta/v1 lists and Status, and meta/v1 WatchEvent. Field numbers are those of
 // k8s.io/apimachinery pkg/runtime and pkg/apis/meta/v1 generated.proto.
-import { bytesField, messageFields, ProtobufDecodeError, readFields, Reader, varintField } from './wire.ts';
+import { bytesField, messageFields, ProtobufDecodeError, readFields, readMessage, Reader, varintField } from './wire.ts';
 
 /** Decodes one object of a kind (a Pod, a Node) from its message bytes. */
 export type ObjectDecoder = (r: Reader) => unknown;
@@ -32,7 +32,7 @@ const TYPE_META = messageFields<UnknownFields>({
 
 /** runtime.Unknown. */
 const UNKNOWN = messageFields<UnknownFields>({
-  1: bytesField((r, u) => readFields(r.message(), TYPE_META, u)),
+  1: bytesField((r, u) => readMessage(r, TYPE_META, u)),
   2: bytesField((r, u) => (u.raw = r.message())),
   3: bytesField((r, u) => (u.contentEncoding = r.string())),
   4: bytesField((r, u) => (u.contentType = r.string())),
@@ -93,7 +93,7 @@ interface ListFields {
 
 /** A list (PodList, NodeList, ...). */
 const LIST = messageFields<ListFields>({
-  1: bytesField((r, l) => (l.metadata = readFields(r.message(), LIST_META, {}))),
+  1: bytesField((r, l) => (l.metadata = readMessage(r, LIST_META, {}))),
   2: bytesField((r, l) => l.items.push(l.item(r.message()))),
 });
 
@@ -126,7 +126,7 @@ interface WatchEventFields extends ObjectFields {
 /** meta/v1 WatchEvent. */
 const WATCH_EVENT = messageFields<WatchEventFields>({
   1: bytesField((r, e) => (e.type = r.string())),
-  2: bytesField((r, e) => (e.object = readFields<ObjectFields>(r.message(), RAW_EXTENSION, { item: e.item }).object)),
+  2: bytesField((r, e) => (e.object = readMessage<ObjectFields>(r, RAW_EXTENSION, { item: e.item }).object)),
 });
 
 /** One watch frame: a WatchEvent whose object is decoded with `item` (or is a Status). */

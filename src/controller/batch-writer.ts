@@ -180,8 +180,11 @@ export class BatchWriter {
     for (const result of results) {
       this.#deps.mirror.noteWrite(result.change.key);
       if (result.outcome === 'ok') this.#recordWritten(result, leaseId, committedAt, written);
-      else if (result.outcome === 'superseded') this.#recordSuperseded(result.change, leaseId);
-      else this.#recordFailed(result, leaseId);
+      else if (result.outcome === 'superseded') {
+        const applied = this.#appliedBeforeSuperseded(result.change, leaseId);
+        if (applied !== undefined) this.#recordWritten(applied, leaseId, committedAt, written);
+        else this.#recordSuperseded(result.change, leaseId);
+      } else this.#recordFailed(result, leaseId);
     }
     for (const { pod, keys } of written.registered.values()) {
       this.#deps.events.record(pod, 'Normal', 'Registered', `registered in etcd: ${keys.join(', ')}`);
@@ -206,6 +209,19 @@ export class BatchWriter {
     this.#deps.queue.forget(change.key);
     this.#deps.latency.committed(change.key, changeKind(change), result.revision ?? '0', committedAt);
     this.#deps.trail.change(change, 'ok', leaseId);
+  }
+
+  /**
+   * A put dropped before a retry whose key a read has since found with the put's value on our
+   * lease: the attempt whose answer was lost (a reset connection) applied it. No other writer
+   * uses our lease and a key is in one batch at a time, so it is recorded as written: every
+   * change in etcd keeps its audit record. A delete cannot be told from a lease expiry this way.
+   */
+  #appliedBeforeSuperseded(change: Change, leaseId: string): ApplyResult | undefined {
+    if (isDelete(change)) return undefined;
+    const current = this.#deps.mirror.get(change.key);
+    if (current === undefined || current.value !== change.value || current.lease !== leaseId) return undefined;
+    return { change: { ...change, reason: `${change.reason}; applied by an attempt whose answer was lost` }, outcome: 'ok', revision: current.modRevision, current };
   }
 
   /**

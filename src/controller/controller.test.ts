@@ -408,6 +408,31 @@ describe('Controller', () => {
     await controller.stop();
   });
 
+  it('records a registration as written when its attempt was applied but answered by a reset, and a read found it before the retry', async (t) => {
+    const { source, registry, controller, records } = setup(t);
+    await controller.start();
+    await controller.whenIdle();
+    let open = (): void => {};
+    registry.gate = new Promise<void>((resolve) => { open = resolve; });
+    registry.retryAfterGate = true;
+    source.emit({ type: 'upsert', pod: makePod({ uid: 'a', name: 'a', podIPs: ['10.1.0.7'] }) });
+    await waitUntil(() => registry.started.some((batch) => batch.some((c) => c.key === key('10.1.0.7'))), 2000);
+    // The attempt reached etcd; its answer did not (the connection was reset).
+    registry.put(key('10.1.0.7'), '10.1.0.7:86', registry.lease);
+    // A reconcile reads the key while the registry waits to retry; then the retry is no longer planned.
+    const reads = registry.scopedReads + registry.fullReads;
+    const reconcile = controller.reconcileNow('periodic');
+    await waitUntil(() => registry.scopedReads + registry.fullReads > reads, 2000);
+    open();
+    await reconcile;
+    await controller.whenIdle();
+    const audited = records.filter((r) => r.key === key('10.1.0.7'));
+    assert.deepEqual(audited.map((r) => [r.action, r.outcome]), [['register', 'ok']], 'one record, ok: etcd changed once');
+    assert.match(audited[0]!.reason, /applied by an attempt whose answer was lost/);
+    assert.ok(registry.applied.every((batch) => batch.every((c) => c.key !== key('10.1.0.7'))), 'no second write');
+    await controller.stop();
+  });
+
   it('keeps a change the registry asks about before a retry when it is still planned', async (t) => {
     const { source, registry, controller } = setup(t);
     registry.retryAfterGate = true;

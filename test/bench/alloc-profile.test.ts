@@ -33,8 +33,9 @@ test('a SIGCONT starts a sampling window whose profile counts the garbage of the
     const { total, self } = allocations(head);
     const garbage = self.find((row) => row.name.startsWith('makeGarbage '));
     assert.ok(garbage !== undefined, `makeGarbage among ${self.slice(0, 5).map((row) => row.name).join(', ')}`);
-    // ~60 intervals of 40,000 small objects in 0.3 s: megabytes, nearly all of what was sampled.
-    assert.ok(garbage.bytes > 1024 * 1024 && garbage.share > 0.5, `makeGarbage ${garbage.bytes} bytes of ${total}`);
+    // Megabytes on a quiet machine, fewer intervals on a busy one: either way far more than the
+    // ~1 KB a profile of live objects would show, and most of what was sampled.
+    assert.ok(garbage.bytes > 100 * 1024 && garbage.share > 0.5, `makeGarbage ${garbage.bytes} bytes of ${total}`);
   } finally {
     child.kill('SIGKILL');
     await rm(dir, { recursive: true, force: true });

@@ -548,6 +548,21 @@ function latencyControllerEntry(): { entry?: string } {
   return entry === '' ? {} : { entry };
 }
 
+/** BENCH_BURST_CONTROLLER_ENTRY (experiments): the same for the burst's two controllers. */
+function burstControllerEntry(): { entry?: string } {
+  const entry = process.env['BENCH_BURST_CONTROLLER_ENTRY'] ?? '';
+  return entry === '' ? {} : { entry };
+}
+
+/** BENCH_WARM_UP_PODS (experiments): the warm-up burst's size instead of WARM_UP_PODS. */
+function warmUpPods(): number {
+  const text = process.env['BENCH_WARM_UP_PODS'] ?? '';
+  if (text === '') return WARM_UP_PODS;
+  const pods = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(pods)) throw new Error(`BENCH_WARM_UP_PODS must be a whole number of pods, not ${JSON.stringify(text)}`);
+  return pods;
+}
+
 function extraNodeFlags(): string[] {
   return (process.env['BENCH_CONTROLLER_NODE_OPTIONS'] ?? '').split(' ').filter((f) => f !== '');
 }
@@ -568,6 +583,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const profile = { ...PROFILES[options.size], ...(options.reconcilePods === undefined ? {} : { reconcilePods: options.reconcilePods }) };
   const startedAt = Date.now();
   const notes: string[] = [];
+  // Read before the cluster starts: a wrong value ends the run at once, not minutes later.
+  const warmUpCount = warmUpPods();
   let cluster: Cluster | undefined;
   let controller: ControllerProcess | undefined;
   let pods: PodObserver | undefined;
@@ -895,7 +912,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     // deregistered, so that each side is measured warm, as the controller of the published
     // runs was (it had served the latency phase before its burst).
     const warmUp = async (side: ControllerProcess, contentType: KubeContentType, net: number): Promise<void> => {
-      const m = Math.min(n, WARM_UP_PODS);
+      const m = Math.min(n, warmUpCount);
       const names = Array.from({ length: m }, (_, i) => `warm-${contentType}-${i}`);
       const ips = names.map((_, i) => `10.${net}.${200 + (i >> 8)}.${i & 255}`);
       const started = preciseNow();
@@ -918,6 +935,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         etcdEndpoints: cluster.registry.endpoints,
         extraArgs: ['--environment', 'PRE', '--owner-id', 'bench', '--namespaces', NAMESPACE, ...LEASE_ARGS, '--kube-content-type', contentType],
         name: `etcd-registrar-burst-${contentType}`,
+        ...burstControllerEntry(),
       });
       await controller.waitReady(60_000);
       underTest = controller;

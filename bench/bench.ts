@@ -837,6 +837,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       if (!cachedAll) notes.push(`burst (${contentType}): the controller cached ${cached} pods, the API server has ${existing}`);
       // The replay floor below re-reads the pod events from here.
       const burstRv = (await core.listNamespacedPod({ namespace: NAMESPACE, limit: 1 })).metadata?.resourceVersion ?? '';
+      const serverClosures = async (): Promise<number> =>
+        metricSum(await fetchText(`${side.metricsUrl}/metrics`), 'etcd_registrar_watch_server_closures_total') ?? 0;
+      const closuresBefore = await serverClosures();
       side.proc.signal('SIGSTOP');
       paused = side;
       const readyStarted = Date.now();
@@ -859,6 +862,13 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       // Read at most one poll interval (0.1 s) after the last key.
       const cpuAtDone = procCpuSeconds(side.proc.pid);
       const budget = cpuBudget(machineAtResume, cpuSnapshot(), [{ name: 'controller', pid: side.proc.pid ?? -1 }, ...clusterNow.processes()]);
+      // A pod watch the API server ended while the controller was paused is resumed without a
+      // log line at info level: said here, because it may explain a slow burst.
+      const closures = (await serverClosures()) - closuresBefore;
+      if (closures > 0) {
+        log(`burst (${contentType}): the API server ended the controller's pod watch ${closures} time(s) during the burst`);
+        notes.push(`burst (${contentType}): the API server ended the controller's pod watch ${closures} time(s) during the burst (each resumed from its resourceVersion)`);
+      }
       let firstReady = Infinity;
       let lastReady = 0;
       let lastPut = 0;

@@ -59,6 +59,7 @@ export class Assembly {
       ownedKeys: () => this.controller.ownedKeyCount(),
       watchedPods: () => source.size,
       sourceRestarts: () => source.stats().restarts,
+      watchServerClosures: () => source.stats().serverClosures,
       outOfSpace: () => registry.outOfSpace() !== undefined,
       ...(events.stats === undefined ? {} : { events: events.stats.bind(events) }),
     });

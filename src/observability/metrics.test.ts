@@ -28,3 +28,24 @@ test('the event-loop delay gauges read the delay beyond the 100 ms sampling peri
     assert.equal(stalled.split('\n').filter((line) => line.startsWith(`etcd_registrar_nodejs_eventloop_lag_${figure}_seconds `)).length, 1, figure);
   }
 });
+
+test('the pod watch counters are read from their sources when scraped', async () => {
+  let restarts = 2;
+  let closures = 5;
+  const metrics = new Metrics({
+    queueDepth: () => 0,
+    lastKeepaliveAt: () => undefined,
+    ownedKeys: () => 0,
+    watchedPods: () => 0,
+    sourceRestarts: () => restarts,
+    watchServerClosures: () => closures,
+  });
+  const first = await metrics.registry.metrics();
+  assert.equal(metricSum(first, 'etcd_registrar_watch_restarts_total'), 2);
+  assert.equal(metricSum(first, 'etcd_registrar_watch_server_closures_total'), 5);
+  restarts = 3;
+  closures = 9;
+  const second = await metrics.registry.metrics();
+  assert.equal(metricSum(second, 'etcd_registrar_watch_restarts_total'), 3);
+  assert.equal(metricSum(second, 'etcd_registrar_watch_server_closures_total'), 9);
+});

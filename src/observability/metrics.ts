@@ -13,6 +13,8 @@ export interface MetricsSources {
   readonly events?: () => { readonly sent: number; readonly deduped: number; readonly dropped: number; readonly failed: number };
   /** Cumulative restarts of the pod watch. */
   readonly sourceRestarts?: () => number;
+  /** Cumulative pod watches the API server ended cleanly (each resumed without a relist). */
+  readonly watchServerClosures?: () => number;
   /** etcd rejects our writes for lack of space (NOSPACE alarm). */
   readonly outOfSpace?: () => boolean;
 }
@@ -150,7 +152,7 @@ export class Metrics {
   constructor(sources: MetricsSources) {
     collectDefaultMetrics({ register: this.registry, prefix: 'etcd_registrar_', eventLoopMonitoringPrecision: PROM_CLIENT_SAMPLE_MS });
     eventLoopDelayGauges(this.registry);
-    const { events, sourceRestarts } = sources;
+    const { events, sourceRestarts, watchServerClosures } = sources;
     new Counter({
       name: 'etcd_registrar_events_total',
       help: 'Kubernetes Events on pods by outcome (sent, deduplicated, dropped by rate limits, failed)',
@@ -174,6 +176,16 @@ export class Metrics {
         if (sourceRestarts === undefined) return;
         this.reset();
         this.inc(sourceRestarts());
+      },
+    });
+    new Counter({
+      name: 'etcd_registrar_watch_server_closures_total',
+      help: 'Pod watches the API server ended cleanly (its timeout, or a watcher it dropped); each resumes from its resourceVersion without a relist',
+      registers: [this.registry],
+      collect() {
+        if (watchServerClosures === undefined) return;
+        this.reset();
+        this.inc(watchServerClosures());
       },
     });
     new Gauge({

@@ -205,12 +205,20 @@ test('401/403 watch failures back off exponentially and do not reset on a succes
 test('a watch the server keeps closing at once is throttled', async () => {
   const api = new FakeApi<ItemObject>();
   api.closeWatchesAtOnce = true;
-  const source = reflector(api, { backoff: { baseMs: 20, maxMs: 40 } });
+  const { logger, lines } = capturingLogger();
+  const source = reflector(api, { backoff: { baseMs: 20, maxMs: 40 }, logger });
   await source.start();
   await new Promise((r) => setTimeout(r, 200));
   assert.ok(api.watchCalls.length <= 12, `watch attempts: ${api.watchCalls.length}`);
   assert.equal(api.listCalls.length, 1, 'a clean close resumes from the resourceVersion, no relist');
   assert.equal(source.stale(), false);
+  // Each clean end is counted and logged at debug level with the resourceVersion it resumes from.
+  const closures = source.stats().serverClosures;
+  assert.ok(closures >= 2 && closures >= api.watchCalls.length - 1, `closures ${closures}, watches ${api.watchCalls.length}`);
+  const ended = lines.filter((l) => l['msg'] === 'item watch ended by the server; resuming');
+  assert.ok(ended.length >= 2, `debug lines: ${ended.length}`);
+  assert.equal(ended[0]?.['level'], 20);
+  assert.equal(ended[0]?.['resourceVersion'], api.watchCalls[1]?.resourceVersion);
   await source.stop();
 });
 

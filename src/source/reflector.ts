@@ -91,6 +91,11 @@ export interface ReflectorStats {
   readonly watchdogRestarts: number;
   readonly watchErrors: number;
   readonly goneRelists: number;
+  /**
+   * Watches the server ended cleanly (its timeoutSeconds, or an API server that drops a watcher
+   * which does not read): each resumes from the last resourceVersion without a relist.
+   */
+  readonly serverClosures: number;
   readonly listFailures: number;
   readonly relists: number;
   /** Watch events applied (an ERROR event ends the watch instead, counted above). */
@@ -132,7 +137,7 @@ export class Reflector<V, E> {
   #loops: Promise<void>[] = [];
   #stopped = false;
   #lastSyncAt: number | null = null;
-  readonly #counters = { restarts: 0, watchdogRestarts: 0, watchErrors: 0, goneRelists: 0, listFailures: 0, relists: 0, watchEvents: 0, syncLosses: 0 };
+  readonly #counters = { restarts: 0, watchdogRestarts: 0, watchErrors: 0, goneRelists: 0, serverClosures: 0, listFailures: 0, relists: 0, watchEvents: 0, syncLosses: 0 };
 
   constructor(kind: Kind<V, E>, opts: ReflectorOptions) {
     this.#kind = kind;
@@ -262,7 +267,11 @@ export class Reflector<V, E> {
     switch (outcome.kind) {
       case 'closed':
         // The server ended the watch (timeoutSeconds): resume from the last resourceVersion.
+        // Routine every few minutes, so only at debug level; the count tells a watch that the
+        // server dropped early apart (a stalled burst in the bench was one such suspect).
         // A watch that keeps ending at once is throttled like an error.
+        this.#counters.serverClosures++;
+        this.#log.debug({ namespace: s.namespace ?? '*', lastedMs, resourceVersion: s.resourceVersion }, `${this.#what} watch ended by the server; resuming`);
         if (lastedMs < this.#t.healthyAfterMs) {
           s.failures++;
           await this.#sleep(s, this.#backoffDelay(s));

@@ -168,26 +168,12 @@ export class Metrics {
         this.inc({ outcome: 'failed' }, stats.failed);
       },
     });
-    new Counter({
-      name: 'etcd_registrar_watch_restarts_total',
-      help: 'Restarts of the pod list/watch after errors or silence',
-      registers: [this.registry],
-      collect() {
-        if (sourceRestarts === undefined) return;
-        this.reset();
-        this.inc(sourceRestarts());
-      },
-    });
-    new Counter({
-      name: 'etcd_registrar_watch_server_closures_total',
-      help: 'Pod watches the API server ended cleanly (its timeout, or a watcher it dropped); each resumes from its resourceVersion without a relist',
-      registers: [this.registry],
-      collect() {
-        if (watchServerClosures === undefined) return;
-        this.reset();
-        this.inc(watchServerClosures());
-      },
-    });
+    this.#cumulative('etcd_registrar_watch_restarts_total', 'Restarts of the pod list/watch after errors or silence', sourceRestarts);
+    this.#cumulative(
+      'etcd_registrar_watch_server_closures_total',
+      'Pod watches the API server ended cleanly (its timeout, or a watcher it dropped); each resumes from its resourceVersion without a relist',
+      watchServerClosures,
+    );
     new Gauge({
       name: 'etcd_registrar_registrations',
       help: 'Keys on this owner\'s data lease, as last read or written',
@@ -227,6 +213,20 @@ export class Metrics {
       collect() {
         const at = sources.lastKeepaliveAt();
         this.set(at === undefined ? -1 : (Date.now() - at) / 1000);
+      },
+    });
+  }
+
+  /** A counter whose value is a source's running total, read at each scrape (absent source: no sample). */
+  #cumulative(name: string, help: string, read: (() => number) | undefined): void {
+    new Counter({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        if (read === undefined) return;
+        this.reset();
+        this.inc(read());
       },
     });
   }

@@ -538,19 +538,14 @@ export function controllerNodeOptions(): string {
 }
 
 /**
- * BENCH_LATENCY_CONTROLLER_ENTRY (experiments): the script the latency phase's controller runs
- * instead of this checkout's bin, e.g. an older commit's bin in a worktree: its controller is
- * timed by this bench's driver and observers, so a difference between the two is the
- * controller's. The other phases run this checkout's controller (their flags may be newer).
+ * BENCH_LATENCY_CONTROLLER_ENTRY, BENCH_BURST_CONTROLLER_ENTRY (experiments): the script the
+ * latency phase's controller, resp. the burst's two controllers, run instead of this checkout's
+ * bin, e.g. an older commit's bin in a worktree: that controller is timed by this bench's driver
+ * and observers, so a difference between the two is the controller's. The other phases run this
+ * checkout's controller (their flags may be newer).
  */
-function latencyControllerEntry(): { entry?: string } {
-  const entry = process.env['BENCH_LATENCY_CONTROLLER_ENTRY'] ?? '';
-  return entry === '' ? {} : { entry };
-}
-
-/** BENCH_BURST_CONTROLLER_ENTRY (experiments): the same for the burst's two controllers. */
-function burstControllerEntry(): { entry?: string } {
-  const entry = process.env['BENCH_BURST_CONTROLLER_ENTRY'] ?? '';
+function controllerEntry(variable: 'BENCH_LATENCY_CONTROLLER_ENTRY' | 'BENCH_BURST_CONTROLLER_ENTRY'): { entry?: string } {
+  const entry = process.env[variable] ?? '';
   return entry === '' ? {} : { entry };
 }
 
@@ -610,11 +605,11 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       kubeconfig: cluster.kubeconfigPath,
       etcdEndpoints: cluster.registry.endpoints,
       extraArgs: ['--environment', 'PRE', '--owner-id', 'bench', '--namespaces', NAMESPACE, ...LEASE_ARGS],
-      ...latencyControllerEntry(),
+      ...controllerEntry('BENCH_LATENCY_CONTROLLER_ENTRY'),
     });
     await controller.waitReady(60_000);
     underTest = controller;
-    const latencyEntry = latencyControllerEntry().entry;
+    const latencyEntry = controllerEntry('BENCH_LATENCY_CONTROLLER_ENTRY').entry;
     if (latencyEntry !== undefined) notes.push(`latency: the controller ran ${latencyEntry} (BENCH_LATENCY_CONTROLLER_ENTRY), not this checkout's bin`);
 
     // 1 + 2: registration and deregistration latency at a paced transition rate. t0 is the API
@@ -945,7 +940,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         etcdEndpoints: cluster.registry.endpoints,
         extraArgs: ['--environment', 'PRE', '--owner-id', 'bench', '--namespaces', NAMESPACE, ...LEASE_ARGS, '--kube-content-type', contentType],
         name: `etcd-registrar-burst-${contentType}`,
-        ...burstControllerEntry(),
+        ...controllerEntry('BENCH_BURST_CONTROLLER_ENTRY'),
       });
       await controller.waitReady(60_000);
       underTest = controller;

@@ -1229,9 +1229,9 @@ const QUIET_CORES = 0.1;
 
 /**
  * Waits, while the controller is paused, until the cluster's processes are quiet (or `deadline`,
- * epoch ms). Resumed as soon as the bench had seen every pod Ready, the controller shared some
- * bursts' windows with what the 5,000 status updates left behind: the API server used up to
- * 0.8 CPU s in a protobuf burst's window instead of ~0.1, and those bursts were the slowest.
+ * epoch ms), so that the burst's window starts from a known state rather than from whatever the
+ * 5,000 status updates left behind. (The API server's occasional spells of ~1 CPU s in a burst's
+ * window, the slowest bursts, still happen after it: they start with the resumed watch.)
  */
 async function settleBeforeResume(processes: ReadonlyArray<{ readonly name: string; readonly pid: number }>, deadline: number): Promise<{ quiet: boolean; waitedMs: number; last: CpuBudget }> {
   const started = Date.now();

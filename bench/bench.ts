@@ -1230,9 +1230,9 @@ const QUIET_CORES = 0.1;
 /**
  * Waits, while the controller is paused, until the cluster's processes are quiet (or `deadline`,
  * epoch ms), so that the burst's window starts from a known state rather than from whatever the
- * 5,000 status updates left behind, a garbage collection of the API server's among them. (Its
- * occasional spells of ~1 CPU s in a burst's window, the slowest bursts, still happen after it:
- * they start with the resumed watch, likely a collection that it triggers; docs/benchmarks.md.)
+ * 5,000 status updates left behind, a garbage collection of the API server's among them. (A
+ * collection that starts in the burst's window, ~1 CPU s of the API server's, can still happen
+ * after it; docs/benchmarks.md.)
  */
 async function settleBeforeResume(processes: ReadonlyArray<{ readonly name: string; readonly pid: number }>, deadline: number): Promise<{ quiet: boolean; waitedMs: number; last: CpuBudget }> {
   const started = Date.now();

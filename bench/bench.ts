@@ -12,7 +12,7 @@ import { startCluster, type Cluster } from '../test/cluster/cluster.ts';
 import { parseJsonLines, startController, type ControllerProcess } from '../test/e2e/support.ts';
 import { metricSum, summarize, type LatencySummary } from './stats.ts';
 import { decompose, describeBreakdown, floorP99, histogramQuantile, quantiles, type ControllerTiming, type Decomposition, type KeyArrival, type Quantiles, type Transition } from './decompose.ts';
-import { cpuBudget, cpuSnapshot, LoadMonitor, type CpuBudget, type LoadReport } from './load.ts';
+import { cpuBudget, cpuSnapshot, describeCpu, LoadMonitor, type CpuBudget, type LoadReport } from './load.ts';
 import { replayFloor } from './replay-floor.ts';
 import { methodOf, runChild } from './intake-child.ts';
 import { chartMemoryLimitMb, memoryLimit } from './memory-limit.ts';
@@ -845,7 +845,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       const allReady = await waitUntil(() => burstNames.every((name) => observer.pods.get(name)?.readyAt !== undefined), BURST_HOLD_MS);
       const readyAtResume = burstNames.filter((name) => observer.pods.get(name)?.readyAt !== undefined).length;
       const settle = await settleBeforeResume(clusterNow.processes(), readyStarted + BURST_HOLD_MS);
-      const lastWindow = Object.entries(settle.last.core_s).map(([name, s]) => `${name} ${s}`).join(', ') || 'nothing';
+      const lastWindow = describeCpu(settle.last) || 'nothing';
       log(`burst (${contentType}): ${settle.quiet ? 'cluster quiet' : 'cluster NOT quiet'} after ${round(settle.waitedMs / 1000, 10)} s; CPU s in the last ${SETTLE_WINDOW_MS} ms before the resume: ${lastWindow}`);
       if (!settle.quiet) notes.push(`burst (${contentType}): the cluster was still busy when the controller was resumed (CPU s in the last ${SETTLE_WINDOW_MS} ms: ${lastWindow})`);
       const resumedAt = preciseNow();
@@ -893,7 +893,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       if (burstMissing > 0) notes.push(`burst (${contentType}): ${burstMissing} of ${n} pods not Ready and registered within ${profile.settleMs / 1000} s`);
       const floor = replay.seconds > 0 ? replay.events / replay.seconds : 0;
       log(`burst (${contentType}): ${round(keysPerS)} keys/s, intake floor ${round(floor)} events/s, controller CPU ${round(Math.max(0, cpuAtDone - cpuAtResume), 100)} s`);
-      log(`burst (${contentType}): CPU over ${budget.window_s} s (${budget.capacity_core_s} core-s available, ${Math.round(budget.busy_share * 100)} % used): ${Object.entries(budget.core_s).map(([name, s]) => `${name} ${s}`).join(', ')}`);
+      log(`burst (${contentType}): CPU over ${budget.window_s} s (${budget.capacity_core_s} core-s available, ${Math.round(budget.busy_share * 100)} % used): ${describeCpu(budget)}`);
       return {
         names: burstNames,
         ips,
@@ -1238,7 +1238,7 @@ async function settleBeforeResume(processes: ReadonlyArray<{ readonly name: stri
   const started = Date.now();
   for (;;) {
     const before = cpuSnapshot();
-    await new Promise((resolve) => setTimeout(resolve, SETTLE_WINDOW_MS));
+    await sleep(SETTLE_WINDOW_MS);
     const last = cpuBudget(before, cpuSnapshot(), processes);
     const cluster = processes.reduce((sum, p) => sum + (last.core_s[p.name] ?? 0), 0);
     const quiet = cluster < (QUIET_CORES * SETTLE_WINDOW_MS) / 1000;

@@ -113,6 +113,11 @@ export interface CpuBudget {
   readonly busy_share: number;
 }
 
+/** "name seconds, ..." of a budget's `core_s`, largest first ('' when nothing ran). */
+export function describeCpu(budget: CpuBudget): string {
+  return Object.entries(budget.core_s).map(([name, s]) => `${name} ${s}`).join(', ');
+}
+
 /**
  * The CPU of every process between two snapshots, attributed to `named` processes (each with its
  * descendants, e.g. a controller started through a shell), the bench's own tree and the others.

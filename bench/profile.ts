@@ -1,4 +1,5 @@
-// Summarises a V8 .cpuprofile (node --cpu-prof) by self time per function, optionally only the
+// Summarises a V8 .cpuprofile (node --cpu-prof) by self time per function and by inclusive time
+// (each function with everything it called), optionally only the
 // samples inside a wall-clock window, or a sampled .heapprofile (bench/alloc-profile.ts) by the
 // bytes allocated in each function and beneath it. Profiling aid for the benchmarks (see
 // docs/benchmarks.md):
@@ -62,6 +63,37 @@ export function selfTimes(profile: CpuProfile, window: { from?: number; to?: num
     const weight = (profile.timeDeltas[i + 1] ?? delta) / 1000;
     totals.set(name, (totals.get(name) ?? 0) + weight);
     total += weight;
+  });
+  const rows = [...totals].map(([name, ms]) => ({ name, ms, share: total > 0 ? ms / total : 0 })).sort((a, b) => b.ms - a.ms);
+  return { total, rows };
+}
+
+/**
+ * Time per function and everything it called (ms, inclusive) over the samples in the window: the
+ * stage view of a flat profile. A function on a sample's stack twice (recursion) counts once.
+ */
+export function inclusiveTimes(profile: CpuProfile, window: { from?: number; to?: number } = {}): { total: number; rows: SelfTime[] } {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parentOf = new Map<number, number>();
+  for (const n of profile.nodes) for (const child of n.children ?? []) parentOf.set(child, n.id);
+  const totals = new Map<string, number>();
+  let t = profile.startTime;
+  let total = 0;
+  profile.samples.forEach((id, i) => {
+    const delta = profile.timeDeltas[i] ?? 0;
+    t += delta;
+    if ((window.from !== undefined && t < window.from) || (window.to !== undefined && t > window.to)) return;
+    const weight = (profile.timeDeltas[i + 1] ?? delta) / 1000;
+    total += weight;
+    const seen = new Set<string>();
+    for (let at: number | undefined = id; at !== undefined; at = parentOf.get(at)) {
+      const node = byId.get(at);
+      if (node === undefined) break;
+      const name = frameName(node.callFrame);
+      if (seen.has(name)) continue;
+      seen.add(name);
+      totals.set(name, (totals.get(name) ?? 0) + weight);
+    }
   });
   const rows = [...totals].map(([name, ms]) => ({ name, ms, share: total > 0 ? ms / total : 0 })).sort((a, b) => b.ms - a.ms);
   return { total, rows };
@@ -147,4 +179,7 @@ if (import.meta.main) {
     console.log(`\n${byPackage ? 'by package' : 'by function'}: ${total.toFixed(0)} ms sampled`);
     for (const row of rows.slice(0, top)) console.log(`${row.ms.toFixed(1).padStart(9)} ms ${(row.share * 100).toFixed(1).padStart(5)} %  ${row.name}`);
   }
+  const { total, rows } = inclusiveTimes(profile, window);
+  console.log(`\nby function and what it called (inclusive): ${total.toFixed(0)} ms sampled`);
+  for (const row of rows.slice(0, top)) console.log(`${row.ms.toFixed(1).padStart(9)} ms ${(row.share * 100).toFixed(1).padStart(5)} %  ${row.name}`);
 }

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { freePort } from '../../test/cluster/process.ts';
+import { createClient } from './client.ts';
+import type { TxnRequest } from './txn-wire.ts';
 import { dump, enableAuth, makeRegistry, register, startEtcd, waitUntil, type EtcdServer } from './fixture.test.ts';
 
 describe('etcd authentication', () => {
@@ -51,6 +53,28 @@ describe('etcd authentication', () => {
       assert.deepEqual([...seen.values()].map((e) => e.lease), [lease, lease, lease]);
     } finally {
       await reg.close();
+    }
+  });
+
+  test("a transaction after its auth token expired logs in again through etcd3's path", async () => {
+    const credentials = { endpoints: etcd.endpoints, callTimeoutMs: 5_000, auth: { username: 'registrar', passwordFile } };
+    const client = await createClient(credentials);
+    try {
+      const put = (k: string): TxnRequest => ({ compare: [], success: [{ request_put: { key: Buffer.from(k), value: Buffer.from('v') } }], failure: [] });
+      assert.equal((await client.etcd.sendTxn(put('/auth_PRE/t1'))).succeeded, true);
+      assert.equal(client.etcd.reauthenticatedTxns, 0);
+      // Nothing else uses this client's token (no lease, no watch): after 2 s etcd has forgotten it.
+      const t0 = Date.now();
+      await waitUntil('token expiry', () => Date.now() - t0 > 3_000, 5_000);
+      const answer = await client.etcd.sendTxn(put('/auth_PRE/t2'));
+      assert.equal(answer.succeeded, true);
+      assert.equal(client.etcd.reauthenticatedTxns, 1);
+      assert.equal((await dump(root, '/auth_PRE/t')).size, 2);
+      // The fresh token serves the next transaction on the fast path again.
+      assert.equal((await client.etcd.sendTxn(put('/auth_PRE/t3'))).succeeded, true);
+      assert.equal(client.etcd.reauthenticatedTxns, 1);
+    } finally {
+      client.close();
     }
   });
 

@@ -5,9 +5,61 @@
 // returns).
 import { checkServerIdentity, connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import { Etcd3, GRPCUnavailableError } from 'etcd3';
-import type { IOptions } from 'etcd3';
+import { castGrpcError, Etcd3, EtcdInvalidAuthTokenError, GRPCUnavailableError } from 'etcd3';
+import type { IOptions, ITxnResponse } from 'etcd3';
 import { CredentialFiles } from './credential-files.ts';
+import { decodeTxnResponse, encodeTxnRequest, type TxnAnswer, type TxnRequest } from './txn-wire.ts';
+
+const TXN_METHOD = '/etcdserverpb.KV/Txn';
+const passThrough = (encoded: Buffer): Buffer => encoded;
+
+/**
+ * etcd3's client, whose transactions for the registry go over etcd3's own connections (its
+ * hosts and their breakers, TLS, auth token, default call options) encoded and decoded by
+ * txn-wire.ts instead of etcd3's generic protobufjs conversion.
+ */
+export class RegistryEtcd extends Etcd3 {
+  #reauthenticatedTxns = 0;
+
+  /** Transactions that met an expired auth token and went through etcd3's path, which logs in again. */
+  get reauthenticatedTxns(): number {
+    return this.#reauthenticatedTxns;
+  }
+
+  async sendTxn(req: TxnRequest): Promise<TxnAnswer> {
+    // Encoded before the call, so that a request the encoder cannot express throws here.
+    const encoded = encodeTxnRequest(req);
+    const pool = this.pool;
+    try {
+      return await pool.withConnection('KV', ({ client, metadata }) => {
+        const factory = pool.callOptionsFactory;
+        const options = typeof factory === 'function' ? factory({ service: 'KV', method: 'txn', params: req, isStream: false }) : (factory ?? {});
+        return new Promise<TxnAnswer>((resolve, reject) => {
+          client.makeUnaryRequest(TXN_METHOD, passThrough, decodeTxnResponse, encoded, metadata, options, (err, answer) => {
+            if (err !== null) reject(castGrpcError(err));
+            else if (answer === undefined) reject(new Error('etcd answered a transaction with nothing'));
+            else resolve(answer);
+          });
+        });
+      });
+    } catch (err) {
+      // etcd3's own call path logs in again when the auth token expired; this one takes it.
+      if (err instanceof EtcdInvalidAuthTokenError) {
+        this.#reauthenticatedTxns++;
+        return fromEtcd3(await this.kv.txn(req));
+      }
+      throw err;
+    }
+  }
+}
+
+function fromEtcd3(res: ITxnResponse): TxnAnswer {
+  return {
+    succeeded: res.succeeded,
+    revision: res.header.revision,
+    reads: res.succeeded ? [] : res.responses.map((op) => ({ kvs: op.response_range?.kvs ?? [] })),
+  };
+}
 
 export interface TlsOptions {
   /** CA bundle that verifies the server certificate (system roots when absent). */
@@ -97,7 +149,7 @@ export function normaliseEndpoints(endpoints: readonly string[], tls: boolean): 
 }
 
 export interface RegistryClient {
-  readonly etcd: Etcd3;
+  readonly etcd: RegistryEtcd;
   /** The credential files behind TLS and auth, re-read every refresh interval. */
   readonly credentials: CredentialFiles | undefined;
   /** Closes the etcd client and stops re-reading the files. */
@@ -117,7 +169,7 @@ export async function createClient(settings: ClientSettings): Promise<RegistryCl
   if (settings.auth !== undefined && credentials !== undefined) {
     options.auth = passwordAuth(settings.auth.username, credentials, settings.callTimeoutMs);
   }
-  const etcd = new Etcd3(options);
+  const etcd = new RegistryEtcd(options);
   if (useTls) await useRotatingTls(etcd, credentials, tls?.serverName);
   return {
     etcd,

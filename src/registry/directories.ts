@@ -2,7 +2,8 @@
 // owner, `${recordKey}/dirs` + directory, on the data lease, so a scoped read knows which
 // directories to read. This module keeps what is known about them and builds their
 // operations; registry.ts reads and writes them.
-import type { IKeyValue, IRequestOp } from 'etcd3';
+import type { IKeyValue } from 'etcd3';
+import type { TxnOp } from './txn-wire.ts';
 import { keyDirectory } from './keys.ts';
 
 /** Beyond this many marked directories a scoped read would be a full read in many pieces. */
@@ -34,7 +35,7 @@ export class DirectoryMarkers {
   }
 
   /** The put that marks `dir` on `lease` (the marker's value is the directory itself). */
-  markerOp(dir: string, lease: string): IRequestOp {
+  markerOp(dir: string, lease: string): TxnOp {
     return { request_put: { key: Buffer.from(`${this.prefix.slice(0, -1)}${dir}`), value: Buffer.from(dir), lease } };
   }
 

@@ -3,11 +3,10 @@
 // the door: its lifecycle and checks; reads.ts, writes.ts (with txn.ts and directories.ts)
 // and lease.ts do the work.
 import { EventEmitter } from 'node:events';
-import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import { Leadership } from './election.ts';
 import type { ApplyOptions, ApplyResult, Change, CurrentEntry, Fence, ReadBasis } from '../types.ts';
-import { createClient, explainConnectionError, type RegistryClient } from './client.ts';
+import { createClient, explainConnectionError, type RegistryClient, type RegistryEtcd } from './client.ts';
 import { DirectoryMarkers } from './directories.ts';
 import { assertWritable, keyDirectory, RegistryProgrammingError, type KeySpace } from './keys.ts';
 import { LeaseKeeper } from './lease.ts';
@@ -47,7 +46,7 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
   readonly #maxOps: number;
   readonly #inflight: number;
   readonly #pageSize: number;
-  #client: Etcd3 | undefined;
+  #client: RegistryEtcd | undefined;
   #connection: RegistryClient | undefined;
   #keeper: LeaseKeeper | undefined;
   #state: 'new' | 'starting' | 'started' | 'closed' = 'new';
@@ -305,7 +304,7 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
 
   // ---------------------------------------------------------------------------------------
 
-  #need(): Etcd3 {
+  #need(): RegistryEtcd {
     if (this.#state !== 'started' || this.#client === undefined) {
       throw new RegistryProgrammingError(`registry: not started (state ${this.#state})`);
     }
@@ -332,7 +331,7 @@ export class EtcdRegistry extends EventEmitter<RegistryEvents> {
     return { onError: (err) => this.#reportError(op, err) };
   }
 
-  #writes(client: Etcd3): WriteContext {
+  #writes(client: RegistryEtcd): WriteContext {
     return {
       client,
       markers: this.#markers,

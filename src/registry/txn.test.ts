@@ -2,7 +2,7 @@
 // judgement of a failed transaction from its failure branch's reads.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { IKeyValue, IResponseOp } from 'etcd3';
+import type { RangeRead, StoredKv } from './txn-wire.ts';
 import type { ApplyResult, Change, ChangeAction } from '../types.ts';
 import {
   batches,
@@ -29,20 +29,13 @@ function items(...changes: Change[]): Item[] {
   return changes.map((c, index) => ({ index, change: c }));
 }
 
-function kv(key: string, value: string, lease: string, modRevision = '7', createRevision = '5'): IKeyValue {
-  return {
-    key: Buffer.from(key),
-    value: Buffer.from(value),
-    lease,
-    mod_revision: modRevision,
-    create_revision: createRevision,
-    version: '1',
-  };
+function kv(key: string, value: string, lease: string, modRevision = '7', createRevision = '5'): StoredKv {
+  return { key: Buffer.from(key), value: Buffer.from(value), lease, mod_revision: modRevision, create_revision: createRevision };
 }
 
-/** A failure-branch response: one range result per read key (absent when kv is undefined). */
-function ranges(...kvs: (IKeyValue | undefined)[]): IResponseOp[] {
-  return kvs.map((k) => ({ response_range: { kvs: k === undefined ? [] : [k] } }) as unknown as IResponseOp);
+/** A failure branch's reads: one range result per read key (absent when kv is undefined). */
+function ranges(...kvs: (StoredKv | undefined)[]): RangeRead[] {
+  return kvs.map((k) => ({ kvs: k === undefined ? [] : [k] }));
 }
 
 const byDirectory = (key: string): string => key.slice(0, key.indexOf('/', 1) + 1);
@@ -127,12 +120,9 @@ test('batches: a transaction stays under MAX_TXN_BYTES', () => {
   assert.deepEqual(out.map((b) => b.length), [2, 2]);
 });
 
-test('toEntry decodes key, value, lease and mod revision; no lease is "0"', () => {
+test('toEntry decodes key and value as UTF-8, with lease and mod revision', () => {
   assert.deepEqual(toEntry(kv('/a/k', 'v1', '123', '88')), { key: '/a/k', value: 'v1', lease: '123', modRevision: '88' });
-  const leaseless = { ...kv('/a/é', 'ü', '0'), lease: undefined } as unknown as IKeyValue;
-  assert.deepEqual(toEntry(leaseless), { key: '/a/é', value: 'ü', lease: '0', modRevision: '7' });
-  const numeric = { ...kv('/a/k', 'v', '0'), lease: 5, mod_revision: 6 } as unknown as IKeyValue;
-  assert.deepEqual(toEntry(numeric), { key: '/a/k', value: 'v', lease: '5', modRevision: '6' });
+  assert.deepEqual(toEntry(kv('/a/é', 'ü', '0')), { key: '/a/é', value: 'ü', lease: '0', modRevision: '7' });
 });
 
 test('guardHolds and satisfied judge a key against what was read', () => {

@@ -1,9 +1,12 @@
 // The registry's transactions, built and judged without I/O: which changes are refused before
 // any call, how changes are split into transactions, the guard and operation of each change,
 // and what a transaction's answer means for each change. registry.ts sends them.
-import type { ICompare, IKeyValue, IRequestOp, IResponseOp } from 'etcd3';
+import type { ICompare } from 'etcd3';
 import type { ApplyResult, Change, CurrentEntry, Fence } from '../types.ts';
 import type { LeaseMode } from './lease-types.ts';
+import type { RangeRead, StoredKv, TxnOp, TxnRequest } from './txn-wire.ts';
+
+export type { TxnRequest } from './txn-wire.ts';
 
 /** A change and its place in the caller's list (results come back in that order). */
 export interface Item {
@@ -13,12 +16,6 @@ export interface Item {
 
 /** One result per change of an apply() call, filled in as transactions complete. */
 export type ResultSlots = (ApplyResult | undefined)[];
-
-export interface TxnRequest {
-  readonly compare: ICompare[];
-  readonly success: IRequestOp[];
-  readonly failure: IRequestOp[];
-}
 
 /** Keep each txn well under etcd's 1.5 MiB request limit. */
 export const MAX_TXN_BYTES = 1024 * 1024;
@@ -89,7 +86,7 @@ export function batches(items: readonly Item[], limits: BatchLimits): Item[][] {
   return out;
 }
 
-function rangeOp(key: string): IRequestOp {
+function rangeOp(key: string): TxnOp {
   return { request_range: { key: Buffer.from(key) } };
 }
 
@@ -101,7 +98,7 @@ export function guardOf(c: Change): ICompare {
 }
 
 /** Puts attach `lease`; deletes remove the one key. */
-export function opOf(c: Change, lease: string): IRequestOp {
+export function opOf(c: Change, lease: string): TxnOp {
   const key = Buffer.from(c.key);
   if (isPut(c)) return { request_put: { key, value: Buffer.from(c.value), lease } };
   return { request_delete_range: { key } };
@@ -114,7 +111,7 @@ export function opOf(c: Change, lease: string): IRequestOp {
  */
 export function buildTxn(items: readonly Item[], lease: string, fence: Fence | undefined): TxnRequest {
   const compare: ICompare[] = [];
-  const failure: IRequestOp[] = [];
+  const failure: TxnOp[] = [];
   if (fence !== undefined) {
     compare.push({ key: Buffer.from(fence.key), target: 'Create', result: 'Equal', create_revision: fence.createRevision });
     failure.push(rangeOp(fence.key));
@@ -138,16 +135,8 @@ export function satisfied(c: Change, current: CurrentEntry | undefined, lease: s
   return current === undefined;
 }
 
-export function toEntry(kv: IKeyValue): CurrentEntry {
-  // etcd3 decodes int64 fields as decimal strings already; String() only guards the typings.
-  const lease = kv.lease;
-  const modRevision = kv.mod_revision;
-  return {
-    key: kv.key.toString('utf8'),
-    value: kv.value.toString('utf8'),
-    lease: typeof lease === 'string' ? lease : String(lease ?? '0'),
-    modRevision: typeof modRevision === 'string' ? modRevision : String(modRevision),
-  };
+export function toEntry(kv: StoredKv): CurrentEntry {
+  return { key: kv.key.toString('utf8'), value: kv.value.toString('utf8'), lease: kv.lease, modRevision: kv.mod_revision };
 }
 
 export function recordErrors(results: ResultSlots, items: readonly Item[], error: string): void {
@@ -182,21 +171,21 @@ export interface FailedTxnVerdict {
 }
 
 /**
- * Judges a failed transaction built by buildTxn from its failure branch's reads (`responses`):
+ * Judges a failed transaction built by buildTxn from its failure branch's reads:
  * the fence first, then each change's guard. With `ambiguous` (an earlier attempt timed out
  * and may have applied), a change whose key already is what it wanted counts as applied.
  */
 export function judgeFailedTxn(
   items: readonly Item[],
   fence: Fence | undefined,
-  responses: readonly IResponseOp[],
+  reads: readonly RangeRead[],
   ambiguous: boolean,
   lease: string,
 ): FailedTxnVerdict {
   let offset = 0;
   if (fence !== undefined) {
     offset = 1;
-    const fkv = responses[0]?.response_range.kvs[0];
+    const fkv = reads[0]?.kvs[0];
     if (fkv === undefined || fkv.create_revision !== fence.createRevision) {
       const fenceLost = `fence lost: ${fence.key} create revision is ${fkv?.create_revision ?? 'absent'}, expected ${fence.createRevision}`;
       return { fenceLost, retry: [], settled: [] };
@@ -205,7 +194,7 @@ export function judgeFailedTxn(
   const retry: Item[] = [];
   const settled: { index: number; result: ApplyResult }[] = [];
   items.forEach((it, j) => {
-    const kv = responses[offset + j]?.response_range.kvs[0];
+    const kv = reads[offset + j]?.kvs[0];
     const current = kv !== undefined ? toEntry(kv) : undefined;
     if (guardHolds(it.change, current)) {
       retry.push(it);

@@ -1,9 +1,9 @@
 // The registry's writes: changes in guarded (optionally fenced) transactions, a few in flight
 // at once, conflicts judged from each failed transaction's own reads and the rest re-submitted;
 // and directory markers for keys found by a full read. What the transactions are is txn.ts.
-import type { Etcd3, ITxnResponse } from 'etcd3';
 import { NO_LEASE } from '../ownership.ts';
 import type { Change, Fence } from '../types.ts';
+import type { RegistryEtcd } from './client.ts';
 import type { DirectoryMarkers } from './directories.ts';
 import type { LeaseKeeper } from './lease.ts';
 import { errorMessage, isLeaseNotFound, isTransient, withRetry, type RetryHooks, type RetryOutcome, type RetryPolicy } from './retry.ts';
@@ -19,9 +19,10 @@ import {
   type ResultSlots,
   type TxnRequest,
 } from './txn.ts';
+import type { TxnAnswer } from './txn-wire.ts';
 
 export interface WriteContext {
-  readonly client: Etcd3;
+  readonly client: RegistryEtcd;
   readonly markers: DirectoryMarkers;
   /** The data lease, read anew at every attempt: it may be replaced during a call. */
   readonly keeper: Pick<LeaseKeeper, 'current' | 'kick' | 'waitForLeaseOtherThan'>;
@@ -129,10 +130,10 @@ async function applyBatch(ctx: WriteContext, batch: readonly Item[], fence: Fenc
     const res = sent.outcome.value;
     if (res.succeeded) {
       ctx.markers.noteMarked(markers, lease);
-      recordApplied(results, pending, lease, res.header.revision);
+      recordApplied(results, pending, lease, res.revision);
       return;
     }
-    const verdict = judgeFailedTxn(pending, fence, res.responses, ambiguous, lease);
+    const verdict = judgeFailedTxn(pending, fence, res.reads, ambiguous, lease);
     if (verdict.fenceLost !== undefined) {
       state.abort = verdict.fenceLost;
       recordErrors(results, pending, verdict.fenceLost);
@@ -161,7 +162,7 @@ function txnWithMarkers(dirs: DirectoryMarkers, items: readonly Item[], lease: s
 }
 
 type Sent =
-  | { readonly ok: true; readonly outcome: RetryOutcome<ITxnResponse> }
+  | { readonly ok: true; readonly outcome: RetryOutcome<TxnAnswer> }
   | { readonly ok: false; readonly error: unknown }
   | { readonly ok: false; readonly superseded: readonly Item[] };
 
@@ -173,9 +174,9 @@ type Sent =
 async function send(ctx: WriteContext, req: TxnRequest, stale: () => readonly Item[]): Promise<Sent> {
   const hooks = ctx.hooks('apply');
   try {
-    const attempt = (n: number): Promise<ITxnResponse> => {
+    const attempt = (n: number): Promise<TxnAnswer> => {
       const dropped = n > 1 ? stale() : [];
-      return dropped.length > 0 ? Promise.reject(new Superseded(dropped)) : ctx.client.kv.txn(req);
+      return dropped.length > 0 ? Promise.reject(new Superseded(dropped)) : ctx.client.sendTxn(req);
     };
     const outcome = await withRetry(ctx.retry, attempt, {
       ...hooks,
@@ -204,7 +205,7 @@ export async function writeMarkers(ctx: WriteContext, dirs: readonly string[], l
   for (let i = 0; i < dirs.length; i += ctx.maxOps) {
     const chunk = dirs.slice(i, i + ctx.maxOps);
     const req = { compare: [], success: chunk.map((dir) => ctx.markers.markerOp(dir, lease)), failure: [] };
-    await withRetry(ctx.retry, () => ctx.client.kv.txn(req), ctx.hooks('mark'));
+    await withRetry(ctx.retry, () => ctx.client.sendTxn(req), ctx.hooks('mark'));
     ctx.markers.noteMarked(chunk, lease);
   }
 }

@@ -10,4 +10,4 @@
 export { decodeMetadataObject, decodePod, type DecodedMeta } from './protobuf/core-v1.ts';
 export { decodeEnvelope, decodeList, decodeObject, decodeStatus, decodeWatchEvent, type Envelope, type ObjectDecoder } from './protobuf/envelope.ts';
 export { FrameSplitter, MAX_FRAME_BYTES } from './protobuf/frames.ts';
-export { ProtobufDecodeError, Reader } from './protobuf/wire.ts';
+export { ProtobufDecodeError, Reader } from '../protobuf/wire.ts';

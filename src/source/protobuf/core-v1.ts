@@ -2,7 +2,7 @@
 // Namespace, each a table of the fields the kinds' valueOf reads (slim.ts, value-source.ts).
 // Field numbers are those of k8s.io/api core/v1 and k8s.io/apimachinery pkg/apis/meta/v1
 // generated.proto (docs/decisions/0022-protobuf-intake.md lists them).
-import { append, bytesField, messageFields, readFields, readMapEntry, readMessage, varintField, type Reader } from './wire.ts';
+import { append, bytesField, messageFields, readFields, readMapEntry, readMessage, varintField, type Reader } from '../../protobuf/wire.ts';
 
 // --- meta/v1 -------------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 // What wraps the objects of a body or a watch frame: the "k8s\0" magic and runtime.Unknown
 // envelope, meta/v1 lists and Status, and meta/v1 WatchEvent. Field numbers are those of
 // k8s.io/apimachinery pkg/runtime and pkg/apis/meta/v1 generated.proto.
-import { bytesField, messageFields, ProtobufDecodeError, readFields, readMessage, Reader, varintField } from './wire.ts';
+import { bytesField, messageFields, ProtobufDecodeError, readFields, readMessage, Reader, varintField } from '../../protobuf/wire.ts';
 
 /** Decodes one object of a kind (a Pod, a Node) from its message bytes. */
 export type ObjectDecoder = (r: Reader) => unknown;

@@ -1,6 +1,6 @@
 // The framing of a protobuf watch stream: each WatchEvent comes as a 4-byte big-endian length,
 // then that many bytes. The frames are decoded by envelope.ts.
-import { ProtobufDecodeError } from './wire.ts';
+import { ProtobufDecodeError } from '../../protobuf/wire.ts';
 
 /** A frame longer than this is refused: the API server limits an object to a few MiB. */
 export const MAX_FRAME_BYTES = 64 * 1024 * 1024;

@@ -1,6 +1,8 @@
 // The protobuf wire format: a cursor over a message's bytes (varints, length-delimited fields,
 // skipping by wire type), map entries, and one loop that reads a message's wanted fields from a
-// table and skips the rest. The schemas (envelope.ts, core-v1.ts) are tables of fields, not loops.
+// table and skips the rest; and a writer into a buffer of a size known beforehand. Kubernetes'
+// schemas (source/protobuf/envelope.ts, core-v1.ts) are tables of fields, not loops; etcd's
+// transactions (registry/txn-wire.ts) are the writer's.
 
 /** A body, frame or field that is not what the wire format or the envelope allows. */
 export class ProtobufDecodeError extends Error {
@@ -57,6 +59,40 @@ export class Reader {
       scale *= 128;
     }
     throw new ProtobufDecodeError(`varint longer than 10 bytes at byte ${this.pos}`);
+  }
+
+  /**
+   * An int64 varint as decimal text: etcd's lease IDs use all 64 bits, past a number's 2^53. Up
+   * to seven bytes (49 bits: every revision) are read as a number.
+   */
+  int64Text(): string {
+    const buf = this.buf;
+    const start = this.pos;
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; i < 7; i++) {
+      if (this.pos >= this.end) throw new ProtobufDecodeError(`truncated varint at byte ${start} of ${this.end}`);
+      const b = buf[this.pos++]!;
+      value += (b & 0x7f) * scale;
+      if (b < 0x80) return String(value);
+      scale *= 128;
+    }
+    let big = BigInt(value);
+    for (let shift = 49n; shift < 70n; shift += 7n) {
+      if (this.pos >= this.end) throw new ProtobufDecodeError(`truncated varint at byte ${start} of ${this.end}`);
+      const b = buf[this.pos++]!;
+      big |= BigInt(b & 0x7f) << shift;
+      if (b < 0x80) return BigInt.asIntN(64, big).toString();
+    }
+    throw new ProtobufDecodeError(`varint longer than 10 bytes at byte ${start}`);
+  }
+
+  /** A bytes field, copied out of the buffer (which the caller may reuse). */
+  bytes(): Buffer {
+    const end = this.lengthEnd();
+    const copy = Buffer.from(this.buf.subarray(this.pos, end));
+    this.pos = end;
+    return copy;
   }
 
   /** The end of a length-delimited field whose length comes next; the cursor moves to its start. */
@@ -142,6 +178,91 @@ export class Reader {
   private advance(n: number): void {
     if (this.pos + n > this.end) throw new ProtobufDecodeError(`truncated fixed-width field at byte ${this.pos}`);
     this.pos += n;
+  }
+}
+
+/** Bytes of `n` (a non-negative safe integer) as a varint. */
+export function varintSize(n: number): number {
+  let size = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 128);
+    size++;
+  }
+  return size;
+}
+
+/** Bytes of a length-delimited field (tag below 2^11, as all of etcd's are) holding `length` bytes. */
+export function lengthFieldSize(field: number, length: number): number {
+  return varintSize(field * 8) + varintSize(length) + length;
+}
+
+/**
+ * The varint encoding of an int64 given as decimal text or a number (how etcd3's request types
+ * carry lease IDs and revisions); a negative value takes ten bytes, as two's complement.
+ */
+export function int64Varint(value: string | number): Uint8Array {
+  if (typeof value === 'string' ? !/^-?\d{1,20}$/.test(value) : !Number.isSafeInteger(value)) {
+    throw new RangeError(`not an int64: ${JSON.stringify(value)}`);
+  }
+  const n = BigInt(value);
+  if (n < -(2n ** 63n) || n >= 2n ** 63n) throw new RangeError(`not an int64: ${value}`);
+  let rest = BigInt.asUintN(64, n);
+  const out: number[] = [];
+  while (rest >= 0x80n) {
+    out.push(Number(rest & 0x7fn) | 0x80);
+    rest >>= 7n;
+  }
+  out.push(Number(rest));
+  return Uint8Array.from(out);
+}
+
+/** Writes a message into a buffer of the exact size the caller measured beforehand. */
+export class Writer {
+  readonly buf: Buffer;
+  pos = 0;
+
+  constructor(size: number) {
+    this.buf = Buffer.allocUnsafe(size);
+  }
+
+  varint(n: number): void {
+    while (n >= 0x80) {
+      this.buf[this.pos++] = (n % 128) | 0x80;
+      n = Math.floor(n / 128);
+    }
+    this.buf[this.pos++] = n;
+  }
+
+  /** A varint field (enum, bool, small int). */
+  varintField(field: number, n: number): void {
+    this.varint(field * 8 + WIRE_VARINT);
+    this.varint(n);
+  }
+
+  /** An int64 field from its encoding (int64Varint). */
+  int64Field(field: number, encoded: Uint8Array): void {
+    this.varint(field * 8 + WIRE_VARINT);
+    this.buf.set(encoded, this.pos);
+    this.pos += encoded.length;
+  }
+
+  /** A bytes field. */
+  bytesField(field: number, bytes: Uint8Array): void {
+    this.lengthPrefix(field, bytes.length);
+    this.buf.set(bytes, this.pos);
+    this.pos += bytes.length;
+  }
+
+  /** The tag and length of a length-delimited field whose `length` bytes the caller writes next. */
+  lengthPrefix(field: number, length: number): void {
+    this.varint(field * 8 + WIRE_LEN);
+    this.varint(length);
+  }
+
+  /** The buffer, checked to be filled exactly (a measuring mistake must not send garbage). */
+  finish(): Buffer {
+    if (this.pos !== this.buf.length) throw new Error(`protobuf writer: wrote ${this.pos} bytes into a message measured at ${this.buf.length}`);
+    return this.buf;
   }
 }
 

@@ -43,12 +43,13 @@ function frameName(frame: CallFrame): string {
   return `${frame.functionName || '(anonymous)'} ${file}:${frame.lineNumber + 1}`;
 }
 
+type Window = { from?: number; to?: number };
+
 /**
- * Self time per function (ms) over the samples whose time (µs, profile clock) is in [from, to];
- * also the total per "package" (node_modules directory, our dist, or node internals) when byPackage.
+ * Sums each sample's weight (the time until the next sample) under every name `namesOf` gives its
+ * node, over the samples whose time (µs, profile clock) is in [from, to].
  */
-export function selfTimes(profile: CpuProfile, window: { from?: number; to?: number } = {}, byPackage = false): { total: number; rows: SelfTime[] } {
-  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+function windowTotals(profile: CpuProfile, window: Window, namesOf: (id: number) => Iterable<string>): { total: number; rows: SelfTime[] } {
   const totals = new Map<string, number>();
   let t = profile.startTime;
   let total = 0;
@@ -56,47 +57,44 @@ export function selfTimes(profile: CpuProfile, window: { from?: number; to?: num
     const delta = profile.timeDeltas[i] ?? 0;
     t += delta;
     if ((window.from !== undefined && t < window.from) || (window.to !== undefined && t > window.to)) return;
-    const node = byId.get(id);
-    if (node === undefined) return;
-    const name = byPackage ? packageOf(node.callFrame) : frameName(node.callFrame);
-    // A sample's weight is the time until the next one.
     const weight = (profile.timeDeltas[i + 1] ?? delta) / 1000;
-    totals.set(name, (totals.get(name) ?? 0) + weight);
     total += weight;
+    for (const name of namesOf(id)) totals.set(name, (totals.get(name) ?? 0) + weight);
   });
   const rows = [...totals].map(([name, ms]) => ({ name, ms, share: total > 0 ? ms / total : 0 })).sort((a, b) => b.ms - a.ms);
   return { total, rows };
 }
 
 /**
+ * Self time per function (ms) over the samples in the window; also the total per "package"
+ * (node_modules directory, our dist, or node internals) when byPackage.
+ */
+export function selfTimes(profile: CpuProfile, window: Window = {}, byPackage = false): { total: number; rows: SelfTime[] } {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  return windowTotals(profile, window, (id) => {
+    const node = byId.get(id);
+    if (node === undefined) return [];
+    return [byPackage ? packageOf(node.callFrame) : frameName(node.callFrame)];
+  });
+}
+
+/**
  * Time per function and everything it called (ms, inclusive) over the samples in the window: the
  * stage view of a flat profile. A function on a sample's stack twice (recursion) counts once.
  */
-export function inclusiveTimes(profile: CpuProfile, window: { from?: number; to?: number } = {}): { total: number; rows: SelfTime[] } {
+export function inclusiveTimes(profile: CpuProfile, window: Window = {}): { total: number; rows: SelfTime[] } {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parentOf = new Map<number, number>();
   for (const n of profile.nodes) for (const child of n.children ?? []) parentOf.set(child, n.id);
-  const totals = new Map<string, number>();
-  let t = profile.startTime;
-  let total = 0;
-  profile.samples.forEach((id, i) => {
-    const delta = profile.timeDeltas[i] ?? 0;
-    t += delta;
-    if ((window.from !== undefined && t < window.from) || (window.to !== undefined && t > window.to)) return;
-    const weight = (profile.timeDeltas[i + 1] ?? delta) / 1000;
-    total += weight;
-    const seen = new Set<string>();
+  return windowTotals(profile, window, (id) => {
+    const stack = new Set<string>();
     for (let at: number | undefined = id; at !== undefined; at = parentOf.get(at)) {
       const node = byId.get(at);
       if (node === undefined) break;
-      const name = frameName(node.callFrame);
-      if (seen.has(name)) continue;
-      seen.add(name);
-      totals.set(name, (totals.get(name) ?? 0) + weight);
+      stack.add(frameName(node.callFrame));
     }
+    return stack;
   });
-  const rows = [...totals].map(([name, ms]) => ({ name, ms, share: total > 0 ? ms / total : 0 })).sort((a, b) => b.ms - a.ms);
-  return { total, rows };
 }
 
 /** A sampled allocation profile (HeapProfiler.stopSampling): a call tree with bytes per node. */

@@ -11,9 +11,12 @@ import { join } from 'node:path';
 import { allocations, type AllocationNode } from '../../bench/profile.ts';
 import { waitFor } from '../cluster/process.ts';
 
-// Garbage only: each batch of objects is dropped at once, so a profile of live objects would miss it.
+// Garbage only: each batch of objects is dropped by the next call, so a profile of live objects
+// would miss it. The batch is stored where the optimiser cannot see it die: objects that never
+// escape their function (as `[{ i }].length` did) are not allocated at all once optimised.
 const CHILD = `
-function makeGarbage() { let kept = 0; for (let i = 0; i < 20000; i++) kept += [{ i }, { i }].length; return kept; }
+let batch = [];
+function makeGarbage() { const made = []; for (let i = 0; i < 20000; i++) made.push({ i }); batch = made; return batch.length; }
 setInterval(makeGarbage, 5);
 process.stdout.write('ready\\n');
 `;

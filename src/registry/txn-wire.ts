@@ -4,7 +4,7 @@
 // into protobufjs messages first and every answer into objects with each int64 as text, ~10 µs
 // per key of a burst (docs/benchmarks.md); a succeeded answer's per-key responses are skipped here.
 import type { ICompare } from 'etcd3';
-import { int64Varint, lengthFieldSize, ProtobufDecodeError, Reader, varintSize, Writer } from '../protobuf/wire.ts';
+import { bytesField, int64Varint, lengthFieldSize, messageFields, ProtobufDecodeError, Reader, readMessage, varintField, varintSize, Writer } from '../protobuf/wire.ts';
 
 /** The operations the registry's transactions use (a subset of etcd3's IRequestOp). */
 export type TxnOp =
@@ -216,48 +216,32 @@ function readResponseOp(r: Reader): RangeRead {
   return read;
 }
 
+interface KeyValueFields {
+  key: Buffer | undefined;
+  value: Buffer;
+  lease: string;
+  modRevision: string;
+  createRevision: string;
+}
+
+// mvccpb.KeyValue: key 1, create_revision 2, mod_revision 3, value 5, lease 6 (version 4 unread).
+const KEY_VALUE = messageFields<KeyValueFields>({
+  1: bytesField((r, kv) => (kv.key = r.bytes())),
+  2: varintField((r, kv) => (kv.createRevision = r.int64Text())),
+  3: varintField((r, kv) => (kv.modRevision = r.int64Text())),
+  5: bytesField((r, kv) => (kv.value = r.bytes())),
+  6: varintField((r, kv) => (kv.lease = r.int64Text())),
+});
+
+// RangeResponse: kvs 2 (header, more and count unread).
+const RANGE_RESPONSE = messageFields<StoredKv[]>({ 2: bytesField((r, kvs) => kvs.push(readKeyValue(r))) });
+
 function readRangeResponse(r: Reader): RangeRead {
-  const outer = r.enter();
-  const kvs: StoredKv[] = [];
-  while (r.more()) {
-    const tag = r.varint();
-    if (tag === 2 * 8 + 2) kvs.push(readKeyValue(r));
-    else r.skip(tag & 7);
-  }
-  r.leave(outer);
-  return { kvs };
+  return { kvs: readMessage(r, RANGE_RESPONSE, []) };
 }
 
 function readKeyValue(r: Reader): StoredKv {
-  const outer = r.enter();
-  let key: Buffer | undefined;
-  let value: Buffer = Buffer.alloc(0);
-  let lease = '0';
-  let modRevision = '0';
-  let createRevision = '0';
-  while (r.more()) {
-    const tag = r.varint();
-    switch (tag) {
-      case 1 * 8 + 2:
-        key = r.bytes();
-        break;
-      case 2 * 8:
-        createRevision = r.int64Text();
-        break;
-      case 3 * 8:
-        modRevision = r.int64Text();
-        break;
-      case 5 * 8 + 2:
-        value = r.bytes();
-        break;
-      case 6 * 8:
-        lease = r.int64Text();
-        break;
-      default:
-        r.skip(tag & 7);
-    }
-  }
-  r.leave(outer);
-  if (key === undefined) throw new ProtobufDecodeError('etcd returned a key-value without a key');
-  return { key, value, lease, mod_revision: modRevision, create_revision: createRevision };
+  const kv = readMessage<KeyValueFields>(r, KEY_VALUE, { key: undefined, value: Buffer.alloc(0), lease: '0', modRevision: '0', createRevision: '0' });
+  if (kv.key === undefined) throw new ProtobufDecodeError('etcd returned a key-value without a key');
+  return { key: kv.key, value: kv.value, lease: kv.lease, mod_revision: kv.modRevision, create_revision: kv.createRevision };
 }

@@ -32,6 +32,8 @@ export class RegistryEtcd extends Etcd3 {
     const pool = this.pool;
     try {
       return await pool.withConnection('KV', ({ client, metadata }) => {
+        // The call options etcd3's own calls get (the deadline and the require-leader
+        // interceptor of defaultCallOptions), resolved as etcd3's resolveCallOptions does.
         const factory = pool.callOptionsFactory;
         const options = typeof factory === 'function' ? factory({ service: 'KV', method: 'txn', params: req, isStream: false }) : (factory ?? {});
         return new Promise<TxnAnswer>((resolve, reject) => {

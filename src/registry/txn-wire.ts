@@ -4,7 +4,7 @@
 // into protobufjs messages first and every answer into objects with each int64 as text, ~10 µs
 // per key of a burst (docs/benchmarks.md); a succeeded answer's per-key responses are skipped here.
 import type { ICompare } from 'etcd3';
-import { bytesField, int64Varint, lengthFieldSize, messageFields, ProtobufDecodeError, Reader, readMessage, varintField, varintSize, Writer } from '../protobuf/wire.ts';
+import { bytesField, int64Varint, lengthFieldSize, messageFields, ProtobufDecodeError, Reader, readFields, readMessage, varintField, varintSize, Writer } from '../protobuf/wire.ts';
 
 /** The operations the registry's transactions use (a subset of etcd3's IRequestOp). */
 export type TxnOp =
@@ -173,47 +173,33 @@ export function encodeTxnRequest(req: TxnRequest): Buffer {
 const NO_READS: readonly RangeRead[] = Object.freeze([]);
 const EMPTY_READ: RangeRead = Object.freeze({ kvs: Object.freeze([]) });
 
+interface TxnAnswerFields {
+  revision: string;
+  succeeded: boolean;
+  reads: RangeRead[] | undefined;
+}
+
+// etcdserverpb.TxnResponse: header 1, succeeded 2, responses 3. etcd writes `succeeded` before
+// `responses`: a succeeded answer's responses are skipped unread.
+const TXN_RESPONSE = messageFields<TxnAnswerFields>({
+  1: bytesField((r, answer) => (answer.revision = readMessage(r, RESPONSE_HEADER, { revision: '0' }).revision)),
+  2: varintField((r, answer) => (answer.succeeded = r.varint() !== 0)),
+  3: bytesField((r, answer) => {
+    if (answer.succeeded) r.skip(2);
+    else (answer.reads ??= []).push(readMessage(r, RESPONSE_OP, { read: EMPTY_READ }).read);
+  }),
+});
+
+// ResponseHeader: revision 3 (cluster_id, member_id and raft_term unread).
+const RESPONSE_HEADER = messageFields<{ revision: string }>({ 3: varintField((r, header) => (header.revision = r.int64Text())) });
+
+// ResponseOp: response_range 1; a put, delete or txn response is an empty read.
+const RESPONSE_OP = messageFields<{ read: RangeRead }>({ 1: bytesField((r, op) => (op.read = readRangeResponse(r))) });
+
 /** A TxnResponse message: header.revision, succeeded, and the failure branch's range reads. */
 export function decodeTxnResponse(buf: Buffer): TxnAnswer {
-  const r = new Reader(buf);
-  let revision = '0';
-  let succeeded = false;
-  let reads: RangeRead[] | undefined;
-  while (r.more()) {
-    const tag = r.varint();
-    const field = tag >>> 3;
-    if (field === 1 && (tag & 7) === 2) revision = readHeaderRevision(r);
-    else if (field === 2 && (tag & 7) === 0) succeeded = r.varint() !== 0;
-    // etcd writes `succeeded` before `responses`: a succeeded answer's responses are not read.
-    else if (field === 3 && (tag & 7) === 2 && !succeeded) (reads ??= []).push(readResponseOp(r));
-    else r.skip(tag & 7);
-  }
+  const { succeeded, revision, reads } = readFields(new Reader(buf), TXN_RESPONSE, { revision: '0', succeeded: false, reads: undefined });
   return { succeeded, revision, reads: succeeded ? NO_READS : (reads ?? NO_READS) };
-}
-
-function readHeaderRevision(r: Reader): string {
-  const outer = r.enter();
-  let revision = '0';
-  while (r.more()) {
-    const tag = r.varint();
-    if (tag === 3 * 8) revision = r.int64Text();
-    else r.skip(tag & 7);
-  }
-  r.leave(outer);
-  return revision;
-}
-
-/** A ResponseOp: its range response's keys; any other response is an empty read. */
-function readResponseOp(r: Reader): RangeRead {
-  const outer = r.enter();
-  let read = EMPTY_READ;
-  while (r.more()) {
-    const tag = r.varint();
-    if (tag === 1 * 8 + 2) read = readRangeResponse(r);
-    else r.skip(tag & 7);
-  }
-  r.leave(outer);
-  return read;
 }
 
 interface KeyValueFields {

@@ -93,6 +93,12 @@ async function run(config: Config, kube: KubeAccess, mapping: MappingConfig, log
   await service.start();
   const signal = await service.stopRequested();
   logger.info({ signal }, 'stopping: finishing in-flight writes; the lease and keys stay (the pods are still alive)');
+  // A second signal while stopping leaves at once, as controller-runtime's signal handler does
+  // (and Ctrl-C twice): said in the log, where Node's default action on it would say nothing.
+  void service.exitRequested().then((second) => {
+    logger.warn({ signal: second }, 'second signal while stopping: exiting now without finishing; the lease and keys stay');
+    process.exit(EXIT_FAILURE);
+  });
   await service.stop();
   logger.info('stopped');
   return EXIT_OK;

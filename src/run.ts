@@ -26,7 +26,7 @@ export class Service {
   readonly #controller: Controller;
   readonly #metrics: Metrics;
   #health: HealthServer | undefined;
-  #stopRequested: Promise<string> | undefined;
+  #signals: { readonly first: Promise<string>; readonly second: Promise<string> } | undefined;
   #starting: Promise<void> | undefined;
 
   constructor(config: Config, kube: KubeAccess, mapping: MappingConfig, logger: Logger) {
@@ -50,13 +50,18 @@ export class Service {
   /** Serves the probes, listens for SIGTERM and SIGINT, then connects to etcd and starts the controller without waiting for them. */
   async start(): Promise<void> {
     await this.#serveHealth();
-    this.#stopRequested = this.#signalled();
+    this.#signals = this.#signalled();
     this.#starting = this.#startController();
   }
 
-  /** The signal that asked to stop. */
+  /** The signal (SIGTERM, SIGINT) that asked to stop. */
   stopRequested(): Promise<string> {
-    return this.#stopRequested ?? Promise.reject(new Error('Service.stopRequested() before start()'));
+    return this.#signals?.first ?? Promise.reject(new Error('Service.stopRequested() before start()'));
+  }
+
+  /** A second signal, which asks not to wait for the stop. */
+  exitRequested(): Promise<string> {
+    return this.#signals?.second ?? Promise.reject(new Error('Service.exitRequested() before start()'));
   }
 
   /** Finishes in-flight writes and lets go, in the reverse order of start; the lease and keys stay. */
@@ -81,15 +86,26 @@ export class Service {
     this.#logger.info({ address: `${address.address}:${address.port}` }, 'serving /healthz, /readyz and /metrics');
   }
 
-  #signalled(): Promise<string> {
-    return new Promise<string>((resolve) => {
-      const requestStop = (reason: string): void => {
-        this.#shutdown.abort(new Error(reason));
-        resolve(reason);
-      };
-      process.once('SIGTERM', () => requestStop('SIGTERM'));
-      process.once('SIGINT', () => requestStop('SIGINT'));
-    });
+  #signalled(): { first: Promise<string>; second: Promise<string> } {
+    let first: (signal: string) => void = () => undefined;
+    let second: (signal: string) => void = () => undefined;
+    const signals = {
+      first: new Promise<string>((resolve) => (first = resolve)),
+      second: new Promise<string>((resolve) => (second = resolve)),
+    };
+    let requested = false;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (requested) {
+        second(signal);
+        return;
+      }
+      requested = true;
+      this.#shutdown.abort(new Error(signal));
+      first(signal);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    return signals;
   }
 
   /** etcd may be unreachable at start: keep trying (unready) rather than crash-looping. */

@@ -316,6 +316,19 @@ describe('restarts and etcd outages', () => {
     await controller.waitReady();
     assert.equal(await observer.dataLease(OWNER), lease, 'the restarted controller adopted the same lease');
     assert.deepEqual(observer.events.slice(stopFrom).filter((e) => e.type === 'delete'), []);
+
+    // A second signal while stopping: exit 1 at once, said in the log; the lease and keys stay.
+    const beforeForced = await observer.snapshot(PREFIX);
+    controller.proc.signal('SIGTERM');
+    controller.proc.signal('SIGINT');
+    assert.equal((await controller.proc.exited).code, 1);
+    const forced = controller.lines().filter((line) => line['msg'] === 'second signal while stopping: exiting now without finishing; the lease and keys stay');
+    assert.equal(forced.length, 1, 'one log line says why the stop was cut short');
+    assert.ok(['SIGTERM', 'SIGINT'].includes(String(forced[0]?.['signal'])));
+    assert.deepEqual(await observer.snapshot(PREFIX), beforeForced);
+    controller = await startController({ kubeconfig: cluster.kubeconfigPath, etcdEndpoints: cluster.registry.endpoints, extraArgs: controllerArgs() });
+    await controller.waitReady();
+    assert.equal(await observer.dataLease(OWNER), lease, 'the lease survived the cut-short stop');
   });
 
   it('keeps registrations through an etcd restart, and restores them after an outage longer than the TTL', async () => {

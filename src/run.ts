@@ -86,26 +86,23 @@ export class Service {
     this.#logger.info({ address: `${address.address}:${address.port}` }, 'serving /healthz, /readyz and /metrics');
   }
 
+  /** The first SIGTERM or SIGINT asks to stop; a second one, to stop waiting for the stop. */
   #signalled(): { first: Promise<string>; second: Promise<string> } {
-    let first: (signal: string) => void = () => undefined;
-    let second: (signal: string) => void = () => undefined;
-    const signals = {
-      first: new Promise<string>((resolve) => (first = resolve)),
-      second: new Promise<string>((resolve) => (second = resolve)),
-    };
+    const first = Promise.withResolvers<string>();
+    const second = Promise.withResolvers<string>();
     let requested = false;
     const onSignal = (signal: NodeJS.Signals): void => {
       if (requested) {
-        second(signal);
+        second.resolve(signal);
         return;
       }
       requested = true;
       this.#shutdown.abort(new Error(signal));
-      first(signal);
+      first.resolve(signal);
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
-    return signals;
+    return { first: first.promise, second: second.promise };
   }
 
   /** etcd may be unreachable at start: keep trying (unready) rather than crash-looping. */

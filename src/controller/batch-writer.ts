@@ -51,6 +51,11 @@ export class BatchWriter {
   /** Batches of urgent keys (deregistrations) being written. */
   #urgentInFlight = 0;
   #failedWrites = 0;
+  /**
+   * Puts dropped as superseded (recorded as not written) whose earlier attempt may have applied,
+   * by key, with our lease then: the next answer or read about the key settles each one.
+   */
+  readonly #lostPuts = new Map<string, { readonly change: Change; readonly lease: string }>();
 
   constructor(deps: BatchWriterDeps, options: BatchWriterOptions) {
     this.#deps = deps;
@@ -179,6 +184,7 @@ export class BatchWriter {
     const written: WrittenByPod = { registered: new Map(), deregistered: new Map() };
     for (const result of results) {
       this.#deps.mirror.noteWrite(result.change.key);
+      this.#settleLostPut(result);
       if (result.outcome === 'ok') this.#recordWritten(result, leaseId, committedAt, written);
       else if (result.outcome === 'superseded') {
         const applied = this.#appliedBeforeSuperseded(result.change, leaseId);
@@ -225,11 +231,43 @@ export class BatchWriter {
   }
 
   /**
+   * Settles the superseded put of `result`'s key, if any, by what the answer says etcd held: our
+   * lease with the put's value means its lost attempt applied it (a delete's guard held that
+   * entry, a conflict read it), and the put is recorded as written before this result. Any
+   * other answer that tells what etcd held forgets it: the attempt did not apply.
+   */
+  #settleLostPut(result: ApplyResult): void {
+    const lost = this.#lostPuts.get(result.change.key);
+    if (lost === undefined || result.outcome === 'superseded') return;
+    // Not written, and etcd's state unknown: the next answer or read settles it.
+    if (result.outcome === 'error' && result.current === undefined) return;
+    const { change } = result;
+    const held = result.outcome === 'ok' ? (isDelete(change) ? { value: change.value, lease: change.expectedLease } : undefined) : result.current;
+    this.#settleLost(change.key, held);
+  }
+
+  /** After a read of etcd (the mirror refreshed): settles every superseded put by what it found. */
+  settleLostPuts(): void {
+    for (const key of [...this.#lostPuts.keys()]) this.#settleLost(key, this.#deps.mirror.get(key));
+  }
+
+  #settleLost(key: string, held: { readonly value: string; readonly lease: string } | undefined): void {
+    const lost = this.#lostPuts.get(key);
+    if (lost === undefined) return;
+    this.#lostPuts.delete(key);
+    if (held === undefined || held.value !== lost.change.value || held.lease !== lost.lease) return;
+    // Every change in etcd keeps its audit record, late rather than never.
+    this.#deps.trail.change({ ...lost.change, reason: `${lost.change.reason}; applied by an attempt whose answer was lost; found by a later read` }, 'ok', lost.lease);
+  }
+
+  /**
    * Not written: planned again at once. An attempt before the retry may have been applied,
-   * so the mirror forgets the key; the next plan's guard finds out what etcd holds.
+   * so the mirror forgets the key; the next plan's guard finds out what etcd holds, and a put
+   * is remembered until an answer or a read settles it (#settleLostPut).
    */
   #recordSuperseded(change: Change, leaseId: string): void {
     const { mirror, metrics, queue } = this.#deps;
+    if (!isDelete(change)) this.#lostPuts.set(change.key, { change, lease: leaseId });
     mirror.delete(change.key);
     metrics?.changes.inc({ action: change.action, outcome: 'superseded' });
     this.#deps.latency.dropped(change.key);

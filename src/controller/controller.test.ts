@@ -433,6 +433,60 @@ describe('Controller', () => {
     await controller.stop();
   });
 
+  it('records a superseded registration as written, late, when a later read finds what its lost attempt applied', async (t) => {
+    const { source, registry, controller, records } = setup(t);
+    await controller.start();
+    await controller.whenIdle();
+    let open = (): void => {};
+    registry.gate = new Promise<void>((resolve) => { open = resolve; });
+    registry.retryAfterGate = true;
+    const pod = makePod({ uid: 'a', name: 'a', podIPs: ['10.1.0.8'] });
+    source.emit({ type: 'upsert', pod });
+    await waitUntil(() => registry.started.some((batch) => batch.some((c) => c.key === key('10.1.0.8'))), 2000);
+    // The attempt reached etcd; its answer did not (a reset). Before the retry the pod stopped
+    // serving, so the registration is dropped as superseded, though etcd holds it.
+    registry.put(key('10.1.0.8'), '10.1.0.8:86', registry.lease);
+    registry.marked.add(keyDirectory('/', key('10.1.0.8')));
+    source.emit({ type: 'upsert', pod: { ...pod, terminating: true, ready: false } });
+    open();
+    await controller.whenIdle();
+    registry.gate = undefined;
+    registry.retryAfterGate = false;
+    // The next read finds the key; the reconcile deletes it.
+    await controller.reconcileNow('periodic');
+    await controller.whenIdle();
+    assert.ok(!registry.kv.has(key('10.1.0.8')));
+    const audited = records.filter((r) => r.key === key('10.1.0.8')).map((r) => [r.action, r.outcome]);
+    // etcd changed twice (the lost put, the delete): two ok records, besides the superseded one.
+    assert.deepEqual(audited, [['register', 'error'], ['register', 'ok'], ['deregister', 'ok']]);
+    assert.match(records.find((r) => r.key === key('10.1.0.8') && r.outcome === 'ok' && r.action === 'register')!.reason, /applied by an attempt whose answer was lost; found by a later read/);
+    await controller.stop();
+  });
+
+  it('forgets a superseded registration that a later read shows was never applied', async (t) => {
+    const { source, registry, controller, records } = setup(t);
+    await controller.start();
+    await controller.whenIdle();
+    let open = (): void => {};
+    registry.gate = new Promise<void>((resolve) => { open = resolve; });
+    registry.retryAfterGate = true;
+    const pod = makePod({ uid: 'a', name: 'a', podIPs: ['10.1.0.6'] });
+    source.emit({ type: 'upsert', pod });
+    await waitUntil(() => registry.started.some((batch) => batch.some((c) => c.key === key('10.1.0.6'))), 2000);
+    source.emit({ type: 'upsert', pod: { ...pod, terminating: true, ready: false } });
+    open();
+    await controller.whenIdle();
+    registry.gate = undefined;
+    registry.retryAfterGate = false;
+    await controller.reconcileNow('periodic');
+    // The same key written later, for a new pod, is that pod's registration alone.
+    source.emit({ type: 'upsert', pod: makePod({ uid: 'b', name: 'b', podIPs: ['10.1.0.6'] }) });
+    await controller.whenIdle();
+    await controller.reconcileNow('periodic');
+    assert.deepEqual(records.filter((r) => r.key === key('10.1.0.6')).map((r) => [r.action, r.outcome, r.pod]), [['register', 'error', 'default/a'], ['register', 'ok', 'default/b']]);
+    await controller.stop();
+  });
+
   it('keeps a change the registry asks about before a retry when it is still planned', async (t) => {
     const { source, registry, controller } = setup(t);
     registry.retryAfterGate = true;

@@ -266,7 +266,11 @@ export class Controller {
       return finish('skipped', empty, []);
     }
     try {
-      if (!mirrorFresh) await this.#mirror.refresh(this.#wantedKeys());
+      if (!mirrorFresh) {
+        await this.#mirror.refresh(this.#wantedKeys());
+        // Before planning: a put whose lost attempt the read found is recorded before its delete.
+        this.#writer.settleLostPuts();
+      }
     } catch (error) {
       metrics?.etcdErrors.inc({ op: 'read' });
       logger.error({ err: error, reason }, 'reconcile failed: etcd read');

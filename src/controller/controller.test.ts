@@ -433,25 +433,35 @@ describe('Controller', () => {
     await controller.stop();
   });
 
-  it('records a superseded registration as written, late, when a later read finds what its lost attempt applied', async (t) => {
-    const { source, registry, controller, records } = setup(t);
+  /**
+   * A registration whose first attempt is answered by a reset (`applied`: it reached etcd, with
+   * its directory marker), then dropped as superseded: its pod stopped serving before the retry.
+   */
+  async function supersededRegistration(t: TestContext, ip: string, applied: boolean): Promise<ReturnType<typeof setup>> {
+    const fixture = setup(t);
+    const { source, registry, controller } = fixture;
     await controller.start();
     await controller.whenIdle();
     let open = (): void => {};
     registry.gate = new Promise<void>((resolve) => { open = resolve; });
     registry.retryAfterGate = true;
-    const pod = makePod({ uid: 'a', name: 'a', podIPs: ['10.1.0.8'] });
+    const pod = makePod({ uid: 'a', name: 'a', podIPs: [ip] });
     source.emit({ type: 'upsert', pod });
-    await waitUntil(() => registry.started.some((batch) => batch.some((c) => c.key === key('10.1.0.8'))), 2000);
-    // The attempt reached etcd; its answer did not (a reset). Before the retry the pod stopped
-    // serving, so the registration is dropped as superseded, though etcd holds it.
-    registry.put(key('10.1.0.8'), '10.1.0.8:86', registry.lease);
-    registry.marked.add(keyDirectory('/', key('10.1.0.8')));
+    await waitUntil(() => registry.started.some((batch) => batch.some((c) => c.key === key(ip))), 2000);
+    if (applied) {
+      registry.put(key(ip), `${ip}:86`, registry.lease);
+      registry.marked.add(keyDirectory('/', key(ip)));
+    }
     source.emit({ type: 'upsert', pod: { ...pod, terminating: true, ready: false } });
     open();
     await controller.whenIdle();
     registry.gate = undefined;
     registry.retryAfterGate = false;
+    return fixture;
+  }
+
+  it('records a superseded registration as written, late, when a later read finds what its lost attempt applied', async (t) => {
+    const { registry, controller, records } = await supersededRegistration(t, '10.1.0.8', true);
     // The next read finds the key; the reconcile deletes it.
     await controller.reconcileNow('periodic');
     await controller.whenIdle();
@@ -464,20 +474,7 @@ describe('Controller', () => {
   });
 
   it('forgets a superseded registration that a later read shows was never applied', async (t) => {
-    const { source, registry, controller, records } = setup(t);
-    await controller.start();
-    await controller.whenIdle();
-    let open = (): void => {};
-    registry.gate = new Promise<void>((resolve) => { open = resolve; });
-    registry.retryAfterGate = true;
-    const pod = makePod({ uid: 'a', name: 'a', podIPs: ['10.1.0.6'] });
-    source.emit({ type: 'upsert', pod });
-    await waitUntil(() => registry.started.some((batch) => batch.some((c) => c.key === key('10.1.0.6'))), 2000);
-    source.emit({ type: 'upsert', pod: { ...pod, terminating: true, ready: false } });
-    open();
-    await controller.whenIdle();
-    registry.gate = undefined;
-    registry.retryAfterGate = false;
+    const { source, controller, records } = await supersededRegistration(t, '10.1.0.6', false);
     await controller.reconcileNow('periodic');
     // The same key written later, for a new pod, is that pod's registration alone.
     source.emit({ type: 'upsert', pod: makePod({ uid: 'b', name: 'b', podIPs: ['10.1.0.6'] }) });

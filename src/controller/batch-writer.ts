@@ -226,8 +226,8 @@ export class BatchWriter {
   #appliedBeforeSuperseded(change: Change, leaseId: string): ApplyResult | undefined {
     if (isDelete(change)) return undefined;
     const current = this.#deps.mirror.get(change.key);
-    if (current === undefined || current.value !== change.value || current.lease !== leaseId) return undefined;
-    return { change: { ...change, reason: `${change.reason}; applied by an attempt whose answer was lost` }, outcome: 'ok', revision: current.modRevision, current };
+    if (current === undefined || !holdsPut(current, change, leaseId)) return undefined;
+    return { change: { ...change, reason: `${change.reason}; ${APPLIED_UNANSWERED}` }, outcome: 'ok', revision: current.modRevision, current };
   }
 
   /**
@@ -255,9 +255,9 @@ export class BatchWriter {
     const lost = this.#lostPuts.get(key);
     if (lost === undefined) return;
     this.#lostPuts.delete(key);
-    if (held === undefined || held.value !== lost.change.value || held.lease !== lost.lease) return;
+    if (held === undefined || !holdsPut(held, lost.change, lost.lease)) return;
     // Every change in etcd keeps its audit record, late rather than never.
-    this.#deps.trail.change({ ...lost.change, reason: `${lost.change.reason}; applied by an attempt whose answer was lost; found by a later read` }, 'ok', lost.lease);
+    this.#deps.trail.change({ ...lost.change, reason: `${lost.change.reason}; ${APPLIED_UNANSWERED}; found by a later read` }, 'ok', lost.lease);
   }
 
   /**
@@ -297,4 +297,15 @@ function group(groups: Map<string, { pod: PodRef; keys: string[] }>, pod: PodRef
   const existing = groups.get(pod.uid);
   if (existing === undefined) groups.set(pod.uid, { pod, keys: [item] });
   else existing.keys.push(item);
+}
+
+/** Why a put dropped as superseded is recorded as written after all. */
+const APPLIED_UNANSWERED = 'applied by an attempt whose answer was lost';
+
+/**
+ * etcd holds what the put `change` wrote on `lease`. No other writer uses our lease and a key is
+ * in one batch at a time, so then the put's attempt whose answer was lost applied it.
+ */
+function holdsPut(held: { readonly value: string; readonly lease: string }, change: Change, lease: string): boolean {
+  return held.value === change.value && held.lease === lease;
 }

@@ -175,9 +175,16 @@ describe('chaos', () => {
     // would be the old leader's.
     const { later, unexplained } = suite.changesExplainedBy(suite.replicas.filter((r) => r !== old), frozenAt, electedRevision);
     assert.deepEqual(unexplained, [], 'every change after the election was made by the new leader');
-    // The old leader did try to write its stale view after SIGCONT, and the fence refused it.
-    assert.ok(fenced > 0, 'the old leader\'s pending writes were attempted and rejected by the fence');
-    t.diagnostic(`fencing: ${later.length} changes in etcd after the election, all by the new leader; the old leader had ${fenced} write(s) rejected by the fence after SIGCONT`);
+    // (3) The fence at work, when the race on resume lets it show: writes the old leader had in
+    // hand when it resumed go out before its lost election reaches it, and etcd refuses them
+    // (most runs). When the lost election comes first, it tries none (seen once in CI). Both are
+    // safe, and (1) and (2) hold either way; registry/election.test.ts refuses a stale fence
+    // against a real etcd every time.
+    t.diagnostic(
+      fenced > 0
+        ? `fencing: ${later.length} changes in etcd after the election, all by the new leader; the old leader had ${fenced} write(s) rejected by the fence after SIGCONT`
+        : `fencing: ${later.length} changes in etcd after the election, all by the new leader; the old leader saw its lost election before it wrote anything (no write to fence)`,
+    );
   });
 
   it('registry etcd: SIGKILL of the leader member, restarted 3 s later', async (t) => {

@@ -180,11 +180,8 @@ describe('chaos', () => {
     // (most runs). When the lost election comes first, it tries none (seen once in CI). Both are
     // safe, and (1) and (2) hold either way; registry/election.test.ts refuses a stale fence
     // against a real etcd every time.
-    t.diagnostic(
-      fenced > 0
-        ? `fencing: ${later.length} changes in etcd after the election, all by the new leader; the old leader had ${fenced} write(s) rejected by the fence after SIGCONT`
-        : `fencing: ${later.length} changes in etcd after the election, all by the new leader; the old leader saw its lost election before it wrote anything (no write to fence)`,
-    );
+    const oldLeader = fenced > 0 ? `had ${fenced} write(s) rejected by the fence after SIGCONT` : 'saw its lost election before it wrote anything (no write to fence)';
+    t.diagnostic(`fencing: ${later.length} changes in etcd after the election, all by the new leader; the old leader ${oldLeader}`);
   });
 
   it('registry etcd: SIGKILL of the leader member, restarted 3 s later', async (t) => {

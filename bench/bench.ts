@@ -18,6 +18,7 @@ import { methodOf, runChild } from './intake-child.ts';
 import { chartMemoryLimitMb, memoryLimit } from './memory-limit.ts';
 import { startWatchProbe, type ProbeResult, type WatchProbe } from './watch-probe.ts';
 import { DriverDelay, PodDriver } from './driver.ts';
+import { machinePace, type MachinePace } from './pace.ts';
 
 export type BenchSize = 'tiny' | 'quick' | 'full';
 
@@ -133,6 +134,11 @@ export interface BurstFigures {
    * Absent in runs before 2026-12-04 evening.
    */
   readonly cpu_budget?: CpuBudget;
+  /**
+   * A fixed piece of the controller's work timed in a fresh process right after the burst's
+   * replay (bench/pace.ts): the machine's speed in that minute. Absent in runs before 2026-12-07.
+   */
+  readonly machine_pace?: MachinePace;
 }
 
 /** One side of the JSON vs protobuf burst: a fresh controller run with --kube-content-type `content_type`. */
@@ -480,7 +486,7 @@ async function paced(count: number, rate: number, task: (i: number) => Promise<u
   return failures;
 }
 
-function podBody(name: string, app: string): V1Pod {
+export function podBody(name: string, app: string): V1Pod {
   return {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -894,8 +900,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       if (replay.events === 0) notes.push(`burst (${contentType}): the API server no longer had the burst's events for the replay floor (410 or none); replay figures are 0`);
       if (burstMissing > 0) notes.push(`burst (${contentType}): ${burstMissing} of ${n} pods not Ready and registered within ${profile.settleMs / 1000} s`);
       const floor = replay.seconds > 0 ? replay.events / replay.seconds : 0;
+      const pace = await machinePace();
       log(`burst (${contentType}): ${round(keysPerS)} keys/s, intake floor ${round(floor)} events/s, controller CPU ${round(Math.max(0, cpuAtDone - cpuAtResume), 100)} s`);
       log(`burst (${contentType}): CPU over ${budget.window_s} s (${budget.capacity_core_s} core-s available, ${Math.round(budget.busy_share * 100)} % used): ${describeCpu(budget)}`);
+      log(`burst (${contentType}): machine pace ${pace.median_ms} ms for ${pace.events} pod events parsed, slimmed and mapped (rounds ${pace.best_ms}–${pace.worst_ms} ms; bench/pace.ts)`);
       return {
         names: burstNames,
         ips,
@@ -915,6 +923,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
           intake_floor_keys_per_s: round(floor),
           ratio_to_intake_floor: floor > 0 && replay.events > 0 ? round(keysPerS / floor, 1000) : 0,
           cpu_budget: budget,
+          machine_pace: pace,
         },
       };
     };
@@ -1318,7 +1327,7 @@ export async function setReady(core: CoreV1Api, pod: V1Pod | undefined, ip: stri
 }
 
 /** The pod with the status a kubelet's last update gives a Running, Ready pod (set in place). */
-function withReadyStatus(pod: V1Pod, ip: string, now: Date): V1Pod {
+export function withReadyStatus(pod: V1Pod, ip: string, now: Date): V1Pod {
   const name = pod.metadata?.name ?? '';
   pod.status = {
     ...runningAndReady(ip, now, ['PodReadyToStartContainers', 'Initialized', 'ContainersReady', 'Ready', 'PodScheduled']),

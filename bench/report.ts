@@ -140,7 +140,15 @@ function contentTypeSection(result: BenchResult): string[] {
     ...sides.map(([name, b, r]) => `| ${name} | ${b.keys_per_s} | ${b.intake_floor_keys_per_s} | ${b.ratio_to_intake_floor} | ${b.controller_cpu_s} | ${b.replay_mb} | ${r?.seconds ?? '–'} | ${r?.cpu_s ?? '–'} | ${r === undefined ? '–' : `${r.peak_rss_mb} (${r.baseline_rss_mb})`} |`),
     `| protobuf ÷ JSON | ${times(json.keys_per_s, protobuf.keys_per_s)} | ${times(json.intake_floor_keys_per_s, protobuf.intake_floor_keys_per_s)} | | ${times(json.controller_cpu_s, protobuf.controller_cpu_s)} | ${times(json.replay_mb, protobuf.replay_mb)} | ${relist === undefined ? '–' : times(relist.json.seconds, relist.protobuf.seconds)} | ${relist === undefined ? '–' : times(relist.json.cpu_s, relist.protobuf.cpu_s)} | ${relist === undefined ? '–' : times(relist.json.peak_rss_mb, relist.protobuf.peak_rss_mb)} |`,
     '',
+    ...paceLine(sides),
   ];
+}
+
+/** The machine's pace beside each burst side (runs since 2026-12-07), so that a slow burst can be told from a slow machine. */
+function paceLine(sides: ReadonlyArray<readonly [string, BurstSide, unknown]>): string[] {
+  const paced = sides.flatMap(([name, b]) => (b.machine_pace === undefined ? [] : [`${name} ${b.machine_pace.median_ms} ms for ${b.machine_pace.events} (rounds ${b.machine_pace.best_ms}–${b.machine_pace.worst_ms})`]));
+  if (paced.length === 0) return [];
+  return [`The machine's pace after each side (bench/pace.ts: pod events parsed, slimmed and mapped in a fresh process, the median of its rounds): ${paced.join('; ')}.`, ''];
 }
 
 /** The relist after the API server restarted under the controller at rest (issue 15). */

@@ -11,21 +11,25 @@ import type { Decomposition } from '../../bench/decompose.ts';
 test('the benchmark runs end to end at tiny size and reports finite non-negative figures', async () => {
   const result = await runBench({ size: 'tiny' });
   // Issue 15: both sides of each JSON vs protobuf comparison, and the steady state with Node's defaults.
-  const { content_type: burstType, json: burstJson, protobuf: burstProtobuf, cpu_budget: burstBudget, ...burst } = result.burst;
+  const { content_type: burstType, json: burstJson, protobuf: burstProtobuf, cpu_budget: burstBudget, machine_pace: burstPace, ...burst } = result.burst;
   const { node_defaults: nodeDefaults, node_defaults_in_limit: inLimit, ...steady } = result.steady;
   assert.ok(burstJson !== undefined && burstProtobuf !== undefined, 'burst.json and burst.protobuf');
   assert.ok(result.relist !== undefined, 'relist');
   assert.ok(nodeDefaults !== undefined, 'steady.node_defaults');
   const expiry = result.expiry_relist;
   assert.ok(expiry !== undefined, 'expiry_relist');
-  const { content_type: jsonType, cpu_budget: jsonBudget, ...jsonSide } = burstJson;
-  const { content_type: protobufType, cpu_budget: protobufBudget, ...protobufSide } = burstProtobuf;
+  const { content_type: jsonType, cpu_budget: jsonBudget, machine_pace: jsonPace, ...jsonSide } = burstJson;
+  const { content_type: protobufType, cpu_budget: protobufBudget, machine_pace: protobufPace, ...protobufSide } = burstProtobuf;
   const { content_type: relistJsonType, ...relistJson } = result.relist.json;
   const { content_type: relistProtobufType, ...relistProtobuf } = result.relist.protobuf;
   const { node_options: nodeOptions, ...defaults } = nodeDefaults;
   assert.deepEqual([burstType, jsonType, protobufType, relistJsonType, relistProtobufType, nodeOptions], ['protobuf', 'json', 'protobuf', 'json', 'protobuf', '']);
   // The top-level burst is the protobuf side (the shipped default), for the consumers of old runs.
-  assert.deepEqual([burst, burstBudget], [protobufSide, protobufBudget]);
+  assert.deepEqual([burst, burstBudget, burstPace], [protobufSide, protobufBudget, protobufPace]);
+  // The machine's pace beside each side: a fixed piece of work, timed in rounds.
+  for (const [name, pace] of [['json', jsonPace], ['protobuf', protobufPace]] as const) {
+    assert.ok(pace !== undefined && pace.best_ms > 0 && pace.best_ms <= pace.median_ms && pace.median_ms <= pace.worst_ms, `burst.${name}.machine_pace: ${JSON.stringify(pace)}`);
+  }
   // Each side's CPU budget holds the controller's CPU as controller_cpu_s measures it (the same
   // /proc counters, 0.01 s ticks; a 20-pod burst may tick the API server not at all), within what
   // the cores could give over the window. The attribution itself: test/bench/decompose.test.ts.

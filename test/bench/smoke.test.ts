@@ -108,6 +108,7 @@ test('the benchmark runs end to end at tiny size and reports finite non-negative
   const report = markdownReport(result);
   assert.match(report, /Where the time goes/);
   assert.match(report, /## JSON vs protobuf/);
+  assert.match(report, /The machine's pace after each side .*: JSON [\d.]+ ms for 5000 \(rounds [\d.]+–[\d.]+\); protobuf [\d.]+ ms for 5000/);
   assert.match(report, /\| Node's defaults \| 20 \|/);
   assert.match(report, /## Relist after a watch expiry/);
   assert.match(report, /<svg /);

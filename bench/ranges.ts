@@ -96,16 +96,20 @@ export function contentTypeRanges(results: readonly BenchResult[]): string[] {
   const runs = results.filter((r) => r.burst.json !== undefined && r.burst.protobuf !== undefined);
   if (runs.length === 0) return [];
   const of = (f: (r: BenchResult) => number | undefined): string => span(runs.map((r) => f(r) ?? Number.NaN));
+  // Runs since 2026-12-07 hold the machine's pace beside each burst side: a column when any does.
+  const paced = runs.some((r) => r.burst.protobuf?.machine_pace !== undefined);
   const side = (type: 'json' | 'protobuf'): string => {
     const b = (r: BenchResult): NonNullable<BenchResult['burst']['json']> => r.burst[type]!;
     const l = (r: BenchResult): NonNullable<BenchResult['relist']>['json'] | undefined => r.relist?.[type];
-    return `| ${type} | ${of((r) => b(r).keys_per_s)} | ${of((r) => b(r).intake_floor_keys_per_s)} | ${of((r) => b(r).ratio_to_intake_floor)} | ${of((r) => b(r).controller_cpu_s)} | ${of((r) => b(r).replay_mb)} | ${of((r) => l(r)?.seconds)} | ${of((r) => l(r)?.cpu_s)} | ${of((r) => l(r)?.peak_rss_mb)} (${of((r) => l(r)?.baseline_rss_mb)}) |`;
+    // Over the runs that measured it (a run from before has none).
+    const pace = paced ? ` ${span(runs.flatMap((r) => b(r).machine_pace?.median_ms ?? []))} |` : '';
+    return `| ${type} | ${of((r) => b(r).keys_per_s)} | ${of((r) => b(r).intake_floor_keys_per_s)} | ${of((r) => b(r).ratio_to_intake_floor)} | ${of((r) => b(r).controller_cpu_s)} | ${of((r) => b(r).replay_mb)} | ${of((r) => l(r)?.seconds)} | ${of((r) => l(r)?.cpu_s)} | ${of((r) => l(r)?.peak_rss_mb)} (${of((r) => l(r)?.baseline_rss_mb)}) |${pace}`;
   };
   const steady = (label: string, f: (r: BenchResult) => BenchResult['steady'] | undefined): string =>
     `| ${label} | ${of((r) => f(r)?.registered_keys)} | ${of((r) => f(r)?.cpu_percent)} | ${of((r) => f(r)?.rss_mb)} | ${of((r) => f(r)?.heap_used_mb)} | ${of((r) => f(r)?.etcd_requests_per_s)} |`;
   return [
-    `| content type, ranges over ${runs.length} runs | burst keys/s | intake floor events/s | keys/s ÷ floor | controller CPU s | wire MB | relist of ${of((r) => r.relist?.protobuf.items)} pods: s | relist CPU s | relist peak RSS MB (baseline) |`,
-    '|---|---|---|---|---|---|---|---|---|',
+    `| content type, ranges over ${runs.length} runs | burst keys/s | intake floor events/s | keys/s ÷ floor | controller CPU s | wire MB | relist of ${of((r) => r.relist?.protobuf.items)} pods: s | relist CPU s | relist peak RSS MB (baseline) |${paced ? ' machine pace ms |' : ''}`,
+    `|---|---|---|---|---|---|---|---|---|${paced ? '---|' : ''}`,
     side('json'),
     side('protobuf'),
     '',

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { BenchResult } from '../../bench/bench.ts';
 import { STAGES, type Decomposition } from '../../bench/decompose.ts';
-import { latencyRanges, span } from '../../bench/ranges.ts';
+import { contentTypeRanges, latencyRanges, span } from '../../bench/ranges.ts';
 
 test('a range is min-max, a single value when all runs agree, "to" across zero', () => {
   assert.equal(span([3, 1.25, 2]), '1.25-3');
@@ -47,4 +47,30 @@ test('the latency table spans the runs and counts the runs that met each target'
 
 test('a run without a latency run at the asked rate is an error naming it', () => {
   assert.throws(() => latencyRanges([result(9, true, 50)], 200), /run with p99 9 has no latency run at 200\/s/);
+});
+
+function intakeRun(pace: number | undefined): BenchResult {
+  const side = (keys: number) => ({
+    keys_per_s: keys, intake_floor_keys_per_s: keys * 2, ratio_to_intake_floor: 0.5, controller_cpu_s: 1, replay_mb: 14.3,
+    ...(pace === undefined ? {} : { machine_pace: { events: 5000, median_ms: pace, best_ms: pace - 50, worst_ms: pace + 90 } }),
+  });
+  const relist = { items: 10000, seconds: 0.5, cpu_s: 0.5, peak_rss_mb: 240, baseline_rss_mb: 155 };
+  const steady = { registered_keys: 10000, cpu_percent: 0.2, rss_mb: 125, heap_used_mb: 36, etcd_requests_per_s: 0.05 };
+  return {
+    burst: { json: side(3000), protobuf: side(5000) },
+    relist: { json: relist, protobuf: relist },
+    steady: { ...steady, node_defaults: steady },
+  } as unknown as BenchResult;
+}
+
+test("the issue-15 table has the machine's pace as a column once a run measured it, over those runs", () => {
+  const [header, rule, json, protobuf] = contentTypeRanges([intakeRun(undefined), intakeRun(198.4), intakeRun(245.3)]);
+  assert.match(header ?? '', /\| relist peak RSS MB \(baseline\) \| machine pace ms \|$/);
+  assert.equal(rule, '|---|---|---|---|---|---|---|---|---|---|');
+  assert.match(json ?? '', /^\| json \| 3000 \|.*\| 198-245 \|$/);
+  assert.match(protobuf ?? '', /^\| protobuf \| 5000 \|.*\| 198-245 \|$/);
+  // Runs from before the pace keep the published table's shape.
+  const [oldHeader, oldRule] = contentTypeRanges([intakeRun(undefined)]);
+  assert.doesNotMatch(oldHeader ?? '', /machine pace/);
+  assert.equal(oldRule, '|---|---|---|---|---|---|---|---|---|');
 });

@@ -6,7 +6,6 @@
 // Methods: kube-http (src/source/kube-http.ts asking for JSON, as --kube-content-type json),
 // kube-http-protobuf (the same transport asking for protobuf, decoding only what the mapping
 // reads, as --kube-content-type protobuf) and client-node (its Watch and CoreV1Api).
-import { spawn } from 'node:child_process';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { CoreV1Api, Watch, type V1Pod } from '@kubernetes/client-node';
 import { sharedConnectionKubeConfig } from '../src/source/kube-access-client-node.ts';
@@ -14,6 +13,7 @@ import { kubeAccessFromFile } from '../src/source/kube-access-resolve.ts';
 import { listPage, protobufDecoderOf, watchStream, type KubeContentType } from '../src/source/kube-http.ts';
 import { toSlimPod } from '../src/source/slim.ts';
 import type { SlimPod } from '../src/types.ts';
+import { runJsonChild } from './json-child.ts';
 
 export type IntakeMethod = 'kube-http' | 'kube-http-protobuf' | 'client-node';
 
@@ -139,13 +139,7 @@ async function child(req: ChildRequest): Promise<ChildResult> {
 
 /** Runs one measurement in a fresh Node process (with --expose-gc and `nodeFlags`). */
 export function runChild(req: ChildRequest, nodeFlags: readonly string[] = []): Promise<ChildResult> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, ['--expose-gc', ...nodeFlags, import.meta.filename, 'child', JSON.stringify(req)], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    proc.on('error', reject);
-    proc.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as ChildResult) : reject(new Error(`child ${req.mode} ${req.method} exited ${String(code)}`))));
-  });
+  return runJsonChild<ChildResult>(import.meta.filename, ['child', JSON.stringify(req)], `child ${req.mode} ${req.method}`, nodeFlags);
 }
 
 if (process.argv[1] === import.meta.filename && process.argv[2] === 'child') {

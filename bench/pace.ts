@@ -10,13 +10,13 @@
 // nothing random: the same instructions on every machine, so only the machine's speed changes
 // the time. A warm-up round, then fifteen, each from a collected heap; the median round is the
 // figure, the best and the worst are given beside it.
-import { spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import type { V1Pod } from '@kubernetes/client-node';
 import { defaultMappingConfig, mapPod } from '../src/mapping/index.ts';
 import { toSlimPod } from '../src/source/slim.ts';
 import type { SlimPod } from '../src/types.ts';
 import { podBody, withReadyStatus } from './bench.ts';
+import { runJsonChild } from './json-child.ts';
 
 export const PACE_EVENTS = 5_000;
 const PACE_ROUNDS = 15;
@@ -60,7 +60,7 @@ export function paceEventText(i: number): string {
 }
 
 /** One round: every event parsed, slimmed, mapped; returns the registrations made (a check that the work was done). */
-function round(texts: readonly string[], cache: Map<string, SlimPod>): number {
+function oneRound(texts: readonly string[], cache: Map<string, SlimPod>): number {
   let registrations = 0;
   for (const text of texts) {
     const event = JSON.parse(text) as { object: V1Pod };
@@ -78,13 +78,13 @@ export function measurePace(events = PACE_EVENTS, rounds = PACE_ROUNDS): Machine
   const texts = Array.from({ length: events }, (_, i) => paceEventText(i));
   const times: number[] = [];
   const collect = (globalThis as { gc?: () => void }).gc;
-  round(texts, new Map()); // warm-up: the JIT's first tiers are not the machine's pace
+  oneRound(texts, new Map()); // warm-up: the JIT's first tiers are not the machine's pace
   for (let r = 0; r < rounds; r++) {
     // Each round from a collected heap: the last round's garbage is not this one's cost.
     collect?.();
     const cache = new Map<string, SlimPod>();
     const t0 = performance.now();
-    const made = round(texts, cache);
+    const made = oneRound(texts, cache);
     times.push(performance.now() - t0);
     if (made !== events) throw new Error(`pace: ${made} registrations from ${events} Ready pods`);
   }
@@ -95,13 +95,7 @@ export function measurePace(events = PACE_EVENTS, rounds = PACE_ROUNDS): Machine
 
 /** The machine's pace, measured in a fresh Node process (its own heap and JIT, the same each time). */
 export function machinePace(): Promise<MachinePace> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, ['--expose-gc', import.meta.filename, 'child'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    proc.on('error', reject);
-    proc.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as MachinePace) : reject(new Error(`machine pace child exited ${String(code)}`))));
-  });
+  return runJsonChild<MachinePace>(import.meta.filename, ['child'], 'machine pace child');
 }
 
 if (process.argv[1] === import.meta.filename && process.argv[2] === 'child') {
